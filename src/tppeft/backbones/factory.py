@@ -1,0 +1,155 @@
+"""Build a backbone from a timm model name plus a local checkpoint (safetensors + metadata JSON).
+
+Checkpoint layout (that of the bundled ``b0``): ``<stem>_encoder.safetensors`` with timm
+``VisionTransformer`` keys, ``<stem>_meta.json`` (``arch_kwargs`` passed to ``timm.create_model``,
+optional ``mean``/``std``, optional ``decoder`` description) and optionally ``<stem>_decoder.safetensors``
+holding an MAE decoder. A file not named ``*_encoder.safetensors`` looks for ``meta.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file
+from timm.layers import resample_abs_pos_embed
+from timm.models.vision_transformer import VisionTransformer
+
+from tppeft.bundled import resolve
+from tppeft.config import BackboneConfig
+
+# The convention of checkpoints made by MAE on [0, 1] images (b0's): (x - 0.5) / 0.5.
+DEFAULT_LOCAL_MEAN = (0.5, 0.5, 0.5)
+DEFAULT_LOCAL_STD = (0.5, 0.5, 0.5)
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be built; the message says why and what to use instead."""
+
+
+@dataclass
+class Backbone:
+    """A frozen ViT plus what callers need to feed it and to pre-train on top of it."""
+
+    model: VisionTransformer
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    image_size: int
+    patch_size: int
+    identity: dict
+    decoder_state: dict[str, torch.Tensor] | None = None
+    decoder_meta: dict = field(default_factory=dict)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.embed_dim
+
+    def fresh_model(self) -> VisionTransformer:
+        """An independent copy of the frozen backbone, for one run."""
+        return copy.deepcopy(self.model)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def frozen_state_digest(model: torch.nn.Module, exclude: set[str] = frozenset()) -> str:
+    """SHA-256 over every parameter and buffer not in ``exclude``: equal digests = bit-identical weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        if name in exclude:
+            continue
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _meta_for(ckpt: Path) -> tuple[dict, Path | None]:
+    stem = ckpt.name.removesuffix(".safetensors")
+    if stem.endswith("_encoder"):
+        prefix = stem.removesuffix("_encoder")
+        meta_path, dec_path = ckpt.with_name(f"{prefix}_meta.json"), ckpt.with_name(f"{prefix}_decoder.safetensors")
+    else:
+        meta_path, dec_path = ckpt.with_name("meta.json"), ckpt.with_name("decoder.safetensors")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return meta, dec_path if dec_path.is_file() else None
+
+
+def _create(name: str, pretrained: bool, **kwargs) -> torch.nn.Module:
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
+        raise BackboneError(f"backbone.name '{name}' is not a timm model; similar names: {close}")
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    except Exception as e:  # hub download errors come in many types
+        if not pretrained:
+            raise BackboneError(f"cannot build timm model '{name}' with {kwargs}: {e}") from None
+        raise BackboneError(
+            f"cannot load timm's pretrained weights for '{name}' ({type(e).__name__}: {e}). Offline? Use a local "
+            "checkpoint instead: --set backbone.pretrained=false --set backbone.checkpoint=PATH/TO/encoder.safetensors "
+            "(or the bundled reference, backbone.checkpoint=bundled:b0)"
+        ) from None
+
+
+def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbone:
+    """Build the frozen backbone that ``cfg`` names, optionally at another input size."""
+    meta: dict = {}
+    decoder_state = None
+    if cfg.checkpoint:
+        ckpt = resolve(cfg.checkpoint)
+        if not ckpt.is_file():
+            raise BackboneError(f"backbone.checkpoint '{ckpt}' does not exist")
+        meta, dec_path = _meta_for(ckpt)
+        arch = dict(meta.get("arch_kwargs", {}))
+        native = arch.get("img_size")
+        if image_size is not None:
+            arch["img_size"] = image_size
+        model = _create(cfg.name, False, **arch)
+        try:
+            state = {k: v.float() for k, v in load_file(ckpt).items()}
+        except Exception as e:
+            raise BackboneError(f"{ckpt}: cannot read safetensors ({e})") from None
+        pos = state.get("pos_embed")
+        if pos is not None and pos.shape != model.pos_embed.shape:
+            grid = model.patch_embed.grid_size
+            state["pos_embed"] = resample_abs_pos_embed(
+                pos, new_size=list(grid), num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BackboneError(f"{ckpt} does not fit timm '{cfg.name}' with {arch}: missing {missing[:5]}, "
+                                f"unexpected {unexpected[:5]}")
+        if dec_path is not None and (image_size is None or image_size == native):
+            decoder_state = {k: v.float() for k, v in load_file(dec_path).items()}
+        mean = tuple(meta.get("mean", DEFAULT_LOCAL_MEAN))
+        std = tuple(meta.get("std", DEFAULT_LOCAL_STD))
+        identity = {"name": cfg.name, "checkpoint": cfg.checkpoint, "sha256": _file_sha256(ckpt),
+                    "arch_kwargs": arch}
+    else:
+        kwargs = {"img_size": image_size} if image_size is not None else {}
+        model = _create(cfg.name, cfg.pretrained, **kwargs)
+        pcfg = getattr(model, "pretrained_cfg", {}) or {}
+        mean, std = tuple(pcfg.get("mean", (0.5,) * 3)), tuple(pcfg.get("std", (0.5,) * 3))
+        identity = {"name": cfg.name, "pretrained": cfg.pretrained, "arch_kwargs": kwargs}
+    if not isinstance(model, VisionTransformer) or model.cls_token is None or model.pos_embed is None:
+        raise BackboneError(f"'{cfg.name}' is not a timm VisionTransformer with a class token and absolute "
+                            "position embedding, which this version supports")
+    if cfg.mean is not None:
+        mean = cfg.mean
+    if cfg.std is not None:
+        std = cfg.std
+    model.requires_grad_(False)
+    model.eval()
+    return Backbone(
+        model=model, mean=mean, std=std, image_size=model.patch_embed.img_size[0],
+        patch_size=model.patch_embed.patch_size[0], identity=identity,
+        decoder_state=decoder_state, decoder_meta=meta.get("decoder", {}) if decoder_state else {},
+    )

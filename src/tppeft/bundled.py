@@ -1,0 +1,29 @@
+"""Files shipped inside the package: the default dataset, the reference backbone and the recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PREFIX = "bundled:"
+_ROOT = Path(__file__).resolve().parent
+
+BUNDLED_FILES = {
+    "breastmnist": _ROOT / "assets" / "data" / "breastmnist.npz",
+    "b0": _ROOT / "assets" / "b0" / "b0_encoder.safetensors",
+}
+CONFIG_DIR = _ROOT / "configs"
+
+
+def resolve(spec: str) -> Path:
+    """Turn ``bundled:NAME`` into the shipped file's path; any other text is a filesystem path."""
+    if spec.startswith(PREFIX):
+        name = spec[len(PREFIX):]
+        if name not in BUNDLED_FILES:
+            raise FileNotFoundError(f"'{spec}': no bundled file of that name; bundled: {sorted(BUNDLED_FILES)}")
+        return BUNDLED_FILES[name]
+    return Path(spec).expanduser()
+
+
+def bundled_configs() -> dict[str, Path]:
+    """Bundled YAML recipes by name (file stem)."""
+    return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}

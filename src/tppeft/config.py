@@ -1,0 +1,220 @@
+"""Typed experiment configuration: one YAML file per experiment plus ``--set key=value`` overrides.
+
+Every field carries a ``description``: it is the documentation (``tppeft config --docs`` prints it).
+Unknown keys and wrong types are errors, raised as :class:`ConfigError` with the offending key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and what was expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    path: str = Field(
+        "bundled:breastmnist",
+        description="MedMNIST-format .npz (train_/val_/test_ images and labels), or `bundled:breastmnist`.",
+    )
+    image_size: int | None = Field(
+        None, gt=0, description="Input side in pixels; null = the backbone's own input size."
+    )
+    augment: bool = Field(True, description="Random resized crop and flips on training batches.")
+    crop_scale: tuple[float, float] = Field(
+        (0.6, 1.0), description="Area range of the random resized crop, as fractions of the image."
+    )
+    hflip: bool = Field(True, description="Random horizontal flip during training.")
+    vflip: bool = Field(False, description="Random vertical flip during training.")
+    limit: int | None = Field(
+        None, gt=0, description="Use only the first N images of each split (quick checks); null = all."
+    )
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError("needs 0 < min <= max <= 1")
+        return v
+
+
+class BackboneConfig(_Section):
+    name: str = Field("vit_tiny_patch16_224", description="timm model name of a VisionTransformer.")
+    checkpoint: str | None = Field(
+        "bundled:b0",
+        description="Local encoder weights (.safetensors, with `<stem>_meta.json` or `meta.json` beside it), "
+        "or `bundled:b0`; null = timm's pretrained weights if `pretrained`, else random init.",
+    )
+    pretrained: bool = Field(
+        False, description="Load timm's pretrained weights (needs internet or a local hub cache)."
+    )
+    mean: tuple[float, float, float] | None = Field(
+        None, description="Input normalisation mean; null = from checkpoint metadata or timm's config."
+    )
+    std: tuple[float, float, float] | None = Field(
+        None, description="Input normalisation std; null = from checkpoint metadata or timm's config."
+    )
+
+
+class PeftConfig(_Section):
+    method: str = Field("lora", description="Target-parameter method (see `tppeft list`).")
+    r: int = Field(8, gt=0, description="LoRA rank.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    targets: list[Literal["qkv", "proj", "fc1", "fc2"]] = Field(
+        ["qkv", "proj", "fc1", "fc2"],
+        description="Linears of every transformer block that receive target parameters.",
+    )
+
+
+class PretextConfig(_Section):
+    method: str = Field("mae", description="Pretext task of the TPP stage (see `tppeft list`).")
+    epochs: int = Field(20, ge=0, description="Epochs of the TPP stage over the training images.")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(64, gt=0, description="Images per step.")
+    warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
+    mask_ratio: float = Field(0.75, gt=0, lt=1, description="Fraction of patches hidden from the encoder.")
+    norm_pix_loss: bool = Field(True, description="Reconstruct per-patch normalised pixels.")
+    decoder: Literal["auto", "pretrained", "fresh"] = Field(
+        "auto",
+        description="`pretrained` = the checkpoint's MAE decoder, `fresh` = a new small decoder, "
+        "`auto` = pretrained when the checkpoint has one.",
+    )
+    train_decoder: bool | None = Field(
+        None, description="Train the decoder with the target parameters; null = only a fresh decoder."
+    )
+    decoder_dim: int = Field(128, gt=0, description="Width of a fresh decoder.")
+    decoder_depth: int = Field(2, gt=0, description="Transformer blocks of a fresh decoder.")
+
+
+class FinetuneConfig(_Section):
+    epochs: int = Field(10, gt=0, description="Fine-tuning epochs (identical for every arm).")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate of target parameters and head.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(32, gt=0, description="Images per step.")
+    warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    select_metric: Literal["auc", "acc", "loss"] = Field(
+        "auc", description="Validation metric that picks the epoch whose weights are tested."
+    )
+
+
+ARMS = ("baseline", "tpp")
+
+
+class Config(_Section):
+    seeds: int = Field(3, gt=0, description="Number of seeds (0..seeds-1); every arm runs every seed.")
+    arms: list[str] = Field(list(ARMS), min_length=1, description="Arms of the comparison, in run order.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` = cuda when available.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch; null = all cores.")
+    eval_batch_size: int = Field(256, gt=0, description="Images per evaluation batch.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    peft: PeftConfig = Field(default_factory=PeftConfig)
+    pretext: PretextConfig = Field(default_factory=PretextConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+
+    @field_validator("arms")
+    @classmethod
+    def _check_arms(cls, v: list[str]) -> list[str]:
+        unknown = [a for a in v if a not in ARMS]
+        if unknown:
+            raise ValueError(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("arms must not repeat")
+        return v
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}'")
+        else:
+            lines.append(f"{source}: '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into (["a", "b"], value), the value read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}': expected KEY=VALUE, e.g. --set finetune.epochs=5")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set '{text}': value is not valid YAML ({e})") from None
+    return key.strip().split("."), value
+
+
+def apply_override(tree: dict, keys: list[str], value: Any) -> None:
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {'.'.join(keys)}: '{k}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML file (or the defaults when ``path`` is None), apply overrides, validate."""
+    tree: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    for text in overrides:
+        apply_override(tree, *parse_override(text))
+        source = f"{source} + --set"
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def iter_fields(model: type[BaseModel] = Config, prefix: str = ""):
+    """Yield (dotted key, type text, default, description) for every leaf key."""
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from iter_fields(ann, f"{prefix}{name}.")
+            continue
+        default = field.get_default(call_default_factory=True)
+        type_text = str(ann).replace("typing.", "")
+        if isinstance(ann, type):
+            type_text = ann.__name__
+        yield f"{prefix}{name}", type_text, default, field.description or ""
+
+
+def docs_markdown() -> str:
+    """The config reference as a Markdown table."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, type_text, default, desc in iter_fields():
+        rows.append(f"| `{key}` | `{type_text}` | `{yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}` | {desc} |")
+    return "\n".join(rows)

@@ -1,0 +1,67 @@
+"""Batched tensor transforms: they run on whatever device holds the batch, with no per-image Python."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """Bilinear (antialiased) resize of (N, C, H, W) images to ``size`` x ``size``."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = [F.interpolate(images[i:i + chunk], size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True) for i in range(0, len(images), chunk)]
+    return torch.cat(out).clamp_(0, 1)
+
+
+def to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Replicate grey images to 3 channels and normalise as ``(x - mean) / std``."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def augment_batch(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.6, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    hflip: bool = True,
+    vflip: bool = False,
+) -> torch.Tensor:
+    """Random resized crop (one affine grid per image) and flips, for a whole batch at once.
+
+    Written with ``affine_grid``/``grid_sample`` rather than torchvision's per-image transforms so that a
+    batch is augmented in one call on its own device.
+    """
+    n = images.shape[0]
+    dev = images.device
+    u = torch.rand(n, 4, generator=generator, device=generator.device).to(dev)
+    area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+    log_r = torch.log(torch.tensor(ratio, device=dev))
+    aspect = torch.exp(log_r[0] + (log_r[1] - log_r[0]) * u[:, 1])
+    w = torch.sqrt(area * aspect).clamp(max=1.0)  # crop size as a fraction of the side
+    h = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = (1 - w) * (2 * u[:, 2] - 1)  # centre so the crop stays inside the image
+    cy = (1 - h) * (2 * u[:, 3] - 1)
+    flips = torch.rand(n, 2, generator=generator, device=generator.device).to(dev)
+    sx = torch.where((flips[:, 0] < 0.5) & hflip, -w, w)
+    sy = torch.where((flips[:, 1] < 0.5) & vflip, -h, h)
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 2] = sx, cx
+    theta[:, 1, 1], theta[:, 1, 2] = sy, cy
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def iterate_batches(
+    n: int, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
+) -> Iterator[torch.Tensor]:
+    """Index batches over ``n`` items: shuffled with ``generator``, in order without one."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for i in range(0, stop, batch_size):
+        yield order[i:i + batch_size]

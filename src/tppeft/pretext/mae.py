@@ -1,0 +1,77 @@
+"""MAE-style masked-image reconstruction (He et al., "Masked Autoencoders Are Scalable Vision Learners",
+CVPR 2022): the encoder sees only the visible patches, a light decoder predicts the hidden ones."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tppeft.backbones import Backbone
+from tppeft.config import PretextConfig
+from tppeft.pretext.base import PretextTask, register_pretext
+from tppeft.pretext.heads import MAEDecoder
+from tppeft.pretext.masking import patchify, random_keep_indices
+
+
+def encode_visible(vit: nn.Module, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Run a timm ViT on the patches ``keep`` (B, K) only; returns (B, prefix + K, D) after the final norm."""
+    x = vit.patch_embed(images)
+    prefix = vit.num_prefix_tokens
+    pos = vit.pos_embed
+    x = x + (pos if vit.no_embed_class else pos[:, prefix:])
+    x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    tokens = [vit.cls_token.expand(x.shape[0], -1, -1)]
+    if vit.reg_token is not None:
+        tokens.append(vit.reg_token.expand(x.shape[0], -1, -1))
+    head = torch.cat(tokens, dim=1)
+    if not vit.no_embed_class:
+        head = head + pos[:, :prefix]
+    x = torch.cat([head, x], dim=1)
+    x = vit.norm_pre(vit.pos_drop(x))
+    x = vit.blocks(x)
+    return vit.norm(x)
+
+
+@register_pretext
+class MaskedReconstruction(PretextTask):
+    name = "mae"
+    description = "MAE masked-image reconstruction: encoder on visible patches, decoder predicts the rest"
+
+    def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
+        super().__init__(backbone, vit, cfg)
+        self.vit = vit
+        self.patch = backbone.patch_size
+        num_patches = vit.patch_embed.num_patches
+        patch_dim = 3 * self.patch ** 2
+        use_pretrained = cfg.decoder == "pretrained" or (cfg.decoder == "auto" and backbone.decoder_state)
+        if use_pretrained:
+            if not backbone.decoder_state:
+                raise ValueError("pretext.decoder=pretrained but the backbone checkpoint has no MAE decoder "
+                                 "(at this input size); use pretext.decoder=fresh")
+            meta = backbone.decoder_meta
+            self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, meta.get("dim", 128),
+                                      meta.get("depth", 4), meta.get("heads", 4))
+            self.decoder.load_state_dict(backbone.decoder_state)
+        else:
+            self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, cfg.decoder_dim, cfg.decoder_depth)
+        self.decoder_source = "pretrained" if use_pretrained else "fresh"
+        train_decoder = cfg.train_decoder if cfg.train_decoder is not None else not use_pretrained
+        self.decoder.requires_grad_(train_decoder)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.decoder.parameters() if p.requires_grad]
+
+    def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b = images.shape[0]
+        length = self.vit.patch_embed.num_patches
+        keep, ids_restore = random_keep_indices(b, length, self.cfg.mask_ratio, generator, images.device)
+        latent = encode_visible(self.vit, images, keep)
+        pred = self.decoder(latent, ids_restore, self.vit.num_prefix_tokens)
+        target = patchify(images, self.patch)
+        if self.cfg.norm_pix_loss:
+            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        per_patch = (pred - target).pow(2).mean(-1)
+        masked = torch.ones(b, length, device=images.device)
+        masked.scatter_(1, keep, 0.0)
+        return (per_patch * masked).sum() / masked.sum()
