@@ -93,6 +93,9 @@ class PretextConfig(_Section):
     train_decoder: bool | None = Field(
         None, description="Train the decoder with the target parameters; null = only a fresh decoder."
     )
+    decoder_lr_scale: float = Field(
+        0.1, gt=0, description="Learning-rate factor of a trained *pretrained* decoder (a fresh one uses 1)."
+    )
     decoder_dim: int = Field(128, gt=0, description="Width of a fresh decoder.")
     decoder_depth: int = Field(2, gt=0, description="Transformer blocks of a fresh decoder.")
 
@@ -209,12 +212,13 @@ def iter_fields(model: type[BaseModel] = Config, prefix: str = ""):
         type_text = str(ann).replace("typing.", "")
         if isinstance(ann, type):
             type_text = ann.__name__
-        yield f"{prefix}{name}", type_text, default, field.description or ""
+        yield f"{prefix}{name}", type_text.replace(" | ", " or "), default, field.description or ""
 
 
 def docs_markdown() -> str:
     """The config reference as a Markdown table."""
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, type_text, default, desc in iter_fields():
-        rows.append(f"| `{key}` | `{type_text}` | `{yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}` | {desc} |")
+        shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+        rows.append(f"| `{key}` | `{type_text}` | `{shown}` | {desc} |")
     return "\n".join(rows)

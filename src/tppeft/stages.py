@@ -18,7 +18,14 @@ from torch import nn
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
 from tppeft.config import Config
-from tppeft.data import ImageDataset, augment_batch, iterate_batches, load_medmnist, resize_images, to_model_input
+from tppeft.data import (
+    ImageDataset,
+    augment_batch,
+    iterate_batches,
+    load_medmnist,
+    resize_images,
+    to_model_input,
+)
 from tppeft.engine import resolve_device, set_threads, train
 from tppeft.engine.outputs import append_jsonl
 from tppeft.pretext import get_pretext
@@ -27,6 +34,8 @@ from tppeft.tasks import Classifier, classification_loss, classification_metrics
 from tppeft.tasks.classification import scores_from_logits
 
 # Offsets that give each source of randomness of a run its own stream, the same in every arm.
+# A TPP stage whose held-out pretext loss falls by less than this fraction is reported as not moving.
+MIN_PRETEXT_GAIN = 0.01
 _STREAMS = {"targets": 11, "pretext": 23, "head": 37, "finetune": 41, "pretext_eval": 53}
 
 
@@ -141,24 +150,26 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         return {}
 
     result = train(
-        run.target_params() + task.head_parameters(),
+        run.target_params() + task.head_param_groups(cfg.lr),
         lambda idx: task.loss(ctx.batch("train", idx, aug), aug),
         len(ctx.data["train"]), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} pretext",
     )
     loss_end = pretext_eval_loss(ctx, task, seed)
+    if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
+        ctx.log(f"{tag} WARNING: the TPP stage lowered the held-out pretext loss by less than "
+                f"{MIN_PRETEXT_GAIN:.0%} ({loss_start:.4f} -> {loss_end:.4f}): it has barely pre-trained anything")
     target_dir = out_dir / "target_params"
     run.method.save(run.handle, target_dir)
-    ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.4f} -> {loss_end:.4f} "
+    ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
             f"({result.seconds:.0f}s); target parameters in {target_dir}")
     summary = {"method": cfg.method, "decoder": getattr(task, "decoder_source", None),
                "loss_start": loss_start, "loss_end": loss_end,
                "train_loss_curve": [h["train_loss"] for h in result.history],
                "epochs": cfg.epochs, "steps": result.steps, "seconds": result.seconds}
     append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
-    del task
-    return summary
+    return summary  # the pretext head goes out of scope here; only the target parameters remain
 
 
 @torch.no_grad()

@@ -123,7 +123,10 @@ def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbo
             grid = model.patch_embed.grid_size
             state["pos_embed"] = resample_abs_pos_embed(
                 pos, new_size=list(grid), num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # tensor shapes differ
+            raise BackboneError(f"{ckpt} does not fit timm '{cfg.name}' with {arch}: {str(e)[:300]}") from None
         if missing or unexpected:
             raise BackboneError(f"{ckpt} does not fit timm '{cfg.name}' with {arch}: missing {missing[:5]}, "
                                 f"unexpected {unexpected[:5]}")

@@ -38,7 +38,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def train(
-    params: list[torch.nn.Parameter],
+    params: list[torch.nn.Parameter | dict],
     step_loss: Callable[[torch.Tensor], torch.Tensor],
     num_items: int,
     *,
@@ -54,13 +54,19 @@ def train(
 ) -> TrainResult:
     """AdamW with warm-up + cosine over ``epochs`` passes of shuffled index batches.
 
+    ``params`` holds parameters (trained at ``lr``) and/or optimizer group dicts with their own ``lr``.
     ``step_loss(indices)`` computes the loss of one batch; the loop does the backward and the update.
     """
     result = TrainResult()
     if epochs == 0:
         return result
-    fused = all(p.is_cuda for p in params)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+    groups = [g for g in params if isinstance(g, dict)]
+    plain = [p for p in params if not isinstance(p, dict)]
+    if plain:
+        groups.insert(0, {"params": plain})
+    every = [p for g in groups for p in g["params"]]
+    fused = all(p.is_cuda for p in every)
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=fused or None)
     drop_last = num_items > batch_size
     steps_per_epoch = max(1, num_items // batch_size if drop_last else math.ceil(num_items / batch_size))
     total = epochs * steps_per_epoch
@@ -68,7 +74,7 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        loss_sum = torch.zeros((), device=params[0].device)
+        loss_sum = torch.zeros((), device=every[0].device)
         n = 0
         for idx in iterate_batches(num_items, batch_size, generator, drop_last=drop_last):
             loss = step_loss(idx)

@@ -28,8 +28,8 @@ class PretextTask(nn.Module):
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def head_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the temporary head that train alongside the target parameters."""
+    def head_param_groups(self, lr: float) -> list[dict]:
+        """Optimizer groups of the temporary head that trains alongside the target parameters."""
         return []
 
 

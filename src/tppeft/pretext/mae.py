@@ -58,8 +58,12 @@ class MaskedReconstruction(PretextTask):
         train_decoder = cfg.train_decoder if cfg.train_decoder is not None else not use_pretrained
         self.decoder.requires_grad_(train_decoder)
 
-    def head_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.decoder.parameters() if p.requires_grad]
+    def head_param_groups(self, lr: float) -> list[dict]:
+        params = [p for p in self.decoder.parameters() if p.requires_grad]
+        if not params:
+            return []
+        scale = self.cfg.decoder_lr_scale if self.decoder_source == "pretrained" else 1.0
+        return [{"params": params, "lr": lr * scale}]
 
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b = images.shape[0]

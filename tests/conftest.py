@@ -1,0 +1,43 @@
+"""Shared fixtures: small real data from the bundled files, a built backbone, synthetic npz writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tppeft.backbones import build_backbone
+from tppeft.bundled import resolve
+from tppeft.config import BackboneConfig, load_config
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BREAST = resolve("bundled:breastmnist")
+
+
+@pytest.fixture(scope="session")
+def b0():
+    return build_backbone(BackboneConfig())
+
+
+def write_medmnist(path: Path, n=(12, 6, 6), size=28, rgb=False, classes=2, multilabel=0, seed=0) -> Path:
+    """A MedMNIST-format file with random pixels and labels covering every class in every split."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), n, strict=True):
+        shape = (count, size, size, 3) if rgb else (count, size, size)
+        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
+        if multilabel:
+            arrays[f"{split}_labels"] = rng.integers(0, 2, (count, multilabel), dtype=np.uint8)
+        else:
+            arrays[f"{split}_labels"] = (np.arange(count) % classes).astype(np.uint8)[:, None]
+    np.savez(path, **arrays)
+    return path
+
+
+def tiny_config(tmp_path: Path | None = None, **overrides):
+    """A config that runs the whole pipeline in seconds on the bundled data."""
+    sets = ["seeds=2", "data.limit=48", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=16",
+            "finetune.batch_size=16"]
+    sets += [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(None, sets), sets

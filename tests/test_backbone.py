@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from tppeft.backbones import BackboneError, build_backbone, frozen_state_digest
+from tppeft.config import BackboneConfig
+
+
+def test_b0_loads_with_metadata_and_decoder(b0):
+    assert (b0.image_size, b0.patch_size, b0.embed_dim) == (64, 8, 192)
+    assert b0.mean == (0.5, 0.5, 0.5) and b0.std == (0.5, 0.5, 0.5)
+    assert "dec_pos" in b0.decoder_state and b0.decoder_meta["dim"] == 128
+    assert not any(p.requires_grad for p in b0.model.parameters())
+    assert len(b0.identity["sha256"]) == 64
+
+
+def test_other_input_size_resamples_position_embedding():
+    b = build_backbone(BackboneConfig(), image_size=96)
+    assert b.image_size == 96 and b.model.pos_embed.shape == (1, 1 + 12 * 12, 192)
+    assert b.decoder_state is None  # its position table is tied to 64x64; a fresh decoder is used
+    assert b.model(torch.zeros(1, 3, 96, 96)).shape == (1, 192)
+
+
+def test_unknown_timm_name_is_clear():
+    with pytest.raises(BackboneError, match="not a timm model"):
+        build_backbone(BackboneConfig(name="vit_nonexistent_model_42"))
+
+
+def test_pretrained_offline_names_local_alternative(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneError, match="backbone.checkpoint"):
+        build_backbone(BackboneConfig(name="vit_tiny_patch16_224", checkpoint=None, pretrained=True),
+                       image_size=32)
+
+
+def test_random_init_and_missing_checkpoint(tmp_path):
+    b = build_backbone(BackboneConfig(checkpoint=None), image_size=32)
+    assert b.image_size == 32 and b.decoder_state is None
+    with pytest.raises(BackboneError, match="does not exist"):
+        build_backbone(BackboneConfig(checkpoint=str(tmp_path / "x.safetensors")))
+
+
+def test_checkpoint_that_does_not_fit_the_architecture(tmp_path, b0):
+    import shutil
+    # without its metadata, b0's encoder meets the default 224px / patch-16 model: shapes differ
+    shutil.copy(b0_path(), tmp_path / "weights.safetensors")
+    with pytest.raises(BackboneError, match="does not fit"):
+        build_backbone(BackboneConfig(checkpoint=str(tmp_path / "weights.safetensors")))
+
+
+def b0_path():
+    from tppeft.bundled import resolve
+    return resolve("bundled:b0")
+
+
+def test_digest_detects_any_change(b0):
+    m = b0.fresh_model()
+    d = frozen_state_digest(m)
+    assert frozen_state_digest(b0.fresh_model()) == d
+    with torch.no_grad():
+        m.blocks[3].mlp.fc1.weight[0, 0] += 1e-7
+    assert frozen_state_digest(m) != d

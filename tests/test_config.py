@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from tppeft.config import Config, ConfigError, docs_markdown, iter_fields, load_config, parse_override
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+REQUIRED_KEYS = ["data.path", "seeds", "arms", "peft.method", "peft.r", "pretext.method", "pretext.epochs",
+                 "finetune.epochs", "backbone.name", "backbone.checkpoint", "device"]
+
+
+def test_defaults_are_valid_and_have_required_keys():
+    cfg = load_config()
+    assert cfg.arms == ["baseline", "tpp"] and cfg.seeds == 3
+    keys = {k for k, *_ in iter_fields()}
+    assert set(REQUIRED_KEYS) <= keys
+
+
+def test_overrides_are_read_as_yaml():
+    cfg = load_config(None, ["arms=[tpp]", "finetune.lr=3e-4", "peft.targets=[qkv]", "data.limit=null"])
+    assert cfg.arms == ["tpp"] and cfg.finetune.lr == pytest.approx(3e-4) and cfg.peft.targets == ["qkv"]
+    assert parse_override("a.b.c=[1, 2]") == (["a", "b", "c"], [1, 2])
+
+
+def test_yaml_file_and_override_precedence(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("seeds: 5\nfinetune:\n  epochs: 7\n")
+    cfg = load_config(p, ["finetune.epochs=2"])
+    assert cfg.seeds == 5 and cfg.finetune.epochs == 2
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (["finetune.epochz=3"], "unknown key 'finetune.epochz'"),
+    (["bogus=1"], "unknown key 'bogus'"),
+    (["seeds=three"], "'seeds'"),
+    (["peft.r=0"], "'peft.r'"),
+    (["pretext.mask_ratio=1.5"], "'pretext.mask_ratio'"),
+    (["finetune.epochs=-1"], "'finetune.epochs'"),
+    (["arms=[baseline, magic]"], "unknown arm"),
+    (["device=tpu"], "'device'"),
+    (["seeds"], "expected KEY=VALUE"),
+])
+def test_bad_config_is_a_clear_error(sets, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace("[", r"\[")):
+        load_config(None, sets)
+
+
+def test_bad_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_every_key_is_documented_here_and_in_readme():
+    docs = docs_markdown()
+    readme = README.read_text()
+    for key, _, _, desc in iter_fields():
+        assert desc, f"{key} has no description"
+        assert f"`{key}`" in docs
+    block = readme.split("<!-- config-reference:start -->\n")[1].split("\n<!-- config-reference:end -->")[0]
+    assert block == docs, "README's config reference is stale: paste `tppeft config --docs` between its markers"
+
+
+def test_config_roundtrip_through_yaml(tmp_path):
+    from tppeft.config import config_to_yaml
+    cfg = load_config(None, ["seeds=4", "peft.targets=[qkv, fc2]"])
+    p = tmp_path / "r.yaml"
+    p.write_text(config_to_yaml(cfg))
+    assert load_config(p) == cfg
+    assert Config() == load_config()

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+from conftest import BREAST, write_medmnist
+
+from tppeft.data import augment_batch, iterate_batches, load_medmnist, resize_images, to_model_input
+from tppeft.data.medmnist import DataError
+
+
+def test_breastmnist_is_binary_with_official_sizes():
+    ds = load_medmnist(BREAST)
+    assert ds.task == "multiclass" and ds.num_classes == 2
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 546, "val": 78, "test": 156}
+    x = ds["train"].images
+    assert x.shape[1:] == (1, 28, 28) and x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
+    assert set(ds["test"].labels.tolist()) == {0, 1}
+
+
+def test_grey_multiclass_rgb_ordinal_and_multilabel(tmp_path):
+    multi = load_medmnist(write_medmnist(tmp_path / "m.npz", classes=5))
+    assert multi.task == "multiclass" and multi.num_classes == 5 and multi["train"].labels.ndim == 1
+    rgb = load_medmnist(write_medmnist(tmp_path / "rgb.npz", rgb=True, classes=3))
+    assert rgb["val"].images.shape[1] == 3 and rgb.num_classes == 3
+    # ordinal labels (e.g. RetinaMNIST grades) are classes, evaluated as MedMNIST does: multi-class
+    ordinal = load_medmnist(write_medmnist(tmp_path / "o.npz", classes=5, n=(10, 5, 5)))
+    assert ordinal.num_classes == 5
+    ml = load_medmnist(write_medmnist(tmp_path / "ml.npz", multilabel=4))
+    assert ml.task == "multilabel" and ml.num_classes == 4 and ml["test"].labels.shape[1] == 4
+
+
+def test_limit(tmp_path):
+    ds = load_medmnist(BREAST, limit=10)
+    assert all(len(s) == 10 for s in ds.splits.values())
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_medmnist(tmp_path / "nope.npz")
+    np.savez(tmp_path / "k.npz", train_images=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="missing key"):
+        load_medmnist(tmp_path / "k.npz")
+    arrays = dict(np.load(write_medmnist(tmp_path / "ok.npz")))
+    arrays["val_labels"] = arrays["val_labels"][:-1]
+    np.savez(tmp_path / "len.npz", **arrays)
+    with pytest.raises(DataError, match="val_images has 6 items but val_labels has 5"):
+        load_medmnist(tmp_path / "len.npz")
+    arrays = dict(np.load(write_medmnist(tmp_path / "ok.npz")))
+    arrays["train_labels"] = arrays["train_labels"].astype(np.float32)
+    np.savez(tmp_path / "dtype.npz", **arrays)
+    with pytest.raises(DataError, match="integer labels"):
+        load_medmnist(tmp_path / "dtype.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="cannot read"):
+        load_medmnist(tmp_path / "junk.npz")
+
+
+def test_resize_and_normalise():
+    x = torch.rand(5, 1, 28, 28)
+    y = resize_images(x, 64)
+    assert y.shape == (5, 1, 64, 64)
+    z = to_model_input(y, torch.tensor([0.5] * 3), torch.tensor([0.5] * 3))
+    assert z.shape == (5, 3, 64, 64)
+    assert torch.allclose(z[:, 0], z[:, 2]) and torch.allclose(z, y.expand(-1, 3, -1, -1) * 2 - 1)
+
+
+def test_augment_is_seeded_batched_and_changes_images():
+    x = torch.rand(8, 1, 64, 64)
+    a = augment_batch(x, torch.Generator().manual_seed(1))
+    b = augment_batch(x, torch.Generator().manual_seed(1))
+    c = augment_batch(x, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, x)
+    # full-scale crop with no flips is the identity
+    same = augment_batch(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=False)
+    assert torch.allclose(same, x, atol=1e-5)
+    flipped = augment_batch(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                            hflip=True)
+    per_image = [torch.allclose(flipped[i], x[i], atol=1e-5) or torch.allclose(flipped[i], x[i].flip(-1), atol=1e-5)
+                 for i in range(8)]
+    assert all(per_image)
+
+
+def test_iterate_batches():
+    assert [b.tolist() for b in iterate_batches(5, 2)] == [[0, 1], [2, 3], [4]]
+    batches = list(iterate_batches(10, 4, torch.Generator().manual_seed(0), drop_last=True))
+    assert len(batches) == 2 and len(set(torch.cat(batches).tolist())) == 8

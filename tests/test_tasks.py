@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from tppeft.tasks import Classifier, classification_loss, classification_metrics
+
+
+def test_binary_metrics_by_hand():
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([[0.9, 0.1], [0.4, 0.6], [0.65, 0.35], [0.2, 0.8]])
+    m = classification_metrics(labels, scores, "multiclass")
+    # positives score 0.35 and 0.8; negatives 0.1 and 0.6: 3 of 4 pairs ordered -> AUC 0.75
+    assert m["auc"] == pytest.approx(0.75)
+    # threshold 0.5 on the positive score: predictions 0,1,0,1 -> 2 of 4 right
+    assert m["acc"] == pytest.approx(0.5)
+
+
+def test_multiclass_auc_is_one_vs_rest_mean():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 50)
+    scores = rng.dirichlet(np.ones(3), 50)
+    m = classification_metrics(labels, scores, "multiclass")
+    expect = np.mean([roc_auc_score(labels == c, scores[:, c]) for c in range(3)])
+    assert m["auc"] == pytest.approx(expect) and m["acc"] == pytest.approx((scores.argmax(1) == labels).mean())
+
+
+def test_multilabel_and_degenerate_cases():
+    labels = np.array([[0, 1], [1, 1], [0, 1]])
+    scores = np.array([[0.2, 0.9], [0.7, 0.4], [0.6, 0.8]])
+    m = classification_metrics(labels, scores, "multilabel")
+    assert m["auc"] == pytest.approx(1.0)  # label 1 has one class only: left out
+    assert m["acc"] == pytest.approx(4 / 6)
+    assert np.isnan(classification_metrics(np.array([1, 1]), np.array([[0.3, 0.7]] * 2), "multiclass")["auc"])
+
+
+def test_classifier_and_losses(b0):
+    clf = Classifier(b0.fresh_model(), 3)
+    logits = clf(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 3)
+    assert classification_loss(logits, torch.tensor([0, 2]), "multiclass").ndim == 0
+    assert classification_loss(logits, torch.tensor([[0, 1, 1], [1, 0, 0]]), "multilabel").ndim == 0
