@@ -58,7 +58,8 @@ def _write_folder(root, sizes=(4, 2, 2), size=24, mask_suffix=""):
         (root / split / "images").mkdir(parents=True)
         (root / split / "masks").mkdir(parents=True)
         for i in range(count):
-            Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(root / split / "images" / f"c{i}.png")
+            pixels = rng.integers(0, 256, (size, size), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / split / "images" / f"c{i}.png")
             mask = np.zeros((size, size), np.uint8)
             mask[2:10, 3 + i:12 + i] = 255  # exported black/white
             Image.fromarray(mask).save(root / split / "masks" / f"c{i}{mask_suffix}.png")

@@ -83,7 +83,8 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     ctx = prepare_context(cfg, log)
     task = ctx.task
     meta = {"dataset": ctx.data.name, "task": task.name, "labels": ctx.data.task,
-            "num_classes": ctx.data.num_classes, "metric_note": task.metric_note(), "split_sizes": {k: len(v) for k, v in ctx.data.splits.items()},
+            "num_classes": ctx.data.num_classes, "metric_note": task.metric_note(),
+            "split_sizes": {k: len(v) for k, v in ctx.data.splits.items()},
             "backbone": ctx.backbone.identity, "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
             "finetune": {**cfg.finetune.model_dump(), "select_metric": task.select_metric()},
             "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,

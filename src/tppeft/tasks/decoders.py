@@ -79,6 +79,6 @@ class ViTSegmenter(nn.Module):
         self.head = UNETRHead(vit.embed_dim, patch, num_classes, channels)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.vit.forward_intermediates(images, indices=self.feature_blocks, output_fmt="NCHW", stop_early=True,
-                                                  intermediates_only=True)
+        features = self.vit.forward_intermediates(images, indices=self.feature_blocks, output_fmt="NCHW",
+                                                  stop_early=True, intermediates_only=True)
         return self.head(images, features)
