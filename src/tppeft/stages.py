@@ -240,3 +240,8 @@ def timed(fn: Callable[[], dict]) -> tuple[dict, float]:
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+def evaluate(ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
+    """Metrics (and loss) of ``split`` by the experiment's task."""
+    return ctx.task.evaluate(ctx, model, split)
