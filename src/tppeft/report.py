@@ -92,6 +92,8 @@ def render(summary: dict) -> str:
         arms_table(summary),
         "",
     ]
+    if summary.get("metric_note"):
+        lines += [summary["metric_note"], ""]
     if summary.get("paired"):
         lines += [
             f"## Paired differences (primary metric: {primary.upper()})",
@@ -105,6 +107,10 @@ def render(summary: dict) -> str:
     lines += ["## Per seed", "", seeds_table(summary), "",
               "Pretext losses are measured on the validation images with fixed masks, before and after the "
               "TPP stage. Every run checked that the backbone's own weights were bit-identical at its end.", ""]
+    for fig in summary.get("figures") or []:
+        lines += ["## Examples", "",
+                  "Test images (seed 0 of each arm): ground truth filled; predictions filled with the ground "
+                  "truth outlined in green.", "", f"![examples]({fig})", ""]
     return "\n".join(lines)
 
 
