@@ -68,15 +68,91 @@ class BackboneConfig(_Section):
     )
 
 
+BLOCK_LINEARS = ("qkv", "proj", "fc1", "fc2")
+# Readable presets for `peft.targets`: the linears of every transformer block they stand for.
+TARGET_PRESETS = {"attention": ["qkv", "proj"], "mlp": ["fc1", "fc2"], "all": list(BLOCK_LINEARS)}
+BlockLinear = Literal["qkv", "proj", "fc1", "fc2"]
+
+
+class LokrOptions(_Section):
+    """Options of LoKr (peft ``LoKrConfig``) beyond the shared rank and alpha."""
+
+    decompose_both: bool = Field(
+        False, description="Also factor the left Kronecker factor into a low-rank product (peft `decompose_both`)."
+    )
+    decompose_factor: int = Field(
+        -1, description="Kronecker factor size; -1 = the factorisation closest to a square (peft `decompose_factor`)."
+    )
+
+
+class Ia3Options(_Section):
+    """Options of (IA)³ (peft ``IA3Config``)."""
+
+    feedforward: list[BlockLinear] = Field(
+        ["fc2"], description="Targeted linears treated as feed-forward: (IA)³ scales their *input* (the MLP "
+        "activation), the others' output."
+    )
+
+
+class AdapterOptions(_Section):
+    """Options of the sequential bottleneck adapter (Houlsby/Pfeiffer style, after the MLP)."""
+
+    dim: int = Field(16, gt=0, description="Bottleneck width of the adapter (down 192 -> dim -> up 192 on b0).")
+
+
+class AdaptFormerOptions(_Section):
+    """Options of AdaptFormer, the parallel adapter beside the MLP."""
+
+    dim: int = Field(16, gt=0, description="Bottleneck width of the parallel adapter.")
+    scale: float = Field(0.1, gt=0, description="Fixed factor on the adapter branch (AdaptFormer's s).")
+
+
+class VptOptions(_Section):
+    """Options of visual prompt tuning (`vpt_shallow`, `vpt_deep`)."""
+
+    tokens: int = Field(10, gt=0, description="Learnable prompt tokens inserted after the class token.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the prompt tokens during training.")
+
+
+class SsfOptions(_Section):
+    """Options of SSF (per-channel scale and shift)."""
+
+    norms: bool = Field(
+        True, description="Also scale and shift after every LayerNorm (besides the linears in `peft.targets`)."
+    )
+
+
 class PeftConfig(_Section):
     method: str = Field("lora", description="Target-parameter method (see `tppeft list`).")
-    r: int = Field(8, gt=0, description="LoRA rank.")
-    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
-    targets: list[Literal["qkv", "proj", "fc1", "fc2"]] = Field(
-        ["qkv", "proj", "fc1", "fc2"],
-        description="Linears of every transformer block that receive target parameters.",
+    r: int = Field(8, gt=0, description="Rank of LoRA, LoHa and LoKr.")
+    alpha: float = Field(16.0, gt=0, description="Scaling numerator of LoRA, LoHa and LoKr (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input (LoHa/LoKr: rank dropout).")
+    targets: list[BlockLinear] = Field(
+        list(BLOCK_LINEARS), min_length=1,
+        description="Linears of every transformer block that receive target parameters (LoRA family, (IA)³, "
+        "SSF); presets: `attention` = [qkv, proj], `mlp` = [fc1, fc2], `all`.",
     )
+    use_rslora: bool = Field(False, description="LoRA: rank-stabilised scale alpha / sqrt(r) (rsLoRA).")
+    use_dora: bool = Field(False, description="LoRA: weight-decomposed LoRA (DoRA), adds a magnitude vector.")
+    lokr: LokrOptions = Field(default_factory=LokrOptions)
+    ia3: Ia3Options = Field(default_factory=Ia3Options)
+    adapter: AdapterOptions = Field(default_factory=AdapterOptions)
+    adaptformer: AdaptFormerOptions = Field(default_factory=AdaptFormerOptions)
+    vpt: VptOptions = Field(default_factory=VptOptions)
+    ssf: SsfOptions = Field(default_factory=SsfOptions)
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _expand_presets(cls, v: Any) -> Any:
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list):
+            return v
+        out: list = []
+        for item in items:
+            for name in TARGET_PRESETS.get(item, [item]) if isinstance(item, str) else [item]:
+                if name not in out:
+                    out.append(name)
+        return out
 
 
 class PretextConfig(_Section):

@@ -72,8 +72,11 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
                 m: paired_difference({r["seed"]: r["test"][m] for r in arms["tpp"]["runs"]},
                                      {r["seed"]: r["test"][m] for r in arms[other]["runs"]})
                 for m in metrics}
+    first = records[0] if records else {}
+    target = {"method": cfg.peft.method, "count": first.get("target_params"),
+              "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
     return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
-            **meta, "arms": arms, "paired": paired}
+            **meta, "target_params": target, "arms": arms, "paired": paired}
 
 
 def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print) -> dict:

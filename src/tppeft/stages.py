@@ -21,7 +21,7 @@ from tppeft.data import ImageDataset, augment_batch, iterate_batches, load_datas
 from tppeft.engine import resolve_device, set_threads, train
 from tppeft.engine.outputs import append_jsonl
 from tppeft.pretext import get_pretext
-from tppeft.targets import TargetMethod, get_target_method
+from tppeft.targets import Attached, TargetMethod, get_target_method
 from tppeft.tasks import Task, TaskModel, task_for
 
 # Offsets that give each source of randomness of a run its own stream, the same in every arm.
@@ -100,9 +100,10 @@ class RunModel:
 
     vit: nn.Module
     method: TargetMethod
-    handle: nn.Module
+    handle: Attached
     target_names: list[str]
     frozen_digest: str
+    backbone_params: int  # parameters of the backbone itself (selected ones included, added ones not)
 
     def target_params(self) -> list[nn.Parameter]:
         params = dict(self.vit.named_parameters())
@@ -112,23 +113,24 @@ class RunModel:
         return frozen_state_digest(self.vit, set(self.target_names)) == self.frozen_digest
 
     def counts(self) -> dict:
+        """Target-parameter count and its percentage of the backbone's own parameters."""
         trainable = sum(p.numel() for p in self.target_params())
-        total = sum(p.numel() for p in self.vit.parameters())
-        return {"target_params": trainable, "backbone_params": total - trainable,
-                "target_percent": round(100 * trainable / max(1, total - trainable), 4)}
+        return {"target_params": trainable, "backbone_params": self.backbone_params,
+                "target_percent": round(100 * trainable / max(1, self.backbone_params), 4)}
 
 
 def build_run_model(ctx: Context, seed: int, init: Path | None = None) -> RunModel:
     """Backbone copy + target parameters, initialised from ``seed`` (or loaded from ``init``)."""
     vit = ctx.backbone.fresh_model()
-    method = get_target_method(ctx.cfg.peft)
+    backbone_params = sum(p.numel() for p in vit.parameters())
+    method = get_target_method(ctx.cfg.peft, ctx.backbone.identity)
     torch.manual_seed(stream_seed(seed, "targets"))
     handle, names = method.attach(vit)
     vit.to(ctx.device)
     if init is not None:
         method.load(handle, init)
     digest = frozen_state_digest(vit, set(names))
-    return RunModel(vit, method, handle, names, digest)
+    return RunModel(vit, method, handle, names, digest, backbone_params)
 
 
 @torch.no_grad()
