@@ -93,3 +93,19 @@ def test_tpp_stage_runs_at_a_larger_input_size(b0_128):
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0
                                         for n, p in vit.named_parameters() if "lora_" in n)
+
+
+def test_block_features_match_timm_and_carry_vpt_prompts(b0):
+    vit = b0.fresh_model()
+    model = ViTSegmenter(vit, 2, channels=8)
+    x = torch.randn(2, 3, 64, 64)
+    ours = model.block_features(x)
+    timm_own = vit.forward_intermediates(x, indices=[3, 7, 11], output_fmt="NCHW", intermediates_only=True)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, timm_own, strict=True))
+    # prompts inserted by a wrapped block stack must reach the decoder's features (and get gradients)
+    vpt_vit = b0.fresh_model()
+    get_target_method(PeftConfig(method="vpt_deep")).attach(vpt_vit)
+    seg = ViTSegmenter(vpt_vit, 2, channels=8)
+    seg(x).square().mean().backward()
+    prompts = dict(vpt_vit.named_parameters())["blocks.prompts"]
+    assert prompts.grad is not None and prompts.grad.abs().sum() > 0

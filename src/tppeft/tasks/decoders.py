@@ -78,7 +78,21 @@ class ViTSegmenter(nn.Module):
         self.feature_blocks = blocks
         self.head = UNETRHead(vit.embed_dim, patch, num_classes, channels)
 
+    def block_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Patch-token outputs (B, D, g, g) of ``feature_blocks``, caught by forward hooks during the ViT's own
+        forward, so that a method that wraps the block stack (VPT's prompts) acts on them as it does for
+        classification (timm's ``forward_intermediates`` would step through the blocks one by one)."""
+        caught: dict[int, torch.Tensor] = {}
+        hooks = [self.vit.blocks[i].register_forward_hook(lambda _m, _in, out, i=i: caught.__setitem__(i, out))
+                 for i in self.feature_blocks]
+        try:
+            self.vit.forward_features(images)
+        finally:
+            for h in hooks:
+                h.remove()
+        gh, gw = self.vit.patch_embed.grid_size
+        # patch tokens are the last gh * gw of the sequence, whatever prefix (class, registers, prompts) precedes
+        return [caught[i][:, -gh * gw:].transpose(1, 2).reshape(len(images), -1, gh, gw) for i in self.feature_blocks]
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.vit.forward_intermediates(images, indices=self.feature_blocks, output_fmt="NCHW",
-                                                  stop_early=True, intermediates_only=True)
-        return self.head(images, features)
+        return self.head(images, self.block_features(images))
