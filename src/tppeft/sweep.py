@@ -18,7 +18,7 @@ from typing import Any
 
 from tppeft.config import Config, ConfigError, config_to_yaml, load_config, parse_override
 from tppeft.engine.outputs import OutputError, prepare_output, write_json
-from tppeft.protocol import PRIMARY_METRIC, run_comparison
+from tppeft.protocol import run_comparison
 from tppeft.report import fmt, fmt_signed, verdict
 from tppeft.targets import method_class
 
@@ -73,7 +73,7 @@ def cell_configs(spec: str | Path | None, sets: list[str], axes: list[tuple[str,
 
 def cell_row(name: str, assign: dict[str, Any], summary: dict) -> dict:
     """One table row from a cell's summary.json."""
-    m = summary.get("primary_metric", PRIMARY_METRIC)
+    m = summary["primary_metric"]  # the task's (auc for classification, dice for segmentation)
     arms = summary["arms"]
     row: dict[str, Any] = {"cell": name, "assign": assign, "dataset": summary.get("dataset"),
                            "method": summary.get("peft", {}).get("method"), "metric": m,
@@ -95,7 +95,7 @@ def table(sweep: dict) -> str:
     keys = [k for k, _ in sweep["grid"]]
     show_dataset = "data.path" not in keys
     rows = sweep["cells"]
-    m = (rows[0]["metric"] if rows else PRIMARY_METRIC).upper()
+    m = (rows[0]["metric"] if rows else "primary metric").upper()
     head = [f"`{k}`" for k in keys] + (["dataset"] if show_dataset else []) + [
         "target params", f"baseline {m}", f"TPP {m}", "TPP − baseline [95% CI]", "TPP wins", "reading",
         "pretext loss (TPP stage)"]
