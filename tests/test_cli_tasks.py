@@ -66,3 +66,10 @@ def test_select_metric_of_another_task_is_a_config_error(tmp_path, capsys):
     assert main(["run", "busi", "-o", str(tmp_path / "x"),
                  *_sets(f"data.path={data}", "data.limit=4", "finetune.select_metric=auc")]) == 2
     assert "finetune.select_metric 'auc'" in capsys.readouterr().err
+
+
+def test_busi_merged_export_keeps_the_decoder_as_a_file(busi_run, tmp_path, capsys):
+    out = tmp_path / "merged"
+    assert main(["export", str(busi_run), "-o", str(out), "--merged"]) == 0
+    assert (out / "model.safetensors").is_file() and (out / "head.safetensors").is_file()
+    assert "merged into the backbone" in capsys.readouterr().out
