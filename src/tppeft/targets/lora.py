@@ -62,7 +62,9 @@ class LoraMethod(TargetMethod):
         try:
             result = set_peft_model_state_dict(handle, state)
         except RuntimeError as e:  # shape mismatch: another backbone
-            raise TargetParamError(f"{directory}: does not fit this backbone ({e})") from None
+            lines = [line.strip() for line in str(e).splitlines() if "size mismatch" in line] or [str(e)]
+            raise TargetParamError(f"{directory}: does not fit this backbone ({lines[0]}; {len(lines)} tensor(s) "
+                                   "differ)") from None
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
         missing = [k for k in getattr(result, "missing_keys", []) or [] if k in own]
         if unexpected or missing or len(state) != len(own):
