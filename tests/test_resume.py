@@ -70,12 +70,14 @@ class Injector:
     A crash inside a write leaves what a kill would: half a temporary file, or half a JSON line.
     """
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int | None = None):
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int | None = None, only: str = ""):
         self.count, self.at, self.where = 0, at, None
         grads, evaluate = loop_mod._grads_finite, stages_mod.evaluate
         write, append = checkpoint_mod.atomic_write_bytes, protocol_mod.append_jsonl
 
         def hit(name: str) -> bool:
+            if not name.startswith(only):
+                return False
             self.count += 1
             if self.count == self.at:
                 self.where = name
@@ -240,3 +242,34 @@ def test_nan_run_fails_alone_and_is_flagged_not_averaged(tmp_path, monkeypatch, 
     summary = json.loads((skip / "summary.json").read_text())
     assert summary["arms"]["tpp"]["n"] == 1 and summary["arms"]["tpp"]["skipped_steps"] == {"0": 1}
     assert "1 update(s) skipped" in (skip / "report.md").read_text()
+
+
+def test_stage_commands_resume_too(tmp_path, monkeypatch, capsys):
+    """`tppeft pretrain` and `tppeft finetune` interrupted mid-stage resume to the same files."""
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    ref, cut = tmp_path / "pre_ref", tmp_path / "pre_cut"
+    assert main(["pretrain", "-o", str(ref), *ARGS, "--seed", "1"]) == 0
+    Injector(monkeypatch, at=3, only="training step")  # the TPP stage's first step of epoch 2
+    with pytest.raises(Crash):
+        main(["pretrain", "-o", str(cut), *ARGS, "--seed", "1"])
+    Injector(monkeypatch)
+    assert main(["run", "--resume", str(cut)]) == 2
+    assert f"holds a 'pretrain' run; resume it with tppeft pretrain --resume {cut}" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(cut)]) == 0
+    weights = "target_params/adapter_model.safetensors"
+    assert digest(cut / weights) == digest(ref / weights)
+    assert json.loads((cut / "pretext.json").read_text())["seed"] == 1
+
+    ft_ref, ft_cut = tmp_path / "ft_ref", tmp_path / "ft_cut"
+    assert main(["finetune", "-o", str(ft_ref), "--init", str(ref), *ARGS]) == 0
+    Injector(monkeypatch, at=2, only="training step")  # the fine-tuning's second step
+    with pytest.raises(Crash):
+        main(["finetune", "-o", str(ft_cut), "--init", str(ref), *ARGS])
+    Injector(monkeypatch)
+    assert main(["finetune", "--resume", str(ft_cut)]) == 0
+    strip = [{k: v for k, v in json.loads(p.read_text()).items() if k != "seconds"} for p in
+             (ft_ref / "results.jsonl", ft_cut / "results.jsonl")]
+    assert strip[0] == strip[1] and digest(ft_cut / "finetuned/head.safetensors") == digest(
+        ft_ref / "finetuned/head.safetensors")

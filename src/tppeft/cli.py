@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import errno
 import json
+import shutil
 import signal
 import sys
 import time
@@ -46,7 +47,7 @@ USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamEr
                FileNotFoundError)
 # Write failures of the environment (full disk, quota, file size limit, read-only or forbidden folder).
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
-COMMAND_FILE = "command.json"  # seed and init of a `pretrain`/`finetune` folder, for --resume
+COMMAND_FILE = "command.json"  # the command (and a stage command's seed and init) a folder was made by
 TRAINING_COMMANDS = ("run", "pretrain", "finetune")
 
 
@@ -70,6 +71,7 @@ def _resume_config(args: argparse.Namespace) -> tuple[Config, Path]:
         raise ConfigError("--resume continues DIR in place; drop --output and --overwrite")
     if not (out / RUN_MARKER).is_file():
         raise OutputError(f"'{out}' holds no tppeft run to resume (no {RUN_MARKER})")
+    _invocation(args)  # made by this command?
     for text in args.set or []:
         keys, _ = parse_override(text)
         if keys[0] not in RUNTIME_KEYS:
@@ -78,12 +80,12 @@ def _resume_config(args: argparse.Namespace) -> tuple[Config, Path]:
     return load_config(out / RUN_MARKER, args.set or []), out
 
 
-def _prepare(args: argparse.Namespace, kind: str, plan: Callable[[Config], tuple[bool, int]],
-             init: Path | None = None) -> tuple[Config, Path, Context, bool]:
+def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]], init: Path | None = None,
+             invocation: dict | None = None) -> tuple[Config, Path, Context, bool]:
     """Validate everything, then create (or, with --resume, reopen) the output folder.
 
-    ``plan(cfg)`` says whether a TPP stage will run and how many runs the folder will hold.
-    Returns (config, output folder, context, resuming).
+    ``plan(cfg)`` says whether a TPP stage will run and how many runs the folder will hold; ``invocation``
+    (seed, init) is stored beside the config for a later --resume. Returns (config, folder, context, resuming).
     """
     from tppeft.stages import preflight, prepare_context
 
@@ -92,7 +94,7 @@ def _prepare(args: argparse.Namespace, kind: str, plan: Callable[[Config], tuple
         cfg, out = _resume_config(args)
     else:
         cfg = _config(args)
-        out = Path(args.output or Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = Path(args.output or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_output(out, args.overwrite)  # cheap checks first
     ctx = prepare_context(cfg, log)
     pretext, runs = plan(cfg)
@@ -104,6 +106,7 @@ def _prepare(args: argparse.Namespace, kind: str, plan: Callable[[Config], tuple
         check_stop()  # a signal during the checks: stop before anything is written
         create_output(out, args.overwrite)
         write_text(out / RUN_MARKER, config_to_yaml(cfg))
+        write_json(out / COMMAND_FILE, {"command": args.command, **(invocation or {})})
     args.out_dir = out
     return cfg, out, ctx, resume
 
@@ -112,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tppeft.protocol import run_comparison
     from tppeft.report import comparison_text
 
-    cfg, out, ctx, resume = _prepare(args, "run", lambda c: ("tpp" in c.arms, c.seeds * len(c.arms)))
+    cfg, out, ctx, resume = _prepare(args, lambda c: ("tpp" in c.arms, c.seeds * len(c.arms)))
     log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {out}" + (" (resumed)" if resume else ""))
     summary = run_comparison(cfg, out, log, ctx=ctx, resume=resume)
     print(comparison_text(summary))
@@ -125,15 +128,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage_args(args: argparse.Namespace) -> dict:
-    """Seed and init of a stage command: from the command line, or from the folder being resumed."""
+def _invocation(args: argparse.Namespace) -> dict:
+    """What the folder being resumed was made by (its command, a stage command's seed and init)."""
     if args.resume is None:
-        return {"seed": args.seed, "init": getattr(args, "init", None)}
+        return {"command": args.command}
     path = Path(args.resume) / COMMAND_FILE
+    if not path.is_file() and args.command == "run" and (Path(args.resume) / RUN_MARKER).is_file():
+        return {"command": "run"}
     try:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        raise OutputError(f"'{args.resume}' holds no {args.command} run to resume ({COMMAND_FILE} missing or "
+        raise OutputError(f"'{args.resume}' holds no tppeft run to resume ({COMMAND_FILE} missing or "
                           "unreadable)") from None
     if saved.get("command") != args.command:
         raise OutputError(f"'{args.resume}' holds a '{saved.get('command')}' run; resume it with "
@@ -142,8 +147,6 @@ def _stage_args(args: argparse.Namespace) -> dict:
 
 
 def _finish_stage_folder(cfg: Config, out: Path) -> None:
-    import shutil
-
     if not cfg.checkpoint.keep_finished:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
@@ -151,13 +154,14 @@ def _finish_stage_folder(cfg: Config, out: Path) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from tppeft.stages import build_run_model, pretrain_stage
 
-    stage = _stage_args(args)
-    seed = stage["seed"]
-    cfg, out, ctx, resume = _prepare(args, "pretrain", lambda c: (True, 1))
-    write_json(out / COMMAND_FILE, {"command": "pretrain", "seed": seed})
-    run = build_run_model(ctx, seed)
-    result = pretrain_stage(ctx, run, seed, out, f"[pretrain seed {seed}]")
-    write_json(out / "pretext.json", {"seed": seed, **run.counts(), **result})
+    seed = _invocation(args).get("seed", args.seed)
+    cfg, out, ctx, resume = _prepare(args, lambda c: (True, 1), invocation={"seed": seed})
+    if resume and (out / "pretext.json").is_file():
+        result = json.loads((out / "pretext.json").read_text())
+    else:
+        run = build_run_model(ctx, seed)
+        result = pretrain_stage(ctx, run, seed, out, f"[pretrain seed {seed}]")
+        write_json(out / "pretext.json", {"seed": seed, **run.counts(), **result})
     _finish_stage_folder(cfg, out)
     print(f"target parameters: {out / 'target_params'}\n"
           f"held-out pretext loss {result['loss_start']:.4f} -> {result['loss_end']:.4f}")
@@ -167,8 +171,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from tppeft.stages import build_run_model, finetune_stage
 
-    stage = _stage_args(args)
-    seed, init_arg = stage["seed"], stage.get("init")
+    saved = _invocation(args)
+    seed, init_arg = saved.get("seed", args.seed), saved.get("init", args.init)
     if init_arg is None:
         raise ConfigError("finetune needs --init FOLDER (saved target parameters) or --init none")
     init = None if init_arg == "none" else Path(init_arg)
@@ -176,8 +180,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         init = init / "target_params"  # a `tppeft pretrain` output folder
     if init is not None and not init.is_dir():
         raise TargetParamError(f"--init '{init}' is not a folder of saved target parameters")
-    cfg, out, ctx, resume = _prepare(args, "finetune", lambda c: (False, 1), init=init)
-    write_json(out / COMMAND_FILE, {"command": "finetune", "seed": seed, "init": init_arg})
+    cfg, out, ctx, resume = _prepare(args, lambda c: (False, 1), init=init, invocation={"seed": seed, "init": init_arg})
     results = out / "results.jsonl"
     if resume and results.is_file() and read_jsonl(results, repair=True):
         print(json.dumps({k: read_jsonl(results)[-1][k] for k in ("test", "best_epoch")}))

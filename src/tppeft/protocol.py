@@ -125,6 +125,7 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             "finetune": cfg.finetune.model_dump(), "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
     records = read_jsonl(results_path, repair=True) if resume and results_path.is_file() else []
     finished = {(r["arm"], r["seed"]) for r in records}
+    kept_clean = {(r["arm"], r["seed"]) for r in records if is_valid(r)}  # a failed run keeps its checkpoints
     if records:
         log(f"resuming: {len(records)} finished run(s) kept from {results_path}")
     total = cfg.seeds * len(cfg.arms)
@@ -132,8 +133,8 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
         for arm in cfg.arms:
             run_dir = out_dir / "runs" / arm / f"seed{seed}"
             if (arm, seed) in finished:
-                if not cfg.checkpoint.keep_finished:
-                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+                if not cfg.checkpoint.keep_finished and (arm, seed) in kept_clean:
+                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a kill came before the cleanup
                 continue
             check_stop()
             log(f"== run {len(records) + 1}/{total}: arm {arm}, seed {seed} "
