@@ -102,6 +102,9 @@ class RunModel:
         params = dict(self.vit.named_parameters())
         return [params[n] for n in self.target_names]
 
+    def target_tensors(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.target_names, self.target_params(), strict=True))
+
     def load_targets(self, tensors: dict[str, torch.Tensor]) -> None:
         copy_into(self.target_params(), [tensors[n] for n in self.target_names])
 
@@ -210,7 +213,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
                "seconds": result.seconds}
     append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
     ckpts.meta["summary"] = summary
-    ckpts.save(prefixed("target.", dict(zip(run.target_names, run.target_params(), strict=True))), {}, done=True)
+    ckpts.save(prefixed("target.", run.target_tensors()), {}, done=True)
     return summary  # the pretext head goes out of scope here; only the target parameters remain
 
 
@@ -287,8 +290,8 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
               "seconds": result.seconds}
     append_jsonl(metrics_path, record)
     ckpts.meta["record"] = record
-    ckpts.save({**prefixed("target.", dict(zip(run.target_names, run.target_params(), strict=True))),
-                **prefixed("head.", model.head.state_dict())}, {}, done=True)
+    ckpts.save({**prefixed("target.", run.target_tensors()), **prefixed("head.", model.head.state_dict())}, {},
+               done=True)
     ctx.log(f"{tag} test " + " ".join(f"{k} {v:.4f}" for k, v in test.items())
             + f" (best val epoch {best.epoch}, {result.seconds:.0f}s)")
     return record
