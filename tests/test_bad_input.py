@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config, write_medmnist
+from conftest import tiny_config, write_medmnist, write_segmentation_npz
 
 import tppeft.engine.loop as loop_mod
 import tppeft.engine.outputs as outputs_mod
@@ -35,6 +35,16 @@ def _data(name: str, change: Callable[[dict], None]) -> Callable[[Path], list[st
 
 def _edit(key: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[dict], None]:
     return lambda a: a.__setitem__(key, fn(a[key]))
+
+
+def _segmentation(name: str, change: Callable[[dict], None]) -> Callable[[Path], list[str]]:
+    """--set data.path=<a segmentation file with ``change`` applied>."""
+    def make(t: Path) -> list[str]:
+        arrays = dict(np.load(write_segmentation_npz(t / "seg.npz")))
+        change(arrays)
+        np.savez(t / name, **arrays)
+        return ["data.path=" + str(t / name)]
+    return make
 
 
 def _nan_pixels(a: dict) -> None:
@@ -66,6 +76,12 @@ CASES = [
     ("int16 pixels", _data("i.npz", _edit("train_images", lambda x: x.astype(np.int16))),
      ["i.npz", "'train_images' has dtype int16", "uint8"]),
     ("object array", _data("o.npz", _edit("train_labels", lambda x: x.astype(object))), ["o.npz", "'train_labels'"]),
+    ("masks of another shape", _segmentation("m.npz", _edit("masks", lambda x: x[:, :-2])),
+     ["m.npz", "'masks' has shape (12, 30, 32)", "one (H,W) mask per image"]),
+    ("masks of a float dtype", _segmentation("mf.npz", _edit("masks", lambda x: x * 1.0)),
+     ["mf.npz", "'masks' has dtype float64", "integer class ids"]),
+    ("segmentation split out of range", _segmentation("sp.npz", _edit("split", lambda x: x + 1)),
+     ["sp.npz", "'split' must be", "0/1/2"]),
     ("unknown key", lambda t: ["finetune.epoch=3"], ["unknown key 'finetune.epoch'"]),
     ("wrong type", lambda t: ["finetune.epochs=many"], ["'finetune.epochs'", "integer"]),
     ("negative epochs", lambda t: ["pretext.epochs=-1"], ["'pretext.epochs'", "greater than or equal to 0"]),
@@ -123,31 +139,38 @@ def test_bad_config_file_names_the_file(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def saved_targets(tmp_path_factory) -> Path:
-    """LoRA target parameters of b0 (r=8), saved by the tool itself."""
-    cfg, _ = tiny_config()
-    ctx = prepare_context(cfg, log=lambda s: None)
-    run = build_run_model(ctx, seed=0)
-    path = tmp_path_factory.mktemp("targets") / "target_params"
-    run.method.save(run.handle, path)
-    return path
+def saved_targets(tmp_path_factory) -> dict[str, Path]:
+    """Target parameters of b0 saved by the tool itself: LoRA (r=8) and BitFit."""
+    out = {}
+    for method in ("lora", "bitfit"):
+        cfg, _ = tiny_config(**{"peft.method": method})
+        ctx = prepare_context(cfg, log=lambda s: None)
+        run = build_run_model(ctx, seed=0)
+        out[method] = tmp_path_factory.mktemp(method) / "target_params"
+        run.method.save(run.handle, out[method])
+    return out
 
 
 def test_target_parameters_of_another_method_or_backbone(saved_targets, tmp_path, capsys):
-    other = tmp_path / "loha"
-    shutil.copytree(saved_targets, other)
-    meta = json.loads((other / "adapter_config.json").read_text())
-    (other / "adapter_config.json").write_text(json.dumps({**meta, "peft_type": "LOHA"}))
+    lora, bitfit = saved_targets["lora"], saved_targets["bitfit"]
     out = tmp_path / "out"
-    _check(main(["finetune", "-o", str(out), "--init", str(other), *TINY]), capsys.readouterr().err,
-           [str(other), "'LOHA' parameters, not LoRA"], out)
-    _check(main(["finetune", "-o", str(out), "--init", str(saved_targets), *TINY, "--set", "peft.r=4"]),
-           capsys.readouterr().err, [str(saved_targets), "saved r=8 but this run uses 4"], out)
-    # the same files into a wider backbone (ViT-Small, random weights): the shapes do not fit
+    _check(main(["finetune", "-o", str(out), "--init", str(bitfit), *TINY]), capsys.readouterr().err,
+           [str(bitfit), "holds 'bitfit' target parameters, but peft.method is 'lora'"], out)
+    _check(main(["finetune", "-o", str(out), "--init", str(lora), *TINY, "--set", "peft.r=4"]),
+           capsys.readouterr().err, [str(lora), "saved peft.r=8 but this run uses peft.r=4"], out)
+    # the same files into another backbone (ViT-Small, random weights)
     wider = ["--set", "backbone.checkpoint=null", "--set", "backbone.name=vit_small_patch16_224",
              "--set", "data.image_size=32"]
-    _check(main(["finetune", "-o", str(out), "--init", str(saved_targets), *TINY, *wider]),
-           capsys.readouterr().err, [str(saved_targets), "does not fit this backbone"], out)
+    _check(main(["finetune", "-o", str(out), "--init", str(lora), *TINY, *wider]),
+           capsys.readouterr().err, [str(lora), "do not fit this run's backbone vit_small_patch16_224"], out)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(lora, damaged)
+    tensors = damaged / "target_params.safetensors"
+    raw = bytearray(tensors.read_bytes())
+    raw[-3] ^= 0xFF
+    tensors.write_bytes(bytes(raw))
+    _check(main(["finetune", "-o", str(out), "--init", str(damaged), *TINY]), capsys.readouterr().err,
+           [str(tensors), "checksum does not match"], out)
     _check(main(["finetune", "-o", str(out), "--init", str(tmp_path / "nowhere"), *TINY]),
            capsys.readouterr().err, ["nowhere", "not a folder of saved target parameters"], out)
 

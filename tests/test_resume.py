@@ -23,6 +23,7 @@ import tppeft.engine.outputs as outputs_mod
 import tppeft.protocol as protocol_mod
 import tppeft.stages as stages_mod
 from tppeft.cli import main
+from tppeft.tasks.classification import ClassificationTask
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # One seed, both arms: 2 TPP epochs and 2 fine-tuning epochs of 2 steps each, a checkpoint after every step.
@@ -72,7 +73,7 @@ class Injector:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int | None = None, only: str = ""):
         self.count, self.at, self.where = 0, at, None
-        grads, evaluate = loop_mod._grads_finite, stages_mod.evaluate
+        grads, evaluate = loop_mod._grads_finite, ClassificationTask.evaluate
         write, append = checkpoint_mod.atomic_write_bytes, protocol_mod.append_jsonl
 
         def hit(name: str) -> bool:
@@ -109,7 +110,7 @@ class Injector:
             return append(path, record)
 
         monkeypatch.setattr(loop_mod, "_grads_finite", step)
-        monkeypatch.setattr(stages_mod, "evaluate", ev)
+        monkeypatch.setattr(ClassificationTask, "evaluate", ev)
         monkeypatch.setattr(checkpoint_mod, "atomic_write_bytes", atomic)
         monkeypatch.setattr(outputs_mod, "atomic_write_bytes", atomic)
         monkeypatch.setattr(stages_mod, "append_jsonl", line)

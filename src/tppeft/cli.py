@@ -48,7 +48,7 @@ USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamEr
 # Write failures of the environment (full disk, quota, file size limit, read-only or forbidden folder).
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 COMMAND_FILE = "command.json"  # the command (and a stage command's seed and init) a folder was made by
-TRAINING_COMMANDS = ("run", "pretrain", "finetune")
+TRAINING_COMMANDS = ("run", "pretrain", "finetune", "sweep")
 
 
 def log(msg: str) -> None:
@@ -223,10 +223,41 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tppeft.sweep import run_sweep, table
+
+    spec = args.config
+    if spec is not None and not Path(spec).exists() and spec in bundled_configs():
+        spec = bundled_configs()[spec]
+    out = args.output or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    args.out_dir = out
+    sweep = run_sweep(spec, args.set or [], args.grid, out, resume=args.resume, overwrite=args.overwrite, log=log)
+    print(table(sweep))
+    print(f"\nwall time {sweep['wall_seconds']:.0f} s; table: {Path(out) / 'sweep.md'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tppeft.export import describe, export
+
+    info = export(Path(args.source), args.output, merged=args.merged, arm=args.arm, seed=args.seed,
+                  checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print(describe(info))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from tppeft.report import comparison_text, write_report
 
     run_dir = Path(args.run_dir)
+    sweep_file = run_dir / "sweep.json"
+    if sweep_file.is_file() and not (run_dir / COMPLETE_MARKER).is_file():
+        from tppeft.sweep import render, table
+
+        sweep = json.loads(sweep_file.read_text())
+        write_text(run_dir / "sweep.md", render(sweep))
+        print(table(sweep))
+        return 0
     if not (run_dir / COMPLETE_MARKER).is_file():
         hint = (f"; the run is incomplete: resume it with tppeft run --resume {run_dir}"
                 if (run_dir / RUN_MARKER).is_file() else "")
@@ -241,25 +272,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tppeft", description="Target-Parameter Pre-training before PEFT.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser, output: bool = True) -> None:
+    def common(sp: argparse.ArgumentParser, output: bool = True, resume: bool = False) -> None:
         sp.add_argument("config", nargs="?", help="YAML config file or bundled config name (default: built-in)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key; value read as YAML (repeatable)")
         if output:
             sp.add_argument("--output", "-o", type=Path, help="output folder (default runs/<kind>-<time>)")
             sp.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+        if resume:
             sp.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own "
                             "config.yaml: finished runs are kept, an interrupted one continues from its checkpoint")
 
     sp = sub.add_parser("run", help="compare arms (baseline, tpp) over seeds; writes summary.json and report.md")
-    common(sp)
+    common(sp, resume=True)
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("pretrain", help="TPP stage only: pre-train target parameters and save them")
-    common(sp)
+    common(sp, resume=True)
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(fn=cmd_pretrain)
     sp = sub.add_parser("finetune", help="fine-tuning stage only, from saved target parameters or fresh")
-    common(sp)
+    common(sp, resume=True)
     sp.add_argument("--init", help="folder with saved target parameters, or 'none' (required unless --resume)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(fn=cmd_finetune)
@@ -270,7 +302,24 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, output=False)
     sp.add_argument("--docs", action="store_true", help="print every key with type, default and meaning")
     sp.set_defaults(fn=cmd_config)
-    sp = sub.add_parser("report", help="rebuild report.md of a run folder from its summary.json")
+    sp = sub.add_parser("sweep", help="one comparison per cell of a grid of config values; one table of all cells")
+    common(sp)
+    sp.add_argument("--grid", action="append", required=True, metavar="KEY=[V1,V2]",
+                    help="an axis of the grid: a config key and its values as a YAML list (repeatable)")
+    sp.add_argument("--resume", action="store_true", help="reuse the finished cells of an existing sweep folder "
+                    "and continue an interrupted one from its checkpoints")
+    sp.set_defaults(fn=cmd_sweep)
+    sp = sub.add_parser("export", help="a run's target parameters as adapter files or merged into a timm checkpoint")
+    sp.add_argument("source", help="run folder, pretrain/finetune output, or a folder of saved target parameters")
+    sp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+    sp.add_argument("--merged", action="store_true",
+                    help="fold the method into the backbone's weights: a plain timm checkpoint (where possible)")
+    sp.add_argument("--arm", help="run folders: which arm's fine-tuned parameters (default tpp)")
+    sp.add_argument("--seed", type=int, default=0, help="run folders: which seed (default 0)")
+    sp.add_argument("--checkpoint", help="backbone checkpoint to use instead of the recorded one (moved files)")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing export in --output")
+    sp.set_defaults(fn=cmd_export)
+    sp = sub.add_parser("report", help="rebuild report.md of a run folder (or sweep.md of a sweep) and print it")
     sp.add_argument("run_dir")
     sp.set_defaults(fn=cmd_report)
     return p
@@ -278,7 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _resume_hint(args: argparse.Namespace) -> str:
     out = getattr(args, "out_dir", None)
-    return f"; resume with: tppeft {args.command} --resume {out}" if out is not None else ""
+    if out is None:
+        return ""
+    if args.command == "sweep":
+        return f"; resume with the same tppeft sweep command and --resume (folder {out})"
+    return f"; resume with: tppeft {args.command} --resume {out}"
 
 
 def _one_line(e: BaseException) -> str:

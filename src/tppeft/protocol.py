@@ -22,8 +22,6 @@ from tppeft.report import write_report
 from tppeft.stages import Context, build_run_model, finetune_stage, prepare_context, pretrain_stage
 from tppeft.stats import finite, mean_std, paired_difference
 
-METRICS = ("acc", "auc")
-PRIMARY_METRIC = "auc"
 ARM_HELP = {
     "baseline": "ordinary PEFT: target parameters start from their usual init (LoRA: A random, B zero)",
     "tpp": "target parameters pre-trained by the pretext task, then the same fine-tuning",
@@ -69,8 +67,10 @@ def _by_seed(runs: list[dict], metric: str) -> dict[int, float]:
     return {r["seed"]: v for r in runs if (v := r["test"].get(metric)) is not None and math.isfinite(v)}
 
 
-def summarize(records: list[dict], cfg: Config, meta: dict) -> dict:
-    """summary.json: per-arm runs, mean and std of each metric, and paired tpp-minus-other differences."""
+def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], primary: str) -> dict:
+    """summary.json: per-arm runs, mean and std of each of the task's ``metrics``, and paired tpp-minus-other
+    differences; ``primary`` names the task's primary metric. Failed runs and non-finite metrics are left out
+    of every statistic and listed (``failed``, ``nonfinite``); runs with skipped updates are listed too."""
     arms: dict[str, dict] = {}
     for arm in cfg.arms:
         runs = [r for r in records if r["arm"] == arm and is_valid(r)]
@@ -78,7 +78,7 @@ def summarize(records: list[dict], cfg: Config, meta: dict) -> dict:
         failed = [{"seed": r["seed"], "error": r.get("error")} for r in records if r["arm"] == arm and not is_valid(r)]
         if failed:
             entry["failed"] = failed  # left out of every statistic
-        for m in METRICS:
+        for m in metrics:
             values = [r["test"].get(m) for r in runs]
             mu, sd = mean_std(finite(values))
             entry["mean"][m], entry["std"][m] = mu, sd
@@ -101,9 +101,12 @@ def summarize(records: list[dict], cfg: Config, meta: dict) -> dict:
                 continue
             paired[f"tpp-{other}"] = {
                 m: paired_difference(_by_seed(arms["tpp"]["runs"], m), _by_seed(arms[other]["runs"], m))
-                for m in METRICS}
-    return {"tppeft_version": tppeft.__version__, "primary_metric": PRIMARY_METRIC, "metrics": list(METRICS),
-            **meta, "arms": arms, "paired": paired}
+                for m in metrics}
+    first = next((r for r in records if is_valid(r)), {})
+    target = {"method": cfg.peft.method, "count": first.get("target_params"),
+              "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
+    return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
+            **meta, "target_params": target, "arms": arms, "paired": paired}
 
 
 def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print, ctx: Context | None = None,
@@ -119,10 +122,14 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     if not resume:
         write_text(out_dir / "config.yaml", config_to_yaml(cfg))
     ctx = ctx or prepare_context(cfg, log)
-    meta = {"dataset": ctx.data.name, "task": ctx.data.task, "num_classes": ctx.data.num_classes,
+    task = ctx.task
+    meta = {"dataset": ctx.data.name, "task": task.name, "labels": ctx.data.task,
+            "num_classes": ctx.data.num_classes, "metric_note": task.metric_note(),
             "split_sizes": {k: len(v) for k, v in ctx.data.splits.items()},
             "backbone": ctx.backbone.identity, "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
-            "finetune": cfg.finetune.model_dump(), "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
+            "finetune": {**cfg.finetune.model_dump(), "select_metric": task.select_metric()},
+            "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,
+            "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
     records = read_jsonl(results_path, repair=True) if resume and results_path.is_file() else []
     finished = {(r["arm"], r["seed"]) for r in records}
     kept_clean = {(r["arm"], r["seed"]) for r in records if is_valid(r)}  # a failed run keeps its checkpoints
@@ -150,8 +157,11 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
                 shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     order = {(seed, arm): i for i, (seed, arm) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
     records.sort(key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
+    figures = task.figures(ctx, out_dir, cfg.arms)
     extra = {"resumed": True} if resume else {}
-    summary = summarize(records, cfg, {**meta, "wall_seconds": round(time.perf_counter() - start, 1), **extra})
+    summary = summarize(records, cfg, {**meta, "figures": figures,
+                                       "wall_seconds": round(time.perf_counter() - start, 1), **extra},
+                        task.metrics, task.primary_metric)
     write_json(out_dir / "summary.json", summary)
     write_report(out_dir)
     return summary
