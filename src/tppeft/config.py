@@ -229,6 +229,31 @@ class FinetuneConfig(_Section):
     )
 
 
+class TrainConfig(_Section):
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="A NaN/inf loss or gradient: `stop` the run (its last good checkpoint is kept; the "
+        "comparison goes on without it), or `skip` that update and count it in the run's metrics.",
+    )
+    deterministic: bool = Field(
+        False, description="Call torch.use_deterministic_algorithms (on CUDA also sets "
+        "CUBLAS_WORKSPACE_CONFIG); slower, and needed for bit-identical resumes on a GPU."
+    )
+
+
+class CheckpointConfig(_Section):
+    every_epochs: int = Field(
+        1, ge=0, description="Checkpoint every N epochs of each stage; 0 = only at stage boundaries."
+    )
+    every_steps: int = Field(
+        0, ge=0, description="Also checkpoint every N optimizer steps (0 = off); a resume continues mid-epoch."
+    )
+    keep_finished: bool = Field(
+        False, description="Keep a run's checkpoints once its result is recorded (by default they are deleted; "
+        "target parameters and fine-tuned weights always stay)."
+    )
+
+
 ARMS = ("baseline", "tpp")
 
 
@@ -244,6 +269,8 @@ class Config(_Section):
     pretext: PretextConfig = Field(default_factory=PretextConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
     @field_validator("arms")
     @classmethod
@@ -267,6 +294,13 @@ def _format_error(err: ValidationError, source: str) -> str:
     return "; ".join(lines)
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in one line: what and where."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(getattr(e, "problem", None) or e).split())
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``a.b=value`` into (["a", "b"], value), the value read as YAML."""
     if "=" not in text:
@@ -277,7 +311,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set '{text}': value is not valid YAML ({e})") from None
+        raise ConfigError(f"--set '{text}': value is not valid YAML ({_yaml_problem(e)})") from None
     return key.strip().split("."), value
 
 
@@ -303,7 +337,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     for text in overrides:
@@ -313,6 +347,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         return Config.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_format_error(e, source)) from None
+
+
+# Keys that change how a run is executed but not its results: they may differ on --resume.
+RUNTIME_KEYS = ("threads", "checkpoint")
+
+
+def results_identity(cfg: Config) -> dict:
+    """The config without :data:`RUNTIME_KEYS`: what a checkpoint must agree with to be resumed from."""
+    return cfg.model_dump(mode="json", exclude=set(RUNTIME_KEYS))
 
 
 def config_to_yaml(cfg: Config) -> str:

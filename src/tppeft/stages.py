@@ -16,10 +16,13 @@ from torch import nn
 
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
-from tppeft.config import Config
+from tppeft.config import Config, results_identity
 from tppeft.data import ImageDataset, augment_batch, iterate_batches, load_dataset, to_model_input
-from tppeft.engine import resolve_device, set_threads, train
+from tppeft.engine import resolve_device, set_deterministic, set_threads, train
+from tppeft.engine.checkpoint import Checkpointer, copy_into, fingerprint, prefixed, unprefixed
+from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.outputs import append_jsonl
+from tppeft.engine.selection import BestSoFar
 from tppeft.pretext import get_pretext
 from tppeft.targets import Attached, TargetMethod, get_target_method
 from tppeft.tasks import Task, TaskModel, task_for
@@ -78,6 +81,7 @@ class Context:
 def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
     device = resolve_device(cfg.device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
+    set_deterministic(cfg.train.deterministic)
     backbone = build_backbone(cfg.backbone, cfg.data.image_size)
     t = cfg.task
     data = load_dataset(resolve(cfg.data.path), t.type, cfg.data.limit, t.slices, t.slice_span)
@@ -109,6 +113,12 @@ class RunModel:
         params = dict(self.vit.named_parameters())
         return [params[n] for n in self.target_names]
 
+    def target_tensors(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.target_names, self.target_params(), strict=True))
+
+    def load_targets(self, tensors: dict[str, torch.Tensor]) -> None:
+        copy_into(self.target_params(), [tensors[n] for n in self.target_names])
+
     def frozen_unchanged(self) -> bool:
         return frozen_state_digest(self.vit, set(self.target_names)) == self.frozen_digest
 
@@ -133,6 +143,26 @@ def build_run_model(ctx: Context, seed: int, init: Path | None = None) -> RunMod
     return RunModel(vit, method, handle, names, digest, backbone_params)
 
 
+def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
+    """Build one run's model, task head (and pretext task) as the runs will, so that a method, head, pretext
+    task or init folder that cannot work fails before any output exists. Returns the trainable parameter count."""
+    run = build_run_model(ctx, 0, init)
+    count = sum(p.numel() for p in run.target_params())
+    count += sum(p.numel() for p in ctx.task.build_model(run.vit).head.parameters())
+    if pretext:
+        task = get_pretext(ctx.cfg.pretext)(ctx.backbone, run.vit, ctx.cfg.pretext)
+        count += sum(p.numel() for g in task.head_param_groups(1.0) for p in g["params"])
+    return count
+
+
+def stage_checkpointer(ctx: Context, out_dir: Path, stage: str, seed: int) -> Checkpointer:
+    """The checkpoints of one stage of one run, in ``out_dir/checkpoints/<stage>``."""
+    c = ctx.cfg.checkpoint
+    return Checkpointer(out_dir / "checkpoints" / stage, fingerprint(results_identity(ctx.cfg), stage, seed),
+                        every_epochs=c.every_epochs, every_steps=c.every_steps, logs=[out_dir / "metrics.jsonl"],
+                        log=ctx.log)
+
+
 @torch.no_grad()
 def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
     """Pretext loss on the validation images with fixed masks and no augmentation (start/end comparable)."""
@@ -147,10 +177,21 @@ def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
 
 
 def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str) -> dict:
-    """TPP: train the target parameters with the pretext objective; save them; drop the pretext head."""
+    """TPP: train the target parameters with the pretext objective; save them; drop the pretext head.
+
+    Resumes from the stage's last good checkpoint in ``out_dir`` when there is one.
+    """
     cfg = ctx.cfg.pretext
+    ckpts = stage_checkpointer(ctx, out_dir, "pretext", seed)
+    resumed = ckpts.resume()
+    if resumed is not None and resumed.done:
+        run.load_targets(unprefixed("target.", resumed.tensors))
+        ctx.log(f"{tag} TPP stage already done ({resumed.path})")
+        return ckpts.meta["summary"]
     task = get_pretext(cfg)(ctx.backbone, run.vit, cfg).to(ctx.device)
-    loss_start = pretext_eval_loss(ctx, task, seed)
+    if resumed is None:
+        ckpts.meta["loss_start"] = pretext_eval_loss(ctx, task, seed)
+    loss_start = ckpts.meta["loss_start"]
     ctx.log(f"{tag} TPP stage: {cfg.method} ({getattr(task, 'decoder_source', '')} decoder), "
             f"held-out pretext loss {loss_start:.4f}")
     order = generator(seed, "pretext")
@@ -166,7 +207,8 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         lambda idx: task.loss(ctx.batch("train", idx, aug), aug),
         ctx.num_images("train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
-        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} pretext",
+        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} pretext", generators={"augment": aug},
+        checkpoints=ckpts, resume=resumed, on_nonfinite=ctx.cfg.train.on_nonfinite,
     )
     loss_end = pretext_eval_loss(ctx, task, seed)
     if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
@@ -179,18 +221,30 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     summary = {"method": cfg.method, "decoder": getattr(task, "decoder_source", None),
                "loss_start": loss_start, "loss_end": loss_end,
                "train_loss_curve": [h["train_loss"] for h in result.history],
-               "epochs": cfg.epochs, "steps": result.steps, "seconds": result.seconds}
+               "epochs": cfg.epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
+               "seconds": result.seconds}
     append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
+    ckpts.meta["summary"] = summary
+    ckpts.save(prefixed("target.", run.target_tensors()), {}, done=True)
     return summary  # the pretext head goes out of scope here; only the target parameters remain
 
 
 def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str,
                    epochs: int | None = None) -> dict:
-    """Fine-tune target parameters + the task's new head; pick the best validation epoch; test it."""
+    """Fine-tune target parameters + the task's new head; pick the best validation epoch; test it.
+
+    Resumes from the stage's last good checkpoint in ``out_dir`` when there is one.
+    """
     cfg = ctx.cfg.finetune
     task = ctx.task
     epochs = epochs or cfg.epochs
     select = task.select_metric()
+    ckpts = stage_checkpointer(ctx, out_dir, "finetune", seed)
+    resumed = ckpts.resume()
+    if resumed is not None and resumed.done:
+        run.load_targets(unprefixed("target.", resumed.tensors))
+        ctx.log(f"{tag} fine-tuning already done ({resumed.path})")
+        return ckpts.meta["record"]
     torch.manual_seed(stream_seed(seed, "head"))
     model: TaskModel = task.build_model(run.vit).to(ctx.device)
     model.train()
@@ -198,15 +252,12 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     aug = generator(seed, "finetune", ctx.device)
     trainable = run.target_params() + list(model.head.parameters())
     sign = -1.0 if select == "loss" else 1.0
-    best: dict = {"score": -float("inf")}
+    best = BestSoFar(trainable)
     metrics_path = out_dir / "metrics.jsonl"
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
         val = task.evaluate(ctx, model, "val")
-        score = sign * val[select]
-        if score > best["score"]:  # NaN never wins
-            best.update(score=score, epoch=epoch, val=val,
-                        state=[p.detach().clone() for p in trainable])
+        best.update(sign * val[select], epoch, val)
         append_jsonl(metrics_path, {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val})
         return {f"val_{k}": v for k, v in val.items()}
 
@@ -217,24 +268,27 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     result = train(
         trainable, step_loss, len(ctx.data["train"]), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
-        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune",
+        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune", generators={"augment": aug},
+        checkpoints=ckpts, resume=resumed, extra=best, on_nonfinite=ctx.cfg.train.on_nonfinite,
     )
-    if "state" not in best:
-        raise RuntimeError(f"{tag}: no epoch gave a finite validation {select}")
-    with torch.no_grad():
-        for p, saved in zip(trainable, best.pop("state"), strict=True):
-            p.copy_(saved)
+    if best.epoch is None:
+        raise NonFiniteLossError(f"{tag}: no epoch gave a finite validation {select}")
+    best.restore()
     test = task.evaluate(ctx, model, "test")
     task.after_test(ctx, model, out_dir, seed)
     final_dir = out_dir / "finetuned"
     run.method.save(run.handle, final_dir)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
               str(final_dir / "head.safetensors"))
-    record = {"stage": "finetune", "event": "end", "best_epoch": best["epoch"], "val": best["val"],
-              "test": test, "epochs": epochs, "steps": result.steps, "seconds": result.seconds}
+    record = {"stage": "finetune", "event": "end", "best_epoch": best.epoch, "val": best.val,
+              "test": test, "epochs": epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
+              "seconds": result.seconds}
     append_jsonl(metrics_path, record)
+    ckpts.meta["record"] = record
+    ckpts.save({**prefixed("target.", run.target_tensors()), **prefixed("head.", model.head.state_dict())}, {},
+               done=True)
     ctx.log(f"{tag} test " + " ".join(f"{k} {v:.4f}" for k, v in test.items())
-            + f" (best val epoch {best['epoch']}, {result.seconds:.0f}s)")
+            + f" (best val epoch {best.epoch}, {result.seconds:.0f}s)")
     return record
 
 

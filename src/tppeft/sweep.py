@@ -23,6 +23,7 @@ from tppeft.report import fmt, fmt_signed, verdict
 from tppeft.targets import method_class
 
 SWEEP_FILE = "sweep.json"
+PRIMARY_METRIC = "auc"  # only for a summary that names none (every summary names its task's primary metric)
 
 
 def parse_grid(texts: list[str]) -> list[tuple[str, list[Any]]]:
@@ -140,8 +141,13 @@ def run_sweep(spec: str | Path | None, sets: list[str], grid: list[str], out: Pa
     for i, (name, assign, cfg) in enumerate(cells, 1):
         cell_dir = out / "cells" / name
         done = cell_dir / "summary.json"
-        if resume and done.is_file() and (cell_dir / "config.yaml").read_text() == config_to_yaml(cfg):
+        same = resume and (cell_dir / "config.yaml").is_file() and \
+            (cell_dir / "config.yaml").read_text() == config_to_yaml(cfg)
+        if same and done.is_file():
             log(f"=== cell {i}/{len(cells)} {name}: finished before, reused")
+        elif same:
+            log(f"=== cell {i}/{len(cells)} {name}: interrupted before, continued from its checkpoints")
+            run_comparison(cfg, cell_dir, log, resume=True)
         else:
             log(f"=== cell {i}/{len(cells)} {name}: {assign} [{time.perf_counter() - start:.0f}s elapsed]")
             run_comparison(cfg, prepare_output(cell_dir, overwrite=True), log)

@@ -85,7 +85,7 @@ def pixels_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
 
 def _labels_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
     if not np.issubdtype(arr.dtype, np.integer):
-        raise DataError(f"{path}: '{key}' has dtype {arr.dtype}; expected integer labels")
+        raise DataError(f"{path}: '{key}' has dtype {arr.dtype}; expected integer labels (class ids, or 0/1 per label)")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -93,6 +93,13 @@ def _labels_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
     if arr.min(initial=0) < 0:
         raise DataError(f"{path}: '{key}' holds negative labels")
     return torch.from_numpy(arr.astype(np.int64))
+
+
+def _read(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    try:
+        return npz[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated member, pickled objects
+        raise DataError(f"{path}: cannot read '{key}' ({e})") from None
 
 
 def subset(n: int, limit: int | None) -> np.ndarray:
@@ -106,8 +113,10 @@ def subset(n: int, limit: int | None) -> np.ndarray:
 def open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
     """Open an ``.npz`` without pickle; a missing or unreadable file is a :class:`DataError`."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"data file '{path}' does not exist")
+    if not path.is_file():
+        raise DataError(f"data file '{path}' is not a file")
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as e:
@@ -135,15 +144,12 @@ def load_medmnist(path: str | Path, limit: int | None = None,
         check_medmnist_keys(npz, path)
         splits = {}
         for s in SPLITS:
-            images = image_fn(npz[f"{s}_images"], f"{s}_images", path)
-            labels = _labels_to_tensor(npz[f"{s}_labels"], f"{s}_labels", path)
+            images = image_fn(_read(npz, f"{s}_images", path), f"{s}_images", path)
+            labels = _labels_to_tensor(_read(npz, f"{s}_labels", path), f"{s}_labels", path)
             if len(images) != len(labels):
                 raise DataError(f"{path}: {s}_images has {len(images)} items but {s}_labels has {len(labels)}")
             if len(images) == 0:
                 raise DataError(f"{path}: split '{s}' is empty")
-            if limit is not None:
-                keep = torch.from_numpy(subset(len(images), limit))
-                images, labels = images[keep], labels[keep]
             splits[s] = [images, labels]
     widths = {v[1].shape[1] for v in splits.values()}
     channels = {v[0].shape[1:-2] for v in splits.values()}
@@ -151,13 +157,25 @@ def load_medmnist(path: str | Path, limit: int | None = None,
         raise DataError(f"{path}: splits disagree on label width {widths} or channels {channels}")
     if widths.pop() == 1:
         task = "multiclass"
-        num_classes = int(max(int(v[1].max()) for v in splits.values())) + 1
-        num_classes = max(num_classes, 2)
+        top = int(splits["train"][1].max())
+        if top < 1:
+            raise DataError(f"{path}: 'train_labels' hold a single class ({top}); classification needs at least two")
+        for s in ("val", "test"):
+            if int(splits[s][1].max()) > top:
+                raise DataError(f"{path}: '{s}_labels' hold class {int(splits[s][1].max())}, out of the range "
+                                f"0..{top} of 'train_labels'")
+        num_classes = top + 1
         for v in splits.values():
             v[1] = v[1][:, 0]
     else:
         task = "multilabel"
         num_classes = splits["train"][1].shape[1]
-        if any(int(v[1].max()) > 1 for v in splits.values()):
-            raise DataError(f"{path}: multi-label labels must be 0 or 1")
+        for s, v in splits.items():
+            if int(v[1].max()) > 1:
+                raise DataError(f"{path}: '{s}_labels' are multi-label (N, {num_classes}) but hold values other "
+                                "than 0 and 1")
+    if limit is not None:  # after the checks, which see every label
+        for v in splits.values():
+            keep = torch.from_numpy(subset(len(v[0]), limit))
+            v[0], v[1] = v[0][keep], v[1][keep]
     return ImageDataset(path.stem, {k: Split(*v) for k, v in splits.items()}, task, num_classes)

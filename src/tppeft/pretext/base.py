@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
+from tppeft.config import ConfigError, PretextConfig
 
 
 class PretextTask(nn.Module):
@@ -43,7 +43,7 @@ def register_pretext(cls: type[PretextTask]) -> type[PretextTask]:
 
 def get_pretext(cfg: PretextConfig) -> type[PretextTask]:
     if cfg.method not in _REGISTRY:
-        raise ValueError(f"pretext.method '{cfg.method}' is unknown; choose from {sorted(_REGISTRY)}")
+        raise ConfigError(f"pretext.method '{cfg.method}' is unknown; choose from {sorted(_REGISTRY)}")
     return _REGISTRY[cfg.method]
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
+from tppeft.config import ConfigError, PretextConfig
 from tppeft.pretext.base import PretextTask, register_pretext
 from tppeft.pretext.heads import MAEDecoder
 from tppeft.pretext.masking import patchify, random_keep_indices
@@ -46,7 +46,7 @@ class MaskedReconstruction(PretextTask):
         use_pretrained = cfg.decoder == "pretrained" or (cfg.decoder == "auto" and backbone.decoder_state)
         if use_pretrained:
             if not backbone.decoder_state:
-                raise ValueError("pretext.decoder=pretrained but the backbone checkpoint has no MAE decoder "
+                raise ConfigError("pretext.decoder=pretrained but the backbone checkpoint has no MAE decoder "
                                  "(at this input size); use pretext.decoder=fresh")
             meta = backbone.decoder_meta
             self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, meta.get("dim", 128),
