@@ -41,3 +41,15 @@ def tiny_config(tmp_path: Path | None = None, **overrides):
             "finetune.batch_size=16"]
     sets += [f"{k}={v}" for k, v in overrides.items()]
     return load_config(None, sets), sets
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny batches gain nothing from intra-op threads, and on a shared machine two threads can wait on each
+    other for far longer than the work takes; restores the previous count afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -139,8 +139,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     cfg = ctx.cfg.pretext
     task = get_pretext(cfg)(ctx.backbone, run.vit, cfg).to(ctx.device)
     loss_start = pretext_eval_loss(ctx, task, seed)
-    ctx.log(f"{tag} TPP stage: {cfg.method} ({getattr(task, 'decoder_source', '')} decoder), "
-            f"held-out pretext loss {loss_start:.4f}")
+    ctx.log(f"{tag} TPP stage: {task.describe()}, held-out pretext loss {loss_start:.4f}")
     order = generator(seed, "pretext")
     aug = generator(seed, "pretext", ctx.device)
     metrics_path = out_dir / "metrics.jsonl"
@@ -149,12 +148,14 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         append_jsonl(metrics_path, {"stage": "pretext", "epoch": epoch, "train_loss": loss})
         return {}
 
+    view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
+
     result = train(
         run.target_params() + task.head_param_groups(cfg.lr),
-        lambda idx: task.loss(ctx.batch("train", idx, aug), aug),
+        lambda idx: task.loss(ctx.batch("train", idx, view_gen), aug),
         len(ctx.data["train"]), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
-        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} pretext",
+        on_epoch_end=on_epoch_end, after_step=task.after_step, log=ctx.log, tag=f"{tag} pretext",
     )
     loss_end = pretext_eval_loss(ctx, task, seed)
     if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
@@ -164,7 +165,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     run.method.save(run.handle, target_dir)
     ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
             f"({result.seconds:.0f}s); target parameters in {target_dir}")
-    summary = {"method": cfg.method, "decoder": getattr(task, "decoder_source", None),
+    summary = {"method": cfg.method, "setup": task.describe(), "decoder": getattr(task, "decoder_source", None),
                "loss_start": loss_start, "loss_end": loss_end,
                "train_loss_curve": [h["train_loss"] for h in result.history],
                "epochs": cfg.epochs, "steps": result.steps, "seconds": result.seconds}

@@ -49,13 +49,15 @@ def train(
     warmup_epochs: float,
     generator: torch.Generator,
     on_epoch_end: EpochEnd | None = None,
+    after_step: Callable[[], None] | None = None,
     log: Callable[[str], None] = print,
     tag: str = "",
 ) -> TrainResult:
     """AdamW with warm-up + cosine over ``epochs`` passes of shuffled index batches.
 
     ``params`` holds parameters (trained at ``lr``) and/or optimizer group dicts with their own ``lr``.
-    ``step_loss(indices)`` computes the loss of one batch; the loop does the backward and the update.
+    ``step_loss(indices)`` computes the loss of one batch; the loop does the backward and the update;
+    ``after_step()``, if given, runs after every optimizer step (an EMA teacher updates there).
     """
     result = TrainResult()
     if epochs == 0:
@@ -82,6 +84,8 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
+            if after_step is not None:
+                after_step()
             loss_sum += loss.detach()
             n += 1
         mean_loss = float(loss_sum) / n  # one host sync per epoch
