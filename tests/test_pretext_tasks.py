@@ -101,3 +101,24 @@ def test_featdistill_starts_from_the_backbones_own_features(b0, batch):
     task.cfg.mask_ratio = 1e-6  # keeps 64 of 64 patches
     with torch.no_grad():
         assert float(task.loss(batch, torch.Generator().manual_seed(0))) < 1e-8
+
+
+@pytest.mark.parametrize("target_method", ["vpt_deep", "bitfit"])
+@pytest.mark.parametrize("method", ["dino", "featdistill"])
+def test_teachers_work_with_added_and_selected_target_params(b0, batch, method, target_method):
+    """Prompts (added tokens) and BitFit (selected backbone biases) are target parameters like LoRA's: the EMA
+    teacher tracks them and the feature teacher (the template) keeps the backbone's own values."""
+    template = frozen_state_digest(b0.model)
+    vit = b0.fresh_model()
+    _, names = get_target_method(PeftConfig(method=target_method)).attach(vit)
+    cfg = PretextConfig(method=method)
+    task = get_pretext(cfg)(b0, vit, cfg)
+    task.loss(batch[:4], torch.Generator().manual_seed(0)).backward()
+    params = dict(vit.named_parameters())
+    assert all(params[n].grad is not None for n in names)
+    if method == "dino":
+        assert {f"vit.{n}" for n in names} <= set(task.teacher.names)
+    with torch.no_grad():
+        for n in names:
+            params[n].add_(1.0)
+    assert frozen_state_digest(b0.model) == template

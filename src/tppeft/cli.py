@@ -113,9 +113,39 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tppeft.sweep import run_sweep, table
+
+    spec = args.config
+    if spec is not None and not Path(spec).exists() and spec in bundled_configs():
+        spec = bundled_configs()[spec]
+    out = args.output or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep = run_sweep(spec, args.set or [], args.grid, out, resume=args.resume, overwrite=args.overwrite, log=log)
+    print(table(sweep))
+    print(f"\nwall time {sweep['wall_seconds']:.0f} s; table: {Path(out) / 'sweep.md'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tppeft.export import describe, export
+
+    info = export(Path(args.source), args.output, merged=args.merged, arm=args.arm, seed=args.seed,
+                  checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print(describe(info))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from tppeft.report import comparison_text, write_report
 
+    sweep_file = Path(args.run_dir) / "sweep.json"
+    if sweep_file.is_file() and not (Path(args.run_dir) / "summary.json").is_file():
+        from tppeft.sweep import render, table
+
+        sweep = json.loads(sweep_file.read_text())
+        (Path(args.run_dir) / "sweep.md").write_text(render(sweep))
+        print(table(sweep))
+        return 0
     path = write_report(Path(args.run_dir))
     print(comparison_text(json.loads((Path(args.run_dir) / "summary.json").read_text())))
     print(f"\nreport: {path}")
@@ -153,7 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, output=False)
     sp.add_argument("--docs", action="store_true", help="print every key with type, default and meaning")
     sp.set_defaults(fn=cmd_config)
-    sp = sub.add_parser("report", help="rebuild report.md of a run folder from its summary.json")
+    sp = sub.add_parser("sweep", help="one comparison per cell of a grid of config values; one table of all cells")
+    common(sp)
+    sp.add_argument("--grid", action="append", required=True, metavar="KEY=[V1,V2]",
+                    help="an axis of the grid: a config key and its values as a YAML list (repeatable)")
+    sp.add_argument("--resume", action="store_true", help="reuse the finished cells of an existing sweep folder")
+    sp.set_defaults(fn=cmd_sweep)
+    sp = sub.add_parser("export", help="a run's target parameters as adapter files or merged into a timm checkpoint")
+    sp.add_argument("source", help="run folder, pretrain/finetune output, or a folder of saved target parameters")
+    sp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+    sp.add_argument("--merged", action="store_true",
+                    help="fold the method into the backbone's weights: a plain timm checkpoint (where possible)")
+    sp.add_argument("--arm", help="run folders: which arm's fine-tuned parameters (default tpp)")
+    sp.add_argument("--seed", type=int, default=0, help="run folders: which seed (default 0)")
+    sp.add_argument("--checkpoint", help="backbone checkpoint to use instead of the recorded one (moved files)")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing export in --output")
+    sp.set_defaults(fn=cmd_export)
+    sp = sub.add_parser("report", help="rebuild report.md of a run folder (or sweep.md of a sweep) and print it")
     sp.add_argument("run_dir")
     sp.set_defaults(fn=cmd_report)
     return p

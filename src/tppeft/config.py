@@ -24,19 +24,22 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     path: str = Field(
         "bundled:breastmnist",
-        description="MedMNIST-format .npz (train_/val_/test_ images and labels), or `bundled:breastmnist`.",
+        description="MedMNIST-format .npz (2D images or 3D volumes), a segmentation .npz (`images`, `masks`, "
+        "`split`), a folder of image/mask pairs, or `bundled:breastmnist`; relative paths from the working folder.",
     )
     image_size: int | None = Field(
         None, gt=0, description="Input side in pixels; null = the backbone's own input size."
     )
-    augment: bool = Field(True, description="Random resized crop and flips on training batches.")
+    augment: bool = Field(
+        True, description="Random resized crop and flips on training batches (masks and volume slices move with "
+        "their image).")
     crop_scale: tuple[float, float] = Field(
         (0.6, 1.0), description="Area range of the random resized crop, as fractions of the image."
     )
     hflip: bool = Field(True, description="Random horizontal flip during training.")
     vflip: bool = Field(False, description="Random vertical flip during training.")
     limit: int | None = Field(
-        None, gt=0, description="Use only the first N images of each split (quick checks); null = all."
+        None, gt=0, description="Use only N images of each split, evenly spaced through it (quick checks); null = all."
     )
 
     @field_validator("crop_scale")
@@ -65,15 +68,91 @@ class BackboneConfig(_Section):
     )
 
 
+BLOCK_LINEARS = ("qkv", "proj", "fc1", "fc2")
+# Readable presets for `peft.targets`: the linears of every transformer block they stand for.
+TARGET_PRESETS = {"attention": ["qkv", "proj"], "mlp": ["fc1", "fc2"], "all": list(BLOCK_LINEARS)}
+BlockLinear = Literal["qkv", "proj", "fc1", "fc2"]
+
+
+class LokrOptions(_Section):
+    """Options of LoKr (peft ``LoKrConfig``) beyond the shared rank and alpha."""
+
+    decompose_both: bool = Field(
+        False, description="Also factor the left Kronecker factor into a low-rank product (peft `decompose_both`)."
+    )
+    decompose_factor: int = Field(
+        -1, description="Kronecker factor size; -1 = the factorisation closest to a square (peft `decompose_factor`)."
+    )
+
+
+class Ia3Options(_Section):
+    """Options of (IA)³ (peft ``IA3Config``)."""
+
+    feedforward: list[BlockLinear] = Field(
+        ["fc2"], description="Targeted linears treated as feed-forward: (IA)³ scales their *input* (the MLP "
+        "activation), the others' output."
+    )
+
+
+class AdapterOptions(_Section):
+    """Options of the sequential bottleneck adapter (Houlsby/Pfeiffer style, after the MLP)."""
+
+    dim: int = Field(16, gt=0, description="Bottleneck width of the adapter (down 192 -> dim -> up 192 on b0).")
+
+
+class AdaptFormerOptions(_Section):
+    """Options of AdaptFormer, the parallel adapter beside the MLP."""
+
+    dim: int = Field(16, gt=0, description="Bottleneck width of the parallel adapter.")
+    scale: float = Field(0.1, gt=0, description="Fixed factor on the adapter branch (AdaptFormer's s).")
+
+
+class VptOptions(_Section):
+    """Options of visual prompt tuning (`vpt_shallow`, `vpt_deep`)."""
+
+    tokens: int = Field(10, gt=0, description="Learnable prompt tokens inserted after the class token.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the prompt tokens during training.")
+
+
+class SsfOptions(_Section):
+    """Options of SSF (per-channel scale and shift)."""
+
+    norms: bool = Field(
+        True, description="Also scale and shift after every LayerNorm (besides the linears in `peft.targets`)."
+    )
+
+
 class PeftConfig(_Section):
     method: str = Field("lora", description="Target-parameter method (see `tppeft list`).")
-    r: int = Field(8, gt=0, description="LoRA rank.")
-    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
-    targets: list[Literal["qkv", "proj", "fc1", "fc2"]] = Field(
-        ["qkv", "proj", "fc1", "fc2"],
-        description="Linears of every transformer block that receive target parameters.",
+    r: int = Field(8, gt=0, description="Rank of LoRA, LoHa and LoKr.")
+    alpha: float = Field(16.0, gt=0, description="Scaling numerator of LoRA, LoHa and LoKr (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input (LoHa/LoKr: rank dropout).")
+    targets: list[BlockLinear] = Field(
+        list(BLOCK_LINEARS), min_length=1,
+        description="Linears of every transformer block that receive target parameters (LoRA family, (IA)³, "
+        "SSF); presets: `attention` = [qkv, proj], `mlp` = [fc1, fc2], `all`.",
     )
+    use_rslora: bool = Field(False, description="LoRA: rank-stabilised scale alpha / sqrt(r) (rsLoRA).")
+    use_dora: bool = Field(False, description="LoRA: weight-decomposed LoRA (DoRA), adds a magnitude vector.")
+    lokr: LokrOptions = Field(default_factory=LokrOptions)
+    ia3: Ia3Options = Field(default_factory=Ia3Options)
+    adapter: AdapterOptions = Field(default_factory=AdapterOptions)
+    adaptformer: AdaptFormerOptions = Field(default_factory=AdaptFormerOptions)
+    vpt: VptOptions = Field(default_factory=VptOptions)
+    ssf: SsfOptions = Field(default_factory=SsfOptions)
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _expand_presets(cls, v: Any) -> Any:
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list):
+            return v
+        out: list = []
+        for item in items:
+            for name in TARGET_PRESETS.get(item, [item]) if isinstance(item, str) else [item]:
+                if name not in out:
+                    out.append(name)
+        return out
 
 
 class ViewsConfig(_Section):
@@ -180,6 +259,43 @@ class PretextConfig(_Section):
         return self
 
 
+class TaskConfig(_Section):
+    type: Literal["auto", "classification", "segmentation", "volume"] = Field(
+        "auto",
+        description="Task of the fine-tuning stage; `auto` = from the data (masks: segmentation, (N,D,H,W) "
+        "volumes: volume classification, else classification).",
+    )
+    decoder_channels: int = Field(
+        16, gt=0, description="Segmentation: width of the decoder's full-resolution level (UNETR's "
+        "`feature_size`); it doubles at each coarser level.")
+    feature_blocks: list[int] | None = Field(
+        None, description="Segmentation: transformer blocks (0-based, shallow to deep) whose outputs feed the "
+        "decoder, one per upsampling level (log2 of the patch size); null = evenly spaced, ending at the last.")
+    dice_weight: float = Field(1.0, ge=0, description="Segmentation: weight of the Dice loss (MONAI DiceCELoss).")
+    ce_weight: float = Field(1.0, ge=0, description="Segmentation: weight of the cross-entropy loss.")
+    ignore_empty: bool = Field(
+        True, description="Segmentation metrics: an image whose ground truth lacks a class is left out of that "
+        "class's Dice/IoU (MONAI's default); false = it scores 1 if the prediction lacks it too, else 0.")
+    slices: int | None = Field(
+        8, gt=0, description="Volumes: slices per volume fed to the 2D backbone, evenly spaced along the first "
+        "axis; null = every slice in the span.")
+    train_slices: int | None = Field(
+        None, gt=0, description="Volumes: slices drawn at random (per volume and step, order kept) from the "
+        "`slices` for each training step, a cheaper bag that also augments; null = all. Evaluation uses all.")
+    slice_span: float = Field(
+        1.0, gt=0, le=1, description="Volumes: central fraction of the depth that the slices are taken from.")
+    aggregation: Literal["attention", "mean"] = Field(
+        "attention", description="Volumes: how slice features become one volume feature: gated attention "
+        "pooling (learned weights) or the mean; a linear classifier follows.")
+
+    @field_validator("feature_blocks")
+    @classmethod
+    def _check_blocks(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(b < 0 for b in v) or sorted(set(v)) != v):
+            raise ValueError("needs distinct block indices >= 0 in increasing order")
+        return v
+
+
 class FinetuneConfig(_Section):
     epochs: int = Field(7, gt=0, description="Fine-tuning epochs (identical for every arm).")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of target parameters and head.")
@@ -187,8 +303,9 @@ class FinetuneConfig(_Section):
     batch_size: int = Field(32, gt=0, description="Images per step.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
-    select_metric: Literal["auc", "acc", "loss"] = Field(
-        "auc", description="Validation metric that picks the epoch whose weights are tested."
+    select_metric: Literal["auto", "auc", "acc", "dice", "iou", "loss"] = Field(
+        "auto", description="Validation metric that picks the epoch whose weights are tested; `auto` = the "
+        "task's primary metric (AUC for classification, Dice for segmentation)."
     )
 
 
@@ -205,6 +322,7 @@ class Config(_Section):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     peft: PeftConfig = Field(default_factory=PeftConfig)
     pretext: PretextConfig = Field(default_factory=PretextConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
 
     @field_validator("arms")

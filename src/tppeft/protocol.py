@@ -18,8 +18,6 @@ from tppeft.report import write_report
 from tppeft.stages import Context, build_run_model, finetune_stage, prepare_context, pretrain_stage
 from tppeft.stats import finite, mean_std, paired_difference
 
-METRICS = ("acc", "auc")
-PRIMARY_METRIC = "auc"
 ARM_HELP = {
     "baseline": "ordinary PEFT: target parameters start from their usual init (LoRA: A random, B zero)",
     "tpp": "target parameters pre-trained by the pretext task, then the same fine-tuning",
@@ -49,13 +47,14 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path) -> dict:
     return record
 
 
-def summarize(records: list[dict], cfg: Config, meta: dict) -> dict:
-    """summary.json: per-arm runs, mean and std of each metric, and paired tpp-minus-other differences."""
+def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], primary: str) -> dict:
+    """summary.json: per-arm runs, mean and std of each of the task's ``metrics``, and paired tpp-minus-other
+    differences; ``primary`` names the task's primary metric."""
     arms: dict[str, dict] = {}
     for arm in cfg.arms:
         runs = [r for r in records if r["arm"] == arm]
         entry: dict = {"runs": runs, "mean": {}, "std": {}, "n": len(runs)}
-        for m in METRICS:
+        for m in metrics:
             mu, sd = mean_std(finite([r["test"].get(m) for r in runs]))
             entry["mean"][m], entry["std"][m] = mu, sd
         pre = [r["pretext"] for r in runs if r.get("pretext")]
@@ -72,9 +71,12 @@ def summarize(records: list[dict], cfg: Config, meta: dict) -> dict:
             paired[f"tpp-{other}"] = {
                 m: paired_difference({r["seed"]: r["test"][m] for r in arms["tpp"]["runs"]},
                                      {r["seed"]: r["test"][m] for r in arms[other]["runs"]})
-                for m in METRICS}
-    return {"tppeft_version": tppeft.__version__, "primary_metric": PRIMARY_METRIC, "metrics": list(METRICS),
-            **meta, "arms": arms, "paired": paired}
+                for m in metrics}
+    first = records[0] if records else {}
+    target = {"method": cfg.peft.method, "count": first.get("target_params"),
+              "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
+    return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
+            **meta, "target_params": target, "arms": arms, "paired": paired}
 
 
 def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print) -> dict:
@@ -82,10 +84,14 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     start = time.perf_counter()
     (out_dir / "config.yaml").write_text(config_to_yaml(cfg))
     ctx = prepare_context(cfg, log)
-    meta = {"dataset": ctx.data.name, "task": ctx.data.task, "num_classes": ctx.data.num_classes,
+    task = ctx.task
+    meta = {"dataset": ctx.data.name, "task": task.name, "labels": ctx.data.task,
+            "num_classes": ctx.data.num_classes, "metric_note": task.metric_note(),
             "split_sizes": {k: len(v) for k, v in ctx.data.splits.items()},
             "backbone": ctx.backbone.identity, "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
-            "finetune": cfg.finetune.model_dump(), "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
+            "finetune": {**cfg.finetune.model_dump(), "select_metric": task.select_metric()},
+            "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,
+            "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
     records = []
     total = cfg.seeds * len(cfg.arms)
     for seed in range(cfg.seeds):
@@ -95,7 +101,10 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             record = run_arm(ctx, arm, seed, out_dir / "runs" / arm / f"seed{seed}")
             records.append(record)
             append_jsonl(out_dir / "results.jsonl", record)
-    summary = summarize(records, cfg, {**meta, "wall_seconds": round(time.perf_counter() - start, 1)})
+    figures = task.figures(ctx, out_dir, cfg.arms)
+    summary = summarize(records, cfg, {**meta, "figures": figures,
+                                       "wall_seconds": round(time.perf_counter() - start, 1)},
+                        task.metrics, task.primary_metric)
     write_json(out_dir / "summary.json", summary)
     write_report(out_dir)
     return summary

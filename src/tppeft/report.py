@@ -7,11 +7,11 @@ import math
 from pathlib import Path
 
 
-def _num(v: float | None, digits: int = 3) -> str:
+def fmt(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-def _signed(v: float | None, digits: int = 3) -> str:
+def fmt_signed(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{digits}f}"
 
 
@@ -21,10 +21,10 @@ def arms_table(summary: dict) -> str:
     head += " | pretext loss start → end | s / run |"
     rows = [head, "|" + "---|" * (len(metrics) + 4)]
     for arm, e in summary["arms"].items():
-        cells = [f"{_num(e['mean'].get(m))} ± {_num(e['std'].get(m))}" for m in metrics]
-        pre = (f"{_num(e['pretext_loss_start'], 4)} → {_num(e['pretext_loss_end'], 4)}"
+        cells = [f"{fmt(e['mean'].get(m))} ± {fmt(e['std'].get(m))}" for m in metrics]
+        pre = (f"{fmt(e['pretext_loss_start'], 4)} → {fmt(e['pretext_loss_end'], 4)}"
                if "pretext_loss_start" in e else "—")
-        rows.append(f"| {arm} | {e['n']} | " + " | ".join(cells) + f" | {pre} | {_num(e['seconds_mean'], 0)} |")
+        rows.append(f"| {arm} | {e['n']} | " + " | ".join(cells) + f" | {pre} | {fmt(e['seconds_mean'], 0)} |")
     return "\n".join(rows)
 
 
@@ -44,8 +44,8 @@ def paired_table(summary: dict) -> str:
             "|---|---|---|---|---|---|"]
     for name, per_metric in summary.get("paired", {}).items():
         for m, d in per_metric.items():
-            ci = f"[{_signed(d['ci95'][0])}, {_signed(d['ci95'][1])}]"
-            rows.append(f"| {name.replace('-', ' − ')} | {m.upper()} | {_signed(d['mean'])} ± {_num(d['std'])} | "
+            ci = f"[{fmt_signed(d['ci95'][0])}, {fmt_signed(d['ci95'][1])}]"
+            rows.append(f"| {name.replace('-', ' − ')} | {m.upper()} | {fmt_signed(d['mean'])} ± {fmt(d['std'])} | "
                         f"{ci} | {d['wins']}/{d['n']} | {verdict(d)} |")
     return "\n".join(rows) if len(rows) > 2 else ""
 
@@ -58,9 +58,9 @@ def seeds_table(summary: dict) -> str:
     for arm, e in summary["arms"].items():
         for r in e["runs"]:
             pre = r.get("pretext")
-            pre_text = f"{_num(pre['loss_start'], 4)} → {_num(pre['loss_end'], 4)}" if pre else "—"
-            rows.append(f"| {arm} | {r['seed']} | " + " | ".join(_num(r["test"].get(m)) for m in metrics)
-                        + f" | {r['best_epoch']} | {pre_text} | {_num(r['seconds'], 0)} |")
+            pre_text = f"{fmt(pre['loss_start'], 4)} → {fmt(pre['loss_end'], 4)}" if pre else "—"
+            rows.append(f"| {arm} | {r['seed']} | " + " | ".join(fmt(r["test"].get(m)) for m in metrics)
+                        + f" | {r['best_epoch']} | {pre_text} | {fmt(r['seconds'], 0)} |")
     return "\n".join(rows)
 
 
@@ -72,26 +72,39 @@ def comparison_text(summary: dict) -> str:
     return "\n\n".join(parts)
 
 
+def _target_text(summary: dict) -> str:
+    peft, tp = summary.get("peft", {}), summary.get("target_params") or {}
+    text = f"`{peft.get('method')}`"
+    if peft.get("method") in ("lora", "loha", "lokr"):
+        text += f" r={peft.get('r')} on {peft.get('targets')}"
+    if tp.get("count") is not None:
+        text += (f", {tp['count']:,} parameters ({fmt(tp.get('percent'), 2)}% of the backbone's "
+                 f"{tp['backbone_params']:,})")
+    return text
+
+
 def render(summary: dict) -> str:
     primary = summary["primary_metric"]
     b = summary.get("backbone", {})
-    peft, pre, ft = summary.get("peft", {}), summary.get("pretext", {}), summary.get("finetune", {})
+    pre, ft = summary.get("pretext", {}), summary.get("finetune", {})
     lines = [
         f"# TPP comparison on {summary.get('dataset', '?')}",
         "",
         f"Task: {summary.get('task')} with {summary.get('num_classes')} classes; splits "
         f"{summary.get('split_sizes')}. Backbone: `{b.get('name')}` from `{b.get('checkpoint') or 'timm'}`. "
-        f"Target parameters: `{peft.get('method')}` r={peft.get('r')} on {peft.get('targets')}. "
+        f"Target parameters: {_target_text(summary)}. "
         f"Pretext: `{pre.get('method')}`, {pre.get('epochs')} epochs, lr {pre.get('lr')}. "
         f"Fine-tuning: {ft.get('epochs')} epochs, lr {ft.get('lr')}, model selection on validation "
         f"{ft.get('select_metric')}. Seeds: {summary.get('seeds')} (paired across arms). "
-        f"Device: {summary.get('device')}; wall time {_num(summary.get('wall_seconds'), 0)} s.",
+        f"Device: {summary.get('device')}; wall time {fmt(summary.get('wall_seconds'), 0)} s.",
         "",
         "## Test metrics",
         "",
         arms_table(summary),
         "",
     ]
+    if summary.get("metric_note"):
+        lines += [summary["metric_note"], ""]
     if summary.get("paired"):
         lines += [
             f"## Paired differences (primary metric: {primary.upper()})",
@@ -105,6 +118,10 @@ def render(summary: dict) -> str:
     lines += ["## Per seed", "", seeds_table(summary), "",
               "Pretext losses are measured on the validation images with fixed masks, before and after the "
               "TPP stage. Every run checked that the backbone's own weights were bit-identical at its end.", ""]
+    for fig in summary.get("figures") or []:
+        lines += ["## Examples", "",
+                  "Test images (seed 0 of each arm): ground truth filled; predictions filled with the ground "
+                  "truth outlined in green.", "", f"![examples]({fig})", ""]
     return "\n".join(lines)
 
 

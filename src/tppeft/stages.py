@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch import nn
@@ -18,20 +17,12 @@ from torch import nn
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
 from tppeft.config import Config
-from tppeft.data import (
-    ImageDataset,
-    augment_batch,
-    iterate_batches,
-    load_medmnist,
-    resize_images,
-    to_model_input,
-)
+from tppeft.data import ImageDataset, augment_batch, iterate_batches, load_dataset, to_model_input
 from tppeft.engine import resolve_device, set_threads, train
 from tppeft.engine.outputs import append_jsonl
 from tppeft.pretext import get_pretext
-from tppeft.targets import TargetMethod, get_target_method
-from tppeft.tasks import Classifier, classification_loss, classification_metrics
-from tppeft.tasks.classification import scores_from_logits
+from tppeft.targets import Attached, TargetMethod, get_target_method
+from tppeft.tasks import Task, TaskModel, task_for
 
 # Offsets that give each source of randomness of a run its own stream, the same in every arm.
 # A TPP stage whose held-out pretext loss falls by less than this fraction is reported as not moving.
@@ -49,7 +40,7 @@ def generator(seed: int, stream: str, device: torch.device | str = "cpu") -> tor
 
 @dataclass
 class Context:
-    """What every run of one experiment shares: data on the device and the frozen backbone."""
+    """What every run of one experiment shares: data on the device, the task and the frozen backbone."""
 
     cfg: Config
     device: torch.device
@@ -58,30 +49,49 @@ class Context:
     mean: torch.Tensor
     std: torch.Tensor
     log: Callable[[str], None]
+    task: Task
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) images in [0, 1] -> the backbone's normalised 3-channel input."""
+        return to_model_input(images, self.mean, self.std)
+
+    def augment(self, images: torch.Tensor, gen: torch.Generator, masks: torch.Tensor | None = None):
+        """Training augmentation of (N, C, H, W) images (and their (N, H, W) masks, moved alike) if enabled."""
+        d = self.cfg.data
+        if not d.augment:
+            return images if masks is None else (images, masks)
+        return augment_batch(images, gen, d.crop_scale, hflip=d.hflip, vflip=d.vflip, masks=masks)
+
+    def num_images(self, split: str) -> int:
+        """How many 2D images the TPP stage sees in ``split`` (slices, for volumes)."""
+        return len(self.task.pretext_images(self.data[split]))
 
     def batch(self, split: str, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        """Normalised model input of ``split[idx]``; augmented when a generator is given."""
-        images = self.data[split].images[idx.to(self.device)]
-        if gen is not None and self.cfg.data.augment:
-            d = self.cfg.data
-            images = augment_batch(images, gen, d.crop_scale, hflip=d.hflip, vflip=d.vflip)
-        return to_model_input(images, self.mean, self.std)
+        """Normalised 2D images ``idx`` of ``split`` as the TPP stage sees them (the task's pretext images:
+        the images themselves, or volume slices); augmented when a generator is given. Never labels."""
+        images = self.task.pretext_images(self.data[split])[idx.to(self.device)]
+        if gen is not None:
+            images = self.augment(images, gen)
+        return self.normalise(images)
 
 
 def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
     device = resolve_device(cfg.device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
     backbone = build_backbone(cfg.backbone, cfg.data.image_size)
-    data = load_medmnist(resolve(cfg.data.path), cfg.data.limit)
-    for split in data.splits.values():
-        split.images = resize_images(split.images, backbone.image_size)
+    t = cfg.task
+    data = load_dataset(resolve(cfg.data.path), t.type, cfg.data.limit, t.slices, t.slice_span)
+    task = task_for(cfg, data)
+    task.select_metric()  # a metric the task lacks is a config error before any training
+    task.prepare(data, backbone.image_size)
     backbone.model.to(device)
-    log(f"data: {data.name} ({data.task}, {data.num_classes} classes) train/val/test = "
-        f"{len(data['train'])}/{len(data['val'])}/{len(data['test'])} at {backbone.image_size}px; "
-        f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'}; device {device}"
-        + (f" ({threads} threads)" if threads else ""))
-    return Context(cfg, device, data.to(device), backbone,
-                   torch.tensor(backbone.mean, device=device), torch.tensor(backbone.std, device=device), log)
+    shape = "x".join(str(d) for d in data["train"].images.shape[1:])
+    log(f"data: {data.name} ({task.name}, {data.num_classes} classes) train/val/test = "
+        f"{len(data['train'])}/{len(data['val'])}/{len(data['test'])}, input {shape}; "
+        f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
+        f"device {device}" + (f" ({threads} threads)" if threads else ""))
+    return Context(cfg, device, data.to(device), backbone, torch.tensor(backbone.mean, device=device),
+                   torch.tensor(backbone.std, device=device), log, task)
 
 
 @dataclass
@@ -90,9 +100,10 @@ class RunModel:
 
     vit: nn.Module
     method: TargetMethod
-    handle: nn.Module
+    handle: Attached
     target_names: list[str]
     frozen_digest: str
+    backbone_params: int  # parameters of the backbone itself (selected ones included, added ones not)
 
     def target_params(self) -> list[nn.Parameter]:
         params = dict(self.vit.named_parameters())
@@ -102,23 +113,24 @@ class RunModel:
         return frozen_state_digest(self.vit, set(self.target_names)) == self.frozen_digest
 
     def counts(self) -> dict:
+        """Target-parameter count and its percentage of the backbone's own parameters."""
         trainable = sum(p.numel() for p in self.target_params())
-        total = sum(p.numel() for p in self.vit.parameters())
-        return {"target_params": trainable, "backbone_params": total - trainable,
-                "target_percent": round(100 * trainable / max(1, total - trainable), 4)}
+        return {"target_params": trainable, "backbone_params": self.backbone_params,
+                "target_percent": round(100 * trainable / max(1, self.backbone_params), 4)}
 
 
 def build_run_model(ctx: Context, seed: int, init: Path | None = None) -> RunModel:
     """Backbone copy + target parameters, initialised from ``seed`` (or loaded from ``init``)."""
     vit = ctx.backbone.fresh_model()
-    method = get_target_method(ctx.cfg.peft)
+    backbone_params = sum(p.numel() for p in vit.parameters())
+    method = get_target_method(ctx.cfg.peft, ctx.backbone.identity)
     torch.manual_seed(stream_seed(seed, "targets"))
     handle, names = method.attach(vit)
     vit.to(ctx.device)
     if init is not None:
         method.load(handle, init)
     digest = frozen_state_digest(vit, set(names))
-    return RunModel(vit, method, handle, names, digest)
+    return RunModel(vit, method, handle, names, digest, backbone_params)
 
 
 @torch.no_grad()
@@ -126,7 +138,7 @@ def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
     """Pretext loss on the validation images with fixed masks and no augmentation (start/end comparable)."""
     task.eval()
     gen = generator(seed, "pretext_eval", ctx.device)
-    n = len(ctx.data["val"])
+    n = ctx.num_images("val")
     total = 0.0
     for idx in iterate_batches(n, ctx.cfg.eval_batch_size):
         total += float(task.loss(ctx.batch("val", idx), gen)) * len(idx)
@@ -153,7 +165,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     result = train(
         run.target_params() + task.head_param_groups(cfg.lr),
         lambda idx: task.loss(ctx.batch("train", idx, view_gen), aug),
-        len(ctx.data["train"]), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        ctx.num_images("train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, after_step=task.after_step, log=ctx.log, tag=f"{tag} pretext",
     )
@@ -173,44 +185,26 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     return summary  # the pretext head goes out of scope here; only the target parameters remain
 
 
-@torch.no_grad()
-def predict(ctx: Context, model: Classifier, split: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """Scores, labels and mean loss of ``split`` (no augmentation, no gradients)."""
-    model.eval()
-    scores, loss_sum = [], 0.0
-    labels = ctx.data[split].labels
-    for idx in iterate_batches(len(labels), ctx.cfg.eval_batch_size):
-        logits = model(ctx.batch(split, idx))
-        loss_sum += float(classification_loss(logits, labels[idx.to(ctx.device)], ctx.data.task)) * len(idx)
-        scores.append(scores_from_logits(logits, ctx.data.task).float().cpu())
-    model.train()
-    return torch.cat(scores).numpy(), labels.cpu().numpy(), loss_sum / len(labels)
-
-
-def evaluate(ctx: Context, model: Classifier, split: str) -> dict[str, float]:
-    scores, labels, loss = predict(ctx, model, split)
-    return {**classification_metrics(labels, scores, ctx.data.task), "loss": loss}
-
-
 def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str,
                    epochs: int | None = None) -> dict:
-    """Fine-tune target parameters + a new head; pick the best validation epoch; test it."""
+    """Fine-tune target parameters + the task's new head; pick the best validation epoch; test it."""
     cfg = ctx.cfg.finetune
+    task = ctx.task
     epochs = epochs or cfg.epochs
+    select = task.select_metric()
     torch.manual_seed(stream_seed(seed, "head"))
-    model = Classifier(run.vit, ctx.data.num_classes).to(ctx.device)
+    model: TaskModel = task.build_model(run.vit).to(ctx.device)
     model.train()
     order = generator(seed, "finetune")
     aug = generator(seed, "finetune", ctx.device)
-    labels = ctx.data["train"].labels
     trainable = run.target_params() + list(model.head.parameters())
-    sign = -1.0 if cfg.select_metric == "loss" else 1.0
+    sign = -1.0 if select == "loss" else 1.0
     best: dict = {"score": -float("inf")}
     metrics_path = out_dir / "metrics.jsonl"
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
-        val = evaluate(ctx, model, "val")
-        score = sign * val[cfg.select_metric]
+        val = task.evaluate(ctx, model, "val")
+        score = sign * val[select]
         if score > best["score"]:  # NaN never wins
             best.update(score=score, epoch=epoch, val=val,
                         state=[p.detach().clone() for p in trainable])
@@ -218,20 +212,21 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         return {f"val_{k}": v for k, v in val.items()}
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
-        logits = model(ctx.batch("train", idx, aug))
-        return classification_loss(logits, labels[idx.to(ctx.device)], ctx.data.task, cfg.label_smoothing)
+        inputs, targets = task.train_batch(ctx, idx, aug)
+        return task.loss(model(inputs), targets)
 
     result = train(
-        trainable, step_loss, len(labels), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        trainable, step_loss, len(ctx.data["train"]), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune",
     )
     if "state" not in best:
-        raise RuntimeError(f"{tag}: no epoch gave a finite validation {cfg.select_metric}")
+        raise RuntimeError(f"{tag}: no epoch gave a finite validation {select}")
     with torch.no_grad():
         for p, saved in zip(trainable, best.pop("state"), strict=True):
             p.copy_(saved)
-    test = evaluate(ctx, model, "test")
+    test = task.evaluate(ctx, model, "test")
+    task.after_test(ctx, model, out_dir, seed)
     final_dir = out_dir / "finetuned"
     run.method.save(run.handle, final_dir)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
@@ -248,3 +243,8 @@ def timed(fn: Callable[[], dict]) -> tuple[dict, float]:
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+def evaluate(ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
+    """Metrics (and loss) of ``split`` by the experiment's task."""
+    return ctx.task.evaluate(ctx, model, split)

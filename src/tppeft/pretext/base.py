@@ -51,11 +51,6 @@ class PretextTask(nn.Module):
         return [p for g in self.head_param_groups(1.0) for p in g["params"]]
 
 
-def target_parameter_names(vit: nn.Module) -> list[str]:
-    """Names of the target parameters of a run's ViT: those that require gradients."""
-    return [n for n, p in vit.named_parameters() if p.requires_grad]
-
-
 _REGISTRY: dict[str, type[PretextTask]] = {}
 
 

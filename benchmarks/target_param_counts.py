@@ -1,0 +1,53 @@
+"""Print the Markdown table of target-parameter methods with their parameter counts on a backbone.
+
+    python benchmarks/target_param_counts.py [--set peft.r=4 ...]
+
+Counts come from attaching each method (with the config's `peft` section, defaults unless overridden) to
+the configured backbone (default: the bundled b0); nothing is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tppeft.backbones import build_backbone
+from tppeft.config import load_config
+from tppeft.targets import get_target_method, list_target_methods, method_class
+
+# Variants worth a row of their own: (label, method, extra peft settings).
+VARIANTS = [("lora + rsLoRA", "lora", {"use_rslora": True}), ("lora + DoRA", "lora", {"use_dora": True})]
+
+
+def rows(overrides: list[str]) -> tuple[list[list[str]], dict]:
+    cfg = load_config(None, overrides)
+    backbone = build_backbone(cfg.backbone, cfg.data.image_size)
+    total = sum(p.numel() for p in backbone.model.parameters())
+    entries = [(m, m, {}) for m in list_target_methods()]
+    for label, method, extra in VARIANTS:
+        entries.insert([e[0] for e in entries].index(method) + 1, (label, method, extra))
+    out = []
+    for label, method, extra in entries:
+        peft = cfg.peft.model_copy(update={"method": method, **extra})
+        handle, names = get_target_method(peft).attach(backbone.fresh_model())
+        params = dict(handle.vit.named_parameters())
+        count = sum(params[n].numel() for n in names)
+        cls = method_class(method)
+        out.append([f"`{label}`", f"{count:,}", f"{100 * count / total:.2f}%", "yes" if cls.mergeable else "no",
+                    cls.description])
+    return out, {"backbone": cfg.backbone.name, "checkpoint": cfg.backbone.checkpoint, "params": total}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args()
+    table, info = rows(args.set)
+    print(f"Backbone {info['backbone']} from {info['checkpoint']}: {info['params']:,} parameters.\n")
+    print("| method | target params | % of backbone | mergeable | what is trained |")
+    print("|---|---|---|---|---|")
+    for r in table:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()

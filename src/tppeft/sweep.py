@@ -1,0 +1,163 @@
+"""``tppeft sweep``: one full comparison (``tppeft run``) per cell of a grid of config values, then one
+table of every cell's baseline vs TPP result, read from the cells' own ``summary.json``.
+
+Layout of a sweep folder: ``config.yaml`` (the base config), ``cells/<name>/`` (a complete run folder per
+cell), ``sweep.json`` (grid + one row per finished cell, rewritten after every cell) and ``sweep.md``.
+``--resume`` reuses every cell whose ``summary.json`` exists and whose config is unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tppeft.config import Config, ConfigError, config_to_yaml, load_config, parse_override
+from tppeft.engine.outputs import OutputError, prepare_output, write_json
+from tppeft.protocol import PRIMARY_METRIC, run_comparison
+from tppeft.report import fmt, fmt_signed, verdict
+from tppeft.targets import method_class
+
+SWEEP_FILE = "sweep.json"
+
+
+def parse_grid(texts: list[str]) -> list[tuple[str, list[Any]]]:
+    """``KEY=[v1, v2]`` (YAML) per axis; a single value is an axis of one."""
+    axes = []
+    for text in texts:
+        keys, value = parse_override(text)
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ConfigError(f"--grid '{text}': no values")
+        axes.append((".".join(keys), values))
+    if len({k for k, _ in axes}) != len(axes):
+        raise ConfigError("--grid: a key appears twice")
+    return axes
+
+
+def _slug(value: Any) -> str:
+    text = str(value)
+    if "/" in text or text.endswith(".npz") or text.startswith("bundled:"):
+        text = Path(text.removeprefix("bundled:")).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+def expand(axes: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values, first axis slowest."""
+    keys = [k for k, _ in axes]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))]
+
+
+def cell_name(assign: dict[str, Any]) -> str:
+    return "_".join(_slug(v) for v in assign.values()) or "base"
+
+
+def cell_configs(spec: str | Path | None, sets: list[str], axes: list[tuple[str, list[Any]]]
+                 ) -> list[tuple[str, dict[str, Any], Config]]:
+    """(name, assignment, config) of every cell, all validated before anything runs."""
+    cells = []
+    for assign in expand(axes):
+        extra = [f"{k}={json.dumps(v)}" for k, v in assign.items()]
+        cfg = load_config(spec, [*sets, *extra])
+        method_class(cfg.peft.method)  # an unknown method fails here, before any cell runs
+        cells.append((cell_name(assign), assign, cfg))
+    names = [n for n, _, _ in cells]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--grid: cells would share a folder name ({names}); use distinct values")
+    return cells
+
+
+def cell_row(name: str, assign: dict[str, Any], summary: dict) -> dict:
+    """One table row from a cell's summary.json."""
+    m = summary.get("primary_metric", PRIMARY_METRIC)
+    arms = summary["arms"]
+    row: dict[str, Any] = {"cell": name, "assign": assign, "dataset": summary.get("dataset"),
+                           "method": summary.get("peft", {}).get("method"), "metric": m,
+                           "target_params": summary.get("target_params"), "seeds": len(summary.get("seeds", [])),
+                           "wall_seconds": summary.get("wall_seconds")}
+    for arm, e in arms.items():
+        row[arm] = {"mean": e["mean"].get(m), "std": e["std"].get(m), "n": e["n"]}
+        if "pretext_loss_start" in e:
+            row[arm]["pretext_loss"] = [e["pretext_loss_start"], e["pretext_loss_end"]]
+    paired = summary.get("paired", {}).get("tpp-baseline", {}).get(m)
+    if paired:
+        row["tpp_minus_baseline"] = {k: paired[k] for k in ("mean", "std", "ci95", "wins", "n")}
+        row["reading"] = verdict(paired)
+    return row
+
+
+def table(sweep: dict) -> str:
+    """The sweep as one Markdown table (primary metric, mean ± std over seeds)."""
+    keys = [k for k, _ in sweep["grid"]]
+    show_dataset = "data.path" not in keys
+    rows = sweep["cells"]
+    m = (rows[0]["metric"] if rows else PRIMARY_METRIC).upper()
+    head = [f"`{k}`" for k in keys] + (["dataset"] if show_dataset else []) + [
+        "target params", f"baseline {m}", f"TPP {m}", "TPP − baseline [95% CI]", "TPP wins", "reading",
+        "pretext loss (TPP stage)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [_slug(r["assign"][k]) for k in keys] + ([str(r["dataset"])] if show_dataset else [])
+        tp = r.get("target_params") or {}
+        cells.append(f"{tp['count']:,} ({fmt(tp.get('percent'), 2)}%)" if tp.get("count") is not None else "n/a")
+        for arm in ("baseline", "tpp"):
+            e = r.get(arm)
+            cells.append(f"{fmt(e['mean'])} ± {fmt(e['std'])}" if e else "—")
+        d = r.get("tpp_minus_baseline")
+        if d:
+            cells += [f"{fmt_signed(d['mean'])} [{fmt_signed(d['ci95'][0])}, {fmt_signed(d['ci95'][1])}]",
+                      f"{d['wins']}/{d['n']}", r["reading"]]
+        else:
+            cells += ["—", "—", "—"]
+        pre = (r.get("tpp") or {}).get("pretext_loss")
+        cells.append(f"{fmt(pre[0], 4)} → {fmt(pre[1], 4)}" if pre else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _prepare(out: Path, resume: bool, overwrite: bool) -> Path:
+    if resume and out.exists() and any(out.iterdir()):
+        if not (out / SWEEP_FILE).is_file() and not (out / "config.yaml").is_file():
+            raise OutputError(f"--resume: '{out}' holds no tppeft sweep ({SWEEP_FILE})")
+        return out
+    return prepare_output(out, overwrite)
+
+
+def run_sweep(spec: str | Path | None, sets: list[str], grid: list[str], out: Path, resume: bool = False,
+              overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Run every cell of ``grid`` (``KEY=[values]`` texts) over the base config ``spec`` + ``sets``."""
+    start = time.perf_counter()
+    axes = parse_grid(grid)
+    cells = cell_configs(spec, sets, axes)
+    base = load_config(spec, sets)
+    out = _prepare(Path(out), resume, overwrite)
+    (out / "config.yaml").write_text(config_to_yaml(base))
+    sweep: dict[str, Any] = {"grid": [[k, v] for k, v in axes], "sets": list(sets), "cells": []}
+    for i, (name, assign, cfg) in enumerate(cells, 1):
+        cell_dir = out / "cells" / name
+        done = cell_dir / "summary.json"
+        if resume and done.is_file() and (cell_dir / "config.yaml").read_text() == config_to_yaml(cfg):
+            log(f"=== cell {i}/{len(cells)} {name}: finished before, reused")
+        else:
+            log(f"=== cell {i}/{len(cells)} {name}: {assign} [{time.perf_counter() - start:.0f}s elapsed]")
+            run_comparison(cfg, prepare_output(cell_dir, overwrite=True), log)
+        sweep["cells"].append(cell_row(name, assign, json.loads(done.read_text())))
+        sweep["wall_seconds"] = round(time.perf_counter() - start, 1)
+        write_json(out / SWEEP_FILE, sweep)
+    (out / "sweep.md").write_text(render(sweep))
+    return sweep
+
+
+def render(sweep: dict) -> str:
+    sets = " ".join(f"`{s}`" for s in sweep["sets"]) or "none"
+    return "\n".join([
+        "# TPP sweep", "",
+        f"Grid: {', '.join(f'`{k}` = {v}' for k, v in sweep['grid'])}. Overrides: {sets}. "
+        f"Wall time {fmt(sweep.get('wall_seconds'), 0)} s.", "",
+        table(sweep), "",
+        "Mean ± sample std over seeds of the test metric; the difference is paired by seed, its interval a "
+        "bootstrap over seeds; 'reading' says TPP better or worse only when that interval excludes zero.", ""])
