@@ -5,7 +5,8 @@ paired baseline-vs-tpp comparison of each. Prints Markdown tables; no assertions
     python benchmarks/pretext_tasks.py compare --out runs/pretext-compare --seeds 3 [--set KEY=VALUE ...]
 
 Every run goes through the command line (``python -m tppeft``) with ``threads=1``, one at a time; a method
-whose folder already holds its result is not run again (delete the folder to redo it). CPU seconds are
+whose folder already holds its result is not run again (delete the folder to redo it); ``--no-run`` only
+prints the table of the finished ones. CPU seconds are
 those of the child process (user + system), which a busy machine inflates less than wall time.
 """
 
@@ -35,12 +36,14 @@ def _cli(args: list[str], sets: list[str], log: Path) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def stages(out: Path, methods: list[str], sets: list[str], seed: int) -> None:
+def stages(out: Path, methods: list[str], sets: list[str], seed: int, run: bool = True) -> None:
     rows = ["| pretext | set-up | held-out loss start → end | change | training loss, first → last epoch "
             "| stage wall s | CPU s |", "|---|---|---|---|---|---|---|"]
     for m in methods:
         folder = out / m
         if not (folder / "pretext.json").is_file():
+            if not run:
+                continue
             folder.parent.mkdir(parents=True, exist_ok=True)
             cpu = _cli(["pretrain", "-o", str(folder), "--overwrite", "--seed", str(seed)],
                        [f"pretext.method={m}", *sets], out / f"{m}.log")
@@ -60,11 +63,13 @@ def _runs(folder: Path) -> dict[str, dict[int, dict]]:
     return {arm: {r["seed"]: r for r in e["runs"]} for arm, e in summary["arms"].items()}
 
 
-def compare(out: Path, methods: list[str], sets: list[str], seeds: int) -> None:
+def compare(out: Path, methods: list[str], sets: list[str], seeds: int, run: bool = True) -> None:
     """The baseline arm does not depend on the pretext task: it runs once and pairs with every tpp arm."""
     common = [f"seeds={seeds}", *sets]
     base_dir = out / "baseline"
     if not (base_dir / "summary.json").is_file():
+        if not run:
+            raise SystemExit(f"{base_dir}: no finished baseline yet")
         out.mkdir(parents=True, exist_ok=True)
         _cli(["run", "-o", str(base_dir), "--overwrite"], ["arms=[baseline]", *common], out / "baseline.log")
     base = _runs(base_dir)["baseline"]
@@ -76,6 +81,8 @@ def compare(out: Path, methods: list[str], sets: list[str], seeds: int) -> None:
     for m in methods:
         folder = out / f"tpp-{m}"
         if not (folder / "summary.json").is_file():
+            if not run:
+                continue
             _cli(["run", "-o", str(folder), "--overwrite"], ["arms=[tpp]", f"pretext.method={m}", *common],
                  out / f"tpp-{m}.log")
         tpp = _runs(folder)["tpp"]
@@ -99,11 +106,12 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="config override for every run")
     p.add_argument("--seed", type=int, default=0, help="seed of the stage runs")
     p.add_argument("--seeds", type=int, default=3, help="seeds of the comparison")
+    p.add_argument("--no-run", action="store_true", help="only print the table of finished runs")
     a = p.parse_args()
     if a.what == "stages":
-        stages(a.out, a.methods, a.set, a.seed)
+        stages(a.out, a.methods, a.set, a.seed, not a.no_run)
     else:
-        compare(a.out, a.methods, a.set, a.seeds)
+        compare(a.out, a.methods, a.set, a.seeds, not a.no_run)
 
 
 if __name__ == "__main__":

@@ -20,35 +20,10 @@ from tppeft.backbones import Backbone
 from tppeft.config import ConfigError, PretextConfig
 from tppeft.pretext.base import PretextTask, register_pretext
 from tppeft.pretext.ema import EMATeacher
-from tppeft.pretext.encoder import encode, pooled
+from tppeft.pretext.encoder import ViewEncoder, encode_views
 from tppeft.pretext.heads import DINOHead
 from tppeft.pretext.losses import DINOLoss
 from tppeft.pretext.views import MultiCropViews
-
-
-class ViewEncoder(nn.Module):
-    """ViT (with target parameters) -> pooled feature -> head, for views of any size."""
-
-    def __init__(self, vit: nn.Module, head: nn.Module):
-        super().__init__()
-        self.vit = vit
-        self.head = head
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(pooled(self.vit, encode(self.vit, images)))
-
-
-def encode_views(model: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Run ``model`` once per group of same-sized views (one batch for all global, one for all local)."""
-    out: list[torch.Tensor] = []
-    i = 0
-    while i < len(views):
-        j = i
-        while j < len(views) and views[j].shape == views[i].shape:
-            j += 1
-        out.extend(model(torch.cat(views[i:j])).chunk(j - i))
-        i = j
-    return out
 
 
 @register_pretext

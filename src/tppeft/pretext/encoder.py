@@ -79,3 +79,28 @@ def encode_with_mask_tokens(vit: nn.Module, images: torch.Tensor, masked: torch.
 def pooled(vit: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """The ViT's own pooled image feature (class token by default), as the classification stage uses it."""
     return vit.forward_head(tokens, pre_logits=True)
+
+
+class ViewEncoder(nn.Module):
+    """ViT (with target parameters) -> pooled feature -> head, for views of any size."""
+
+    def __init__(self, vit: nn.Module, head: nn.Module):
+        super().__init__()
+        self.vit = vit
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(pooled(self.vit, encode(self.vit, images)))
+
+
+def encode_views(model: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Run ``model`` once per group of same-sized views (one batch for all global, one for all local)."""
+    out: list[torch.Tensor] = []
+    i = 0
+    while i < len(views):
+        j = i
+        while j < len(views) and views[j].shape == views[i].shape:
+            j += 1
+        out.extend(model(torch.cat(views[i:j])).chunk(j - i))
+        i = j
+    return out

@@ -14,7 +14,7 @@ from torch import nn
 from tppeft.backbones import Backbone
 from tppeft.config import PretextConfig
 from tppeft.pretext.base import PretextTask, register_pretext
-from tppeft.pretext.dino import ViewEncoder
+from tppeft.pretext.encoder import ViewEncoder
 from tppeft.pretext.heads import ProjectionHead
 from tppeft.pretext.losses import NTXentLoss
 from tppeft.pretext.views import MultiCropViews
