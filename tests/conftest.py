@@ -45,6 +45,18 @@ def tiny_config(tmp_path: Path | None = None, **overrides):
     return load_config(None, sets), sets
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny batches gain nothing from intra-op threads, and on a shared machine two threads can wait on each
+    other for far longer than the work takes; restores the previous count afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_file(relative: str) -> Path:
     """A file of the shared data folder; the test is skipped (saying so) where that folder is absent."""
     path = SHARED_DATA / relative

@@ -59,7 +59,11 @@ def _config(args: argparse.Namespace) -> Config:
     spec = args.config
     if spec is not None and not Path(spec).exists() and spec in bundled_configs():
         spec = bundled_configs()[spec]
-    return load_config(spec, args.set or [])
+    cfg = load_config(spec, args.set or [])
+    from tppeft.pretext import get_pretext
+
+    get_pretext(cfg.pretext)  # an unknown pretext task is a config error before any output is written
+    return cfg
 
 
 def _resume_config(args: argparse.Namespace) -> tuple[Config, Path]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -155,6 +155,71 @@ class PeftConfig(_Section):
         return out
 
 
+class ViewsConfig(_Section):
+    """Batched multi-view transform of the view-based pretext tasks (``dino``, ``simclr``)."""
+
+    global_scale: tuple[float, float] = Field(
+        (0.4, 1.0), description="Area range of the global crops (full input size), as fractions of the image."
+    )
+    local_scale: tuple[float, float] = Field(
+        (0.1, 0.4), description="Area range of the local crops (`dino` only), as fractions of the image."
+    )
+    local_crops: int = Field(4, ge=0, description="Local crops per image (`dino` only; 0 = global crops only).")
+    local_size: int = Field(
+        32, gt=0, description="Side in pixels of a local crop; a multiple of the patch size (`dino` only)."
+    )
+    hflip: bool = Field(True, description="Random horizontal flip of every view.")
+    vflip: bool = Field(False, description="Random vertical flip of every view.")
+    brightness: float = Field(0.2, ge=0, description="Brightness jitter: add U(-b, b) to pixels in [0, 1].")
+    contrast: float = Field(0.2, ge=0, lt=1, description="Contrast jitter: scale around the image mean by U(1-c, 1+c).")
+    gamma: float = Field(0.2, ge=0, description="Gamma jitter: pixels to the power exp(U(-g, g)).")
+
+    @field_validator("global_scale", "local_scale")
+    @classmethod
+    def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError("needs 0 < min <= max <= 1")
+        return v
+
+
+class DinoConfig(_Section):
+    """Self-distillation with an EMA teacher of the target parameters (``pretext.method: dino``)."""
+
+    out_dim: int = Field(1024, gt=1, description="Prototypes (output width) of the DINO head.")
+    hidden_dim: int = Field(512, gt=0, description="Hidden width of the DINO head's MLP.")
+    bottleneck_dim: int = Field(128, gt=0, description="Bottleneck width before the prototype layer.")
+    student_temp: float = Field(0.1, gt=0, description="Softmax temperature of the student.")
+    teacher_temp: float = Field(0.04, gt=0, description="Softmax temperature of the teacher (sharpening).")
+    center_momentum: float = Field(
+        0.9, ge=0, le=1, description="Momentum of the teacher-output centre (centring); 1 = no centring."
+    )
+    momentum: float = Field(
+        0.99, ge=0, le=1,
+        description="EMA momentum m of the teacher (target parameters and head): teacher = m*teacher + (1-m)*student "
+        "after every step.",
+    )
+
+
+class SimclrConfig(_Section):
+    """Contrastive learning on two views, NT-Xent loss (``pretext.method: simclr``)."""
+
+    temperature: float = Field(0.2, gt=0, description="Temperature of the NT-Xent loss.")
+    hidden_dim: int = Field(512, gt=0, description="Hidden width of the projection head.")
+    out_dim: int = Field(128, gt=0, description="Output width of the projection head.")
+
+
+class FeatDistillConfig(_Section):
+    """Prediction of the frozen backbone's own features from a masked view (``pretext.method: featdistill``)."""
+
+    tokens: Literal["masked", "all", "cls"] = Field(
+        "masked", description="Tokens whose full-image features are predicted: the class token and the masked "
+        "patches, the class token and every patch, or the class token only.",
+    )
+    loss: Literal["mse", "cosine"] = Field(
+        "mse", description="`mse` on layer-normalised features, or `cosine` (1 - cosine similarity)."
+    )
+
+
 class PretextConfig(_Section):
     method: str = Field("mae", description="Pretext task of the TPP stage (see `tppeft list`).")
     epochs: int = Field(8, ge=0, description="Epochs of the TPP stage over the training images.")
@@ -162,21 +227,36 @@ class PretextConfig(_Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(64, gt=0, description="Images per step.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
-    mask_ratio: float = Field(0.5, gt=0, lt=1, description="Fraction of patches hidden from the encoder.")
-    norm_pix_loss: bool = Field(True, description="Reconstruct per-patch normalised pixels.")
+    mask_ratio: float = Field(
+        0.5, gt=0, lt=1, description="Fraction of patches masked (`mae`, `simmim`, `featdistill`)."
+    )
+    norm_pix_loss: bool = Field(
+        True, description="Reconstruct per-patch normalised pixels (`mae`, `simmim`)."
+    )
     decoder: Literal["auto", "pretrained", "fresh"] = Field(
         "auto",
-        description="`pretrained` = the checkpoint's MAE decoder, `fresh` = a new small decoder, "
+        description="`mae`: `pretrained` = the checkpoint's MAE decoder, `fresh` = a new small decoder, "
         "`auto` = pretrained when the checkpoint has one.",
     )
     train_decoder: bool | None = Field(
-        None, description="Train the decoder with the target parameters; null = only a fresh decoder."
+        None, description="`mae`: train the decoder with the target parameters; null = only a fresh decoder."
     )
     decoder_lr_scale: float = Field(
-        0.1, gt=0, description="Learning-rate factor of a trained *pretrained* decoder (a fresh one uses 1)."
+        0.1, gt=0, description="`mae`: learning-rate factor of a trained *pretrained* decoder (a fresh one uses 1)."
     )
-    decoder_dim: int = Field(128, gt=0, description="Width of a fresh decoder.")
-    decoder_depth: int = Field(2, gt=0, description="Transformer blocks of a fresh decoder.")
+    decoder_dim: int = Field(128, gt=0, description="`mae`: width of a fresh decoder.")
+    decoder_depth: int = Field(2, gt=0, description="`mae`: transformer blocks of a fresh decoder.")
+    decoder_heads: int = Field(4, gt=0, description="`mae`: attention heads of a fresh decoder (divides its width).")
+    views: ViewsConfig = Field(default_factory=ViewsConfig)
+    dino: DinoConfig = Field(default_factory=DinoConfig)
+    simclr: SimclrConfig = Field(default_factory=SimclrConfig)
+    featdistill: FeatDistillConfig = Field(default_factory=FeatDistillConfig)
+
+    @model_validator(mode="after")
+    def _check_decoder_heads(self) -> PretextConfig:
+        if self.decoder_dim % self.decoder_heads:
+            raise ValueError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
+        return self
 
 
 class TaskConfig(_Section):
@@ -290,7 +370,9 @@ def _format_error(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{key}'")
         else:
-            lines.append(f"{source}: '{key}': {e['msg']} (got {e.get('input')!r})")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"  # a section-level check: its message says it
+            lines.append(f"{source}: '{key}': {e['msg']}{shown}")
     return "; ".join(lines)
 
 

@@ -176,6 +176,22 @@ def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
     return total / n
 
 
+class PretextBuffers:
+    """Checkpoints what a pretext task keeps outside its parameters (an EMA teacher, DINO's centre)."""
+
+    def __init__(self, task: nn.Module, backbone: nn.Module):
+        shared = {id(b) for b in backbone.buffers()}
+        self.buffers = {n: b for n, b in task.named_buffers() if id(b) not in shared}
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {n: b.detach().clone() for n, b in self.buffers.items()}, {}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        with torch.no_grad():
+            for n, b in self.buffers.items():
+                b.copy_(tensors[n])
+
+
 def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str) -> dict:
     """TPP: train the target parameters with the pretext objective; save them; drop the pretext head.
 
@@ -192,8 +208,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     if resumed is None:
         ckpts.meta["loss_start"] = pretext_eval_loss(ctx, task, seed)
     loss_start = ckpts.meta["loss_start"]
-    ctx.log(f"{tag} TPP stage: {cfg.method} ({getattr(task, 'decoder_source', '')} decoder), "
-            f"held-out pretext loss {loss_start:.4f}")
+    ctx.log(f"{tag} TPP stage: {task.describe()}, held-out pretext loss {loss_start:.4f}")
     order = generator(seed, "pretext")
     aug = generator(seed, "pretext", ctx.device)
     metrics_path = out_dir / "metrics.jsonl"
@@ -202,13 +217,16 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         append_jsonl(metrics_path, {"stage": "pretext", "epoch": epoch, "train_loss": loss})
         return {}
 
+    view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
+
     result = train(
         run.target_params() + task.head_param_groups(cfg.lr),
-        lambda idx: task.loss(ctx.batch("train", idx, aug), aug),
+        lambda idx: task.loss(ctx.batch("train", idx, view_gen), aug),
         ctx.num_images("train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
-        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} pretext", generators={"augment": aug},
-        checkpoints=ckpts, resume=resumed, on_nonfinite=ctx.cfg.train.on_nonfinite,
+        on_epoch_end=on_epoch_end, after_step=task.after_step, log=ctx.log, tag=f"{tag} pretext",
+        generators={"augment": aug}, checkpoints=ckpts, resume=resumed, extra=PretextBuffers(task, run.vit),
+        on_nonfinite=ctx.cfg.train.on_nonfinite,
     )
     loss_end = pretext_eval_loss(ctx, task, seed)
     if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
@@ -218,7 +236,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     run.method.save(run.handle, target_dir)
     ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
             f"({result.seconds:.0f}s); target parameters in {target_dir}")
-    summary = {"method": cfg.method, "decoder": getattr(task, "decoder_source", None),
+    summary = {"method": cfg.method, "setup": task.describe(), "decoder": getattr(task, "decoder_source", None),
                "loss_start": loss_start, "loss_end": loss_end,
                "train_loss_curve": [h["train_loss"] for h in result.history],
                "epochs": cfg.epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,

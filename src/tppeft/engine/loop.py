@@ -92,6 +92,7 @@ def train(
     warmup_epochs: float,
     generator: torch.Generator,
     on_epoch_end: EpochEnd | None = None,
+    after_step: Callable[[], None] | None = None,
     log: Callable[[str], None] = print,
     tag: str = "",
     generators: dict[str, torch.Generator] | None = None,
@@ -109,6 +110,7 @@ def train(
     configured interval and when a stop is requested (SIGINT/SIGTERM); with ``resume`` it continues from one.
     A non-finite loss or gradient stops the run (``on_nonfinite="stop"``, no checkpoint is written after it)
     or skips that update and counts it (``"skip"``).
+    ``after_step()``, if given, runs after every applied optimizer step (an EMA teacher updates there).
     """
     result = TrainResult()
     if epochs == 0:
@@ -199,6 +201,8 @@ def train(
             if on_nonfinite == "skip":
                 if bool(ok):
                     opt.step()
+                    if after_step is not None:
+                        after_step()
                     loss_sum += loss.detach()
                     finite_steps += 1
                 else:
@@ -208,6 +212,8 @@ def train(
                     skipped_now = True
             else:
                 opt.step()
+                if after_step is not None:
+                    after_step()
                 bad_steps += ~ok
                 loss_sum += loss.detach()
                 finite_steps += 1
