@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import write_segmentation_npz
 
 import tppeft.engine.checkpoint as checkpoint_mod
 import tppeft.engine.loop as loop_mod
@@ -275,3 +276,20 @@ def test_stage_commands_resume_too(tmp_path, monkeypatch, capsys):
              (ft_ref / "results.jsonl", ft_cut / "results.jsonl")]
     assert strip[0] == strip[1] and digest(ft_cut / "finetuned/head.safetensors") == digest(
         ft_ref / "finetuned/head.safetensors")
+
+
+def test_segmentation_run_resumes_identically(tmp_path, monkeypatch):
+    """The same guarantee for the segmentation task (decoder head, masks moved with their images)."""
+    data = write_segmentation_npz(tmp_path / "seg.npz")
+    sets = [a for s in ["threads=1", "seeds=1", "arms=[tpp]", f"data.path={data}", "pretext.epochs=1",
+                        "finetune.epochs=2", "pretext.batch_size=3", "finetune.batch_size=3",
+                        "checkpoint.every_steps=1"] for a in ("--set", s)]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert main(["run", "-o", str(ref), *sets]) == 0
+    Injector(monkeypatch, at=5, only="training step")  # fine-tuning, first step of its second epoch
+    with pytest.raises(Crash):
+        main(["run", "-o", str(cut), *sets])
+    Injector(monkeypatch)
+    assert main(["run", "--resume", str(cut)]) == 0
+    assert comparable(cut) == comparable(ref)
+    assert json.loads((cut / "summary.json").read_text())["primary_metric"] == "dice"

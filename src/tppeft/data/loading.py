@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tppeft.data.medmnist import MEDMNIST_KEYS, DataError, ImageDataset, load_medmnist, open_npz
+from tppeft.data.medmnist import (
+    MEDMNIST_KEYS,
+    DataError,
+    ImageDataset,
+    check_medmnist_keys,
+    load_medmnist,
+    open_npz,
+)
 from tppeft.data.segmentation import SEGMENTATION_KEYS, load_segmentation_folder, load_segmentation_npz
 from tppeft.data.volumes import load_volumes
 
@@ -31,6 +38,8 @@ def detect_kind(path: str | Path) -> str:
         if all(k in npz.files for k in MEDMNIST_KEYS):
             shape = _npy_shape(npz, "train_images")
             return "volume" if len(shape) == 4 and shape[-1] not in (1, 3) else "classification"
+        if any(k in npz.files for k in MEDMNIST_KEYS):  # a MedMNIST-format file with keys missing: name them
+            check_medmnist_keys(npz, path)
     raise DataError(f"{path}: not a known data layout; expected MedMNIST keys {list(MEDMNIST_KEYS)} "
                     f"or segmentation keys {list(SEGMENTATION_KEYS)}")
 
