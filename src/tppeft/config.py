@@ -222,7 +222,7 @@ class FeatDistillConfig(_Section):
 
 class PretextConfig(_Section):
     method: str = Field("mae", description="Pretext task of the TPP stage (see `tppeft list`).")
-    epochs: int = Field(8, ge=0, description="Epochs of the TPP stage over the training images.")
+    epochs: int = Field(6, ge=0, description="Epochs of the TPP stage over the training images.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(64, gt=0, description="Images per step.")
@@ -297,7 +297,7 @@ class TaskConfig(_Section):
 
 
 class FinetuneConfig(_Section):
-    epochs: int = Field(7, gt=0, description="Fine-tuning epochs (identical for every arm).")
+    epochs: int = Field(6, gt=0, description="Fine-tuning epochs (identical for every arm).")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of target parameters and head.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(32, gt=0, description="Images per step.")
