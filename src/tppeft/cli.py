@@ -55,6 +55,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     (out / "config.yaml").write_text(config_to_yaml(cfg))
     ctx = prepare_context(cfg, log)
     run = build_run_model(ctx, args.seed)
+    log(run.counts_text())
     result = pretrain_stage(ctx, run, args.seed, out, f"[pretrain seed {args.seed}]")
     write_json(out / "pretext.json", {"seed": args.seed, **run.counts(), **result})
     print(f"target parameters: {out / 'target_params'}\n"
@@ -73,6 +74,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     (out / "config.yaml").write_text(config_to_yaml(cfg))
     ctx = prepare_context(cfg, log)
     run = build_run_model(ctx, args.seed, init=init)
+    log(run.counts_text())
     result = finetune_stage(ctx, run, args.seed, out, f"[finetune seed {args.seed}]")
     if not run.frozen_unchanged():
         raise RuntimeError("backbone weights changed during fine-tuning")

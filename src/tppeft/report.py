@@ -78,14 +78,15 @@ def _target_text(summary: dict) -> str:
     if peft.get("method") in ("lora", "loha", "lokr"):
         text += f" r={peft.get('r')} on {peft.get('targets')}"
     if tp.get("count") is not None:
-        text += f", {tp['count']:,} parameters ({fmt(tp.get('percent'), 2)}% of the backbone's {tp['backbone_params']:,})"
+        text += (f", {tp['count']:,} parameters ({fmt(tp.get('percent'), 2)}% of the backbone's "
+                 f"{tp['backbone_params']:,})")
     return text
 
 
 def render(summary: dict) -> str:
     primary = summary["primary_metric"]
     b = summary.get("backbone", {})
-    peft, pre, ft = summary.get("peft", {}), summary.get("pretext", {}), summary.get("finetune", {})
+    pre, ft = summary.get("pretext", {}), summary.get("finetune", {})
     lines = [
         f"# TPP comparison on {summary.get('dataset', '?')}",
         "",

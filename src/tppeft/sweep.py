@@ -97,7 +97,7 @@ def table(sweep: dict) -> str:
     rows = sweep["cells"]
     m = (rows[0]["metric"] if rows else PRIMARY_METRIC).upper()
     head = [f"`{k}`" for k in keys] + (["dataset"] if show_dataset else []) + [
-        "target params", f"baseline {m}", f"TPP {m}", f"TPP − baseline [95% CI]", "TPP wins", "reading",
+        "target params", f"baseline {m}", f"TPP {m}", "TPP − baseline [95% CI]", "TPP wins", "reading",
         "pretext loss (TPP stage)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
