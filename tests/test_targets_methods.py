@@ -35,7 +35,7 @@ def perturb(vit, names, seed=0, scale=0.05):
             params[n].add_(torch.randn(params[n].shape, generator=g) * scale)
 
 
-def images(n=4, seed=1):
+def images(n=2, seed=1):
     return torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
 
 
@@ -89,15 +89,20 @@ def test_peft_methods_load_with_peft_alone(b0, method, tmp_path):
     assert torch.equal(plain(x), vit(x))
 
 
+@pytest.fixture(scope="module")
+def small():
+    """A ViT of another width (384) and input size: every method's tensors differ in shape on it."""
+    return build_backbone(BackboneConfig(name="vit_small_patch16_224", checkpoint=None), image_size=32)
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_loading_another_method_or_another_shape_is_an_error(b0, method, tmp_path):
+def test_loading_another_method_or_another_shape_is_an_error(b0, small, method, tmp_path):
     vit, m, handle, _ = attach(b0, method)
     m.save(handle, tmp_path)
     other = "adapter" if method != "adapter" else "lora"
     _, mo, ho, _ = attach(b0, other)
     with pytest.raises(TargetParamError, match=f"holds '{method}'"):
         mo.load(ho, tmp_path)
-    small = build_backbone(BackboneConfig(name="vit_small_patch16_224", checkpoint=None), image_size=32)
     ms = get_target_method(PeftConfig(method=method))  # no identity: only the tensors can tell
     hs, names = ms.attach(small.fresh_model())
     before = {n: p.detach().clone() for n, p in hs.vit.named_parameters() if n in names}
@@ -126,14 +131,14 @@ def test_merge_gives_a_plain_timm_model_with_the_same_outputs(b0, method):
 
 @pytest.fixture(scope="module")
 def real_batch(b0):
-    ds = load_medmnist(BREAST, limit=24)
+    ds = load_medmnist(BREAST, limit=16)
     return to_model_input(resize_images(ds["train"].images, 64), torch.tensor(b0.mean), torch.tensor(b0.std))
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_few_tpp_steps_lower_the_pretext_loss_on_real_images(b0, method, real_batch):
-    """From the usual init (zero-initialised parts included), 6 AdamW steps on the target parameters alone
-    lower the MAE loss of a fixed real batch with fixed masks; the pretrained decoder stays frozen."""
+    """From the usual init (zero-initialised parts included), 3 AdamW steps on the target parameters alone
+    lower the MAE loss of a fixed real batch with fixed masks by over 3%; the pretrained decoder stays frozen."""
     vit, *_ = attach(b0, method)
     cfg = PretextConfig()
     task = get_pretext(cfg)(b0, vit, cfg)
@@ -145,10 +150,10 @@ def test_a_few_tpp_steps_lower_the_pretext_loss_on_real_images(b0, method, real_
     with torch.no_grad():
         before = float(fixed_loss())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0)
-    for _ in range(6):
+    for _ in range(3):
         opt.zero_grad()
         fixed_loss().backward()
         opt.step()
     with torch.no_grad():
         after = float(fixed_loss())
-    assert after < before * 0.99, (method, before, after)
+    assert after < before * 0.97, (method, before, after)

@@ -164,6 +164,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         result = json.loads((out / "pretext.json").read_text())
     else:
         run = build_run_model(ctx, seed)
+        log(run.counts_text())
         result = pretrain_stage(ctx, run, seed, out, f"[pretrain seed {seed}]")
         write_json(out / "pretext.json", {"seed": seed, **run.counts(), **result})
     _finish_stage_folder(cfg, out)
@@ -190,6 +191,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         print(json.dumps({k: read_jsonl(results)[-1][k] for k in ("test", "best_epoch")}))
         return 0
     run = build_run_model(ctx, seed, init=init)
+    log(run.counts_text())
     result = finetune_stage(ctx, run, seed, out, f"[finetune seed {seed}]")
     if not run.frozen_unchanged():
         raise RuntimeError("backbone weights changed during fine-tuning")

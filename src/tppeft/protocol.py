@@ -39,8 +39,7 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path) -> dict:
     tag = f"[{arm} seed {seed}]"
     run = build_run_model(ctx, seed)
     counts = run.counts()
-    ctx.log(f"{tag} {ctx.cfg.peft.method}: {counts['target_params']:,} target parameters "
-            f"({counts['target_percent']:.2f}% of {counts['backbone_params']:,} backbone parameters)")
+    ctx.log(f"{tag} {run.counts_text()}")
     pretext = pretrain_stage(ctx, run, seed, run_dir, tag) if arm == "tpp" else None
     ft = finetune_stage(ctx, run, seed, run_dir, tag)
     if not run.frozen_unchanged():

@@ -128,6 +128,11 @@ class RunModel:
         return {"target_params": trainable, "backbone_params": self.backbone_params,
                 "target_percent": round(100 * trainable / max(1, self.backbone_params), 4)}
 
+    def counts_text(self) -> str:
+        c = self.counts()
+        return (f"{self.method.name}: {c['target_params']:,} target parameters ({c['target_percent']:.2f}% of "
+                f"{c['backbone_params']:,} backbone parameters)")
+
 
 def build_run_model(ctx: Context, seed: int, init: Path | None = None) -> RunModel:
     """Backbone copy + target parameters, initialised from ``seed`` (or loaded from ``init``)."""

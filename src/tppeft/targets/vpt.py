@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tppeft.targets.base import Attached, TargetMethod, TargetParamError, register_target
@@ -24,7 +25,8 @@ from tppeft.targets.base import Attached, TargetMethod, TargetParamError, regist
 class PromptedBlocks(nn.Sequential):
     """A ViT's ``blocks`` (same children, same names) that carries prompt tokens through them.
 
-    ``prompts`` has shape (1 or depth, tokens, dim): one set (shallow) or one per block (deep).
+    ``prompts`` has shape (1 or depth, tokens, dim): one set (shallow) or one per block (deep). It holds no
+    other submodule, so that iterating, indexing and ``len`` see the transformer blocks only.
     """
 
     def __init__(self, blocks: nn.Sequential, num_prefix: int, tokens: int, deep: bool, init_bound: float,
@@ -34,13 +36,14 @@ class PromptedBlocks(nn.Sequential):
         self.num_prefix = num_prefix
         self.prompts = nn.Parameter(torch.empty(len(blocks) if deep else 1, tokens, dim))
         nn.init.uniform_(self.prompts, -init_bound, init_bound)
-        self.prompt_dropout = nn.Dropout(dropout)
+        self.prompt_dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, t = self.num_prefix, self.prompts.shape[1]
         for i, block in enumerate(self):
             if i < len(self.prompts):
-                prompt = self.prompt_dropout(self.prompts[i]).expand(x.shape[0], -1, -1).to(x.dtype)
+                prompt = F.dropout(self.prompts[i], self.prompt_dropout, self.training)
+                prompt = prompt.expand(x.shape[0], -1, -1).to(x.dtype)
                 rest = x[:, p:] if i == 0 else x[:, p + t:]
                 x = torch.cat([x[:, :p], prompt, rest], dim=1)
             x = block(x)
