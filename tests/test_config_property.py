@@ -17,9 +17,15 @@ from pydantic import BaseModel
 from tppeft.config import ARMS, Config, ConfigError, config_to_yaml, load_config, results_identity
 
 # Fields whose validators check more than their type says.
+_SCALE = st.tuples(st.floats(0.01, 1.0), st.floats(0.01, 1.0)).map(lambda t: tuple(sorted(t)))
 SPECIAL = {
     "arms": st.permutations(list(ARMS)).flatmap(lambda p: st.integers(1, len(p)).map(lambda n: p[:n])),
-    "data.crop_scale": st.tuples(st.floats(0.01, 1.0), st.floats(0.01, 1.0)).map(lambda t: tuple(sorted(t))),
+    "data.crop_scale": _SCALE,
+    "pretext.views.global_scale": _SCALE,
+    "pretext.views.local_scale": _SCALE,
+    # cross-field rule: decoder_dim must be divisible by decoder_heads
+    "pretext.decoder_dim": st.integers(1, 64).map(lambda k: 4 * k),
+    "pretext.decoder_heads": st.sampled_from([1, 2, 4]),
 }
 
 
