@@ -17,6 +17,13 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key and what was expected."""
 
 
+def check_area_range(v: tuple[float, float]) -> tuple[float, float]:
+    """An (min, max) area fraction of a crop: 0 < min <= max <= 1."""
+    if not 0 < v[0] <= v[1] <= 1:
+        raise ValueError("needs 0 < min <= max <= 1")
+    return v
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -45,9 +52,7 @@ class DataConfig(_Section):
     @field_validator("crop_scale")
     @classmethod
     def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < v[0] <= v[1] <= 1:
-            raise ValueError("needs 0 < min <= max <= 1")
-        return v
+        return check_area_range(v)
 
 
 class BackboneConfig(_Section):
@@ -177,9 +182,7 @@ class ViewsConfig(_Section):
     @field_validator("global_scale", "local_scale")
     @classmethod
     def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < v[0] <= v[1] <= 1:
-            raise ValueError("needs 0 < min <= max <= 1")
-        return v
+        return check_area_range(v)
 
 
 class DinoConfig(_Section):
