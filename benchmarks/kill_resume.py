@@ -6,8 +6,8 @@ uninterrupted run. Prints one line per kill and a summary table; exits 1 if any 
 Each campaign starts a comparison, kills it after a random delay once training is under way, resumes it
 (killing the resumed process again, and so on) until it completes, then checks that results.jsonl, every
 metrics line and every saved weight file equal the reference run's (timings aside). Campaigns repeat
-until ``--kills`` kills have landed. The run is small (2 seeds, both arms, 3 + 3 epochs, a checkpoint every
-2 steps) so that a kill can land anywhere: in a step, an evaluation, a checkpoint write or between runs.
+until ``--kills`` kills have landed. The run is small (2 seeds, both arms, 2 + 2 epochs of 3 steps, a checkpoint
+after every step) so that a kill can land anywhere: in a step, an evaluation, a checkpoint write or between runs.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-SETS = ["threads=1", "seeds=2", "data.limit=64", "pretext.epochs=3", "finetune.epochs=3", "pretext.batch_size=16",
-        "finetune.batch_size=16", "checkpoint.every_steps=2"]
+SETS = ["threads=1", "seeds=2", "data.limit=48", "pretext.epochs=2", "finetune.epochs=2", "pretext.batch_size=16",
+        "finetune.batch_size=16", "checkpoint.every_steps=1"]
 
 
 def comparable(out: Path) -> dict:
