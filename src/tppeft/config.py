@@ -164,7 +164,8 @@ class ViewsConfig(_Section):
     """Batched multi-view transform of the view-based pretext tasks (``dino``, ``simclr``)."""
 
     global_scale: tuple[float, float] = Field(
-        (0.4, 1.0), description="Area range of the global crops (full input size), as fractions of the image."
+        (0.4, 1.0),
+        description="`dino`, `simclr`: area range of the global crops (full input size), as fractions of the image.",
     )
     local_scale: tuple[float, float] = Field(
         (0.1, 0.4), description="Area range of the local crops (`dino` only), as fractions of the image."
@@ -173,11 +174,15 @@ class ViewsConfig(_Section):
     local_size: int = Field(
         32, gt=0, description="Side in pixels of a local crop; a multiple of the patch size (`dino` only)."
     )
-    hflip: bool = Field(True, description="Random horizontal flip of every view.")
-    vflip: bool = Field(False, description="Random vertical flip of every view.")
-    brightness: float = Field(0.2, ge=0, description="Brightness jitter: add U(-b, b) to pixels in [0, 1].")
-    contrast: float = Field(0.2, ge=0, lt=1, description="Contrast jitter: scale around the image mean by U(1-c, 1+c).")
-    gamma: float = Field(0.2, ge=0, description="Gamma jitter: pixels to the power exp(U(-g, g)).")
+    hflip: bool = Field(True, description="`dino`, `simclr`: random horizontal flip of every view.")
+    vflip: bool = Field(False, description="`dino`, `simclr`: random vertical flip of every view.")
+    brightness: float = Field(
+        0.2, ge=0, description="`dino`, `simclr`: brightness jitter, add U(-b, b) to pixels in [0, 1]."
+    )
+    contrast: float = Field(
+        0.2, ge=0, lt=1, description="`dino`, `simclr`: contrast jitter, scale around the image mean by U(1-c, 1+c)."
+    )
+    gamma: float = Field(0.2, ge=0, description="`dino`, `simclr`: gamma jitter, pixels to the power exp(U(-g, g)).")
 
     @field_validator("global_scale", "local_scale")
     @classmethod
@@ -199,7 +204,7 @@ class DinoConfig(_Section):
     momentum: float = Field(
         0.99, ge=0, le=1,
         description="EMA momentum m of the teacher (target parameters and head): teacher = m*teacher + (1-m)*student "
-        "after every step.",
+        "after every step; 1 = a fixed teacher.",
     )
 
 
