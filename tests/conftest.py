@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from tppeft.backbones import build_backbone
 from tppeft.bundled import resolve
 from tppeft.config import BackboneConfig, load_config
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The shared data folder beside the repository (TPPEFT_SHARED_DATA overrides where it lives elsewhere).
+SHARED_DATA = Path(os.environ.get("TPPEFT_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 BREAST = resolve("bundled:breastmnist")
 
 
@@ -41,3 +43,38 @@ def tiny_config(tmp_path: Path | None = None, **overrides):
             "finetune.batch_size=16"]
     sets += [f"{k}={v}" for k, v in overrides.items()]
     return load_config(None, sets), sets
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny batches gain nothing from intra-op threads, and on a shared machine two threads can wait on each
+    other for far longer than the work takes; restores the previous count afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def shared_file(relative: str) -> Path:
+    """A file of the shared data folder; the test is skipped (saying so) where that folder is absent."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"shared data file {relative} not found (set TPPEFT_SHARED_DATA to the shared data folder)")
+    return path
+
+
+def write_segmentation_npz(path: Path, n=(6, 3, 3), size=32, rgb=False, classes=2, seed=0) -> Path:
+    """A segmentation .npz with random pixels and square masks of every class (plus one empty mask)."""
+    rng = np.random.default_rng(seed)
+    total = sum(n)
+    images = rng.integers(0, 256, (total, size, size, 3) if rgb else (total, size, size), dtype=np.uint8)
+    masks = np.zeros((total, size, size), np.uint8)
+    for i in range(1, total):
+        k = 1 + i % (classes - 1)
+        y, x = rng.integers(0, size // 2, 2)
+        masks[i, y:y + size // 3, x:x + size // 3] = k
+    split = np.repeat([0, 1, 2], n).astype(np.uint8)
+    np.savez(path, images=images, masks=masks, split=split)
+    return path

@@ -132,6 +132,7 @@ def test_console_script_list():
     out = subprocess.run([exe, "list"], capture_output=True, text=True, check=True).stdout
     lines = out.splitlines()
     for heading, name in [("peft methods:", "lora"), ("pretext tasks:", "mae"), ("arms:", "baseline"),
-                          ("tasks:", "classification"), ("configs:", "default")]:
+                          ("tasks:", "classification"), ("tasks:", "segmentation"), ("tasks:", "volume"),
+                          ("configs:", "default"), ("configs:", "busi"), ("configs:", "adrenalmnist3d")]:
         i = lines.index(heading)
         assert f"  {name}" in lines[i + 1:]

@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import BREAST, write_medmnist
 
-from tppeft.data import augment_batch, iterate_batches, load_medmnist, resize_images, to_model_input
+from tppeft.data import augment_batch, iterate_batches, load_medmnist, resize_images, resize_masks, to_model_input
 from tppeft.data.medmnist import DataError
 
 
@@ -83,3 +83,32 @@ def test_iterate_batches():
     assert [b.tolist() for b in iterate_batches(5, 2)] == [[0, 1], [2, 3], [4]]
     batches = list(iterate_batches(10, 4, torch.Generator().manual_seed(0), drop_last=True))
     assert len(batches) == 2 and len(set(torch.cat(batches).tolist())) == 8
+
+
+def test_joint_augmentation_keeps_masks_aligned_and_integer():
+    """The image encodes its own mask (pixel value = class / 3): after a joint crop and flips, the mask must
+    still be the image's classes wherever the image is not a blend of two classes."""
+    g = torch.Generator().manual_seed(0)
+    masks = torch.zeros(6, 48, 48, dtype=torch.uint8)
+    for i in range(6):
+        masks[i, 5 + i:30 + i, 8:40 - i] = 1
+        masks[i, 12:20, 20 + i:36] = 2
+        masks[i, 30:44, 2 + i:14] = 3
+    images = (masks.float() / 3)[:, None]
+    out, moved = augment_batch(images, g, scale=(0.3, 0.8), hflip=True, vflip=True, masks=masks)
+    assert moved.dtype == torch.uint8 and set(torch.unique(moved).tolist()) <= {0, 1, 2, 3}
+    assert not torch.equal(moved, masks)  # it did move
+    from_image = (out[:, 0] * 3).round().to(torch.uint8)
+    clean = ((out[:, 0] * 3) - from_image.float()).abs() < 1e-3  # pixels not blended across a class edge
+    assert clean.float().mean() > 0.8
+    assert torch.equal(moved[clean], from_image[clean])
+    # same generator state, same geometry for the image with or without masks
+    alone = augment_batch(images, torch.Generator().manual_seed(0), scale=(0.3, 0.8), hflip=True, vflip=True)
+    assert torch.equal(alone, out)
+
+
+def test_resize_masks_is_nearest():
+    m = torch.randint(0, 3, (2, 16, 16), dtype=torch.uint8)
+    up = resize_masks(m, 64)
+    assert up.shape == (2, 64, 64) and up.dtype == torch.uint8
+    assert torch.equal(up[:, ::4, ::4], m)

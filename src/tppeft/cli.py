@@ -1,21 +1,54 @@
-"""Command line: parse, build the config, call the protocol or a stage. Run ``tppeft -h``."""
+"""Command line: parse, build the config, call the protocol or a stage. Run ``tppeft -h``.
+
+Everything that can be checked (config, data, backbone, target-parameter files, the output folder and its
+free space) is checked before the output folder is created, so a bad input leaves nothing behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import shutil
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tppeft.backbones import BackboneError
 from tppeft.bundled import bundled_configs
-from tppeft.config import Config, ConfigError, config_to_yaml, docs_markdown, load_config
+from tppeft.config import RUNTIME_KEYS, Config, ConfigError, config_to_yaml, docs_markdown, load_config, parse_override
 from tppeft.data.medmnist import DataError
-from tppeft.engine.outputs import OutputError, append_jsonl, prepare_output, write_json
+from tppeft.engine.checkpoint import CheckpointError
+from tppeft.engine.loop import NonFiniteLossError
+from tppeft.engine.outputs import (
+    COMPLETE_MARKER,
+    RUN_MARKER,
+    OutputError,
+    append_jsonl,
+    check_output,
+    check_writable,
+    create_output,
+    estimate_run_bytes,
+    read_jsonl,
+    write_json,
+    write_text,
+)
+from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
 from tppeft.targets import TargetParamError, list_target_methods
 
-USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, FileNotFoundError)
+if TYPE_CHECKING:
+    from tppeft.stages import Context
+
+USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, CheckpointError,
+               FileNotFoundError)
+# Write failures of the environment (full disk, quota, file size limit, read-only or forbidden folder).
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+COMMAND_FILE = "command.json"  # the command (and a stage command's seed and init) a folder was made by
+TRAINING_COMMANDS = ("run", "pretrain", "finetune", "sweep")
 
 
 def log(msg: str) -> None:
@@ -26,60 +59,145 @@ def _config(args: argparse.Namespace) -> Config:
     spec = args.config
     if spec is not None and not Path(spec).exists() and spec in bundled_configs():
         spec = bundled_configs()[spec]
-    return load_config(spec, args.set or [])
+    cfg = load_config(spec, args.set or [])
+    from tppeft.pretext import get_pretext
+
+    get_pretext(cfg.pretext)  # an unknown pretext task is a config error before any output is written
+    return cfg
 
 
-def _output(args: argparse.Namespace, kind: str) -> Path:
-    out = args.output or Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return prepare_output(out, args.overwrite)
+def _resume_config(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The config of the run folder ``--resume DIR``; only runtime keys may be overridden."""
+    out = Path(args.resume)
+    if args.config is not None:
+        raise ConfigError(f"--resume takes the configuration from {out / RUN_MARKER}; give no CONFIG argument")
+    if args.output is not None or args.overwrite:
+        raise ConfigError("--resume continues DIR in place; drop --output and --overwrite")
+    if not (out / RUN_MARKER).is_file():
+        raise OutputError(f"'{out}' holds no tppeft run to resume (no {RUN_MARKER})")
+    _invocation(args)  # made by this command?
+    for text in args.set or []:
+        keys, _ = parse_override(text)
+        if keys[0] not in RUNTIME_KEYS:
+            raise ConfigError(f"--set {text}: '{'.'.join(keys)}' cannot change when resuming (it would change the "
+                              f"results); only {', '.join(RUNTIME_KEYS)} may")
+    return load_config(out / RUN_MARKER, args.set or []), out
+
+
+def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]], init: Path | None = None,
+             invocation: dict | None = None) -> tuple[Config, Path, Context, bool]:
+    """Validate everything, then create (or, with --resume, reopen) the output folder.
+
+    ``plan(cfg)`` says whether a TPP stage will run and how many runs the folder will hold; ``invocation``
+    (seed, init) is stored beside the config for a later --resume. Returns (config, folder, context, resuming).
+    """
+    from tppeft.stages import preflight, prepare_context
+
+    resume = args.resume is not None
+    if resume:
+        cfg, out = _resume_config(args)
+    else:
+        cfg = _config(args)
+        out = Path(args.output or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_output(out, args.overwrite)  # cheap checks first
+    ctx = prepare_context(cfg, log)
+    pretext, runs = plan(cfg)
+    need = estimate_run_bytes(preflight(ctx, pretext, init), runs, cfg.checkpoint.keep_finished)
+    if resume:
+        check_writable(out, need)
+    else:
+        check_output(out, args.overwrite, need)
+        check_stop()  # a signal during the checks: stop before anything is written
+        create_output(out, args.overwrite)
+        write_text(out / RUN_MARKER, config_to_yaml(cfg))
+        write_json(out / COMMAND_FILE, {"command": args.command, **(invocation or {})})
+    args.out_dir = out
+    return cfg, out, ctx, resume
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tppeft.protocol import run_comparison
     from tppeft.report import comparison_text
 
-    cfg = _config(args)
-    out = _output(args, "run")
-    log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {out}")
-    summary = run_comparison(cfg, out, log)
+    cfg, out, ctx, resume = _prepare(args, lambda c: ("tpp" in c.arms, c.seeds * len(c.arms)))
+    log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {out}" + (" (resumed)" if resume else ""))
+    summary = run_comparison(cfg, out, log, ctx=ctx, resume=resume)
     print(comparison_text(summary))
     print(f"\nwall time {summary['wall_seconds']:.0f} s; summary: {out / 'summary.json'}; report: {out / 'report.md'}")
+    failed = sum(len(e.get("failed", [])) for e in summary["arms"].values())
+    if failed:
+        print(f"tppeft: {failed} run(s) failed and are left out of the statistics (see Problems above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from tppeft.stages import build_run_model, prepare_context, pretrain_stage
+def _invocation(args: argparse.Namespace) -> dict:
+    """What the folder being resumed was made by (its command, a stage command's seed and init)."""
+    if args.resume is None:
+        return {"command": args.command}
+    path = Path(args.resume) / COMMAND_FILE
+    if not path.is_file() and args.command == "run" and (Path(args.resume) / RUN_MARKER).is_file():
+        return {"command": "run"}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise OutputError(f"'{args.resume}' holds no tppeft run to resume ({COMMAND_FILE} missing or "
+                          "unreadable)") from None
+    if saved.get("command") != args.command:
+        raise OutputError(f"'{args.resume}' holds a '{saved.get('command')}' run; resume it with "
+                          f"tppeft {saved.get('command')} --resume {args.resume}")
+    return saved
 
-    cfg = _config(args)
-    out = _output(args, "pretrain")
-    (out / "config.yaml").write_text(config_to_yaml(cfg))
-    ctx = prepare_context(cfg, log)
-    run = build_run_model(ctx, args.seed)
-    log(run.counts_text())
-    result = pretrain_stage(ctx, run, args.seed, out, f"[pretrain seed {args.seed}]")
-    write_json(out / "pretext.json", {"seed": args.seed, **run.counts(), **result})
+
+def _finish_stage_folder(cfg: Config, out: Path) -> None:
+    if not cfg.checkpoint.keep_finished:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from tppeft.stages import build_run_model, pretrain_stage
+
+    seed = _invocation(args).get("seed", args.seed)
+    cfg, out, ctx, resume = _prepare(args, lambda c: (True, 1), invocation={"seed": seed})
+    if resume and (out / "pretext.json").is_file():
+        result = json.loads((out / "pretext.json").read_text())
+    else:
+        run = build_run_model(ctx, seed)
+        log(run.counts_text())
+        result = pretrain_stage(ctx, run, seed, out, f"[pretrain seed {seed}]")
+        write_json(out / "pretext.json", {"seed": seed, **run.counts(), **result})
+    _finish_stage_folder(cfg, out)
     print(f"target parameters: {out / 'target_params'}\n"
           f"held-out pretext loss {result['loss_start']:.4f} -> {result['loss_end']:.4f}")
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from tppeft.stages import build_run_model, finetune_stage, prepare_context
+    from tppeft.stages import build_run_model, finetune_stage
 
-    cfg = _config(args)
-    init = None if args.init == "none" else Path(args.init)
+    saved = _invocation(args)
+    seed, init_arg = saved.get("seed", args.seed), saved.get("init", args.init)
+    if init_arg is None:
+        raise ConfigError("finetune needs --init FOLDER (saved target parameters) or --init none")
+    init = None if init_arg == "none" else Path(init_arg)
     if init is not None and (init / "target_params").is_dir():
         init = init / "target_params"  # a `tppeft pretrain` output folder
-    out = _output(args, "finetune")
-    (out / "config.yaml").write_text(config_to_yaml(cfg))
-    ctx = prepare_context(cfg, log)
-    run = build_run_model(ctx, args.seed, init=init)
+    if init is not None and not init.is_dir():
+        raise TargetParamError(f"--init '{init}' is not a folder of saved target parameters")
+    cfg, out, ctx, resume = _prepare(args, lambda c: (False, 1), init=init, invocation={"seed": seed, "init": init_arg})
+    results = out / "results.jsonl"
+    if resume and results.is_file() and read_jsonl(results, repair=True):
+        print(json.dumps({k: read_jsonl(results)[-1][k] for k in ("test", "best_epoch")}))
+        return 0
+    run = build_run_model(ctx, seed, init=init)
     log(run.counts_text())
-    result = finetune_stage(ctx, run, args.seed, out, f"[finetune seed {args.seed}]")
+    result = finetune_stage(ctx, run, seed, out, f"[finetune seed {seed}]")
     if not run.frozen_unchanged():
         raise RuntimeError("backbone weights changed during fine-tuning")
-    record = {"seed": args.seed, "init": str(init) if init else None, **run.counts(), **result}
-    append_jsonl(out / "results.jsonl", record)
+    record = {"seed": seed, "init": str(init) if init else None, **run.counts(), **result}
+    append_jsonl(results, record)
+    _finish_stage_folder(cfg, out)
     print(json.dumps({"test": result["test"], "best_epoch": result["best_epoch"]}))
     return 0
 
@@ -118,6 +236,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if spec is not None and not Path(spec).exists() and spec in bundled_configs():
         spec = bundled_configs()[spec]
     out = args.output or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    args.out_dir = out
     sweep = run_sweep(spec, args.set or [], args.grid, out, resume=args.resume, overwrite=args.overwrite, log=log)
     print(table(sweep))
     print(f"\nwall time {sweep['wall_seconds']:.0f} s; table: {Path(out) / 'sweep.md'}")
@@ -136,14 +255,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tppeft.report import comparison_text, write_report
 
-    sweep_file = Path(args.run_dir) / "sweep.json"
-    if sweep_file.is_file() and not (Path(args.run_dir) / "summary.json").is_file():
+    run_dir = Path(args.run_dir)
+    sweep_file = run_dir / "sweep.json"
+    if sweep_file.is_file() and not (run_dir / COMPLETE_MARKER).is_file():
         from tppeft.sweep import render, table
 
         sweep = json.loads(sweep_file.read_text())
-        (Path(args.run_dir) / "sweep.md").write_text(render(sweep))
+        write_text(run_dir / "sweep.md", render(sweep))
         print(table(sweep))
         return 0
+    if not (run_dir / COMPLETE_MARKER).is_file():
+        hint = (f"; the run is incomplete: resume it with tppeft run --resume {run_dir}"
+                if (run_dir / RUN_MARKER).is_file() else "")
+        raise OutputError(f"'{run_dir}' has no {COMPLETE_MARKER}{hint}")
     path = write_report(Path(args.run_dir))
     print(comparison_text(json.loads((Path(args.run_dir) / "summary.json").read_text())))
     print(f"\nreport: {path}")
@@ -154,24 +278,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tppeft", description="Target-Parameter Pre-training before PEFT.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser, output: bool = True) -> None:
+    def common(sp: argparse.ArgumentParser, output: bool = True, resume: bool = False) -> None:
         sp.add_argument("config", nargs="?", help="YAML config file or bundled config name (default: built-in)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key; value read as YAML (repeatable)")
         if output:
             sp.add_argument("--output", "-o", type=Path, help="output folder (default runs/<kind>-<time>)")
             sp.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+        if resume:
+            sp.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own "
+                            "config.yaml: finished runs are kept, an interrupted one continues from its checkpoint")
 
     sp = sub.add_parser("run", help="compare arms (baseline, tpp) over seeds; writes summary.json and report.md")
-    common(sp)
+    common(sp, resume=True)
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("pretrain", help="TPP stage only: pre-train target parameters and save them")
-    common(sp)
+    common(sp, resume=True)
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(fn=cmd_pretrain)
     sp = sub.add_parser("finetune", help="fine-tuning stage only, from saved target parameters or fresh")
-    common(sp)
-    sp.add_argument("--init", required=True, help="folder with saved target parameters, or 'none'")
+    common(sp, resume=True)
+    sp.add_argument("--init", help="folder with saved target parameters, or 'none' (required unless --resume)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(fn=cmd_finetune)
     sp = sub.add_parser("list", help="print what is registered, one name per line under a heading per kind")
@@ -185,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--grid", action="append", required=True, metavar="KEY=[V1,V2]",
                     help="an axis of the grid: a config key and its values as a YAML list (repeatable)")
-    sp.add_argument("--resume", action="store_true", help="reuse the finished cells of an existing sweep folder")
+    sp.add_argument("--resume", action="store_true", help="reuse the finished cells of an existing sweep folder "
+                    "and continue an interrupted one from its checkpoints")
     sp.set_defaults(fn=cmd_sweep)
     sp = sub.add_parser("export", help="a run's target parameters as adapter files or merged into a timm checkpoint")
     sp.add_argument("source", help="run folder, pretrain/finetune output, or a folder of saved target parameters")
@@ -203,16 +331,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    out = getattr(args, "out_dir", None)
+    if out is None:
+        return ""
+    if args.command == "sweep":
+        return f"; resume with the same tppeft sweep command and --resume (folder {out})"
+    return f"; resume with: tppeft {args.command} --resume {out}"
+
+
+def _one_line(e: BaseException) -> str:
+    """An error message as one line, whatever a library put into it."""
+    return " ".join(str(e).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    guard = graceful_stop(log) if args.command in TRAINING_COMMANDS else contextlib.nullcontext()
     try:
-        return args.fn(args)
+        with guard:
+            return args.fn(args)
     except USER_ERRORS as e:
-        print(f"tppeft: error: {e}", file=sys.stderr)
+        print(f"tppeft: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"tppeft: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except RunInterrupted as e:
+        name = signal.Signals(e.signum).name
+        if getattr(args, "out_dir", None) is None:
+            print(f"tppeft: stopped by {name} before anything was written", file=sys.stderr)
+        else:
+            where = f"checkpoint {e.path} written" if e.path else "finished runs are kept"
+            print(f"tppeft: stopped by {name}; {where}{_resume_hint(args)}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
-        print("tppeft: interrupted", file=sys.stderr)
+        print(f"tppeft: interrupted at once; the checkpoints on disk are intact{_resume_hint(args)}", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        print(f"tppeft: error: cannot write {e.filename or 'a file'}: {e.strerror}{_resume_hint(args)}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -24,19 +24,22 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     path: str = Field(
         "bundled:breastmnist",
-        description="MedMNIST-format .npz (train_/val_/test_ images and labels), or `bundled:breastmnist`.",
+        description="MedMNIST-format .npz (2D images or 3D volumes), a segmentation .npz (`images`, `masks`, "
+        "`split`), a folder of image/mask pairs, or `bundled:breastmnist`; relative paths from the working folder.",
     )
     image_size: int | None = Field(
         None, gt=0, description="Input side in pixels; null = the backbone's own input size."
     )
-    augment: bool = Field(True, description="Random resized crop and flips on training batches.")
+    augment: bool = Field(
+        True, description="Random resized crop and flips on training batches (masks and volume slices move with "
+        "their image).")
     crop_scale: tuple[float, float] = Field(
         (0.6, 1.0), description="Area range of the random resized crop, as fractions of the image."
     )
     hflip: bool = Field(True, description="Random horizontal flip during training.")
     vflip: bool = Field(False, description="Random vertical flip during training.")
     limit: int | None = Field(
-        None, gt=0, description="Use only the first N images of each split (quick checks); null = all."
+        None, gt=0, description="Use only N images of each split, evenly spaced through it (quick checks); null = all."
     )
 
     @field_validator("crop_scale")
@@ -152,39 +155,182 @@ class PeftConfig(_Section):
         return out
 
 
+class ViewsConfig(_Section):
+    """Batched multi-view transform of the view-based pretext tasks (``dino``, ``simclr``)."""
+
+    global_scale: tuple[float, float] = Field(
+        (0.4, 1.0), description="Area range of the global crops (full input size), as fractions of the image."
+    )
+    local_scale: tuple[float, float] = Field(
+        (0.1, 0.4), description="Area range of the local crops (`dino` only), as fractions of the image."
+    )
+    local_crops: int = Field(4, ge=0, description="Local crops per image (`dino` only; 0 = global crops only).")
+    local_size: int = Field(
+        32, gt=0, description="Side in pixels of a local crop; a multiple of the patch size (`dino` only)."
+    )
+    hflip: bool = Field(True, description="Random horizontal flip of every view.")
+    vflip: bool = Field(False, description="Random vertical flip of every view.")
+    brightness: float = Field(0.2, ge=0, description="Brightness jitter: add U(-b, b) to pixels in [0, 1].")
+    contrast: float = Field(0.2, ge=0, lt=1, description="Contrast jitter: scale around the image mean by U(1-c, 1+c).")
+    gamma: float = Field(0.2, ge=0, description="Gamma jitter: pixels to the power exp(U(-g, g)).")
+
+    @field_validator("global_scale", "local_scale")
+    @classmethod
+    def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError("needs 0 < min <= max <= 1")
+        return v
+
+
+class DinoConfig(_Section):
+    """Self-distillation with an EMA teacher of the target parameters (``pretext.method: dino``)."""
+
+    out_dim: int = Field(1024, gt=1, description="Prototypes (output width) of the DINO head.")
+    hidden_dim: int = Field(512, gt=0, description="Hidden width of the DINO head's MLP.")
+    bottleneck_dim: int = Field(128, gt=0, description="Bottleneck width before the prototype layer.")
+    student_temp: float = Field(0.1, gt=0, description="Softmax temperature of the student.")
+    teacher_temp: float = Field(0.04, gt=0, description="Softmax temperature of the teacher (sharpening).")
+    center_momentum: float = Field(
+        0.9, ge=0, le=1, description="Momentum of the teacher-output centre (centring); 1 = no centring."
+    )
+    momentum: float = Field(
+        0.99, ge=0, le=1,
+        description="EMA momentum m of the teacher (target parameters and head): teacher = m*teacher + (1-m)*student "
+        "after every step.",
+    )
+
+
+class SimclrConfig(_Section):
+    """Contrastive learning on two views, NT-Xent loss (``pretext.method: simclr``)."""
+
+    temperature: float = Field(0.2, gt=0, description="Temperature of the NT-Xent loss.")
+    hidden_dim: int = Field(512, gt=0, description="Hidden width of the projection head.")
+    out_dim: int = Field(128, gt=0, description="Output width of the projection head.")
+
+
+class FeatDistillConfig(_Section):
+    """Prediction of the frozen backbone's own features from a masked view (``pretext.method: featdistill``)."""
+
+    tokens: Literal["masked", "all", "cls"] = Field(
+        "masked", description="Tokens whose full-image features are predicted: the class token and the masked "
+        "patches, the class token and every patch, or the class token only.",
+    )
+    loss: Literal["mse", "cosine"] = Field(
+        "mse", description="`mse` on layer-normalised features, or `cosine` (1 - cosine similarity)."
+    )
+
+
 class PretextConfig(_Section):
     method: str = Field("mae", description="Pretext task of the TPP stage (see `tppeft list`).")
-    epochs: int = Field(8, ge=0, description="Epochs of the TPP stage over the training images.")
+    epochs: int = Field(6, ge=0, description="Epochs of the TPP stage over the training images.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(64, gt=0, description="Images per step.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
-    mask_ratio: float = Field(0.5, gt=0, lt=1, description="Fraction of patches hidden from the encoder.")
-    norm_pix_loss: bool = Field(True, description="Reconstruct per-patch normalised pixels.")
+    mask_ratio: float = Field(
+        0.5, gt=0, lt=1, description="Fraction of patches masked (`mae`, `simmim`, `featdistill`)."
+    )
+    norm_pix_loss: bool = Field(
+        True, description="Reconstruct per-patch normalised pixels (`mae`, `simmim`)."
+    )
     decoder: Literal["auto", "pretrained", "fresh"] = Field(
         "auto",
-        description="`pretrained` = the checkpoint's MAE decoder, `fresh` = a new small decoder, "
+        description="`mae`: `pretrained` = the checkpoint's MAE decoder, `fresh` = a new small decoder, "
         "`auto` = pretrained when the checkpoint has one.",
     )
     train_decoder: bool | None = Field(
-        None, description="Train the decoder with the target parameters; null = only a fresh decoder."
+        None, description="`mae`: train the decoder with the target parameters; null = only a fresh decoder."
     )
     decoder_lr_scale: float = Field(
-        0.1, gt=0, description="Learning-rate factor of a trained *pretrained* decoder (a fresh one uses 1)."
+        0.1, gt=0, description="`mae`: learning-rate factor of a trained *pretrained* decoder (a fresh one uses 1)."
     )
-    decoder_dim: int = Field(128, gt=0, description="Width of a fresh decoder.")
-    decoder_depth: int = Field(2, gt=0, description="Transformer blocks of a fresh decoder.")
+    decoder_dim: int = Field(128, gt=0, description="`mae`: width of a fresh decoder.")
+    decoder_depth: int = Field(2, gt=0, description="`mae`: transformer blocks of a fresh decoder.")
+    decoder_heads: int = Field(4, gt=0, description="`mae`: attention heads of a fresh decoder (divides its width).")
+    views: ViewsConfig = Field(default_factory=ViewsConfig)
+    dino: DinoConfig = Field(default_factory=DinoConfig)
+    simclr: SimclrConfig = Field(default_factory=SimclrConfig)
+    featdistill: FeatDistillConfig = Field(default_factory=FeatDistillConfig)
+
+    @model_validator(mode="after")
+    def _check_decoder_heads(self) -> PretextConfig:
+        if self.decoder_dim % self.decoder_heads:
+            raise ValueError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
+        return self
+
+
+class TaskConfig(_Section):
+    type: Literal["auto", "classification", "segmentation", "volume"] = Field(
+        "auto",
+        description="Task of the fine-tuning stage; `auto` = from the data (masks: segmentation, (N,D,H,W) "
+        "volumes: volume classification, else classification).",
+    )
+    decoder_channels: int = Field(
+        16, gt=0, description="Segmentation: width of the decoder's full-resolution level (UNETR's "
+        "`feature_size`); it doubles at each coarser level.")
+    feature_blocks: list[int] | None = Field(
+        None, description="Segmentation: transformer blocks (0-based, shallow to deep) whose outputs feed the "
+        "decoder, one per upsampling level (log2 of the patch size); null = evenly spaced, ending at the last.")
+    dice_weight: float = Field(1.0, ge=0, description="Segmentation: weight of the Dice loss (MONAI DiceCELoss).")
+    ce_weight: float = Field(1.0, ge=0, description="Segmentation: weight of the cross-entropy loss.")
+    ignore_empty: bool = Field(
+        True, description="Segmentation metrics: an image whose ground truth lacks a class is left out of that "
+        "class's Dice/IoU (MONAI's default); false = it scores 1 if the prediction lacks it too, else 0.")
+    slices: int | None = Field(
+        8, gt=0, description="Volumes: slices per volume fed to the 2D backbone, evenly spaced along the first "
+        "axis; null = every slice in the span.")
+    train_slices: int | None = Field(
+        None, gt=0, description="Volumes: slices drawn at random (per volume and step, order kept) from the "
+        "`slices` for each training step, a cheaper bag that also augments; null = all. Evaluation uses all.")
+    slice_span: float = Field(
+        1.0, gt=0, le=1, description="Volumes: central fraction of the depth that the slices are taken from.")
+    aggregation: Literal["attention", "mean"] = Field(
+        "attention", description="Volumes: how slice features become one volume feature: gated attention "
+        "pooling (learned weights) or the mean; a linear classifier follows.")
+
+    @field_validator("feature_blocks")
+    @classmethod
+    def _check_blocks(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(b < 0 for b in v) or sorted(set(v)) != v):
+            raise ValueError("needs distinct block indices >= 0 in increasing order")
+        return v
 
 
 class FinetuneConfig(_Section):
-    epochs: int = Field(7, gt=0, description="Fine-tuning epochs (identical for every arm).")
+    epochs: int = Field(6, gt=0, description="Fine-tuning epochs (identical for every arm).")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of target parameters and head.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(32, gt=0, description="Images per step.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
-    select_metric: Literal["auc", "acc", "loss"] = Field(
-        "auc", description="Validation metric that picks the epoch whose weights are tested."
+    select_metric: Literal["auto", "auc", "acc", "dice", "iou", "loss"] = Field(
+        "auto", description="Validation metric that picks the epoch whose weights are tested; `auto` = the "
+        "task's primary metric (AUC for classification, Dice for segmentation)."
+    )
+
+
+class TrainConfig(_Section):
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="A NaN/inf loss or gradient: `stop` the run (its last good checkpoint is kept; the "
+        "comparison goes on without it), or `skip` that update and count it in the run's metrics.",
+    )
+    deterministic: bool = Field(
+        False, description="Call torch.use_deterministic_algorithms (on CUDA also sets "
+        "CUBLAS_WORKSPACE_CONFIG); slower, and needed for bit-identical resumes on a GPU."
+    )
+
+
+class CheckpointConfig(_Section):
+    every_epochs: int = Field(
+        1, ge=0, description="Checkpoint every N epochs of each stage; 0 = only at stage boundaries."
+    )
+    every_steps: int = Field(
+        0, ge=0, description="Also checkpoint every N optimizer steps (0 = off); a resume continues mid-epoch."
+    )
+    keep_finished: bool = Field(
+        False, description="Keep a run's checkpoints once its result is recorded (by default they are deleted; "
+        "target parameters and fine-tuned weights always stay)."
     )
 
 
@@ -201,7 +347,10 @@ class Config(_Section):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     peft: PeftConfig = Field(default_factory=PeftConfig)
     pretext: PretextConfig = Field(default_factory=PretextConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
     @field_validator("arms")
     @classmethod
@@ -221,8 +370,17 @@ def _format_error(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{key}'")
         else:
-            lines.append(f"{source}: '{key}': {e['msg']} (got {e.get('input')!r})")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"  # a section-level check: its message says it
+            lines.append(f"{source}: '{key}': {e['msg']}{shown}")
     return "; ".join(lines)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in one line: what and where."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(getattr(e, "problem", None) or e).split())
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -235,7 +393,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set '{text}': value is not valid YAML ({e})") from None
+        raise ConfigError(f"--set '{text}': value is not valid YAML ({_yaml_problem(e)})") from None
     return key.strip().split("."), value
 
 
@@ -261,7 +419,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         try:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     for text in overrides:
@@ -271,6 +429,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         return Config.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_format_error(e, source)) from None
+
+
+# Keys that change how a run is executed but not its results: they may differ on --resume.
+RUNTIME_KEYS = ("threads", "checkpoint")
+
+
+def results_identity(cfg: Config) -> dict:
+    """The config without :data:`RUNTIME_KEYS`: what a checkpoint must agree with to be resumed from."""
+    return cfg.model_dump(mode="json", exclude=set(RUNTIME_KEYS))
 
 
 def config_to_yaml(cfg: Config) -> str:

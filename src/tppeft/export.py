@@ -76,6 +76,8 @@ def _head(target_dir: Path) -> nn.Linear | None:
     if not path.is_file():
         return None
     state = load_file(path)
+    if set(state) != {"weight", "bias"} or state["weight"].ndim != 2:
+        return None  # a task head (segmentation decoder, slice aggregation): copied as a file, never merged
     head = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
     head.load_state_dict(state)
     return head
@@ -134,7 +136,11 @@ def export(source: Path, out: Path, merged: bool = False, arm: str | None = None
         save_for_hf(model, str(out), model_args=args, safe_serialization=True,
                     data_config={"mean": backbone.mean, "std": backbone.std},
                     model_config={"pretrained_cfg": {"tag": f"tppeft-{method.name}"}})
-        info.update(model_args=args, max_abs_diff_vs_adapted=diff, files=["model.safetensors", "config.json"],
+        files = ["model.safetensors", "config.json"]
+        if head is None and (target_dir / HEAD_FILE).is_file():
+            shutil.copy2(target_dir / HEAD_FILE, out / HEAD_FILE)  # the task head, beside the merged backbone
+            files.append(HEAD_FILE)
+        info.update(model_args=args, max_abs_diff_vs_adapted=diff, files=files,
                     load_with=f"timm.create_model('local-dir:{out}', pretrained=True)")
     else:
         files = sorted(p.name for p in target_dir.iterdir() if p.is_file())

@@ -7,19 +7,21 @@ augmentation identically in every arm, so arms are compared seed by seed (paired
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import tppeft
 from tppeft.config import Config, config_to_yaml
-from tppeft.engine.outputs import append_jsonl, write_json
+from tppeft.engine.loop import NonFiniteLossError
+from tppeft.engine.outputs import append_jsonl, read_jsonl, write_json, write_text
+from tppeft.engine.signals import check_stop
 from tppeft.report import write_report
 from tppeft.stages import Context, build_run_model, finetune_stage, prepare_context, pretrain_stage
 from tppeft.stats import finite, mean_std, paired_difference
 
-METRICS = ("acc", "auc")
-PRIMARY_METRIC = "auc"
 ARM_HELP = {
     "baseline": "ordinary PEFT: target parameters start from their usual init (LoRA: A random, B zero)",
     "tpp": "target parameters pre-trained by the pretext task, then the same fine-tuning",
@@ -42,21 +44,49 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path) -> dict:
     ft = finetune_stage(ctx, run, seed, run_dir, tag)
     if not run.frozen_unchanged():
         raise BackboneChangedError(f"{tag}: backbone weights changed during the run")
-    record = {"arm": arm, "seed": seed, "test": ft["test"], "val": ft["val"], "best_epoch": ft["best_epoch"],
-              "seconds": round(time.perf_counter() - start, 2), "finetune_seconds": round(ft["seconds"], 2),
-              "pretext": pretext, "backbone_unchanged": True, **counts}
+    skipped = ft.get("skipped_steps", 0) + (pretext or {}).get("skipped_steps", 0)
+    record = {"arm": arm, "seed": seed, "status": "ok", "test": ft["test"], "val": ft["val"],
+              "best_epoch": ft["best_epoch"], "seconds": round(time.perf_counter() - start, 2),
+              "finetune_seconds": round(ft["seconds"], 2), "pretext": pretext, "skipped_steps": skipped,
+              "backbone_unchanged": True, **counts}
     return record
 
 
-def summarize(records: list[dict], cfg: Config, meta: dict) -> dict:
-    """summary.json: per-arm runs, mean and std of each metric, and paired tpp-minus-other differences."""
+def failed_record(arm: str, seed: int, error: Exception) -> dict:
+    """The results line of a run stopped by a non-finite loss: no metrics, the reason instead."""
+    return {"arm": arm, "seed": seed, "status": "failed", "error": str(error), "test": {}, "val": {},
+            "best_epoch": None, "pretext": None}
+
+
+def is_valid(record: dict) -> bool:
+    return record.get("status", "ok") == "ok"
+
+
+def _by_seed(runs: list[dict], metric: str) -> dict[int, float]:
+    return {r["seed"]: v for r in runs if (v := r["test"].get(metric)) is not None and math.isfinite(v)}
+
+
+def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], primary: str) -> dict:
+    """summary.json: per-arm runs, mean and std of each of the task's ``metrics``, and paired tpp-minus-other
+    differences; ``primary`` names the task's primary metric. Failed runs and non-finite metrics are left out
+    of every statistic and listed (``failed``, ``nonfinite``); runs with skipped updates are listed too."""
     arms: dict[str, dict] = {}
     for arm in cfg.arms:
-        runs = [r for r in records if r["arm"] == arm]
+        runs = [r for r in records if r["arm"] == arm and is_valid(r)]
         entry: dict = {"runs": runs, "mean": {}, "std": {}, "n": len(runs)}
-        for m in METRICS:
-            mu, sd = mean_std(finite([r["test"].get(m) for r in runs]))
+        failed = [{"seed": r["seed"], "error": r.get("error")} for r in records if r["arm"] == arm and not is_valid(r)]
+        if failed:
+            entry["failed"] = failed  # left out of every statistic
+        for m in metrics:
+            values = [r["test"].get(m) for r in runs]
+            mu, sd = mean_std(finite(values))
             entry["mean"][m], entry["std"][m] = mu, sd
+            missing = [r["seed"] for r, v in zip(runs, values, strict=True) if v is None or not math.isfinite(v)]
+            if missing:
+                entry.setdefault("nonfinite", {})[m] = missing  # seeds left out of this metric's statistics
+        skipped = {r["seed"]: r["skipped_steps"] for r in runs if r.get("skipped_steps")}
+        if skipped:
+            entry["skipped_steps"] = skipped
         pre = [r["pretext"] for r in runs if r.get("pretext")]
         if pre:
             entry["pretext_loss_start"] = mean_std([p["loss_start"] for p in pre])[0]
@@ -69,35 +99,68 @@ def summarize(records: list[dict], cfg: Config, meta: dict) -> dict:
             if other == "tpp":
                 continue
             paired[f"tpp-{other}"] = {
-                m: paired_difference({r["seed"]: r["test"][m] for r in arms["tpp"]["runs"]},
-                                     {r["seed"]: r["test"][m] for r in arms[other]["runs"]})
-                for m in METRICS}
-    first = records[0] if records else {}
+                m: paired_difference(_by_seed(arms["tpp"]["runs"], m), _by_seed(arms[other]["runs"], m))
+                for m in metrics}
+    first = next((r for r in records if is_valid(r)), {})
     target = {"method": cfg.peft.method, "count": first.get("target_params"),
               "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
-    return {"tppeft_version": tppeft.__version__, "primary_metric": PRIMARY_METRIC, "metrics": list(METRICS),
+    return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
             **meta, "target_params": target, "arms": arms, "paired": paired}
 
 
-def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print) -> dict:
-    """Run all arms x seeds into ``out_dir`` and write config.yaml, results.jsonl, summary.json, report.md."""
+def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print, ctx: Context | None = None,
+                   resume: bool = False) -> dict:
+    """Run all arms x seeds into ``out_dir`` and write config.yaml, results.jsonl, summary.json, report.md.
+
+    With ``resume`` the runs already in ``out_dir/results.jsonl`` are kept, and an interrupted run continues
+    from its last checkpoint. A run stopped by a non-finite loss is recorded as failed and left out of the
+    statistics; the comparison goes on.
+    """
     start = time.perf_counter()
-    (out_dir / "config.yaml").write_text(config_to_yaml(cfg))
-    ctx = prepare_context(cfg, log)
-    meta = {"dataset": ctx.data.name, "task": ctx.data.task, "num_classes": ctx.data.num_classes,
+    results_path = out_dir / "results.jsonl"
+    if not resume:
+        write_text(out_dir / "config.yaml", config_to_yaml(cfg))
+    ctx = ctx or prepare_context(cfg, log)
+    task = ctx.task
+    meta = {"dataset": ctx.data.name, "task": task.name, "labels": ctx.data.task,
+            "num_classes": ctx.data.num_classes, "metric_note": task.metric_note(),
             "split_sizes": {k: len(v) for k, v in ctx.data.splits.items()},
             "backbone": ctx.backbone.identity, "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
-            "finetune": cfg.finetune.model_dump(), "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
-    records = []
+            "finetune": {**cfg.finetune.model_dump(), "select_metric": task.select_metric()},
+            "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,
+            "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
+    records = read_jsonl(results_path, repair=True) if resume and results_path.is_file() else []
+    finished = {(r["arm"], r["seed"]) for r in records}
+    kept_clean = {(r["arm"], r["seed"]) for r in records if is_valid(r)}  # a failed run keeps its checkpoints
+    if records:
+        log(f"resuming: {len(records)} finished run(s) kept from {results_path}")
     total = cfg.seeds * len(cfg.arms)
     for seed in range(cfg.seeds):
         for arm in cfg.arms:
+            run_dir = out_dir / "runs" / arm / f"seed{seed}"
+            if (arm, seed) in finished:
+                if not cfg.checkpoint.keep_finished and (arm, seed) in kept_clean:
+                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a kill came before the cleanup
+                continue
+            check_stop()
             log(f"== run {len(records) + 1}/{total}: arm {arm}, seed {seed} "
                 f"[{time.perf_counter() - start:.0f}s elapsed]")
-            record = run_arm(ctx, arm, seed, out_dir / "runs" / arm / f"seed{seed}")
+            try:
+                record = run_arm(ctx, arm, seed, run_dir)
+            except NonFiniteLossError as e:
+                log(f"[{arm} seed {seed}] FAILED: {e}")
+                record = failed_record(arm, seed, e)
             records.append(record)
-            append_jsonl(out_dir / "results.jsonl", record)
-    summary = summarize(records, cfg, {**meta, "wall_seconds": round(time.perf_counter() - start, 1)})
+            append_jsonl(results_path, record)
+            if is_valid(record) and not cfg.checkpoint.keep_finished:
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    order = {(seed, arm): i for i, (seed, arm) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
+    records.sort(key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
+    figures = task.figures(ctx, out_dir, cfg.arms)
+    extra = {"resumed": True} if resume else {}
+    summary = summarize(records, cfg, {**meta, "figures": figures,
+                                       "wall_seconds": round(time.perf_counter() - start, 1), **extra},
+                        task.metrics, task.primary_metric)
     write_json(out_dir / "summary.json", summary)
     write_report(out_dir)
     return summary

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from tppeft.engine.outputs import write_text
+
 
 def fmt(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
@@ -64,11 +66,26 @@ def seeds_table(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def problems(summary: dict) -> list[str]:
+    """Runs left out of the statistics or trained with skipped updates, one line each."""
+    lines = []
+    for arm, e in summary["arms"].items():
+        for f in e.get("failed", []):
+            lines.append(f"- {arm} seed {f['seed']} FAILED and is left out of every statistic: {f['error']}")
+        for m, seeds in e.get("nonfinite", {}).items():
+            lines.append(f"- {arm}: test {m.upper()} is undefined (NaN) for seed(s) {seeds}; left out of its mean")
+        for seed, n in e.get("skipped_steps", {}).items():
+            lines.append(f"- {arm} seed {seed}: {n} update(s) skipped for a non-finite loss or gradient")
+    return lines
+
+
 def comparison_text(summary: dict) -> str:
-    """The short console table: arms, then paired differences."""
+    """The short console table: arms, then paired differences, then any problems."""
     parts = [arms_table(summary)]
     if summary.get("paired"):
         parts.append(paired_table(summary))
+    if problems(summary):
+        parts.append("Problems:\n" + "\n".join(problems(summary)))
     return "\n\n".join(parts)
 
 
@@ -103,6 +120,8 @@ def render(summary: dict) -> str:
         arms_table(summary),
         "",
     ]
+    if summary.get("metric_note"):
+        lines += [summary["metric_note"], ""]
     if summary.get("paired"):
         lines += [
             f"## Paired differences (primary metric: {primary.upper()})",
@@ -113,14 +132,20 @@ def render(summary: dict) -> str:
             "few seeds the interval is optimistic, so treat a single run of this table as a first look.",
             "",
         ]
+    if problems(summary):
+        lines += ["## Problems", "", *problems(summary), ""]
     lines += ["## Per seed", "", seeds_table(summary), "",
               "Pretext losses are measured on the validation images with fixed masks, before and after the "
               "TPP stage. Every run checked that the backbone's own weights were bit-identical at its end.", ""]
+    for fig in summary.get("figures") or []:
+        lines += ["## Examples", "",
+                  "Test images (seed 0 of each arm): ground truth filled; predictions filled with the ground "
+                  "truth outlined in green.", "", f"![examples]({fig})", ""]
     return "\n".join(lines)
 
 
 def write_report(run_dir: Path) -> Path:
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
     path = Path(run_dir) / "report.md"
-    path.write_text(render(summary))
+    write_text(path, render(summary))
     return path

@@ -10,28 +10,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
-from tppeft.config import Config
-from tppeft.data import (
-    ImageDataset,
-    augment_batch,
-    iterate_batches,
-    load_medmnist,
-    resize_images,
-    to_model_input,
-)
-from tppeft.engine import resolve_device, set_threads, train
+from tppeft.config import Config, results_identity
+from tppeft.data import ImageDataset, augment_batch, iterate_batches, load_dataset, to_model_input
+from tppeft.engine import resolve_device, set_deterministic, set_threads, train
+from tppeft.engine.checkpoint import Checkpointer, copy_into, fingerprint, prefixed, unprefixed
+from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.outputs import append_jsonl
+from tppeft.engine.selection import BestSoFar
 from tppeft.pretext import get_pretext
 from tppeft.targets import Attached, TargetMethod, get_target_method
-from tppeft.tasks import Classifier, classification_loss, classification_metrics
-from tppeft.tasks.classification import scores_from_logits
+from tppeft.tasks import Task, TaskModel, task_for
 
 # Offsets that give each source of randomness of a run its own stream, the same in every arm.
 # A TPP stage whose held-out pretext loss falls by less than this fraction is reported as not moving.
@@ -49,7 +43,7 @@ def generator(seed: int, stream: str, device: torch.device | str = "cpu") -> tor
 
 @dataclass
 class Context:
-    """What every run of one experiment shares: data on the device and the frozen backbone."""
+    """What every run of one experiment shares: data on the device, the task and the frozen backbone."""
 
     cfg: Config
     device: torch.device
@@ -58,30 +52,50 @@ class Context:
     mean: torch.Tensor
     std: torch.Tensor
     log: Callable[[str], None]
+    task: Task
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) images in [0, 1] -> the backbone's normalised 3-channel input."""
+        return to_model_input(images, self.mean, self.std)
+
+    def augment(self, images: torch.Tensor, gen: torch.Generator, masks: torch.Tensor | None = None):
+        """Training augmentation of (N, C, H, W) images (and their (N, H, W) masks, moved alike) if enabled."""
+        d = self.cfg.data
+        if not d.augment:
+            return images if masks is None else (images, masks)
+        return augment_batch(images, gen, d.crop_scale, hflip=d.hflip, vflip=d.vflip, masks=masks)
+
+    def num_images(self, split: str) -> int:
+        """How many 2D images the TPP stage sees in ``split`` (slices, for volumes)."""
+        return len(self.task.pretext_images(self.data[split]))
 
     def batch(self, split: str, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        """Normalised model input of ``split[idx]``; augmented when a generator is given."""
-        images = self.data[split].images[idx.to(self.device)]
-        if gen is not None and self.cfg.data.augment:
-            d = self.cfg.data
-            images = augment_batch(images, gen, d.crop_scale, hflip=d.hflip, vflip=d.vflip)
-        return to_model_input(images, self.mean, self.std)
+        """Normalised 2D images ``idx`` of ``split`` as the TPP stage sees them (the task's pretext images:
+        the images themselves, or volume slices); augmented when a generator is given. Never labels."""
+        images = self.task.pretext_images(self.data[split])[idx.to(self.device)]
+        if gen is not None:
+            images = self.augment(images, gen)
+        return self.normalise(images)
 
 
 def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
     device = resolve_device(cfg.device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
+    set_deterministic(cfg.train.deterministic)
     backbone = build_backbone(cfg.backbone, cfg.data.image_size)
-    data = load_medmnist(resolve(cfg.data.path), cfg.data.limit)
-    for split in data.splits.values():
-        split.images = resize_images(split.images, backbone.image_size)
+    t = cfg.task
+    data = load_dataset(resolve(cfg.data.path), t.type, cfg.data.limit, t.slices, t.slice_span)
+    task = task_for(cfg, data)
+    task.select_metric()  # a metric the task lacks is a config error before any training
+    task.prepare(data, backbone.image_size)
     backbone.model.to(device)
-    log(f"data: {data.name} ({data.task}, {data.num_classes} classes) train/val/test = "
-        f"{len(data['train'])}/{len(data['val'])}/{len(data['test'])} at {backbone.image_size}px; "
-        f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'}; device {device}"
-        + (f" ({threads} threads)" if threads else ""))
-    return Context(cfg, device, data.to(device), backbone,
-                   torch.tensor(backbone.mean, device=device), torch.tensor(backbone.std, device=device), log)
+    shape = "x".join(str(d) for d in data["train"].images.shape[1:])
+    log(f"data: {data.name} ({task.name}, {data.num_classes} classes) train/val/test = "
+        f"{len(data['train'])}/{len(data['val'])}/{len(data['test'])}, input {shape}; "
+        f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
+        f"device {device}" + (f" ({threads} threads)" if threads else ""))
+    return Context(cfg, device, data.to(device), backbone, torch.tensor(backbone.mean, device=device),
+                   torch.tensor(backbone.std, device=device), log, task)
 
 
 @dataclass
@@ -98,6 +112,12 @@ class RunModel:
     def target_params(self) -> list[nn.Parameter]:
         params = dict(self.vit.named_parameters())
         return [params[n] for n in self.target_names]
+
+    def target_tensors(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.target_names, self.target_params(), strict=True))
+
+    def load_targets(self, tensors: dict[str, torch.Tensor]) -> None:
+        copy_into(self.target_params(), [tensors[n] for n in self.target_names])
 
     def frozen_unchanged(self) -> bool:
         return frozen_state_digest(self.vit, set(self.target_names)) == self.frozen_digest
@@ -128,12 +148,32 @@ def build_run_model(ctx: Context, seed: int, init: Path | None = None) -> RunMod
     return RunModel(vit, method, handle, names, digest, backbone_params)
 
 
+def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
+    """Build one run's model, task head (and pretext task) as the runs will, so that a method, head, pretext
+    task or init folder that cannot work fails before any output exists. Returns the trainable parameter count."""
+    run = build_run_model(ctx, 0, init)
+    count = sum(p.numel() for p in run.target_params())
+    count += sum(p.numel() for p in ctx.task.build_model(run.vit).head.parameters())
+    if pretext:
+        task = get_pretext(ctx.cfg.pretext)(ctx.backbone, run.vit, ctx.cfg.pretext)
+        count += sum(p.numel() for g in task.head_param_groups(1.0) for p in g["params"])
+    return count
+
+
+def stage_checkpointer(ctx: Context, out_dir: Path, stage: str, seed: int) -> Checkpointer:
+    """The checkpoints of one stage of one run, in ``out_dir/checkpoints/<stage>``."""
+    c = ctx.cfg.checkpoint
+    return Checkpointer(out_dir / "checkpoints" / stage, fingerprint(results_identity(ctx.cfg), stage, seed),
+                        every_epochs=c.every_epochs, every_steps=c.every_steps, logs=[out_dir / "metrics.jsonl"],
+                        log=ctx.log)
+
+
 @torch.no_grad()
 def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
     """Pretext loss on the validation images with fixed masks and no augmentation (start/end comparable)."""
     task.eval()
     gen = generator(seed, "pretext_eval", ctx.device)
-    n = len(ctx.data["val"])
+    n = ctx.num_images("val")
     total = 0.0
     for idx in iterate_batches(n, ctx.cfg.eval_batch_size):
         total += float(task.loss(ctx.batch("val", idx), gen)) * len(idx)
@@ -141,13 +181,39 @@ def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
     return total / n
 
 
+class PretextBuffers:
+    """Checkpoints what a pretext task keeps outside its parameters (an EMA teacher, DINO's centre)."""
+
+    def __init__(self, task: nn.Module, backbone: nn.Module):
+        shared = {id(b) for b in backbone.buffers()}
+        self.buffers = {n: b for n, b in task.named_buffers() if id(b) not in shared}
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {n: b.detach().clone() for n, b in self.buffers.items()}, {}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        with torch.no_grad():
+            for n, b in self.buffers.items():
+                b.copy_(tensors[n])
+
+
 def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str) -> dict:
-    """TPP: train the target parameters with the pretext objective; save them; drop the pretext head."""
+    """TPP: train the target parameters with the pretext objective; save them; drop the pretext head.
+
+    Resumes from the stage's last good checkpoint in ``out_dir`` when there is one.
+    """
     cfg = ctx.cfg.pretext
+    ckpts = stage_checkpointer(ctx, out_dir, "pretext", seed)
+    resumed = ckpts.resume()
+    if resumed is not None and resumed.done:
+        run.load_targets(unprefixed("target.", resumed.tensors))
+        ctx.log(f"{tag} TPP stage already done ({resumed.path})")
+        return ckpts.meta["summary"]
     task = get_pretext(cfg)(ctx.backbone, run.vit, cfg).to(ctx.device)
-    loss_start = pretext_eval_loss(ctx, task, seed)
-    ctx.log(f"{tag} TPP stage: {cfg.method} ({getattr(task, 'decoder_source', '')} decoder), "
-            f"held-out pretext loss {loss_start:.4f}")
+    if resumed is None:
+        ckpts.meta["loss_start"] = pretext_eval_loss(ctx, task, seed)
+    loss_start = ckpts.meta["loss_start"]
+    ctx.log(f"{tag} TPP stage: {task.describe()}, held-out pretext loss {loss_start:.4f}")
     order = generator(seed, "pretext")
     aug = generator(seed, "pretext", ctx.device)
     metrics_path = out_dir / "metrics.jsonl"
@@ -156,12 +222,16 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         append_jsonl(metrics_path, {"stage": "pretext", "epoch": epoch, "train_loss": loss})
         return {}
 
+    view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
+
     result = train(
         run.target_params() + task.head_param_groups(cfg.lr),
-        lambda idx: task.loss(ctx.batch("train", idx, aug), aug),
-        len(ctx.data["train"]), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        lambda idx: task.loss(ctx.batch("train", idx, view_gen), aug),
+        ctx.num_images("train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
-        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} pretext",
+        on_epoch_end=on_epoch_end, after_step=task.after_step, log=ctx.log, tag=f"{tag} pretext",
+        generators={"augment": aug}, checkpoints=ckpts, resume=resumed, extra=PretextBuffers(task, run.vit),
+        on_nonfinite=ctx.cfg.train.on_nonfinite,
     )
     loss_end = pretext_eval_loss(ctx, task, seed)
     if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
@@ -171,82 +241,77 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     run.method.save(run.handle, target_dir)
     ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
             f"({result.seconds:.0f}s); target parameters in {target_dir}")
-    summary = {"method": cfg.method, "decoder": getattr(task, "decoder_source", None),
+    summary = {"method": cfg.method, "setup": task.describe(), "decoder": getattr(task, "decoder_source", None),
                "loss_start": loss_start, "loss_end": loss_end,
                "train_loss_curve": [h["train_loss"] for h in result.history],
-               "epochs": cfg.epochs, "steps": result.steps, "seconds": result.seconds}
+               "epochs": cfg.epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
+               "seconds": result.seconds}
     append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
+    ckpts.meta["summary"] = summary
+    ckpts.save(prefixed("target.", run.target_tensors()), {}, done=True)
     return summary  # the pretext head goes out of scope here; only the target parameters remain
-
-
-@torch.no_grad()
-def predict(ctx: Context, model: Classifier, split: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """Scores, labels and mean loss of ``split`` (no augmentation, no gradients)."""
-    model.eval()
-    scores, loss_sum = [], 0.0
-    labels = ctx.data[split].labels
-    for idx in iterate_batches(len(labels), ctx.cfg.eval_batch_size):
-        logits = model(ctx.batch(split, idx))
-        loss_sum += float(classification_loss(logits, labels[idx.to(ctx.device)], ctx.data.task)) * len(idx)
-        scores.append(scores_from_logits(logits, ctx.data.task).float().cpu())
-    model.train()
-    return torch.cat(scores).numpy(), labels.cpu().numpy(), loss_sum / len(labels)
-
-
-def evaluate(ctx: Context, model: Classifier, split: str) -> dict[str, float]:
-    scores, labels, loss = predict(ctx, model, split)
-    return {**classification_metrics(labels, scores, ctx.data.task), "loss": loss}
 
 
 def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str,
                    epochs: int | None = None) -> dict:
-    """Fine-tune target parameters + a new head; pick the best validation epoch; test it."""
+    """Fine-tune target parameters + the task's new head; pick the best validation epoch; test it.
+
+    Resumes from the stage's last good checkpoint in ``out_dir`` when there is one.
+    """
     cfg = ctx.cfg.finetune
+    task = ctx.task
     epochs = epochs or cfg.epochs
+    select = task.select_metric()
+    ckpts = stage_checkpointer(ctx, out_dir, "finetune", seed)
+    resumed = ckpts.resume()
+    if resumed is not None and resumed.done:
+        run.load_targets(unprefixed("target.", resumed.tensors))
+        ctx.log(f"{tag} fine-tuning already done ({resumed.path})")
+        return ckpts.meta["record"]
     torch.manual_seed(stream_seed(seed, "head"))
-    model = Classifier(run.vit, ctx.data.num_classes).to(ctx.device)
+    model: TaskModel = task.build_model(run.vit).to(ctx.device)
     model.train()
     order = generator(seed, "finetune")
     aug = generator(seed, "finetune", ctx.device)
-    labels = ctx.data["train"].labels
     trainable = run.target_params() + list(model.head.parameters())
-    sign = -1.0 if cfg.select_metric == "loss" else 1.0
-    best: dict = {"score": -float("inf")}
+    sign = -1.0 if select == "loss" else 1.0
+    best = BestSoFar(trainable)
     metrics_path = out_dir / "metrics.jsonl"
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
-        val = evaluate(ctx, model, "val")
-        score = sign * val[cfg.select_metric]
-        if score > best["score"]:  # NaN never wins
-            best.update(score=score, epoch=epoch, val=val,
-                        state=[p.detach().clone() for p in trainable])
+        val = task.evaluate(ctx, model, "val")
+        best.update(sign * val[select], epoch, val)
         append_jsonl(metrics_path, {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val})
         return {f"val_{k}": v for k, v in val.items()}
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
-        logits = model(ctx.batch("train", idx, aug))
-        return classification_loss(logits, labels[idx.to(ctx.device)], ctx.data.task, cfg.label_smoothing)
+        inputs, targets = task.train_batch(ctx, idx, aug)
+        return task.loss(model(inputs), targets)
 
     result = train(
-        trainable, step_loss, len(labels), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        trainable, step_loss, len(ctx.data["train"]), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
-        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune",
+        on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune", generators={"augment": aug},
+        checkpoints=ckpts, resume=resumed, extra=best, on_nonfinite=ctx.cfg.train.on_nonfinite,
     )
-    if "state" not in best:
-        raise RuntimeError(f"{tag}: no epoch gave a finite validation {cfg.select_metric}")
-    with torch.no_grad():
-        for p, saved in zip(trainable, best.pop("state"), strict=True):
-            p.copy_(saved)
-    test = evaluate(ctx, model, "test")
+    if best.epoch is None:
+        raise NonFiniteLossError(f"{tag}: no epoch gave a finite validation {select}")
+    best.restore()
+    test = task.evaluate(ctx, model, "test")
+    task.after_test(ctx, model, out_dir, seed)
     final_dir = out_dir / "finetuned"
     run.method.save(run.handle, final_dir)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
               str(final_dir / "head.safetensors"))
-    record = {"stage": "finetune", "event": "end", "best_epoch": best["epoch"], "val": best["val"],
-              "test": test, "epochs": epochs, "steps": result.steps, "seconds": result.seconds}
+    record = {"stage": "finetune", "event": "end", "best_epoch": best.epoch, "val": best.val,
+              "test": test, "epochs": epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
+              "seconds": result.seconds}
     append_jsonl(metrics_path, record)
+    ckpts.meta["record"] = record
+    ckpts.save({**prefixed("target.", run.target_tensors()), **prefixed("head.", model.head.state_dict())}, {},
+               done=True)
     ctx.log(f"{tag} test " + " ".join(f"{k} {v:.4f}" for k, v in test.items())
-            + f" (best val epoch {best['epoch']}, {result.seconds:.0f}s)")
+            + f" (best val epoch {best.epoch}, {result.seconds:.0f}s)")
     return record
 
 
@@ -254,3 +319,8 @@ def timed(fn: Callable[[], dict]) -> tuple[dict, float]:
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+def evaluate(ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
+    """Metrics (and loss) of ``split`` by the experiment's task."""
+    return ctx.task.evaluate(ctx, model, split)

@@ -18,11 +18,12 @@ from typing import Any
 
 from tppeft.config import Config, ConfigError, config_to_yaml, load_config, parse_override
 from tppeft.engine.outputs import OutputError, prepare_output, write_json
-from tppeft.protocol import PRIMARY_METRIC, run_comparison
+from tppeft.protocol import run_comparison
 from tppeft.report import fmt, fmt_signed, verdict
 from tppeft.targets import method_class
 
 SWEEP_FILE = "sweep.json"
+PRIMARY_METRIC = "auc"  # only for a summary that names none (every summary names its task's primary metric)
 
 
 def parse_grid(texts: list[str]) -> list[tuple[str, list[Any]]]:
@@ -73,7 +74,7 @@ def cell_configs(spec: str | Path | None, sets: list[str], axes: list[tuple[str,
 
 def cell_row(name: str, assign: dict[str, Any], summary: dict) -> dict:
     """One table row from a cell's summary.json."""
-    m = summary.get("primary_metric", PRIMARY_METRIC)
+    m = summary["primary_metric"]  # the task's (auc for classification, dice for segmentation)
     arms = summary["arms"]
     row: dict[str, Any] = {"cell": name, "assign": assign, "dataset": summary.get("dataset"),
                            "method": summary.get("peft", {}).get("method"), "metric": m,
@@ -95,7 +96,7 @@ def table(sweep: dict) -> str:
     keys = [k for k, _ in sweep["grid"]]
     show_dataset = "data.path" not in keys
     rows = sweep["cells"]
-    m = (rows[0]["metric"] if rows else PRIMARY_METRIC).upper()
+    m = (rows[0]["metric"] if rows else "primary metric").upper()
     head = [f"`{k}`" for k in keys] + (["dataset"] if show_dataset else []) + [
         "target params", f"baseline {m}", f"TPP {m}", "TPP − baseline [95% CI]", "TPP wins", "reading",
         "pretext loss (TPP stage)"]
@@ -140,8 +141,13 @@ def run_sweep(spec: str | Path | None, sets: list[str], grid: list[str], out: Pa
     for i, (name, assign, cfg) in enumerate(cells, 1):
         cell_dir = out / "cells" / name
         done = cell_dir / "summary.json"
-        if resume and done.is_file() and (cell_dir / "config.yaml").read_text() == config_to_yaml(cfg):
+        same = resume and (cell_dir / "config.yaml").is_file() and \
+            (cell_dir / "config.yaml").read_text() == config_to_yaml(cfg)
+        if same and done.is_file():
             log(f"=== cell {i}/{len(cells)} {name}: finished before, reused")
+        elif same:
+            log(f"=== cell {i}/{len(cells)} {name}: interrupted before, continued from its checkpoints")
+            run_comparison(cfg, cell_dir, log, resume=True)
         else:
             log(f"=== cell {i}/{len(cells)} {name}: {assign} [{time.perf_counter() - start:.0f}s elapsed]")
             run_comparison(cfg, prepare_output(cell_dir, overwrite=True), log)

@@ -18,16 +18,28 @@ class DataError(ValueError):
 
 @dataclass
 class Split:
-    """One split: images as float in [0, 1], shape (N, C, H, W) with C in {1, 3}; integer labels."""
+    """One split: images as float in [0, 1] and the labels of the task.
+
+    Images are (N, C, H, W) with C in {1, 3}, or (N, S, C, H, W) for volumes of S slices. Labels are (N,)
+    class ids (multi-class), (N, L) 0/1 (multi-label) or (N, H, W) class-id masks at the stored resolution
+    (segmentation). ``input_labels``, when set, are the labels at the model's input resolution (masks
+    resized nearest-neighbour) used for training.
+    """
 
     images: torch.Tensor
-    labels: torch.Tensor  # (N,) class ids for multi-class, (N, L) 0/1 for multi-label
+    labels: torch.Tensor
+    input_labels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
+        moved = None if self.input_labels is None else self.input_labels.to(device)
+        return Split(self.images.to(device), self.labels.to(device), moved)
+
+
+# What a dataset holds, and so which task stage it can feed.
+KINDS = ("classification", "segmentation", "volume")
 
 
 @dataclass
@@ -36,15 +48,16 @@ class ImageDataset:
 
     name: str
     splits: dict[str, Split]
-    task: str  # "multiclass" (binary and ordinal included) or "multilabel"
-    num_classes: int  # classes (multiclass) or labels (multilabel)
+    task: str  # "multiclass" (binary, ordinal and segmentation masks included) or "multilabel"
+    num_classes: int  # classes (multiclass; background included for masks) or labels (multilabel)
+    kind: str = "classification"  # one of KINDS
 
     def __getitem__(self, split: str) -> Split:
         return self.splits[split]
 
     def to(self, device: torch.device | str) -> ImageDataset:
         return ImageDataset(self.name, {k: v.to(device) for k, v in self.splits.items()}, self.task,
-                            self.num_classes)
+                            self.num_classes, self.kind)
 
 
 def _images_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
@@ -54,6 +67,11 @@ def _images_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
         arr = arr.transpose(0, 3, 1, 2)
     else:
         raise DataError(f"{path}: '{key}' has shape {arr.shape}; expected (N,H,W) or (N,H,W,1|3)")
+    return pixels_to_tensor(arr, key, path)
+
+
+def pixels_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
+    """uint8 or float-in-[0, 1] pixels of any shape as float32 in [0, 1]."""
     if arr.dtype == np.uint8:
         return torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0)
     if np.issubdtype(arr.dtype, np.floating):
@@ -67,7 +85,7 @@ def _images_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
 
 def _labels_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
     if not np.issubdtype(arr.dtype, np.integer):
-        raise DataError(f"{path}: '{key}' has dtype {arr.dtype}; expected integer labels")
+        raise DataError(f"{path}: '{key}' has dtype {arr.dtype}; expected integer labels (class ids, or 0/1 per label)")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -77,44 +95,87 @@ def _labels_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.int64))
 
 
-def load_medmnist(path: str | Path, limit: int | None = None) -> ImageDataset:
-    """Load a MedMNIST-format file. Labels (N,1) are classes; (N,L) with L>1 are multi-label 0/1."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist")
+def _read(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
-        npz = np.load(path, allow_pickle=False)
+        return npz[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated member, pickled objects
+        raise DataError(f"{path}: cannot read '{key}' ({e})") from None
+
+
+def subset(n: int, limit: int | None) -> np.ndarray:
+    """Indices of ``limit`` items evenly spaced through ``n`` (all of them without a limit): a quick check
+    then still sees every part of a split that is ordered by class."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, limit).round().astype(np.int64)
+
+
+def open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
+    """Open an ``.npz`` without pickle; a missing or unreadable file is a :class:`DataError`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file '{path}' does not exist")
+    if not path.is_file():
+        raise DataError(f"data file '{path}' is not a file")
+    try:
+        return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: cannot read as .npz ({e})") from None
-    with npz:
-        missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in npz.files]
-        if missing:
-            raise DataError(f"{path}: missing key(s) {missing}; a MedMNIST-format file has train_/val_/test_ "
-                            "images and labels")
+
+
+MEDMNIST_KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels"))
+
+
+def check_medmnist_keys(npz: np.lib.npyio.NpzFile, path: Path) -> None:
+    missing = [k for k in MEDMNIST_KEYS if k not in npz.files]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {missing}; a MedMNIST-format file has train_/val_/test_ "
+                        "images and labels")
+
+
+def load_medmnist(path: str | Path, limit: int | None = None,
+                  image_fn=_images_to_tensor) -> ImageDataset:
+    """Load a MedMNIST-format file. Labels (N,1) are classes; (N,L) with L>1 are multi-label 0/1.
+
+    ``image_fn(array, key, path)`` turns one split's image array into a tensor (volume readers pass their own).
+    """
+    path = Path(path)
+    with open_npz(path) as npz:
+        check_medmnist_keys(npz, path)
         splits = {}
         for s in SPLITS:
-            images = _images_to_tensor(npz[f"{s}_images"], f"{s}_images", path)
-            labels = _labels_to_tensor(npz[f"{s}_labels"], f"{s}_labels", path)
+            images = image_fn(_read(npz, f"{s}_images", path), f"{s}_images", path)
+            labels = _labels_to_tensor(_read(npz, f"{s}_labels", path), f"{s}_labels", path)
             if len(images) != len(labels):
                 raise DataError(f"{path}: {s}_images has {len(images)} items but {s}_labels has {len(labels)}")
             if len(images) == 0:
                 raise DataError(f"{path}: split '{s}' is empty")
-            if limit is not None:
-                images, labels = images[:limit], labels[:limit]
             splits[s] = [images, labels]
     widths = {v[1].shape[1] for v in splits.values()}
-    channels = {v[0].shape[1] for v in splits.values()}
+    channels = {v[0].shape[1:-2] for v in splits.values()}
     if len(widths) != 1 or len(channels) != 1:
         raise DataError(f"{path}: splits disagree on label width {widths} or channels {channels}")
     if widths.pop() == 1:
         task = "multiclass"
-        num_classes = int(max(int(v[1].max()) for v in splits.values())) + 1
-        num_classes = max(num_classes, 2)
+        top = int(splits["train"][1].max())
+        if top < 1:
+            raise DataError(f"{path}: 'train_labels' hold a single class ({top}); classification needs at least two")
+        for s in ("val", "test"):
+            if int(splits[s][1].max()) > top:
+                raise DataError(f"{path}: '{s}_labels' hold class {int(splits[s][1].max())}, out of the range "
+                                f"0..{top} of 'train_labels'")
+        num_classes = top + 1
         for v in splits.values():
             v[1] = v[1][:, 0]
     else:
         task = "multilabel"
         num_classes = splits["train"][1].shape[1]
-        if any(int(v[1].max()) > 1 for v in splits.values()):
-            raise DataError(f"{path}: multi-label labels must be 0 or 1")
+        for s, v in splits.items():
+            if int(v[1].max()) > 1:
+                raise DataError(f"{path}: '{s}_labels' are multi-label (N, {num_classes}) but hold values other "
+                                "than 0 and 1")
+    if limit is not None:  # after the checks, which see every label
+        for v in splits.values():
+            keep = torch.from_numpy(subset(len(v[0]), limit))
+            v[0], v[1] = v[0][keep], v[1][keep]
     return ImageDataset(path.stem, {k: Split(*v) for k, v in splits.items()}, task, num_classes)

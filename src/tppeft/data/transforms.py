@@ -17,6 +17,15 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
     return torch.cat(out).clamp_(0, 1)
 
 
+def resize_masks(masks: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """Nearest-neighbour resize of (N, H, W) integer masks to ``size`` x ``size`` (class ids stay class ids)."""
+    if masks.shape[-2:] == (size, size):
+        return masks
+    out = [F.interpolate(masks[i:i + chunk, None].float(), size=(size, size), mode="nearest-exact")[:, 0]
+           for i in range(0, len(masks), chunk)]
+    return torch.cat(out).to(masks.dtype)
+
+
 def to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Replicate grey images to 3 channels and normalise as ``(x - mean) / std``."""
     if images.shape[1] == 1:
@@ -24,7 +33,7 @@ def to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
     return (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
-def augment_batch(
+def random_crop_grid(
     images: torch.Tensor,
     generator: torch.Generator,
     scale: tuple[float, float] = (0.6, 1.0),
@@ -32,11 +41,7 @@ def augment_batch(
     hflip: bool = True,
     vflip: bool = False,
 ) -> torch.Tensor:
-    """Random resized crop (one affine grid per image) and flips, for a whole batch at once.
-
-    Written with ``affine_grid``/``grid_sample`` rather than torchvision's per-image transforms so that a
-    batch is augmented in one call on its own device.
-    """
+    """Sampling grid of a random resized crop and flips, one per image of the (N, C, H, W) batch."""
     n = images.shape[0]
     dev = images.device
     u = torch.rand(n, 4, generator=generator, device=generator.device).to(dev)
@@ -53,8 +58,31 @@ def augment_batch(
     theta = torch.zeros(n, 2, 3, device=dev)
     theta[:, 0, 0], theta[:, 0, 2] = sx, cx
     theta[:, 1, 1], theta[:, 1, 2] = sy, cy
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.affine_grid(theta, list(images.shape), align_corners=False)
+
+
+def augment_batch(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.6, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    hflip: bool = True,
+    vflip: bool = False,
+    masks: torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Random resized crop (one affine grid per image) and flips, for a whole batch at once.
+
+    Written with ``affine_grid``/``grid_sample`` rather than torchvision's per-image transforms so that a
+    batch is augmented in one call on its own device. With ``masks`` (N, H, W) integer class ids, the same
+    grid moves the masks too, sampled nearest-neighbour so that they stay class ids aligned with the
+    image; the pair ``(images, masks)`` is returned.
+    """
+    grid = random_crop_grid(images, generator, scale, ratio, hflip, vflip)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if masks is None:
+        return out
+    moved = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)
+    return out, moved[:, 0].round().to(masks.dtype)
 
 
 def iterate_batches(

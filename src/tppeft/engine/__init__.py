@@ -1,6 +1,6 @@
 """Engine: the one training loop both stages share, devices, and run-folder I/O."""
 
-from tppeft.engine.devices import resolve_device, set_threads
+from tppeft.engine.devices import resolve_device, set_deterministic, set_threads
 from tppeft.engine.loop import EpochEnd, TrainResult, train
 
-__all__ = ["EpochEnd", "TrainResult", "resolve_device", "set_threads", "train"]
+__all__ = ["EpochEnd", "TrainResult", "resolve_device", "set_deterministic", "set_threads", "train"]

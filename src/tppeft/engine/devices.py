@@ -21,3 +21,10 @@ def set_threads(threads: int | None) -> int:
     n = threads or cores
     torch.set_num_threads(n)
     return n
+
+
+def set_deterministic(on: bool) -> None:
+    """Deterministic kernels (``torch.use_deterministic_algorithms``); cuBLAS needs its workspace setting."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)

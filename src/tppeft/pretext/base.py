@@ -8,18 +8,26 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
+from tppeft.config import ConfigError, PretextConfig
 
 
 class PretextTask(nn.Module):
     """A self-supervised objective on top of a backbone that carries target parameters.
 
+    Built with the shared frozen ``backbone`` (its ``model`` is the untouched template, without target
+    parameters) and ``vit``, this run's copy with the target parameters attached: the target parameters are
+    exactly the parameters of ``vit`` that require gradients when the task is built.
+
     ``loss(images, generator)`` takes a normalised batch and returns a scalar; the randomness it needs
-    (masks, views) comes from ``generator`` so that a seed fixes it.
+    (masks, views) comes from ``generator`` so that a seed fixes it. In ``eval()`` mode a task must not
+    change any state of its own (teacher, centre): the held-out loss is then a pure function of the weights,
+    the images and the generator.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    # True when the task makes its own views of each image; the stage then gives it un-augmented batches.
+    own_views: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__()
@@ -32,6 +40,16 @@ class PretextTask(nn.Module):
         """Optimizer groups of the temporary head that trains alongside the target parameters."""
         return []
 
+    def after_step(self) -> None:
+        """Called after every optimizer step of the TPP stage (an EMA teacher updates here)."""
+
+    def describe(self) -> str:
+        """A few words on the task's set-up for the log."""
+        return self.name
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for g in self.head_param_groups(1.0) for p in g["params"]]
+
 
 _REGISTRY: dict[str, type[PretextTask]] = {}
 
@@ -43,7 +61,7 @@ def register_pretext(cls: type[PretextTask]) -> type[PretextTask]:
 
 def get_pretext(cfg: PretextConfig) -> type[PretextTask]:
     if cfg.method not in _REGISTRY:
-        raise ValueError(f"pretext.method '{cfg.method}' is unknown; choose from {sorted(_REGISTRY)}")
+        raise ConfigError(f"pretext.method '{cfg.method}' is unknown; choose from {sorted(_REGISTRY)}")
     return _REGISTRY[cfg.method]
 
 

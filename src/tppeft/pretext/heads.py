@@ -37,3 +37,66 @@ class MAEDecoder(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.dec_pos
         x = self.dec_norm(self.dec_blocks(x))
         return self.dec_pred(x[:, 1:])
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR's projection MLP, Linear -> GELU -> Linear.
+
+    No batch norm (lightly's default has it): batch statistics would make the held-out pretext loss depend
+    on train/eval mode, and its running statistics start untrained, so start and end would not compare.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 128):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+
+class DINOHead(nn.Module):
+    """DINO's head: a 3-layer MLP to an L2-normalised bottleneck, then a prototype layer whose weight rows
+    are L2-normalised (DINO's weight-normalised last layer with its gain fixed to 1: cosine logits)."""
+
+    def __init__(self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
+        self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck_dim))
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        nn.init.trunc_normal_(self.prototypes, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = nn.functional.normalize(self.mlp(x), dim=-1)
+        return z @ nn.functional.normalize(self.prototypes, dim=-1).T
+
+
+class PixelHead(nn.Module):
+    """SimMIM's one-layer prediction head: a linear map from each token to its patch's pixels."""
+
+    def __init__(self, embed_dim: int, patch_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(embed_dim, patch_dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(tokens)
+
+
+class FeaturePredictor(nn.Module):
+    """Residual linear predictor, zero-initialised: at the start it predicts the input features themselves,
+    so the first loss measures the real gap between masked-view and full-image features."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.proj(x)

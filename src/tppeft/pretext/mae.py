@@ -1,5 +1,6 @@
 """MAE-style masked-image reconstruction (He et al., "Masked Autoencoders Are Scalable Vision Learners",
-CVPR 2022): the encoder sees only the visible patches, a light decoder predicts the hidden ones."""
+CVPR 2022, arXiv:2111.06377): the encoder sees only the visible patches, a light decoder predicts the
+hidden ones."""
 
 from __future__ import annotations
 
@@ -7,29 +8,14 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
+from tppeft.config import ConfigError, PretextConfig
 from tppeft.pretext.base import PretextTask, register_pretext
+from tppeft.pretext.encoder import encode_visible
 from tppeft.pretext.heads import MAEDecoder
-from tppeft.pretext.masking import patchify, random_keep_indices
+from tppeft.pretext.losses import masked_patch_loss
+from tppeft.pretext.masking import mask_from_keep, normalised_patches, patchify, random_keep_indices
 
-
-def encode_visible(vit: nn.Module, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Run a timm ViT on the patches ``keep`` (B, K) only; returns (B, prefix + K, D) after the final norm."""
-    x = vit.patch_embed(images)
-    prefix = vit.num_prefix_tokens
-    pos = vit.pos_embed
-    x = x + (pos if vit.no_embed_class else pos[:, prefix:])
-    x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-    tokens = [vit.cls_token.expand(x.shape[0], -1, -1)]
-    if vit.reg_token is not None:
-        tokens.append(vit.reg_token.expand(x.shape[0], -1, -1))
-    head = torch.cat(tokens, dim=1)
-    if not vit.no_embed_class:
-        head = head + pos[:, :prefix]
-    x = torch.cat([head, x], dim=1)
-    x = vit.norm_pre(vit.pos_drop(x))
-    x = vit.blocks(x)
-    return vit.norm(x)
+__all__ = ["MaskedReconstruction", "encode_visible"]
 
 
 @register_pretext
@@ -43,20 +29,25 @@ class MaskedReconstruction(PretextTask):
         self.patch = backbone.patch_size
         num_patches = vit.patch_embed.num_patches
         patch_dim = 3 * self.patch ** 2
-        use_pretrained = cfg.decoder == "pretrained" or (cfg.decoder == "auto" and backbone.decoder_state)
+        use_pretrained = cfg.decoder == "pretrained" or (cfg.decoder == "auto" and bool(backbone.decoder_state))
         if use_pretrained:
             if not backbone.decoder_state:
-                raise ValueError("pretext.decoder=pretrained but the backbone checkpoint has no MAE decoder "
-                                 "(at this input size); use pretext.decoder=fresh")
+                raise ConfigError("pretext.decoder=pretrained but the backbone checkpoint has no MAE decoder "
+                                  "(at this input size); use pretext.decoder=fresh")
             meta = backbone.decoder_meta
             self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, meta.get("dim", 128),
                                       meta.get("depth", 4), meta.get("heads", 4))
             self.decoder.load_state_dict(backbone.decoder_state)
         else:
-            self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, cfg.decoder_dim, cfg.decoder_depth)
+            self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, cfg.decoder_dim, cfg.decoder_depth,
+                                      cfg.decoder_heads)
         self.decoder_source = "pretrained" if use_pretrained else "fresh"
         train_decoder = cfg.train_decoder if cfg.train_decoder is not None else not use_pretrained
         self.decoder.requires_grad_(train_decoder)
+
+    def describe(self) -> str:
+        trained = "trained" if any(p.requires_grad for p in self.decoder.parameters()) else "frozen"
+        return f"mae ({self.decoder_source} decoder, {trained}; mask ratio {self.cfg.mask_ratio})"
 
     def head_param_groups(self, lr: float) -> list[dict]:
         params = [p for p in self.decoder.parameters() if p.requires_grad]
@@ -73,9 +64,5 @@ class MaskedReconstruction(PretextTask):
         pred = self.decoder(latent, ids_restore, self.vit.num_prefix_tokens)
         target = patchify(images, self.patch)
         if self.cfg.norm_pix_loss:
-            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-            target = (target - mean) / (var + 1e-6).sqrt()
-        per_patch = (pred - target).pow(2).mean(-1)
-        masked = torch.ones(b, length, device=images.device)
-        masked.scatter_(1, keep, 0.0)
-        return (per_patch * masked).sum() / masked.sum()
+            target = normalised_patches(target)
+        return masked_patch_loss(pred, target, mask_from_keep(keep, length), "mse")

@@ -19,3 +19,15 @@ def random_keep_indices(
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, L, C*p*p), each patch ordered (channel, row, column) as ``F.unfold`` gives."""
     return F.unfold(images, patch, stride=patch).transpose(1, 2)
+
+
+def mask_from_keep(keep: torch.Tensor, tokens: int) -> torch.Tensor:
+    """Boolean mask (B, L), true where a token is hidden, from the kept indices (B, K)."""
+    masked = torch.ones(keep.shape[0], tokens, dtype=torch.bool, device=keep.device)
+    return masked.scatter(1, keep, False)
+
+
+def normalised_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each patch vector minus its mean, divided by sqrt(var + eps) (MAE's ``norm_pix_loss`` target)."""
+    mean, var = patches.mean(-1, keepdim=True), patches.var(-1, keepdim=True)
+    return (patches - mean) / (var + eps).sqrt()

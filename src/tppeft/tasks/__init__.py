@@ -1,7 +1,27 @@
-"""Supervised tasks of the fine-tuning stage: heads, losses and metrics."""
+"""Supervised tasks of the fine-tuning stage: heads, losses and metrics, one registry by task type."""
 
-from tppeft.tasks.classification import Classifier, classification_loss, classification_metrics
+from tppeft.tasks.base import Task, TaskModel, list_tasks, task_for
+from tppeft.tasks.classification import (
+    ClassificationTask,
+    Classifier,
+    classification_loss,
+    classification_metrics,
+)
+from tppeft.tasks.segmentation import SegmentationTask
+from tppeft.tasks.volume import VolumeTask
 
-TASKS = {"classification": "image classification (binary, multi-class, ordinal, multi-label); ACC and AUC"}
+TASKS = list_tasks()
 
-__all__ = ["TASKS", "Classifier", "classification_loss", "classification_metrics"]
+__all__ = [
+    "TASKS",
+    "ClassificationTask",
+    "Classifier",
+    "SegmentationTask",
+    "Task",
+    "TaskModel",
+    "VolumeTask",
+    "classification_loss",
+    "classification_metrics",
+    "list_tasks",
+    "task_for",
+]

@@ -1,12 +1,20 @@
-"""Classification head and the MedMNIST metrics (ACC, AUC)."""
+"""Classification: head, loss, the MedMNIST metrics (ACC, AUC) and the classification task."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
+
+from tppeft.data import iterate_batches
+from tppeft.tasks.base import Task, register_task
+
+if TYPE_CHECKING:
+    from tppeft.stages import Context
 
 
 class Classifier(nn.Module):
@@ -56,3 +64,54 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) ->
         acc = float((scores.argmax(1) == labels).mean())
     auc = float(np.mean(aucs)) if aucs else float("nan")
     return {"acc": acc, "auc": auc}
+
+
+@register_task
+class ClassificationTask(Task):
+    """Image classification (binary, multi-class, ordinal, multi-label): linear head on the class token."""
+
+    name = kind = "classification"
+    description = "image classification (binary, multi-class, ordinal, multi-label); ACC and AUC"
+    primary_metric = "auc"
+
+    @property
+    def metrics(self) -> list[str]:
+        return ["acc", "auc"]
+
+    def metric_note(self) -> str:
+        return ("ACC and AUC as MedMNIST v2 computes them (binary: positive-class score, threshold 0.5; "
+                "multi-class: one-vs-rest AUC averaged over classes).")
+
+    def build_model(self, vit: nn.Module) -> Classifier:
+        return Classifier(vit, self.num_classes)
+
+    def inputs(self, ctx: Context, images: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """Normalised model input of a batch of (N, C, H, W) images; augmented when a generator is given."""
+        return ctx.normalise(ctx.augment(images, gen) if gen is not None else images)
+
+    def train_batch(self, ctx: Context, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        split = ctx.data["train"]
+        idx = idx.to(ctx.device)
+        return self.inputs(ctx, split.images[idx], gen), split.labels[idx]
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return classification_loss(outputs, targets, self.data_info["task"], self.cfg.finetune.label_smoothing)
+
+    @torch.no_grad()
+    def predict(self, ctx: Context, model: nn.Module, split: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Scores, labels and mean loss of ``split`` (no augmentation, no gradients)."""
+        model.eval()
+        scores, loss_sum = [], 0.0
+        data = ctx.data[split]
+        task = self.data_info["task"]
+        for idx in iterate_batches(len(data), ctx.cfg.eval_batch_size):
+            idx = idx.to(ctx.device)
+            logits = model(self.inputs(ctx, data.images[idx], None))
+            loss_sum += float(classification_loss(logits, data.labels[idx], task)) * len(idx)
+            scores.append(scores_from_logits(logits, task).float().cpu())
+        model.train()
+        return torch.cat(scores).numpy(), data.labels.cpu().numpy(), loss_sum / len(data)
+
+    def evaluate(self, ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
+        scores, labels, loss = self.predict(ctx, model, split)
+        return {**classification_metrics(labels, scores, self.data_info["task"]), "loss": loss}

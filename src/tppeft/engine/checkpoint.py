@@ -1,0 +1,255 @@
+"""Checkpoints of a training stage: atomic, checksummed, the last two kept.
+
+One checkpoint is one ``.safetensors`` file: every tensor (parameters, optimizer moments, RNG states,
+best-so-far weights) is a named tensor, and everything else (step counters, scheduler and optimizer
+hyper-parameters, metrics so far) is JSON in the file's metadata. The optimizer state is flattened into
+it rather than written with ``torch.save``, so that a checkpoint is one pickle-free file with one checksum.
+
+The checksum (SHA-256 over the JSON and every tensor's name, dtype, shape and bytes) is stored in the
+metadata and verified on load; a file that fails to parse or to match is reported and the previous
+checkpoint is used. Files are written to a temporary name, fsync'ed and renamed, so a kill at any
+moment leaves either the old set of checkpoints or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+
+FORMAT = "tppeft-checkpoint-1"
+_NAME = re.compile(r"^ckpt-(\d{6})\.safetensors$")
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint where one is needed: every candidate is corrupt or belongs to another run."""
+
+
+def _digest(meta_json: str, tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(meta_json.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+@dataclass
+class Checkpoint:
+    """A verified checkpoint: its tensors and its JSON metadata."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        return bool(self.meta.get("done"))
+
+
+def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta_json = json.dumps({"format": FORMAT, **meta}, sort_keys=True)
+    header = {"tppeft": meta_json, "sha256": _digest(meta_json, tensors)}
+    atomic_write_bytes(path, st_save(tensors, metadata=header))
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Load and verify one checkpoint; a :class:`CheckpointError` names the file and what is wrong."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception as e:  # safetensors raises several types for truncated or garbled files
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt: {e})") from None
+    meta_json, stored = header.get("tppeft"), header.get("sha256")
+    if meta_json is None or stored is None:
+        raise CheckpointError(f"checkpoint {path} has no tppeft metadata or checksum")
+    if _digest(meta_json, tensors) != stored:
+        raise CheckpointError(f"checkpoint {path}: checksum mismatch (the file is corrupt)")
+    meta = json.loads(meta_json)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    return Checkpoint(path, tensors, meta)
+
+
+@dataclass
+class Checkpointer:
+    """The checkpoints of one stage of one run, in ``directory``.
+
+    ``fingerprint`` identifies the configuration and stage; a checkpoint with another fingerprint is never
+    resumed from. ``logs`` are append-only files (metrics lines) whose sizes every checkpoint records, so that
+    a resume cuts off what was appended after the checkpoint it continues from.
+    """
+
+    directory: Path
+    fingerprint: str
+    every_epochs: int = 1
+    every_steps: int = 0
+    keep: int = 2
+    logs: list[Path] = field(default_factory=list)
+    log: Callable[[str], None] = print
+    meta: dict[str, Any] = field(default_factory=dict)  # stage values saved with every checkpoint
+    last_saved: Path | None = None
+
+    def _files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir() if _NAME.match(p.name))
+
+    def due(self, step: int, epoch: int | None = None) -> bool:
+        """Is a checkpoint due after optimizer step ``step`` (and, at an epoch's end, after ``epoch``)?"""
+        by_epoch = epoch is not None and self.every_epochs > 0 and epoch % self.every_epochs == 0
+        return by_epoch or (self.every_steps > 0 and step % self.every_steps == 0)
+
+    def resume(self) -> Checkpoint | None:
+        """The newest good checkpoint (corrupt ones are reported and skipped), or None when there is none.
+
+        Restores the stage values (``meta``) saved with it and, unless the stage was done, cuts the logs back
+        to their sizes at that checkpoint. Raises :class:`CheckpointError` when checkpoints exist but none is
+        usable.
+        """
+        problems = []
+        for path in reversed(self._files()):
+            try:
+                ckpt = read_checkpoint(path)
+            except CheckpointError as e:
+                self.log(f"WARNING: {e}; trying the previous checkpoint")
+                problems.append(str(e))
+                continue
+            if ckpt.meta.get("fingerprint") != self.fingerprint:
+                raise CheckpointError(f"checkpoint {path} was written by another configuration or stage "
+                                      f"({ckpt.meta.get('fingerprint')} != {self.fingerprint}); resume it with the "
+                                      "config.yaml it was made with")
+            if problems:
+                self.log(f"resuming from the previous good checkpoint {path}")
+            self.meta = dict(ckpt.meta.get("stage", {}))
+            self.last_saved = path
+            if not ckpt.done:  # a finished stage's logs are followed by those of later stages
+                self._truncate_logs(ckpt.meta.get("log_sizes", {}))
+            return ckpt
+        if problems:
+            raise CheckpointError(f"{problems[-1]}; no good checkpoint is left in {self.directory} "
+                                  "(delete that run's folder to redo it from the start)")
+        return None
+
+    def _truncate_logs(self, sizes: dict[str, int]) -> None:
+        for p in self.logs:
+            size = sizes.get(p.name)
+            if size is not None and p.is_file() and p.stat().st_size > size:
+                with open(p, "r+b") as f:
+                    f.truncate(size)
+
+    def save(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], done: bool = False) -> Path:
+        """Write the next checkpoint, then delete all but the newest ``keep``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob(".ckpt-*.tmp"):  # left by a kill during a write
+            stale.unlink(missing_ok=True)
+        files = self._files()
+        number = int(_NAME.match(files[-1].name).group(1)) + 1 if files else 0
+        path = self.directory / f"ckpt-{number:06d}.safetensors"
+        sizes = {p.name: p.stat().st_size for p in self.logs if p.is_file()}
+        write_checkpoint(path, tensors, {**meta, "fingerprint": self.fingerprint, "done": done,
+                                         "stage": self.meta, "log_sizes": sizes})
+        for old in self._files()[:-self.keep]:
+            old.unlink(missing_ok=True)
+        self.last_saved = path
+        return path
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able values (the config and the stage they apply to)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state dict as named tensors plus JSON (groups and non-tensor state values)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for idx, values in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(values)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_tensors(generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
+    """States of named generators plus torch's global CPU (and CUDA) generators."""
+    out = {f"rng.{name}": g.get_state() for name, g in generators.items()}
+    out["rng.torch_cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["rng.torch_cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def restore_rng(generators: dict[str, torch.Generator], tensors: dict[str, torch.Tensor]) -> None:
+    for name, g in generators.items():
+        g.set_state(tensors[f"rng.{name}"])
+    torch.set_rng_state(tensors["rng.torch_cpu"])
+    if "rng.torch_cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.torch_cuda"])
+
+
+def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}{k}": v for k, v in tensors.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def copy_into(params: Iterable[torch.Tensor], values: Iterable[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, v in zip(params, values, strict=True):
+            p.copy_(v)

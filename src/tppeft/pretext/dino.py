@@ -1,0 +1,63 @@
+"""DINO-style self-distillation of the target parameters (Caron et al., "Emerging Properties in
+Self-Supervised Vision Transformers", ICCV 2021, arXiv:2104.14294).
+
+Student: the frozen backbone with the target parameters plus a DINO head. Teacher: the same backbone with
+an exponential moving average of the target parameters and of the head; the frozen weights are shared, not
+copied (see :mod:`tppeft.pretext.ema`). The teacher sees the two global crops, the student every crop
+(global and local); the loss is DINO's cross-entropy with a centred and sharpened teacher.
+
+The loss compares the student with a teacher that moves during the stage, so its held-out value is not a
+fixed objective: a falling value says the student agrees better with the current teacher, not that it
+matches a fixed target better.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tppeft.backbones import Backbone
+from tppeft.config import ConfigError, PretextConfig
+from tppeft.pretext.base import PretextTask, register_pretext
+from tppeft.pretext.ema import EMATeacher
+from tppeft.pretext.encoder import ViewEncoder, encode_views
+from tppeft.pretext.heads import DINOHead
+from tppeft.pretext.losses import DINOLoss
+from tppeft.pretext.views import MultiCropViews
+
+
+@register_pretext
+class SelfDistillation(PretextTask):
+    name = "dino"
+    description = "DINO self-distillation: EMA teacher of the target parameters, multi-crop, centring, sharpening"
+    own_views = True
+
+    def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
+        super().__init__(backbone, vit, cfg)
+        d = cfg.dino
+        if cfg.views.local_crops and cfg.views.local_size % backbone.patch_size:
+            raise ConfigError(f"pretext.views.local_size {cfg.views.local_size} is not a multiple of the "
+                              f"backbone's patch size {backbone.patch_size}")
+        head = DINOHead(vit.num_features, d.out_dim, d.hidden_dim, d.bottleneck_dim)
+        self.student = ViewEncoder(vit, head)
+        self.teacher = EMATeacher(self.student)
+        self.views = MultiCropViews(cfg.views, torch.tensor(backbone.mean), torch.tensor(backbone.std))
+        self.criterion = DINOLoss(d.out_dim, d.student_temp, d.teacher_temp, d.center_momentum)
+
+    def describe(self) -> str:
+        v = self.cfg.views
+        return (f"dino (2 global + {v.local_crops} local {v.local_size}px crops, "
+                f"EMA momentum {self.cfg.dino.momentum})")
+
+    def head_param_groups(self, lr: float) -> list[dict]:
+        return [{"params": list(self.student.head.parameters()), "lr": lr}]
+
+    def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        views = self.views(images, generator)
+        globals_ = views[:self.views.global_views]
+        teacher_out = torch.stack(self.teacher(self.student, torch.cat(globals_)).chunk(len(globals_)))
+        student_out = torch.stack(encode_views(self.student, views))
+        return self.criterion(teacher_out, student_out)
+
+    def after_step(self) -> None:
+        self.teacher.update(self.student, self.cfg.dino.momentum)

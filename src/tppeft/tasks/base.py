@@ -1,0 +1,110 @@
+"""The contract of a task stage (what fine-tuning trains and how it is scored) and the registry of tasks.
+
+A task builds the model around the backbone (its ``head`` holds every new non-target parameter), turns
+index batches into model inputs and targets, gives the loss and the metrics, and names the primary metric.
+The TPP stage never sees labels: it only asks the task for the 2D images to pre-train on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
+
+from tppeft.config import Config, ConfigError
+from tppeft.data import ImageDataset, Split, resize_images
+
+if TYPE_CHECKING:
+    from tppeft.stages import Context
+
+
+class TaskModel(nn.Module):
+    """Backbone plus a task head; ``head`` is what the fine-tuning stage adds and saves besides the targets."""
+
+    vit: nn.Module
+    head: nn.Module
+
+
+class Task:
+    """One task type. Subclasses set ``name``, ``kind`` (the data kind they read) and the methods below."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    description: ClassVar[str] = ""
+    primary_metric: ClassVar[str]
+
+    def __init__(self, cfg: Config, data: ImageDataset):
+        self.cfg = cfg
+        self.data_info = {"task": data.task, "num_classes": data.num_classes}
+        self.num_classes = data.num_classes
+
+    @property
+    def metrics(self) -> list[str]:
+        """Test metrics in report order; the primary metric is one of them."""
+        raise NotImplementedError
+
+    def metric_note(self) -> str:
+        """One sentence for the report: how the metrics are computed."""
+        return ""
+
+    def select_metric(self) -> str:
+        """The validation metric that picks the tested epoch (``finetune.select_metric``, ``auto`` = primary)."""
+        chosen = self.cfg.finetune.select_metric
+        if chosen == "auto":
+            return self.primary_metric
+        if chosen != "loss" and chosen not in self.metrics:
+            raise ConfigError(f"finetune.select_metric '{chosen}' is not a metric of the {self.name} task; "
+                              f"choose from {['auto', *self.metrics, 'loss']}")
+        return chosen
+
+    def prepare(self, data: ImageDataset, image_size: int) -> None:
+        """Bring the data to the model's input size (in place), before it moves to the device."""
+        for split in data.splits.values():
+            split.images = resize_images(split.images, image_size)
+
+    def pretext_images(self, split: Split) -> torch.Tensor:
+        """The (M, C, H, W) images of ``split`` that the TPP stage pre-trains on (no labels)."""
+        return split.images
+
+    def build_model(self, vit: nn.Module) -> TaskModel:
+        raise NotImplementedError
+
+    def train_batch(self, ctx: Context, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model input and targets of training items ``idx``, augmented with ``gen``."""
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, ctx: Context, model: TaskModel, split: str) -> dict[str, float]:
+        """Metrics (and ``loss``) of ``split``, no augmentation, no gradients."""
+        raise NotImplementedError
+
+    def after_test(self, ctx: Context, model: TaskModel, run_dir: Path, seed: int) -> None:
+        """Hook after the test evaluation of a run (e.g. save example predictions)."""
+
+    def figures(self, ctx: Context, out_dir: Path, arms: list[str]) -> list[str]:
+        """Write comparison figures into ``out_dir`` at the end of a comparison; return their file names."""
+        return []
+
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def task_for(cfg: Config, data: ImageDataset) -> Task:
+    """The task of this data kind (the reader already checked ``task.type`` against the data)."""
+    for cls in _REGISTRY.values():
+        if cls.kind == data.kind:
+            return cls(cfg, data)
+    raise ConfigError(f"task.type: no task reads {data.kind} data; registered: {sorted(_REGISTRY)}")
+
+
+def list_tasks() -> dict[str, str]:
+    return {k: v.description for k, v in _REGISTRY.items()}

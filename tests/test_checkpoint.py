@@ -1,0 +1,159 @@
+"""Checkpoints: atomic checksummed files, the last two kept, and an exact resume of the training loop."""
+
+import math
+
+import pytest
+import torch
+
+from tppeft.engine.checkpoint import Checkpointer, CheckpointError, read_checkpoint, write_checkpoint
+from tppeft.engine.loop import NonFiniteLossError, train
+from tppeft.engine.selection import BestSoFar
+from tppeft.engine.signals import RunInterrupted, request_stop
+
+
+def test_roundtrip_and_checksum_catches_every_kind_of_damage(tmp_path):
+    path = tmp_path / "c.safetensors"
+    tensors = {"a": torch.randn(5, 3), "step": torch.tensor(7), "rng": torch.get_rng_state()}
+    write_checkpoint(path, tensors, {"loop": {"epoch": 2}, "x": float("inf")})
+    ck = read_checkpoint(path)
+    assert all(torch.equal(ck.tensors[k], v) for k, v in tensors.items())
+    assert ck.meta["loop"] == {"epoch": 2} and ck.meta["x"] == math.inf
+    raw = path.read_bytes()
+    for name, damaged in [("flipped data byte", raw[:-5] + bytes([raw[-5] ^ 1]) + raw[-4:]),
+                          ("truncated", raw[: len(raw) // 2]),
+                          ("empty", b""),
+                          ("garbled header", raw[:12] + b"#" + raw[13:])]:
+        path.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=str(path)):
+            read_checkpoint(path)
+        assert name
+
+
+def test_keeps_two_and_falls_back_to_the_previous_good_one(tmp_path):
+    logs = []
+    metrics = tmp_path / "metrics.jsonl"
+    ck = Checkpointer(tmp_path / "ck", "fp", logs=[metrics], log=logs.append)
+    for i in range(4):
+        metrics.write_text("x\n" * (i + 1))
+        ck.meta["i"] = i
+        ck.save({"w": torch.full((2,), float(i))}, {})
+    files = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert files == ["ckpt-000002.safetensors", "ckpt-000003.safetensors"]
+    newest = tmp_path / "ck" / files[-1]
+    newest.write_bytes(newest.read_bytes()[:-3])  # a torn write
+    metrics.write_text("x\n" * 9)
+    again = Checkpointer(tmp_path / "ck", "fp", logs=[metrics], log=logs.append)
+    got = again.resume()
+    assert got.path.name == files[0] and again.meta == {"i": 2} and torch.equal(got.tensors["w"], torch.full((2,), 2.0))
+    assert any("unreadable" in m for m in logs) and any("previous good checkpoint" in m for m in logs)
+    assert metrics.read_text() == "x\n" * 3  # lines written after that checkpoint are cut off
+    (tmp_path / "ck" / files[0]).write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="no good checkpoint is left"):
+        Checkpointer(tmp_path / "ck", "fp", log=logs.append).resume()
+    ck.save({"w": torch.zeros(2)}, {})
+    with pytest.raises(CheckpointError, match="another configuration"):
+        Checkpointer(tmp_path / "ck", "other", log=logs.append).resume()
+    assert Checkpointer(tmp_path / "none", "fp").resume() is None
+
+
+class Crash(BaseException):
+    """Stands for a kill: nothing in the loop may catch it."""
+
+
+def _toy(init_seed: int = 0):
+    """A model with dropout (global RNG), a noise generator (augmentation) and an order generator."""
+    torch.manual_seed(init_seed)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+    data = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 4, generator=data), torch.randn(40, 1, generator=data)
+    aug = torch.Generator().manual_seed(5)
+    return net, x, y, aug
+
+
+def _run(tmp_path, crash_at: int | None = None, every_steps: int = 0, on_nonfinite="stop", poison=(), init_seed=0):
+    """Train the toy 3 epochs x 4 steps, resuming from ``tmp_path`` if a checkpoint is there."""
+    net, x, y, aug = _toy(init_seed)
+    calls = {"n": 0}
+    best = BestSoFar(list(net.parameters()))
+
+    def on_epoch_end(epoch, loss):
+        best.update(-loss, epoch, {"loss": loss})
+        return {}
+
+    def step_loss(idx):
+        calls["n"] += 1
+        if crash_at is not None and calls["n"] == crash_at:
+            raise Crash
+        noisy = x[idx] + 0.1 * torch.randn(len(idx), 4, generator=aug)
+        loss = ((net(noisy) - y[idx]) ** 2).mean()
+        return loss * math.nan if calls["n"] in poison else loss
+
+    ck = Checkpointer(tmp_path, "toy", every_epochs=1, every_steps=every_steps, log=lambda s: None)
+    res = train(list(net.parameters()), step_loss, 40, epochs=3, batch_size=10, lr=0.05, weight_decay=0.01,
+                warmup_epochs=1, generator=torch.Generator().manual_seed(3), generators={"augment": aug},
+                checkpoints=ck, resume=ck.resume(), extra=best, log=lambda s: None, on_nonfinite=on_nonfinite,
+                on_epoch_end=on_epoch_end)
+    return [p.detach().clone() for p in net.parameters()], res, best
+
+
+@pytest.mark.parametrize("every_steps", [0, 3])
+def test_loop_resumes_bit_identically_after_a_crash_at_any_step(tmp_path, every_steps):
+    ref, ref_res, ref_best = _run(tmp_path / "ref")
+    for k in range(1, 13):
+        d = tmp_path / f"crash{k}"
+        with pytest.raises(Crash):
+            _run(d, crash_at=k, every_steps=every_steps)
+        got, res, best = _run(d, init_seed=99)  # a new process: other weights until the checkpoint loads
+        assert all(torch.equal(a, b) for a, b in zip(ref, got, strict=True)), f"crash at step {k}"
+        assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in ref_res.history]
+        assert best.epoch == ref_best.epoch and all(torch.equal(a, b) for a, b in
+                                                    zip(best.state, ref_best.state, strict=True))
+        assert len(list(d.iterdir())) <= 2
+
+
+def test_stop_request_checkpoints_after_the_step_and_resumes_exactly(tmp_path):
+    ref, _, _ = _run(tmp_path / "ref")
+    net, x, y, aug = _toy()
+    calls = {"n": 0}
+
+    def step_loss(idx):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            request_stop()  # as SIGTERM's handler does
+        noisy = x[idx] + 0.1 * torch.randn(len(idx), 4, generator=aug)
+        return ((net(noisy) - y[idx]) ** 2).mean()
+
+    ck = Checkpointer(tmp_path / "s", "toy", log=lambda s: None)
+    best = BestSoFar(list(net.parameters()))
+    try:
+        with pytest.raises(RunInterrupted) as info:
+            train(list(net.parameters()), step_loss, 40, epochs=3, batch_size=10, lr=0.05, weight_decay=0.01,
+                  warmup_epochs=1, generator=torch.Generator().manual_seed(3), generators={"augment": aug},
+                  checkpoints=ck, extra=best, log=lambda s: None,
+                  on_epoch_end=lambda e, loss: {} if best.update(-loss, e, {"loss": loss}) else {})
+    finally:
+        from tppeft.engine import signals
+        signals._requested.clear()
+    assert info.value.path is not None and read_checkpoint(info.value.path).meta["loop"]["step"] == 6
+    got, _, _ = _run(tmp_path / "s", init_seed=99)
+    assert all(torch.equal(a, b) for a, b in zip(ref, got, strict=True))
+
+
+def test_nonfinite_stop_keeps_the_last_good_checkpoint_and_skip_counts(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="non-finite loss or gradients in epoch 2.*last good checkpoint"):
+        _run(tmp_path / "stop", every_steps=1, poison=(6,))
+    ck = Checkpointer(tmp_path / "stop", "toy", log=lambda s: None).resume()
+    assert ck.meta["loop"]["step"] == 5  # step 6 went bad: nothing after step 5 was saved
+    assert all(torch.isfinite(t).all() for k, t in ck.tensors.items() if k.startswith("param."))
+    params, res, _ = _run(tmp_path / "skip", on_nonfinite="skip", poison=(2, 7))
+    assert res.skipped_steps == 2 and res.history[-1]["skipped_steps"] == 2 and res.steps == 12
+    assert all(torch.isfinite(p).all() for p in params)
+    with pytest.raises(NonFiniteLossError, match="every update of epoch 1 was skipped"):
+        _run(tmp_path / "all", on_nonfinite="skip", poison=(1, 2, 3, 4))
+
+
+def test_nonfinite_gradient_with_a_finite_loss_is_caught(tmp_path):
+    p = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(NonFiniteLossError):  # d/dp sqrt(p) at 0 is inf while the loss is 0
+        train([p], lambda idx: p.sqrt().sum(), 8, epochs=1, batch_size=4, lr=0.1, weight_decay=0,
+              warmup_epochs=0, generator=torch.Generator(), log=lambda s: None)

@@ -1,0 +1,295 @@
+"""Fault injection through the command line: crashes and kills at random points of both stages, SIGTERM,
+a full disk, a run whose loss goes NaN. Every interrupted comparison, resumed, must end with exactly the
+numbers and files of an uninterrupted one (CPU)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_segmentation_npz
+
+import tppeft.engine.checkpoint as checkpoint_mod
+import tppeft.engine.loop as loop_mod
+import tppeft.engine.outputs as outputs_mod
+import tppeft.protocol as protocol_mod
+import tppeft.stages as stages_mod
+from tppeft.cli import main
+from tppeft.tasks.classification import ClassificationTask
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# One seed, both arms: 2 TPP epochs and 2 fine-tuning epochs of 2 steps each, a checkpoint after every step.
+SETS = ["threads=1", "seeds=1", "data.limit=16", "pretext.epochs=2", "finetune.epochs=2", "pretext.batch_size=8",
+        "finetune.batch_size=8", "checkpoint.every_steps=1"]
+ARGS = [a for s in SETS for a in ("--set", s)]
+
+
+def comparable(out: Path) -> dict:
+    """Everything a run produced that must not depend on interruptions (timings removed)."""
+    def strip(rec: dict) -> dict:
+        rec = {k: v for k, v in rec.items() if k not in ("seconds", "finetune_seconds")}
+        if isinstance(rec.get("pretext"), dict):
+            rec["pretext"] = strip(rec["pretext"])
+        return rec
+
+    result = {"results": [strip(json.loads(line)) for line in (out / "results.jsonl").read_text().splitlines()]}
+    for path in sorted(out.glob("runs/*/seed*/metrics.jsonl")):
+        result[str(path.relative_to(out))] = [strip(json.loads(line)) for line in path.read_text().splitlines()]
+    for path in sorted(out.glob("runs/**/*.safetensors")):
+        result[str(path.relative_to(out))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    summary = json.loads((out / "summary.json").read_text())
+    result["summary"] = {arm: (e["mean"], e["std"], e["n"]) for arm, e in summary["arms"].items()}
+    return result
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The uninterrupted run, and how many injection events it passes through."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        counter = Injector(mp)
+        assert main(["run", "-o", str(out), *ARGS]) == 0
+    assert not list(out.glob("runs/*/seed*/checkpoints"))  # deleted once each run is recorded
+    return {"files": comparable(out), "events": counter.count}
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL: raised at an injection point, caught by nothing in tppeft."""
+
+
+class Injector:
+    """Counts events (training steps, evaluations, metrics lines, file writes) and crashes at event ``at``.
+
+    A crash inside a write leaves what a kill would: half a temporary file, or half a JSON line.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int | None = None, only: str = ""):
+        self.count, self.at, self.where = 0, at, None
+        grads, evaluate = loop_mod._grads_finite, ClassificationTask.evaluate
+        write, append = checkpoint_mod.atomic_write_bytes, protocol_mod.append_jsonl
+
+        def hit(name: str) -> bool:
+            if not name.startswith(only):
+                return False
+            self.count += 1
+            if self.count == self.at:
+                self.where = name
+                return True
+            return False
+
+        def step(*a):
+            if hit("training step"):
+                raise Crash
+            return grads(*a)
+
+        def ev(*a):
+            if hit("evaluation"):
+                raise Crash
+            return evaluate(*a)
+
+        def atomic(path, data):
+            if hit(f"writing {path.name}"):
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_bytes(data[: len(data) // 2])
+                raise Crash
+            return write(path, data)
+
+        def line(path, record):
+            if hit(f"appending to {path.name}"):
+                with open(path, "a") as f:
+                    f.write(json.dumps(record)[:20])
+                raise Crash
+            return append(path, record)
+
+        monkeypatch.setattr(loop_mod, "_grads_finite", step)
+        monkeypatch.setattr(ClassificationTask, "evaluate", ev)
+        monkeypatch.setattr(checkpoint_mod, "atomic_write_bytes", atomic)
+        monkeypatch.setattr(outputs_mod, "atomic_write_bytes", atomic)
+        monkeypatch.setattr(stages_mod, "append_jsonl", line)
+        monkeypatch.setattr(protocol_mod, "append_jsonl", line)
+
+
+def test_crash_at_random_points_then_resume_matches_an_uninterrupted_run(reference, tmp_path, monkeypatch):
+    events = reference["events"]
+    rng = random.Random(7)
+    thirds = [range(1 + i * events // 3, 1 + (i + 1) * events // 3) for i in range(3)]  # baseline, TPP, fine-tuning
+    points = [rng.choice(third) for third in thirds]
+    survived = []
+    for at in points:
+        out = tmp_path / f"crash{at}"
+        first = Injector(monkeypatch, at)
+        with pytest.raises(Crash):
+            main(["run", "-o", str(out), *ARGS])
+        # the resumed process is killed once more, a little later, in about half of the cases
+        again = rng.random() < 0.5
+        second = Injector(monkeypatch, rng.randint(1, max(1, events - at)) if again else None)
+        try:
+            code = main(["run", "--resume", str(out), "--set", "threads=1"])
+        except Crash:
+            code = None
+        if code is None:
+            Injector(monkeypatch)
+            code = main(["run", "--resume", str(out), "--set", "threads=1"])
+        assert code == 0, f"crash at event {at} ({first.where})"
+        assert comparable(out) == reference["files"], f"crash at event {at} ({first.where}), then {second.where}"
+        survived.append((at, first.where, second.where))
+    assert len(survived) == len(points)
+    print(f"{events} events; crashed and resumed at {survived}")
+
+
+def _spawn(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.Popen([sys.executable, "-m", "tppeft", *args], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc: subprocess.Popen, pattern: str, timeout: float = 300) -> list[str]:
+    lines, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if pattern in line:
+            return lines
+    raise AssertionError(f"'{pattern}' never appeared:\n{''.join(lines)}")
+
+
+def test_sigkill_in_both_stages_then_resume_matches(reference, tmp_path):
+    """Real SIGKILLs: one during the TPP stage, one during fine-tuning of the resumed process."""
+    out = tmp_path / "killed"
+    rng = random.Random(11)
+    proc = _spawn(["run", "-o", str(out), *ARGS])
+    _wait_for(proc, "[tpp seed 0] TPP stage:")
+    time.sleep(rng.uniform(0, 0.5))
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    proc = _spawn(["run", "--resume", str(out), "--set", "threads=1"])
+    _wait_for(proc, "[tpp seed 0] finetune epoch 1/2")
+    time.sleep(rng.uniform(0, 0.3))
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    proc = _spawn(["run", "--resume", str(out), "--set", "threads=1"])
+    rest = proc.stderr.read()
+    assert proc.wait() == 0, rest
+    assert comparable(out) == reference["files"]
+
+
+def test_sigterm_checkpoints_and_says_how_to_resume(reference, tmp_path):
+    out = tmp_path / "term"
+    proc = _spawn(["run", "-o", str(out), *ARGS])
+    _wait_for(proc, "[tpp seed 0] pretext epoch 1/2")
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait() == 128 + signal.SIGTERM
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("tppeft: stopped by SIGTERM; checkpoint ") and last.endswith(
+        f"resume with: tppeft run --resume {out}"), rest
+    assert not (out / "summary.json").exists()
+    assert main(["run", "--resume", str(out), "--set", "threads=1"]) == 0
+    assert comparable(out) == reference["files"]
+
+
+def test_disk_full_mid_run_is_a_clear_error_and_the_run_resumes(reference, tmp_path):
+    """A file-size limit makes writes fail the way a full disk does, while the run is training."""
+    out = tmp_path / "full"
+    limit = 300_000  # below one checkpoint (about 4.7 MB): the first checkpoint write fails
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-m", "tppeft", "run", "-o", str(out), *ARGS], env=env,
+                          capture_output=True, text=True, preexec_fn=small_files)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and last.startswith("tppeft: error: cannot write ") and \
+        last.endswith(f"resume with: tppeft run --resume {out}"), done.stderr
+    assert not list(out.rglob("*.tmp"))
+    assert main(["run", "--resume", str(out), "--set", "threads=1"]) == 0
+    assert comparable(out) == reference["files"]
+
+
+def test_nan_run_fails_alone_and_is_flagged_not_averaged(tmp_path, monkeypatch, capsys):
+    """A loss that goes NaN in one run stops that run (its checkpoints kept); the summary leaves it out."""
+    real = loop_mod._grads_finite
+    seen = {"n": 0}
+
+    def poisoned(params, loss):
+        seen["n"] += 1
+        return real(params, loss * float("nan")) if seen["n"] == 9 else real(params, loss)
+
+    monkeypatch.setattr(loop_mod, "_grads_finite", poisoned)
+    out = tmp_path / "nan"
+    assert main(["run", "-o", str(out), *ARGS]) == 1  # the first tpp fine-tuning step goes bad
+    err = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arms"]["tpp"]["n"] == 0 and summary["arms"]["tpp"]["failed"][0]["seed"] == 0
+    assert "non-finite" in summary["arms"]["tpp"]["failed"][0]["error"]
+    assert summary["arms"]["tpp"]["mean"]["auc"] is None and summary["arms"]["baseline"]["n"] == 1
+    assert "FAILED" in (out / "report.md").read_text() and "1 run(s) failed" in err.err
+    assert list((out / "runs/tpp/seed0/checkpoints/finetune").glob("ckpt-*.safetensors"))  # last good one kept
+    # with on_nonfinite=skip the same faults are skipped and counted instead
+    seen["n"] = 0
+    skip = tmp_path / "skip"
+    assert main(["run", "-o", str(skip), *ARGS, "--set", "train.on_nonfinite=skip"]) == 0
+    summary = json.loads((skip / "summary.json").read_text())
+    assert summary["arms"]["tpp"]["n"] == 1 and summary["arms"]["tpp"]["skipped_steps"] == {"0": 1}
+    assert "1 update(s) skipped" in (skip / "report.md").read_text()
+
+
+def test_stage_commands_resume_too(tmp_path, monkeypatch, capsys):
+    """`tppeft pretrain` and `tppeft finetune` interrupted mid-stage resume to the same files."""
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    ref, cut = tmp_path / "pre_ref", tmp_path / "pre_cut"
+    det = ["--set", "train.deterministic=true", "--seed", "1"]  # torch's deterministic kernels work on CPU too
+    assert main(["pretrain", "-o", str(ref), *ARGS, *det]) == 0
+    Injector(monkeypatch, at=3, only="training step")  # the TPP stage's first step of epoch 2
+    with pytest.raises(Crash):
+        main(["pretrain", "-o", str(cut), *ARGS, *det])
+    Injector(monkeypatch)
+    assert main(["run", "--resume", str(cut)]) == 2
+    assert f"holds a 'pretrain' run; resume it with tppeft pretrain --resume {cut}" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(cut)]) == 0
+    weights = "target_params/adapter_model.safetensors"
+    assert digest(cut / weights) == digest(ref / weights)
+    assert json.loads((cut / "pretext.json").read_text())["seed"] == 1
+
+    ft_ref, ft_cut = tmp_path / "ft_ref", tmp_path / "ft_cut"
+    assert main(["finetune", "-o", str(ft_ref), "--init", str(ref), *ARGS]) == 0
+    Injector(monkeypatch, at=2, only="training step")  # the fine-tuning's second step
+    with pytest.raises(Crash):
+        main(["finetune", "-o", str(ft_cut), "--init", str(ref), *ARGS])
+    Injector(monkeypatch)
+    assert main(["finetune", "--resume", str(ft_cut)]) == 0
+    strip = [{k: v for k, v in json.loads(p.read_text()).items() if k != "seconds"} for p in
+             (ft_ref / "results.jsonl", ft_cut / "results.jsonl")]
+    assert strip[0] == strip[1] and digest(ft_cut / "finetuned/head.safetensors") == digest(
+        ft_ref / "finetuned/head.safetensors")
+
+
+def test_segmentation_run_resumes_identically(tmp_path, monkeypatch):
+    """The same guarantee for the segmentation task (decoder head, masks moved with their images)."""
+    data = write_segmentation_npz(tmp_path / "seg.npz")
+    sets = [a for s in ["threads=1", "seeds=1", "arms=[tpp]", f"data.path={data}", "pretext.epochs=1",
+                        "finetune.epochs=2", "pretext.batch_size=3", "finetune.batch_size=3",
+                        "checkpoint.every_steps=1"] for a in ("--set", s)]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert main(["run", "-o", str(ref), *sets]) == 0
+    Injector(monkeypatch, at=5, only="training step")  # fine-tuning, first step of its second epoch
+    with pytest.raises(Crash):
+        main(["run", "-o", str(cut), *sets])
+    Injector(monkeypatch)
+    assert main(["run", "--resume", str(cut)]) == 0
+    assert comparable(cut) == comparable(ref)
+    assert json.loads((cut / "summary.json").read_text())["primary_metric"] == "dice"
