@@ -13,9 +13,10 @@ from tppeft.bundled import bundled_configs
 from tppeft.config import Config, ConfigError, config_to_yaml, docs_markdown, load_config
 from tppeft.data.medmnist import DataError
 from tppeft.engine.outputs import OutputError, append_jsonl, prepare_output, write_json
+from tppeft.report import ReportError
 from tppeft.targets import TargetParamError, list_target_methods
 
-USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, ReportError, FileNotFoundError)
 
 
 def log(msg: str) -> None:
@@ -83,8 +84,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from tppeft.arms import ARM_HELP
     from tppeft.pretext import list_pretexts
-    from tppeft.protocol import ARM_HELP
     from tppeft.tasks import TASKS
 
     kinds = {
@@ -114,7 +115,31 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = write_report(Path(args.run_dir))
     print(comparison_text(json.loads((Path(args.run_dir) / "summary.json").read_text())))
-    print(f"\nreport: {path}")
+    print(f"\nreport: {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tppeft.compare import write_compare
+
+    print(write_compare([Path(d) for d in args.run_dirs], args.output), end="")
+    if args.output:
+        print(f"\nwritten to {args.output}")
+    return 0
+
+
+def cmd_backbone_pretrain(args: argparse.Namespace) -> int:
+    from tppeft.backbones.pretrain import pretrain_backbone
+
+    cfg = _config(args)
+    out = _output(args, "backbone")
+    (out / "config.yaml").write_text(config_to_yaml(cfg))
+    meta = pretrain_backbone(cfg, out, log)
+    bp = cfg.backbone_pretrain
+    print(f"checkpoint: {out / (bp.checkpoint_name + '_encoder.safetensors')} ({meta['images']:,} images, "
+          f"{meta['steps']:,} steps, {meta['seconds']:.0f} s, final loss {meta['final_loss']:.4f})\n"
+          f"use it: tppeft run --set backbone.name={bp.name} "
+          f"--set backbone.checkpoint={out / (bp.checkpoint_name + '_encoder.safetensors')}")
     return 0
 
 
@@ -130,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--output", "-o", type=Path, help="output folder (default runs/<kind>-<time>)")
             sp.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
 
-    sp = sub.add_parser("run", help="compare arms (baseline, tpp) over seeds; writes summary.json and report.md")
+    sp = sub.add_parser("run", help="compare arms (baseline, tpp, ...) over seeds; writes summary.json and reports")
     common(sp)
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("pretrain", help="TPP stage only: pre-train target parameters and save them")
@@ -149,9 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, output=False)
     sp.add_argument("--docs", action="store_true", help="print every key with type, default and meaning")
     sp.set_defaults(fn=cmd_config)
-    sp = sub.add_parser("report", help="rebuild report.md of a run folder from its summary.json")
+    sp = sub.add_parser("report", help="rebuild report.md, report.html and figures of a run folder from its files")
     sp.add_argument("run_dir")
     sp.set_defaults(fn=cmd_report)
+    sp = sub.add_parser("compare", help="merge several run folders into one table (arms x runs)")
+    sp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    sp.add_argument("--output", "-o", type=Path, help="also write the table here (.md, or .html for HTML)")
+    sp.set_defaults(fn=cmd_compare)
+    sp = sub.add_parser("backbone-pretrain",
+                        help="train a whole ViT from random weights with MAE on chosen files/splits; "
+                             "writes a checkpoint that backbone.checkpoint loads")
+    common(sp)
+    sp.set_defaults(fn=cmd_backbone_pretrain)
     return p
 
 

@@ -36,7 +36,7 @@ from tppeft.tasks.classification import scores_from_logits
 # Offsets that give each source of randomness of a run its own stream, the same in every arm.
 # A TPP stage whose held-out pretext loss falls by less than this fraction is reported as not moving.
 MIN_PRETEXT_GAIN = 0.01
-_STREAMS = {"targets": 11, "pretext": 23, "head": 37, "finetune": 41, "pretext_eval": 53}
+_STREAMS = {"targets": 11, "pretext": 23, "head": 37, "finetune": 41, "pretext_eval": 53, "eva": 59}
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -58,6 +58,7 @@ class Context:
     mean: torch.Tensor
     std: torch.Tensor
     log: Callable[[str], None]
+    template_digest: str = ""  # of the shared backbone: no run may change it, whatever it trains
 
     def batch(self, split: str, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Normalised model input of ``split[idx]``; augmented when a generator is given."""
@@ -81,18 +82,22 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'}; device {device}"
         + (f" ({threads} threads)" if threads else ""))
     return Context(cfg, device, data.to(device), backbone,
-                   torch.tensor(backbone.mean, device=device), torch.tensor(backbone.std, device=device), log)
+                   torch.tensor(backbone.mean, device=device), torch.tensor(backbone.std, device=device), log,
+                   frozen_state_digest(backbone.model))
 
 
 @dataclass
 class RunModel:
-    """A fresh copy of the backbone with target parameters attached."""
+    """A fresh copy of the backbone with its trainable set: attached target parameters (``method``), nothing
+    (a linear probe: ``method`` None, no names) or the backbone's own weights (``added`` False)."""
 
     vit: nn.Module
-    method: TargetMethod
+    method: TargetMethod | None
     handle: nn.Module
     target_names: list[str]
     frozen_digest: str
+    added: bool = True  # the trainable tensors are new parameters, not the backbone's own
+    lr_scale: float = 1.0  # learning-rate factor of the trainable backbone tensors in fine-tuning
 
     def target_params(self) -> list[nn.Parameter]:
         params = dict(self.vit.named_parameters())
@@ -104,8 +109,9 @@ class RunModel:
     def counts(self) -> dict:
         trainable = sum(p.numel() for p in self.target_params())
         total = sum(p.numel() for p in self.vit.parameters())
-        return {"target_params": trainable, "backbone_params": total - trainable,
-                "target_percent": round(100 * trainable / max(1, total - trainable), 4)}
+        own = total - trainable if self.added else total
+        return {"target_params": trainable, "backbone_params": own,
+                "target_percent": round(100 * trainable / max(1, own), 4)}
 
 
 def build_run_model(ctx: Context, seed: int, init: Path | None = None) -> RunModel:
@@ -203,6 +209,9 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     aug = generator(seed, "finetune", ctx.device)
     labels = ctx.data["train"].labels
     trainable = run.target_params() + list(model.head.parameters())
+    groups = [{"params": list(model.head.parameters())}]
+    if run.target_params():
+        groups.insert(0, {"params": run.target_params(), "lr": cfg.lr * run.lr_scale})
     sign = -1.0 if cfg.select_metric == "loss" else 1.0
     best: dict = {"score": -float("inf")}
     metrics_path = out_dir / "metrics.jsonl"
@@ -221,7 +230,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         return classification_loss(logits, labels[idx.to(ctx.device)], ctx.data.task, cfg.label_smoothing)
 
     result = train(
-        trainable, step_loss, len(labels), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        groups, step_loss, len(labels), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune",
     )
@@ -232,7 +241,9 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             p.copy_(saved)
     test = evaluate(ctx, model, "test")
     final_dir = out_dir / "finetuned"
-    run.method.save(run.handle, final_dir)
+    final_dir.mkdir(parents=True, exist_ok=True)
+    if run.method is not None:  # a linear probe has no target parameters; full fine-tuning keeps no weights
+        run.method.save(run.handle, final_dir)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
               str(final_dir / "head.safetensors"))
     record = {"stage": "finetune", "event": "end", "best_epoch": best["epoch"], "val": best["val"],
