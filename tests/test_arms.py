@@ -127,3 +127,10 @@ def test_full_finetune_changes_its_copy_never_the_template(ctx, tmp_path):
     assert len(changed) > len(template) // 2  # the copy trained
     assert all(torch.equal(template[k], v) for k, v in ctx.backbone.model.state_dict().items())
     assert not any(p.requires_grad for p in ctx.backbone.model.parameters())
+
+
+def test_bundled_all_arms_recipe_lists_every_arm():
+    from tppeft.bundled import bundled_configs
+
+    cfg = load_config(bundled_configs()["breastmnist_all_arms_small"])
+    assert cfg.arms == ALL_ARMS and cfg.seeds >= 3 and cfg.threads == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import tppeft
 from tppeft.arms import ARM_HELP, build_arm_model
 from tppeft.backbones import frozen_state_digest, seen_splits
+from tppeft.budget import matched_budget
 from tppeft.bundled import resolve
 from tppeft.config import Config, config_to_yaml
 from tppeft.engine.outputs import append_jsonl, write_json
@@ -108,8 +109,6 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
         meta["backbone_saw_this_data"] = overlap
         log(f"note: the backbone was pre-trained on the {', '.join(overlap)} split(s) of {cfg.data.path}")
     if "baseline_matched" in cfg.arms:
-        from tppeft.budget import matched_budget
-
         budget = matched_budget(ctx)
         meta["baseline_matched"] = budget
         ratio = budget.get("tpp_stage_in_finetune_epochs")

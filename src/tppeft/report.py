@@ -137,8 +137,11 @@ def _backbone_text(summary: dict) -> str | None:
         return None
     parts = []
     for s in seen:
-        if isinstance(s, dict):
-            parts.append(f"{s.get('file', s.get('path'))} ({', '.join(s.get('splits', {}))})")
+        if isinstance(s, dict):  # written by `tppeft backbone-pretrain`: file, splits and counts
+            splits = ", ".join(f"{k} {v:,}" for k, v in s.get("splits", {}).items())
+            parts.append(f"{s.get('file', s.get('path'))} ({splits} images)")
+        elif isinstance(s, list | tuple) and len(s) == 2:  # older metadata: [name, images]
+            parts.append(f"{s[0]} ({s[1]:,} images)")
         else:
             parts.append(str(s))
     text = "The backbone was pre-trained on: " + "; ".join(parts) + "."
