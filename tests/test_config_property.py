@@ -23,6 +23,9 @@ SPECIAL = {
     "data.crop_scale": _SCALE,
     "pretext.views.global_scale": _SCALE,
     "pretext.views.local_scale": _SCALE,
+    "backbone_pretrain.crop_scale": _SCALE,
+    "backbone_pretrain.decoder_dim": st.integers(1, 64).map(lambda k: 4 * k),
+    "backbone_pretrain.checkpoint_name": st.from_regex(r"[A-Za-z0-9._-]{1,12}", fullmatch=True),
     # cross-field rule: decoder_dim must be divisible by decoder_heads
     "pretext.decoder_dim": st.integers(1, 64).map(lambda k: 4 * k),
     "pretext.decoder_heads": st.sampled_from([1, 2, 4]),
@@ -90,6 +93,8 @@ def valid_trees(draw) -> dict:
             node = node.setdefault(p, {})
         value = draw(strategy)
         node[leaf] = list(value) if isinstance(value, tuple) else value
+    if "eva" in tree.get("arms", []) and tree.get("peft", {}).get("method", "lora") != "lora":
+        tree["peft"]["method"] = "lora"  # cross-field rule: the eva arm initialises LoRA
     return tree
 
 

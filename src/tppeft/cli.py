@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING
 
 from tppeft.backbones import BackboneError
 from tppeft.bundled import bundled_configs
-from tppeft.config import RUNTIME_KEYS, Config, ConfigError, config_to_yaml, docs_markdown, load_config, parse_override
+from tppeft.config import (
+    RUNTIME_KEYS,
+    Config,
+    ConfigError,
+    config_to_yaml,
+    docs_markdown,
+    load_config,
+    parse_override,
+    pretext_of_arm,
+)
 from tppeft.data.medmnist import DataError
 from tppeft.engine.checkpoint import CheckpointError
 from tppeft.engine.loop import NonFiniteLossError
@@ -38,12 +47,13 @@ from tppeft.engine.outputs import (
     write_text,
 )
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
+from tppeft.report import ReportError
 from tppeft.targets import TargetParamError, list_target_methods
 
 if TYPE_CHECKING:
     from tppeft.stages import Context
 
-USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, CheckpointError,
+USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, CheckpointError, ReportError,
                FileNotFoundError)
 # Write failures of the environment (full disk, quota, file size limit, read-only or forbidden folder).
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -63,6 +73,13 @@ def _config(args: argparse.Namespace) -> Config:
     from tppeft.pretext import get_pretext
 
     get_pretext(cfg.pretext)  # an unknown pretext task is a config error before any output is written
+    for arm in cfg.arms:
+        variant = pretext_of_arm(arm, cfg.pretext)
+        if variant is not None:
+            try:
+                get_pretext(variant)
+            except ConfigError as e:
+                raise ConfigError(f"arms: '{arm}': {e}") from None
     return cfg
 
 
@@ -119,7 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tppeft.protocol import run_comparison
     from tppeft.report import comparison_text
 
-    cfg, out, ctx, resume = _prepare(args, lambda c: ("tpp" in c.arms, c.seeds * len(c.arms)))
+    cfg, out, ctx, resume = _prepare(args, lambda c: (any(pretext_of_arm(a, c.pretext) for a in c.arms),
+                                            c.seeds * len(c.arms)))
     log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {out}" + (" (resumed)" if resume else ""))
     summary = run_comparison(cfg, out, log, ctx=ctx, resume=resume)
     print(comparison_text(summary))
@@ -203,8 +221,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from tppeft.arms import ARM_HELP
     from tppeft.pretext import list_pretexts
-    from tppeft.protocol import ARM_HELP
     from tppeft.tasks import TASKS
 
     kinds = {
@@ -270,7 +288,33 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise OutputError(f"'{run_dir}' has no {COMPLETE_MARKER}{hint}")
     path = write_report(Path(args.run_dir))
     print(comparison_text(json.loads((Path(args.run_dir) / "summary.json").read_text())))
-    print(f"\nreport: {path}")
+    print(f"\nreport: {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tppeft.compare import write_compare
+
+    print(write_compare([Path(d) for d in args.run_dirs], args.output), end="")
+    if args.output:
+        print(f"\nwritten to {args.output}")
+    return 0
+
+
+def cmd_backbone_pretrain(args: argparse.Namespace) -> int:
+    from tppeft.backbones.pretrain import pretrain_backbone
+
+    cfg = _config(args)
+    out = Path(args.output or Path("runs") / f"backbone-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_output(out, args.overwrite)
+    create_output(out, args.overwrite)
+    write_text(out / RUN_MARKER, config_to_yaml(cfg))
+    meta = pretrain_backbone(cfg, out, log)
+    bp = cfg.backbone_pretrain
+    print(f"checkpoint: {out / (bp.checkpoint_name + '_encoder.safetensors')} ({meta['images']:,} images, "
+          f"{meta['steps']:,} steps, {meta['seconds']:.0f} s, final loss {meta['final_loss']:.4f})\n"
+          f"use it: tppeft run --set backbone.name={bp.name} "
+          f"--set backbone.checkpoint={out / (bp.checkpoint_name + '_encoder.safetensors')}")
     return 0
 
 
@@ -289,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own "
                             "config.yaml: finished runs are kept, an interrupted one continues from its checkpoint")
 
-    sp = sub.add_parser("run", help="compare arms (baseline, tpp) over seeds; writes summary.json and report.md")
+    sp = sub.add_parser("run", help="compare arms (baseline, tpp, ...) over seeds; writes summary.json and reports")
     common(sp, resume=True)
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("pretrain", help="TPP stage only: pre-train target parameters and save them")
@@ -325,9 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", help="backbone checkpoint to use instead of the recorded one (moved files)")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing export in --output")
     sp.set_defaults(fn=cmd_export)
-    sp = sub.add_parser("report", help="rebuild report.md of a run folder (or sweep.md of a sweep) and print it")
+    sp = sub.add_parser("report", help="rebuild report.md, report.html and figures of a run folder (or sweep.md of "
+                        "a sweep) and print it")
     sp.add_argument("run_dir")
     sp.set_defaults(fn=cmd_report)
+    sp = sub.add_parser("compare", help="merge several run folders into one table (arms x runs)")
+    sp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    sp.add_argument("--output", "-o", type=Path, help="also write the table here (.md, or .html for HTML)")
+    sp.set_defaults(fn=cmd_compare)
+    sp = sub.add_parser("backbone-pretrain",
+                        help="train a whole ViT from random weights with MAE on chosen files/splits; "
+                             "writes a checkpoint that backbone.checkpoint loads")
+    common(sp)
+    sp.set_defaults(fn=cmd_backbone_pretrain)
     return p
 
 

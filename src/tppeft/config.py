@@ -6,11 +6,13 @@ Unknown keys and wrong types are errors, raised as :class:`ConfigError` with the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticUndefined
 
 
 class ConfigError(ValueError):
@@ -342,12 +344,123 @@ class CheckpointConfig(_Section):
     )
 
 
-ARMS = ("baseline", "tpp")
+class BaselineMatchedConfig(_Section):
+    extra_epochs: int | None = Field(
+        None, ge=0,
+        description="Extra fine-tuning epochs of `baseline_matched`; null = the TPP stage's training compute "
+        "expressed in fine-tuning epochs (FLOPs of one training step of each stage, counted; rounded up).",
+    )
+
+
+class EvaArmConfig(_Section):
+    rho: float = Field(
+        2.0, ge=1.0, description="`eva`: peft `EvaConfig.rho`; a layer may receive up to r*rho ranks (1 = keep r)."
+    )
+    tau: float = Field(
+        0.99, gt=0, le=1,
+        description="`eva`: peft `EvaConfig.tau`; cosine similarity of successive SVD steps at which a layer "
+        "counts as converged.",
+    )
+    whiten: bool = Field(False, description="`eva`: peft `EvaConfig.whiten`; whiten the singular vectors.")
+    batch_size: int = Field(
+        32, gt=0, description="`eva`: training images per SVD batch (not augmented, in the seed's order)."
+    )
+    max_batches: int = Field(
+        200, gt=0, description="`eva`: stop with an error when the SVD has not converged after this many batches."
+    )
+
+
+class FullFinetuneConfig(_Section):
+    lr_scale: float = Field(
+        0.1, gt=0,
+        description="`full_finetune`: learning-rate factor of the backbone weights (the head uses finetune.lr).",
+    )
+
+
+class PoolSourceConfig(_Section):
+    path: str = Field(
+        description="A MedMNIST-format .npz (2D images or 3D volumes), a .npz with `images` + `split` "
+        "(+ `split_names`) arrays, or `bundled:breastmnist`."
+    )
+    splits: list[Literal["train", "val", "test"]] = Field(
+        ["train"], min_length=1, description="Splits of this file whose images are used."
+    )
+    slices: int = Field(3, gt=0, description="Central slices taken from each volume along its first axis (3D only).")
+
+
+class BackbonePretrainConfig(_Section):
+    name: str = Field("vit_tiny_patch16_224", description="timm model name of the VisionTransformer to train.")
+    arch_kwargs: dict[str, Any] = Field(
+        {"img_size": 64, "patch_size": 8},
+        description="Keyword arguments of `timm.create_model` (image size, patch size, ...); weights start random.",
+    )
+    sources: list[PoolSourceConfig] = Field(
+        [PoolSourceConfig(path="bundled:breastmnist", splits=["train"])], min_length=1,
+        description="Unlabelled image files and, per file, the splits used: "
+        "`[{path: ..., splits: [train]}, ...]`. Nothing else is read.",
+    )
+    data_root: str | None = Field(
+        None, description="Folder that relative source paths are read from; null = the working directory."
+    )
+    checkpoint_name: str = Field(
+        "backbone", pattern=r"^[A-Za-z0-9._-]+$",
+        description="File stem: writes `<name>_encoder.safetensors`, `<name>_decoder.safetensors`, `<name>_meta.json`.",
+    )
+    epochs: int = Field(2, gt=0, description="Passes over the image pool.")
+    batch_size: int = Field(256, gt=0, description="Images per step.")
+    base_lr: float = Field(
+        1.5e-4, gt=0, description="MAE's base learning rate; the peak rate is base_lr * batch_size / 256."
+    )
+    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay (not on biases, norms, tokens).")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Share of the steps spent in linear warm-up.")
+    mask_ratio: float = Field(0.75, gt=0, lt=1, description="Fraction of patches hidden from the encoder.")
+    norm_pix_loss: bool = Field(True, description="Reconstruct per-patch normalised pixels.")
+    decoder_dim: int = Field(128, gt=0, description="Width of the MAE decoder (4 attention heads).")
+    decoder_depth: int = Field(4, gt=0, description="Transformer blocks of the MAE decoder.")
+    crop_scale: tuple[float, float] = Field(
+        (0.35, 1.0), description="Area range of the random resized crop, as fractions of the image."
+    )
+    hflip: bool = Field(True, description="Random horizontal flip.")
+    bf16: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+    save_dtype: Literal["float16", "float32"] = Field("float16", description="Precision of the saved weights.")
+    seed: int = Field(0, ge=0, description="Seed of the initialisation, data order, crops and masks.")
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError("needs 0 < min <= max <= 1")
+        return v
+
+    @field_validator("decoder_dim")
+    @classmethod
+    def _check_dim(cls, v: int) -> int:
+        if v % 4:
+            raise ValueError("must be a multiple of 4 (the decoder has 4 attention heads)")
+        return v
+
+
+ARMS = ("baseline", "tpp", "baseline_matched", "eva", "linear_probe", "full_finetune")
+TPP_VARIANT = re.compile(r"tpp_([a-z0-9]+)")  # `tpp_<pretext>`: the tpp arm with another pretext task
+
+
+def pretext_of_arm(arm: str, pretext: PretextConfig) -> PretextConfig | None:
+    """The pretext config a TPP arm pre-trains with (``tpp``: ``pretext``; ``tpp_NAME``: the same with method
+    NAME); None for an arm without a TPP stage."""
+    if arm == "tpp":
+        return pretext
+    m = TPP_VARIANT.fullmatch(arm)
+    return pretext.model_copy(update={"method": m.group(1)}) if m else None
 
 
 class Config(_Section):
     seeds: int = Field(3, gt=0, description="Number of seeds (0..seeds-1); every arm runs every seed.")
-    arms: list[str] = Field(list(ARMS), min_length=1, description="Arms of the comparison, in run order.")
+    arms: list[str] = Field(
+        ["baseline", "tpp"], min_length=1,
+        description=f"Arms of the comparison, in run order; any of {', '.join(ARMS)} (see `tppeft list -v`), and "
+        "`tpp_<pretext>` (e.g. `tpp_simclr`): the tpp arm with another pretext task, every other pretext key shared.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` = cuda when available.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; null = all cores.")
     eval_batch_size: int = Field(256, gt=0, description="Images per evaluation batch.")
@@ -359,16 +472,26 @@ class Config(_Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    baseline_matched: BaselineMatchedConfig = Field(default_factory=BaselineMatchedConfig)
+    eva: EvaArmConfig = Field(default_factory=EvaArmConfig)
+    full_finetune: FullFinetuneConfig = Field(default_factory=FullFinetuneConfig)
+    backbone_pretrain: BackbonePretrainConfig = Field(default_factory=BackbonePretrainConfig)
 
     @field_validator("arms")
     @classmethod
     def _check_arms(cls, v: list[str]) -> list[str]:
-        unknown = [a for a in v if a not in ARMS]
+        unknown = [a for a in v if a not in ARMS and not TPP_VARIANT.fullmatch(a)]
         if unknown:
             raise ValueError(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
         if len(set(v)) != len(v):
             raise ValueError("arms must not repeat")
         return v
+
+    @model_validator(mode="after")
+    def _check_eva_method(self) -> Config:
+        if "eva" in self.arms and self.peft.method != "lora":
+            raise ValueError(f"arm 'eva' initialises LoRA and needs peft.method=lora (got '{self.peft.method}')")
+        return self
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -453,13 +576,24 @@ def config_to_yaml(cfg: Config) -> str:
 
 
 def iter_fields(model: type[BaseModel] = Config, prefix: str = ""):
-    """Yield (dotted key, type text, default, description) for every leaf key."""
+    """Yield (dotted key, type text, default, description) for every leaf key.
+
+    A list of sections (``backbone_pretrain.sources``) yields the list itself, then its items' keys as ``key[].sub``.
+    """
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             yield from iter_fields(ann, f"{prefix}{name}.")
             continue
+        item = get_args(ann)[0] if get_origin(ann) is list and get_args(ann) else None
         default = field.get_default(call_default_factory=True)
+        if default is PydanticUndefined:
+            default = "required"
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            shown = [d.model_dump(mode="json") for d in default]
+            yield f"{prefix}{name}", f"list of {item.__name__}", shown, field.description or ""
+            yield from iter_fields(item, f"{prefix}{name}[].")
+            continue
         type_text = str(ann).replace("typing.", "")
         if isinstance(ann, type):
             type_text = ann.__name__
@@ -470,6 +604,7 @@ def docs_markdown() -> str:
     """The config reference as a Markdown table."""
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, type_text, default, desc in iter_fields():
-        shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+        shown = yaml.safe_dump(default, default_flow_style=True, width=10_000, sort_keys=False)
+        shown = shown.strip().removesuffix("...").strip()
         rows.append(f"| `{key}` | `{type_text}` | `{shown}` | {desc} |")
     return "\n".join(rows)

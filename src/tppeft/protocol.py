@@ -1,7 +1,7 @@
 """The comparison protocol: every arm runs every seed with the same data, budget and evaluation.
 
-Arms: ``baseline`` (target parameters initialised the usual way) and ``tpp`` (the same parameters
-pre-trained by the pretext task first). A seed fixes target-parameter init, head init, data order and
+Arms (see :mod:`tppeft.arms`): ``baseline``, ``tpp``, ``baseline_matched``, ``eva`` and the references
+``linear_probe`` and ``full_finetune``. A seed fixes target-parameter init, head init, data order and
 augmentation identically in every arm, so arms are compared seed by seed (paired).
 """
 
@@ -14,41 +14,54 @@ from collections.abc import Callable
 from pathlib import Path
 
 import tppeft
-from tppeft.config import Config, config_to_yaml
+from tppeft.arms import ARM_HELP, build_arm_model
+from tppeft.backbones import frozen_state_digest, seen_splits
+from tppeft.budget import matched_budget
+from tppeft.bundled import resolve
+from tppeft.config import Config, config_to_yaml, pretext_of_arm
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.outputs import append_jsonl, read_jsonl, write_json, write_text
 from tppeft.engine.signals import check_stop
 from tppeft.report import write_report
-from tppeft.stages import Context, build_run_model, finetune_stage, prepare_context, pretrain_stage
-from tppeft.stats import finite, mean_std, paired_difference
+from tppeft.stages import Context, finetune_stage, prepare_context, pretrain_stage
+from tppeft.stats import bootstrap_ci, finite, mean_std, paired_difference
 
-ARM_HELP = {
-    "baseline": "ordinary PEFT: target parameters start from their usual init (LoRA: A random, B zero)",
-    "tpp": "target parameters pre-trained by the pretext task, then the same fine-tuning",
-}
+__all__ = ["ARM_HELP", "BackboneChangedError", "run_arm", "run_comparison", "summarize"]
 
 
 class BackboneChangedError(RuntimeError):
     """The frozen backbone's weights changed during a run: a bug, never a result."""
 
 
-def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path) -> dict:
-    """One arm, one seed: [TPP stage] + fine-tuning; returns the run's record."""
+def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | None = None) -> dict:
+    """One arm, one seed: [TPP stage] + fine-tuning; returns the run's record.
+
+    ``budget`` (from :func:`tppeft.budget.matched_budget`) gives ``baseline_matched`` its extra epochs.
+    """
     start = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     tag = f"[{arm} seed {seed}]"
-    run = build_run_model(ctx, seed)
+    run, init_info = build_arm_model(ctx, arm, seed)
     counts = run.counts()
     ctx.log(f"{tag} {run.counts_text()}")
-    pretext = pretrain_stage(ctx, run, seed, run_dir, tag) if arm == "tpp" else None
-    ft = finetune_stage(ctx, run, seed, run_dir, tag)
+    pretext_cfg = pretext_of_arm(arm, ctx.cfg.pretext)
+    pretext = pretrain_stage(ctx, run, seed, run_dir, tag, pretext_cfg) if pretext_cfg is not None else None
+    epochs = ctx.cfg.finetune.epochs
+    if arm == "baseline_matched":
+        if budget is None:
+            raise ValueError("arm baseline_matched needs the matched budget (tppeft.budget.matched_budget)")
+        epochs += budget["extra_epochs"]
+    ft = finetune_stage(ctx, run, seed, run_dir, tag, epochs=epochs)
     if not run.frozen_unchanged():
-        raise BackboneChangedError(f"{tag}: backbone weights changed during the run")
+        raise BackboneChangedError(f"{tag}: frozen backbone weights changed during the run")
+    if ctx.template_digest and frozen_state_digest(ctx.backbone.model) != ctx.template_digest:
+        raise BackboneChangedError(f"{tag}: the shared backbone template changed during the run")
     skipped = ft.get("skipped_steps", 0) + (pretext or {}).get("skipped_steps", 0)
     record = {"arm": arm, "seed": seed, "status": "ok", "test": ft["test"], "val": ft["val"],
-              "best_epoch": ft["best_epoch"], "seconds": round(time.perf_counter() - start, 2),
+              "best_epoch": ft["best_epoch"], "finetune_epochs": epochs,
+              "seconds": round(time.perf_counter() - start, 2),
               "finetune_seconds": round(ft["seconds"], 2), "pretext": pretext, "skipped_steps": skipped,
-              "backbone_unchanged": True, **counts}
+              "backbone_unchanged": True, **init_info, **counts}
     return record
 
 
@@ -67,20 +80,21 @@ def _by_seed(runs: list[dict], metric: str) -> dict[int, float]:
 
 
 def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], primary: str) -> dict:
-    """summary.json: per-arm runs, mean and std of each of the task's ``metrics``, and paired tpp-minus-other
-    differences; ``primary`` names the task's primary metric. Failed runs and non-finite metrics are left out
-    of every statistic and listed (``failed``, ``nonfinite``); runs with skipped updates are listed too."""
+    """summary.json: per-arm runs, mean, std and 95% bootstrap CI of each of the task's ``metrics``, and paired
+    tpp-minus-other differences; ``primary`` names the task's primary metric. Failed runs and non-finite metrics
+    are left out of every statistic and listed (``failed``, ``nonfinite``); runs with skipped updates are listed
+    too."""
     arms: dict[str, dict] = {}
     for arm in cfg.arms:
         runs = [r for r in records if r["arm"] == arm and is_valid(r)]
-        entry: dict = {"runs": runs, "mean": {}, "std": {}, "n": len(runs)}
+        entry: dict = {"runs": runs, "mean": {}, "std": {}, "ci95": {}, "n": len(runs)}
         failed = [{"seed": r["seed"], "error": r.get("error")} for r in records if r["arm"] == arm and not is_valid(r)]
         if failed:
             entry["failed"] = failed  # left out of every statistic
         for m in metrics:
             values = [r["test"].get(m) for r in runs]
-            mu, sd = mean_std(finite(values))
-            entry["mean"][m], entry["std"][m] = mu, sd
+            entry["mean"][m], entry["std"][m] = mean_std(finite(values))
+            entry["ci95"][m] = list(bootstrap_ci(finite(values)))
             missing = [r["seed"] for r, v in zip(runs, values, strict=True) if v is None or not math.isfinite(v)]
             if missing:
                 entry.setdefault("nonfinite", {})[m] = missing  # seeds left out of this metric's statistics
@@ -91,15 +105,17 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
         if pre:
             entry["pretext_loss_start"] = mean_std([p["loss_start"] for p in pre])[0]
             entry["pretext_loss_end"] = mean_std([p["loss_end"] for p in pre])[0]
+        entry["finetune_epochs"] = runs[0]["finetune_epochs"] if runs else None
         entry["seconds_mean"] = mean_std([r["seconds"] for r in runs])[0]
         arms[arm] = entry
     paired: dict[str, dict] = {}
-    if "tpp" in arms:
+    tpp_arms = [a for a in cfg.arms if pretext_of_arm(a, cfg.pretext) is not None]
+    for tpp in tpp_arms:
         for other in cfg.arms:
-            if other == "tpp":
+            if other in tpp_arms:
                 continue
-            paired[f"tpp-{other}"] = {
-                m: paired_difference(_by_seed(arms["tpp"]["runs"], m), _by_seed(arms[other]["runs"], m))
+            paired[f"{tpp}-{other}"] = {
+                m: paired_difference(_by_seed(arms[tpp]["runs"], m), _by_seed(arms[other]["runs"], m))
                 for m in metrics}
     first = next((r for r in records if is_valid(r)), {})
     target = {"method": cfg.peft.method, "count": first.get("target_params"),
@@ -129,6 +145,19 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             "finetune": {**cfg.finetune.model_dump(), "select_metric": task.select_metric()},
             "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,
             "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
+    meta.update({arm: getattr(cfg, arm).model_dump() for arm in ("eva", "full_finetune") if arm in cfg.arms})
+    overlap = seen_splits(ctx.backbone.identity, resolve(cfg.data.path))
+    if overlap:
+        meta["backbone_saw_this_data"] = overlap
+        log(f"note: the backbone was pre-trained on the {', '.join(overlap)} split(s) of {cfg.data.path}")
+    budget = None
+    if "baseline_matched" in cfg.arms:
+        budget = matched_budget(ctx)
+        meta["baseline_matched"] = budget
+        ratio = budget.get("tpp_stage_in_finetune_epochs")
+        log(f"baseline_matched: {cfg.finetune.epochs} + {budget['extra_epochs']} fine-tuning epochs"
+            + (f" (the TPP stage costs {ratio:.2f} fine-tuning epochs in counted FLOPs)" if ratio is not None else
+               " (set by baseline_matched.extra_epochs)"))
     records = read_jsonl(results_path, repair=True) if resume and results_path.is_file() else []
     finished = {(r["arm"], r["seed"]) for r in records}
     kept_clean = {(r["arm"], r["seed"]) for r in records if is_valid(r)}  # a failed run keeps its checkpoints
@@ -146,7 +175,7 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             log(f"== run {len(records) + 1}/{total}: arm {arm}, seed {seed} "
                 f"[{time.perf_counter() - start:.0f}s elapsed]")
             try:
-                record = run_arm(ctx, arm, seed, run_dir)
+                record = run_arm(ctx, arm, seed, run_dir, budget)
             except NonFiniteLossError as e:
                 log(f"[{arm} seed {seed}] FAILED: {e}")
                 record = failed_record(arm, seed, e)

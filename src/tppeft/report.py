@@ -1,4 +1,5 @@
-"""report.md from a run folder's summary.json (never from live objects), so it can be rebuilt any time."""
+"""report.md, report.html and their PNG figures from a run folder's summary.json and metrics.jsonl files only
+(never from live objects), so they can be rebuilt at any time with ``tppeft report DIR``."""
 
 from __future__ import annotations
 
@@ -6,64 +7,108 @@ import json
 import math
 from pathlib import Path
 
+from tppeft.document import Block, Heading, Image, Para, Table, table_markdown, to_html, to_markdown
 from tppeft.engine.outputs import write_text
 
 
-def fmt(v: float | None, digits: int = 3) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+class ReportError(ValueError):
+    """A folder that holds no readable run summary."""
+
+
+def is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def fmt_num(v: float | None, digits: int = 3) -> str:
+    return "n/a" if is_missing(v) else f"{v:.{digits}f}"
 
 
 def fmt_signed(v: float | None, digits: int = 3) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{digits}f}"
+    return "n/a" if is_missing(v) else f"{v:+.{digits}f}"
 
 
-def arms_table(summary: dict) -> str:
+def fmt_ci(ci: list | None, signed: bool = False) -> str:
+    if not ci or is_missing(ci[0]) or is_missing(ci[1]):
+        return "n/a"
+    f = fmt_signed if signed else fmt_num
+    return f"[{f(ci[0])}, {f(ci[1])}]"
+
+
+def load_summary(run_dir: Path) -> dict:
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise ReportError(f"'{run_dir}' holds no summary.json: not a finished `tppeft run` folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path}: not valid JSON ({e})") from None
+
+
+def arms_rows(summary: dict) -> Table:
     metrics = summary["metrics"]
-    head = "| arm | n | " + " | ".join(f"test {m.upper()} (mean ± std)" for m in metrics)
-    head += " | pretext loss start → end | s / run |"
-    rows = [head, "|" + "---|" * (len(metrics) + 4)]
+    header = ["arm", "n", "fine-tune epochs"]
+    for m in metrics:
+        header += [f"test {m.upper()} (mean ± std)", f"{m.upper()} 95% CI"]
+    header += ["pretext loss start → end", "s / run"]
+    rows = []
     for arm, e in summary["arms"].items():
-        cells = [f"{fmt(e['mean'].get(m))} ± {fmt(e['std'].get(m))}" for m in metrics]
-        pre = (f"{fmt(e['pretext_loss_start'], 4)} → {fmt(e['pretext_loss_end'], 4)}"
+        cells = [arm, str(e["n"]), str(e.get("finetune_epochs") or summary.get("finetune", {}).get("epochs", "?"))]
+        for m in metrics:
+            cells += [f"{fmt_num(e['mean'].get(m))} ± {fmt_num(e['std'].get(m))}", fmt_ci(e.get("ci95", {}).get(m))]
+        pre = (f"{fmt_num(e['pretext_loss_start'], 4)} → {fmt_num(e['pretext_loss_end'], 4)}"
                if "pretext_loss_start" in e else "—")
-        rows.append(f"| {arm} | {e['n']} | " + " | ".join(cells) + f" | {pre} | {fmt(e['seconds_mean'], 0)} |")
-    return "\n".join(rows)
+        rows.append(cells + [pre, fmt_num(e["seconds_mean"], 0)])
+    return Table(header, rows)
+
+
+FEW_SEEDS = 5  # below this a bootstrap interval over seeds says little: the reading says so
 
 
 def verdict(d: dict) -> str:
+    """TPP better / worse when the paired 95% bootstrap interval excludes zero, else no clear difference."""
     lo, hi = d["ci95"]
-    if d["n"] < 2 or lo is None or hi is None:
+    if d["n"] < 2 or is_missing(lo) or is_missing(hi):
         return "too few seeds to tell"
-    if lo > 0:
-        return "TPP better"
-    if hi < 0:
-        return "TPP worse"
-    return "no clear difference"
+    text = "TPP better" if lo > 0 else "TPP worse" if hi < 0 else "no clear difference"
+    if d["n"] < FEW_SEEDS and text != "no clear difference":
+        text += f" (only {d['n']} seeds: weak)"
+    return text
 
 
-def paired_table(summary: dict) -> str:
-    rows = ["| comparison | metric | mean difference ± std | 95% bootstrap CI | TPP wins | reading |",
-            "|---|---|---|---|---|---|"]
+def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
+    rows = []
     for name, per_metric in summary.get("paired", {}).items():
         for m, d in per_metric.items():
-            ci = f"[{fmt_signed(d['ci95'][0])}, {fmt_signed(d['ci95'][1])}]"
-            rows.append(f"| {name.replace('-', ' − ')} | {m.upper()} | {fmt_signed(d['mean'])} ± {fmt(d['std'])} | "
-                        f"{ci} | {d['wins']}/{d['n']} | {verdict(d)} |")
-    return "\n".join(rows) if len(rows) > 2 else ""
+            if metrics and m not in metrics:
+                continue
+            record = f"{d['wins']}/{d.get('ties', 0)}/{d.get('losses', d['n'] - d['wins'] - d.get('ties', 0))}"
+            rows.append([name.replace("-", " − ", 1), m.upper(), f"{fmt_signed(d['mean'])} ± {fmt_num(d['std'])}",
+                         fmt_ci(d["ci95"], signed=True), record, fmt_num(d.get("sign_test_p"), 2), verdict(d)])
+    return Table(["comparison", "metric", "mean difference ± std", "95% bootstrap CI", "TPP wins/ties/losses",
+                  "sign test p", "reading"], rows)
 
 
-def seeds_table(summary: dict) -> str:
+def seeds_rows(summary: dict) -> Table:
     metrics = summary["metrics"]
-    rows = ["| arm | seed | " + " | ".join(f"test {m.upper()}" for m in metrics)
-            + " | best val epoch | pretext loss start → end | seconds |",
-            "|" + "---|" * (len(metrics) + 5)]
+    rows = []
     for arm, e in summary["arms"].items():
         for r in e["runs"]:
             pre = r.get("pretext")
-            pre_text = f"{fmt(pre['loss_start'], 4)} → {fmt(pre['loss_end'], 4)}" if pre else "—"
-            rows.append(f"| {arm} | {r['seed']} | " + " | ".join(fmt(r["test"].get(m)) for m in metrics)
-                        + f" | {r['best_epoch']} | {pre_text} | {fmt(r['seconds'], 0)} |")
-    return "\n".join(rows)
+            pre_text = f"{fmt_num(pre['loss_start'], 4)} → {fmt_num(pre['loss_end'], 4)}" if pre else "—"
+            rows.append([arm, str(r["seed"]), *(fmt_num(r["test"].get(m)) for m in metrics), str(r["best_epoch"]),
+                         f"{r.get('target_params', 0):,}", pre_text, fmt_num(r["seconds"], 0)])
+    return Table(["arm", "seed", *(f"test {m.upper()}" for m in metrics), "best val epoch", "trained parameters",
+                  "pretext loss start → end", "seconds"], rows)
+
+
+# Kept for callers that print the tables: Markdown text of each.
+def arms_table(summary: dict) -> str:
+    return table_markdown(arms_rows(summary))
+
+
+def paired_table(summary: dict) -> str:
+    table = paired_rows(summary)
+    return table_markdown(table) if table.rows else ""
 
 
 def problems(summary: dict) -> list[str]:
@@ -95,57 +140,103 @@ def _target_text(summary: dict) -> str:
     if peft.get("method") in ("lora", "loha", "lokr"):
         text += f" r={peft.get('r')} on {peft.get('targets')}"
     if tp.get("count") is not None:
-        text += (f", {tp['count']:,} parameters ({fmt(tp.get('percent'), 2)}% of the backbone's "
+        text += (f", {tp['count']:,} parameters ({fmt_num(tp.get('percent'), 2)}% of the backbone's "
                  f"{tp['backbone_params']:,})")
     return text
 
 
-def render(summary: dict) -> str:
-    primary = summary["primary_metric"]
+def _setup_text(summary: dict) -> str:
     b = summary.get("backbone", {})
     pre, ft = summary.get("pretext", {}), summary.get("finetune", {})
-    lines = [
-        f"# TPP comparison on {summary.get('dataset', '?')}",
-        "",
-        f"Task: {summary.get('task')} with {summary.get('num_classes')} classes; splits "
-        f"{summary.get('split_sizes')}. Backbone: `{b.get('name')}` from `{b.get('checkpoint') or 'timm'}`. "
-        f"Target parameters: {_target_text(summary)}. "
-        f"Pretext: `{pre.get('method')}`, {pre.get('epochs')} epochs, lr {pre.get('lr')}. "
-        f"Fine-tuning: {ft.get('epochs')} epochs, lr {ft.get('lr')}, model selection on validation "
-        f"{ft.get('select_metric')}. Seeds: {summary.get('seeds')} (paired across arms). "
-        f"Device: {summary.get('device')}; wall time {fmt(summary.get('wall_seconds'), 0)} s.",
-        "",
-        "## Test metrics",
-        "",
-        arms_table(summary),
-        "",
-    ]
+    return (f"Task: {summary.get('task')} with {summary.get('num_classes')} classes; splits "
+            f"{summary.get('split_sizes')}. Backbone: `{b.get('name')}` from `{b.get('checkpoint') or 'timm'}`. "
+            f"Target parameters: {_target_text(summary)}. "
+            f"Pretext: `{pre.get('method')}`, {pre.get('epochs')} epochs, lr {pre.get('lr')}. "
+            f"Fine-tuning: {ft.get('epochs')} epochs, lr {ft.get('lr')}, model selection on validation "
+            f"{ft.get('select_metric')}. Seeds: {summary.get('seeds')} (paired across arms). "
+            f"Device: {summary.get('device')}; wall time {fmt_num(summary.get('wall_seconds'), 0)} s.")
+
+
+def _backbone_text(summary: dict) -> str | None:
+    b = summary.get("backbone", {})
+    seen = b.get("trained_on")
+    if not seen:
+        return None
+    parts = []
+    for s in seen:
+        if isinstance(s, dict):  # written by `tppeft backbone-pretrain`: file, splits and counts
+            splits = ", ".join(f"{k} {v:,}" for k, v in s.get("splits", {}).items())
+            parts.append(f"{s.get('file', s.get('path'))} ({splits} images)")
+        elif isinstance(s, list | tuple) and len(s) == 2:  # older metadata: [name, images]
+            parts.append(f"{s[0]} ({s[1]:,} images)")
+        else:
+            parts.append(str(s))
+    text = "The backbone was pre-trained on: " + "; ".join(parts) + "."
+    overlap = summary.get("backbone_saw_this_data")
+    if overlap:
+        text += (f" It saw the {', '.join(overlap)} split(s) of this very data file, so a pretext task on those "
+                 "images has less left to teach.")
+    return text
+
+
+def _matched_text(summary: dict) -> str | None:
+    m = summary.get("baseline_matched")
+    if not m:
+        return None
+    ft = summary.get("finetune", {}).get("epochs")
+    if m.get("tpp_stage_in_finetune_epochs") is None:
+        return f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs ({m.get('rule')})."
+    return (f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs. The TPP stage costs "
+            f"{m['tpp_stage_in_finetune_epochs']:.2f} fine-tuning epochs of training compute "
+            f"({m['pretext_flops_per_image_step'] / 1e6:.1f} vs {m['finetune_flops_per_image_step'] / 1e6:.1f} "
+            "MFLOPs per image and step, forward + backward, counted), rounded up.")
+
+
+def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: Path | None = None) -> list[Block]:
+    primary = summary["primary_metric"]
+    blocks: list[Block] = [Heading(f"TPP comparison on {summary.get('dataset', '?')}", 1), Para(_setup_text(summary))]
+    blocks += [Para(t) for t in (_backbone_text(summary), _matched_text(summary)) if t]
+    blocks += [Heading("Test metrics"), arms_rows(summary),
+               Para("mean ± sample std over seeds; the 95% interval is a percentile bootstrap of the mean over seeds.")]
     if summary.get("metric_note"):
-        lines += [summary["metric_note"], ""]
-    if summary.get("paired"):
-        lines += [
-            f"## Paired differences (primary metric: {primary.upper()})",
-            "",
-            paired_table(summary),
-            "",
-            "A difference is read as real only when its 95% bootstrap interval over seeds excludes zero; with "
-            "few seeds the interval is optimistic, so treat a single run of this table as a first look.",
-            "",
-        ]
+        blocks.append(Para(summary["metric_note"]))
+    if plots and plots.get("metric"):
+        blocks.append(Image(plots["metric"], f"test {primary} per arm, one dot per seed"))
+    paired = paired_rows(summary)
+    if paired.rows:
+        blocks += [Heading(f"Paired differences (primary metric: {primary.upper()})"), paired,
+                   Para("TPP minus each other arm, seed by seed. A difference is read as real only when its 95% "
+                        "bootstrap interval excludes zero. With few seeds that interval is too narrow (it cannot "
+                        "reach beyond the observed differences) and the exact sign test is weak (5 wins out of 5 "
+                        "give p = 0.06): treat one table as a first look and add seeds before claiming a gain.")]
     if problems(summary):
-        lines += ["## Problems", "", *problems(summary), ""]
-    lines += ["## Per seed", "", seeds_table(summary), "",
-              "Pretext losses are measured on the validation images with fixed masks, before and after the "
-              "TPP stage. Every run checked that the backbone's own weights were bit-identical at its end.", ""]
+        blocks += [Heading("Problems"), *(Para(line[2:]) for line in problems(summary))]
+    if plots and plots.get("curves"):
+        blocks += [Heading("Training curves"), Image(plots["curves"], "loss curves of both stages")]
+    blocks += [Heading("Per seed"), seeds_rows(summary),
+               Para("Pretext losses are measured on the validation images with fixed masks, before and after the "
+                    "TPP stage. Every run checked that the backbone's own weights were bit-identical at its end "
+                    "(for `full_finetune`, which trains a copy, that the shared backbone was).")]
     for fig in summary.get("figures") or []:
-        lines += ["## Examples", "",
-                  "Test images (seed 0 of each arm): ground truth filled; predictions filled with the ground "
-                  "truth outlined in green.", "", f"![examples]({fig})", ""]
-    return "\n".join(lines)
+        blocks += [Heading("Examples"),
+                   Para("Test images (seed 0 of each arm): ground truth filled; predictions filled with the ground "
+                        "truth outlined in green."), Image(Path(run_dir) / fig if run_dir else Path(fig), "examples")]
+    return blocks
+
+
+def render(summary: dict, plots: dict[str, Path] | None = None) -> str:
+    return to_markdown(build_blocks(summary, plots))
 
 
 def write_report(run_dir: Path) -> Path:
-    summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    path = Path(run_dir) / "report.md"
-    write_text(path, render(summary))
+    """Write report.md, report.html, metric_by_arm.png and loss_curves.png into ``run_dir``; returns report.md."""
+    from tppeft.plots import write_plots
+
+    run_dir = Path(run_dir)
+    summary = load_summary(run_dir)
+    plots = write_plots(run_dir, summary)
+    blocks = build_blocks(summary, plots, run_dir)
+    path = run_dir / "report.md"
+    write_text(path, to_markdown(blocks))
+    write_text(run_dir / "report.html", to_html(blocks, f"TPP comparison on {summary.get('dataset', '?')}"))
     return path

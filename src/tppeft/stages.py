@@ -16,7 +16,7 @@ from torch import nn
 
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
-from tppeft.config import Config, results_identity
+from tppeft.config import Config, PretextConfig, results_identity
 from tppeft.data import ImageDataset, augment_batch, iterate_batches, load_dataset, to_model_input
 from tppeft.engine import resolve_device, set_deterministic, set_threads, train
 from tppeft.engine.checkpoint import Checkpointer, copy_into, fingerprint, prefixed, unprefixed
@@ -30,7 +30,7 @@ from tppeft.tasks import Task, TaskModel, task_for
 # Offsets that give each source of randomness of a run its own stream, the same in every arm.
 # A TPP stage whose held-out pretext loss falls by less than this fraction is reported as not moving.
 MIN_PRETEXT_GAIN = 0.01
-_STREAMS = {"targets": 11, "pretext": 23, "head": 37, "finetune": 41, "pretext_eval": 53}
+_STREAMS = {"targets": 11, "pretext": 23, "head": 37, "finetune": 41, "pretext_eval": 53, "eva": 59}
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -68,6 +68,7 @@ class Context:
     def num_images(self, split: str) -> int:
         """How many 2D images the TPP stage sees in ``split`` (slices, for volumes)."""
         return len(self.task.pretext_images(self.data[split]))
+    template_digest: str = ""  # of the shared backbone: no run may change it, whatever it trains
 
     def batch(self, split: str, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Normalised 2D images ``idx`` of ``split`` as the TPP stage sees them (the task's pretext images:
@@ -95,19 +96,23 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
         f"device {device}" + (f" ({threads} threads)" if threads else ""))
     return Context(cfg, device, data.to(device), backbone, torch.tensor(backbone.mean, device=device),
-                   torch.tensor(backbone.std, device=device), log, task)
+                   torch.tensor(backbone.std, device=device), log, task,
+                   frozen_state_digest(backbone.model))
 
 
 @dataclass
 class RunModel:
-    """A fresh copy of the backbone with target parameters attached."""
+    """A fresh copy of the backbone with its trainable set: attached target parameters (``method``), nothing
+    (a linear probe: ``method`` None, no names) or the backbone's own weights (``added`` False)."""
 
     vit: nn.Module
-    method: TargetMethod
-    handle: Attached
+    method: TargetMethod | None
+    handle: Attached | None
     target_names: list[str]
     frozen_digest: str
     backbone_params: int  # parameters of the backbone itself (selected ones included, added ones not)
+    added: bool = True  # the trainable tensors are new parameters, not the backbone's own
+    lr_scale: float = 1.0  # learning-rate factor of the trainable tensors in fine-tuning
 
     def target_params(self) -> list[nn.Parameter]:
         params = dict(self.vit.named_parameters())
@@ -130,8 +135,11 @@ class RunModel:
 
     def counts_text(self) -> str:
         c = self.counts()
-        return (f"{self.method.name}: {c['target_params']:,} target parameters ({c['target_percent']:.2f}% of "
-                f"{c['backbone_params']:,} backbone parameters)")
+        if self.method is not None:
+            what = f"{self.method.name}: {c['target_params']:,} target parameters"
+        else:
+            what = "all backbone weights trained" if not self.added else "head only: 0 target parameters"
+        return f"{what} ({c['target_percent']:.2f}% of {c['backbone_params']:,} backbone parameters)"
 
 
 def build_run_model(ctx: Context, seed: int, init: Path | None = None) -> RunModel:
@@ -197,12 +205,12 @@ class PretextBuffers:
                 b.copy_(tensors[n])
 
 
-def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str) -> dict:
-    """TPP: train the target parameters with the pretext objective; save them; drop the pretext head.
-
-    Resumes from the stage's last good checkpoint in ``out_dir`` when there is one.
+def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str,
+                   pretext: PretextConfig | None = None) -> dict:
+    """TPP: train the target parameters with the pretext objective (``pretext``, default the config's); save
+    them; drop the pretext head. Resumes from the stage's last good checkpoint in ``out_dir`` when there is one.
     """
-    cfg = ctx.cfg.pretext
+    cfg = pretext or ctx.cfg.pretext
     ckpts = stage_checkpointer(ctx, out_dir, "pretext", seed)
     resumed = ckpts.resume()
     if resumed is not None and resumed.done:
@@ -274,6 +282,9 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     order = generator(seed, "finetune")
     aug = generator(seed, "finetune", ctx.device)
     trainable = run.target_params() + list(model.head.parameters())
+    groups = [{"params": list(model.head.parameters())}]
+    if run.target_params():
+        groups.insert(0, {"params": run.target_params(), "lr": cfg.lr * run.lr_scale})
     sign = -1.0 if select == "loss" else 1.0
     best = BestSoFar(trainable)
     metrics_path = out_dir / "metrics.jsonl"
@@ -289,7 +300,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         return task.loss(model(inputs), targets)
 
     result = train(
-        trainable, step_loss, len(ctx.data["train"]), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        groups, step_loss, len(ctx.data["train"]), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune", generators={"augment": aug},
         checkpoints=ckpts, resume=resumed, extra=best, on_nonfinite=ctx.cfg.train.on_nonfinite,
@@ -300,7 +311,9 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     test = task.evaluate(ctx, model, "test")
     task.after_test(ctx, model, out_dir, seed)
     final_dir = out_dir / "finetuned"
-    run.method.save(run.handle, final_dir)
+    final_dir.mkdir(parents=True, exist_ok=True)
+    if run.method is not None:  # a linear probe has no target parameters; full fine-tuning keeps no weights
+        run.method.save(run.handle, final_dir)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
               str(final_dir / "head.safetensors"))
     record = {"stage": "finetune", "event": "end", "best_epoch": best.epoch, "val": best.val,

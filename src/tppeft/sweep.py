@@ -19,7 +19,7 @@ from typing import Any
 from tppeft.config import Config, ConfigError, config_to_yaml, load_config, parse_override
 from tppeft.engine.outputs import OutputError, prepare_output, write_json
 from tppeft.protocol import run_comparison
-from tppeft.report import fmt, fmt_signed, verdict
+from tppeft.report import fmt_num, fmt_signed, verdict
 from tppeft.targets import method_class
 
 SWEEP_FILE = "sweep.json"
@@ -104,10 +104,10 @@ def table(sweep: dict) -> str:
     for r in rows:
         cells = [_slug(r["assign"][k]) for k in keys] + ([str(r["dataset"])] if show_dataset else [])
         tp = r.get("target_params") or {}
-        cells.append(f"{tp['count']:,} ({fmt(tp.get('percent'), 2)}%)" if tp.get("count") is not None else "n/a")
+        cells.append(f"{tp['count']:,} ({fmt_num(tp.get('percent'), 2)}%)" if tp.get("count") is not None else "n/a")
         for arm in ("baseline", "tpp"):
             e = r.get(arm)
-            cells.append(f"{fmt(e['mean'])} ± {fmt(e['std'])}" if e else "—")
+            cells.append(f"{fmt_num(e['mean'])} ± {fmt_num(e['std'])}" if e else "—")
         d = r.get("tpp_minus_baseline")
         if d:
             cells += [f"{fmt_signed(d['mean'])} [{fmt_signed(d['ci95'][0])}, {fmt_signed(d['ci95'][1])}]",
@@ -115,7 +115,7 @@ def table(sweep: dict) -> str:
         else:
             cells += ["—", "—", "—"]
         pre = (r.get("tpp") or {}).get("pretext_loss")
-        cells.append(f"{fmt(pre[0], 4)} → {fmt(pre[1], 4)}" if pre else "—")
+        cells.append(f"{fmt_num(pre[0], 4)} → {fmt_num(pre[1], 4)}" if pre else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -163,7 +163,7 @@ def render(sweep: dict) -> str:
     return "\n".join([
         "# TPP sweep", "",
         f"Grid: {', '.join(f'`{k}` = {v}' for k, v in sweep['grid'])}. Overrides: {sets}. "
-        f"Wall time {fmt(sweep.get('wall_seconds'), 0)} s.", "",
+        f"Wall time {fmt_num(sweep.get('wall_seconds'), 0)} s.", "",
         table(sweep), "",
         "Mean ± sample std over seeds of the test metric; the difference is paired by seed, its interval a "
         "bootstrap over seeds; 'reading' says TPP better or worse only when that interval excludes zero.", ""])

@@ -73,6 +73,16 @@ def frozen_state_digest(model: torch.nn.Module, exclude: set[str] = frozenset())
     return h.hexdigest()
 
 
+def seen_splits(identity: dict, data_file: Path) -> list[str]:
+    """Splits of ``data_file`` that the backbone saw in pre-training, by file checksum (from the metadata that
+    ``tppeft backbone-pretrain`` writes; older checkpoints that list names only are not matched)."""
+    sources = [s for s in identity.get("trained_on") or [] if isinstance(s, dict) and s.get("sha256")]
+    if not sources or not Path(data_file).is_file():
+        return []
+    digest = _file_sha256(Path(data_file))
+    return sorted({split for s in sources if s["sha256"] == digest for split in s.get("splits", {})})
+
+
 def _meta_for(ckpt: Path) -> tuple[dict, Path | None]:
     stem = ckpt.name.removesuffix(".safetensors")
     if stem.endswith("_encoder"):
@@ -136,6 +146,9 @@ def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbo
         std = tuple(meta.get("std", DEFAULT_LOCAL_STD))
         identity = {"name": cfg.name, "checkpoint": cfg.checkpoint, "sha256": _file_sha256(ckpt),
                     "arch_kwargs": arch}
+        seen = meta.get("sources") or meta.get("pool")  # what the checkpoint was pre-trained on, if it says
+        if seen:
+            identity["trained_on"] = seen
     else:
         kwargs = {"img_size": image_size} if image_size is not None else {}
         model = _create(cfg.name, cfg.pretrained, **kwargs)

@@ -60,6 +60,12 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def epoch_steps(num_items: int, batch_size: int) -> tuple[int, bool]:
+    """Optimizer steps per epoch and whether the last partial batch is dropped (it is when a full one exists)."""
+    drop_last = num_items > batch_size
+    return max(1, num_items // batch_size if drop_last else math.ceil(num_items / batch_size)), drop_last
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradients became NaN or infinite; the run stops rather than writing invalid metrics."""
 
@@ -91,6 +97,7 @@ def train(
     weight_decay: float,
     warmup_epochs: float,
     generator: torch.Generator,
+    betas: tuple[float, float] = (0.9, 0.999),
     on_epoch_end: EpochEnd | None = None,
     after_step: Callable[[], None] | None = None,
     log: Callable[[str], None] = print,
@@ -123,9 +130,8 @@ def train(
     every = [p for g in groups for p in g["params"]]
     device = every[0].device
     fused = all(p.is_cuda for p in every)
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=fused or None)
-    drop_last = num_items > batch_size
-    steps_per_epoch = max(1, num_items // batch_size if drop_last else math.ceil(num_items / batch_size))
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused or None)
+    steps_per_epoch, drop_last = epoch_steps(num_items, batch_size)
     total = epochs * steps_per_epoch
     warmup = int(round(warmup_epochs * steps_per_epoch))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))

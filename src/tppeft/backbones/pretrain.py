@@ -1,0 +1,113 @@
+"""Pre-train a whole ViT from random weights with MAE on an unlabelled image pool (``tppeft backbone-pretrain``).
+
+For modalities without a suitable foundation model, and to make leave-one-dataset-out backbones that have
+never seen the downstream data. The objective is the TPP stage's own MAE (:class:`MaskedReconstruction` with a
+fresh, trained decoder); here every encoder weight trains too. The result is a checkpoint in the layout
+:func:`tppeft.backbones.build_backbone` reads (that of the bundled b0): ``<name>_encoder.safetensors``,
+``<name>_decoder.safetensors`` and ``<name>_meta.json``, the metadata saying exactly which files and splits
+were seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from timm.models.vision_transformer import VisionTransformer
+from timm.optim import param_groups_weight_decay
+
+import tppeft
+from tppeft.backbones.factory import Backbone, BackboneError, _create
+from tppeft.config import Config, PretextConfig
+from tppeft.data import augment_batch, to_model_input
+from tppeft.data.pool import load_pool
+from tppeft.engine import resolve_device, set_threads, train
+from tppeft.engine.loop import epoch_steps
+from tppeft.engine.outputs import append_jsonl, write_json
+from tppeft.pretext.mae import MaskedReconstruction
+
+MEAN = STD = (0.5, 0.5, 0.5)  # b0's convention: (x - 0.5) / 0.5 on [0, 1] pixels
+_NO_DECAY = ("vit.pos_embed", "vit.cls_token", "vit.reg_token", "decoder.dec_pos", "decoder.mask_token")
+
+
+def pretrain_backbone(cfg: Config, out_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """Train ``cfg.backbone_pretrain`` and write the checkpoint into ``out_dir``; returns its metadata."""
+    bp = cfg.backbone_pretrain
+    device = resolve_device(cfg.device)
+    threads = set_threads(cfg.threads) if device.type == "cpu" else None
+    torch.manual_seed(bp.seed)
+    vit = _create(bp.name, False, **bp.arch_kwargs)
+    if not isinstance(vit, VisionTransformer) or vit.cls_token is None or vit.pos_embed is None:
+        raise BackboneError(f"backbone_pretrain.name '{bp.name}' is not a timm VisionTransformer with a class token "
+                            "and absolute position embedding")
+    size, patch = vit.patch_embed.img_size[0], vit.patch_embed.patch_size[0]
+    pool, sources = load_pool(bp.sources, size, bp.data_root, log)
+    pool = pool.to(device)
+    backbone = Backbone(model=vit, mean=MEAN, std=STD, image_size=size, patch_size=patch, identity={})
+    pcfg = PretextConfig(method="mae", mask_ratio=bp.mask_ratio, norm_pix_loss=bp.norm_pix_loss, decoder="fresh",
+                         train_decoder=True, decoder_dim=bp.decoder_dim, decoder_depth=bp.decoder_depth)
+    task = MaskedReconstruction(backbone, vit, pcfg).to(device)
+    task.requires_grad_(True)
+    task.train()
+    lr = bp.base_lr * bp.batch_size / 256
+    groups = param_groups_weight_decay(task, bp.weight_decay, no_weight_decay_list=_NO_DECAY)
+    steps_per_epoch, _ = epoch_steps(len(pool), bp.batch_size)
+    mean, std = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
+    aug = torch.Generator(device=device).manual_seed(bp.seed + 1)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if bp.bf16 and device.type == "cuda"
+                else contextlib.nullcontext())
+    n_params = sum(p.numel() for p in vit.parameters())
+    log(f"backbone-pretrain: {bp.name} {dict(bp.arch_kwargs)} ({n_params:,} parameters, random init) on "
+        f"{len(pool):,} images at {size}px; {bp.epochs} epochs x {steps_per_epoch} steps of {bp.batch_size}, "
+        f"peak lr {lr:.2e}; device {device}" + (f" ({threads} threads)" if threads else ""))
+    curve: list[list[float]] = []
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        images = augment_batch(pool[idx.to(device)], aug, bp.crop_scale, hflip=bp.hflip)
+        with autocast:
+            return task.loss(to_model_input(images, mean, std), aug).float()
+
+    def on_epoch_end(epoch: int, loss: float) -> dict:
+        curve.append([epoch * steps_per_epoch, round(loss, 5)])
+        append_jsonl(out_dir / "metrics.jsonl", {"stage": "backbone_pretrain", "epoch": epoch,
+                                                 "step": epoch * steps_per_epoch, "train_loss": loss})
+        return {}
+
+    start = time.perf_counter()
+    result = train(groups, step_loss, len(pool), epochs=bp.epochs, batch_size=bp.batch_size, lr=lr,
+                   weight_decay=bp.weight_decay, warmup_epochs=bp.warmup_fraction * bp.epochs,
+                   generator=torch.Generator().manual_seed(bp.seed), betas=tuple(bp.betas),
+                   on_epoch_end=on_epoch_end, log=log, tag="[backbone-pretrain]")
+    seconds = time.perf_counter() - start
+    dtype = torch.float16 if bp.save_dtype == "float16" else torch.float32
+    stem = out_dir / bp.checkpoint_name
+    save_file({k: v.detach().to("cpu", dtype).contiguous() for k, v in vit.state_dict().items()},
+              f"{stem}_encoder.safetensors")
+    save_file({k: v.detach().to("cpu", dtype).contiguous() for k, v in task.decoder.state_dict().items()},
+              f"{stem}_decoder.safetensors")
+    arch = {"img_size": size, "patch_size": patch, "embed_dim": vit.embed_dim, "depth": len(vit.blocks),
+            "num_heads": vit.blocks[0].attn.num_heads, "in_chans": vit.patch_embed.proj.in_channels,
+            **bp.arch_kwargs}
+    meta = {
+        "arch": "timm.models.vision_transformer.VisionTransformer", "timm_name": bp.name, "arch_kwargs": arch,
+        "decoder": {"dim": bp.decoder_dim, "depth": bp.decoder_depth,
+                    "heads": task.decoder.dec_blocks[0].attn.num_heads, "mask_ratio": bp.mask_ratio,
+                    "norm_pix_loss": bp.norm_pix_loss,
+                    "keys": "dec_embed, mask_token, dec_pos, dec_blocks.*, dec_norm, dec_pred"},
+        "input": "grayscale replicated to 3 channels, x in [0,1] normalised as (x-0.5)/0.5",
+        "mean": list(MEAN), "std": list(STD),
+        "sources": sources, "images": len(pool), "batch": bp.batch_size, "steps": result.steps,
+        "epochs": bp.epochs, "peak_lr": lr, "weight_decay": bp.weight_decay, "betas": list(bp.betas),
+        "mask_ratio": bp.mask_ratio, "crop_scale": list(bp.crop_scale), "seed": bp.seed,
+        "loss_curve": curve, "final_loss": curve[-1][1] if curve else None, "seconds": round(seconds, 1),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({threads} threads)",
+        "save_dtype": bp.save_dtype, "tppeft_version": tppeft.__version__,
+    }
+    write_json(Path(f"{stem}_meta.json"), meta)
+    log(f"backbone-pretrain done: loss {curve[0][1]:.4f} -> {curve[-1][1]:.4f} in {seconds:.0f}s; "
+        f"checkpoint {stem}_encoder.safetensors")
+    return meta

@@ -1,0 +1,115 @@
+"""`tppeft backbone-pretrain`: an image pool from chosen files and splits, MAE from random weights, a checkpoint
+that `backbone.checkpoint` loads and that says what it saw."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import BREAST, write_medmnist
+from safetensors.torch import load_file
+
+from tppeft.backbones import build_backbone
+from tppeft.bundled import bundled_configs
+from tppeft.cli import main
+from tppeft.config import BackboneConfig, PoolSourceConfig, load_config
+from tppeft.data.medmnist import DataError
+from tppeft.data.pool import central_slices, load_pool
+
+TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
+
+
+def write_volumes(path, n=(5, 3, 3), depth=8):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), n, strict=True):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (count, depth, depth, depth), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.zeros((count, 1), dtype=np.uint8)
+    np.savez(path, **arrays)
+    return path
+
+
+def write_split_file(path, n=10):
+    """The packed-BUSI layout: images plus a per-image split code and the split names."""
+    rng = np.random.default_rng(1)
+    np.savez(path, images=rng.integers(0, 256, (n, 40, 40), dtype=np.uint8), split=np.arange(n) % 3,
+             split_names=np.array(["train", "val", "test"]))
+    return path
+
+
+def test_central_slices_are_the_middle_of_the_first_axis():
+    vol = np.arange(2 * 7 * 2 * 2).reshape(2, 7, 2, 2)
+    out = central_slices(vol, 3)
+    assert out.shape == (6, 2, 2) and np.array_equal(out[0], vol[0, 2]) and np.array_equal(out[5], vol[1, 4])
+
+
+def test_pool_reads_exactly_the_chosen_splits(tmp_path):
+    write_volumes(tmp_path / "vol.npz")
+    write_split_file(tmp_path / "packed.npz")
+    rgb = write_medmnist(tmp_path / "rgb.npz", n=(4, 2, 2), rgb=True)
+    sources = [PoolSourceConfig(path="vol.npz", splits=["train", "val"], slices=2),
+               PoolSourceConfig(path="packed.npz", splits=["test"]),
+               PoolSourceConfig(path=str(rgb), splits=["train"])]
+    pool, record = load_pool(sources, 16, root=str(tmp_path), log=lambda s: None)
+    assert pool.shape == (5 * 2 + 3 * 2 + 3 + 4, 3, 16, 16) and 0 <= float(pool.min()) <= float(pool.max()) <= 1
+    assert [r["splits"] for r in record] == [{"train": 10, "val": 6}, {"test": 3}, {"train": 4}]
+    assert record[0]["slices_per_volume"] == 2 and record[1]["slices_per_volume"] is None
+    assert all(len(r["sha256"]) == 64 for r in record)
+    with pytest.raises(DataError, match="does not exist"):
+        load_pool([PoolSourceConfig(path="nope.npz")], 16, root=str(tmp_path), log=lambda s: None)
+    np.savez(tmp_path / "odd.npz", images=np.zeros((2, 8, 8), np.uint8), split=np.zeros(2, int),
+             split_names=np.array(["fit"]))
+    with pytest.raises(DataError, match="split_names"):
+        load_pool([PoolSourceConfig(path=str(tmp_path / "odd.npz"))], 16, log=lambda s: None)
+    with pytest.raises(DataError, match="expected MedMNIST keys"):
+        np.savez(tmp_path / "bare.npz", x=np.zeros(3))
+        load_pool([PoolSourceConfig(path=str(tmp_path / "bare.npz"))], 16, log=lambda s: None)
+
+
+def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
+    vol = write_volumes(tmp_path / "vol.npz")
+    recipe = tmp_path / "bp.yaml"
+    recipe.write_text(yaml.safe_dump({"threads": 1, "backbone_pretrain": {
+        "arch_kwargs": TINY_VIT, "epochs": 2, "batch_size": 64, "base_lr": 1e-3, "decoder_dim": 32,
+        "decoder_depth": 1, "save_dtype": "float32",
+        "sources": [{"path": "bundled:breastmnist", "splits": ["train"]},
+                    {"path": str(vol), "splits": ["train"], "slices": 3}]}}))
+    out = tmp_path / "bb"
+    assert main(["backbone-pretrain", str(recipe), "-o", str(out)]) == 0
+    assert "--set backbone.checkpoint=" in capsys.readouterr().out
+    meta = json.loads((out / "backbone_meta.json").read_text())
+    assert [(s["file"], s["splits"]) for s in meta["sources"]] == [("breastmnist.npz", {"train": 546}),
+                                                                   ("vol.npz", {"train": 15})]
+    assert meta["images"] == 561 and meta["steps"] == 2 * (561 // 64) and len(meta["loss_curve"]) == 2
+    assert meta["arch_kwargs"]["embed_dim"] == 64 and meta["arch_kwargs"]["depth"] == 2
+    assert (meta["decoder"]["dim"], meta["decoder"]["depth"], meta["decoder"]["heads"]) == (32, 1, 4)
+    assert meta["seconds"] > 0 and meta["device"].startswith("cpu")
+    assert all(np.isfinite(loss) for _, loss in meta["loss_curve"])
+    # the checkpoint is what `backbone.checkpoint` reads, decoder included, and the run records what it saw
+    run = tmp_path / "run"
+    sets = ["seeds=1", "data.limit=24", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=8",
+            "finetune.batch_size=8", "threads=1", f"backbone.checkpoint={out / 'backbone_encoder.safetensors'}"]
+    assert main(["run", "-o", str(run), *[a for s in sets for a in ("--set", s)]]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["backbone"]["arch_kwargs"]["embed_dim"] == 64
+    assert summary["backbone"]["trained_on"] == meta["sources"]
+    assert summary["backbone_saw_this_data"] == ["train"]  # BreastMNIST's train split was in the pool
+    assert summary["arms"]["tpp"]["runs"][0]["pretext"]["decoder"] == "pretrained"
+    assert "saw the train split(s) of this very data file" in (run / "report.md").read_text()
+    bb = build_backbone(BackboneConfig(checkpoint=str(out / "backbone_encoder.safetensors")))
+    saved = load_file(out / "backbone_encoder.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in bb.model.state_dict().items())
+
+
+def test_bundled_recipes_are_valid_and_never_read_breast_data_when_leaving_it_out():
+    configs = bundled_configs()
+    for name in ("backbone_b0_like", "backbone_loo_breast", "backbone_loo_breast_cpu"):
+        cfg = load_config(configs[name]).backbone_pretrain
+        paths = [s.path for s in cfg.sources]
+        assert all(s.splits == ["train"] for s in cfg.sources)
+        if "loo" in name:
+            assert not any("breast" in p or "busi" in p for p in paths)
+    b0_like = load_config(configs["backbone_b0_like"]).backbone_pretrain
+    assert b0_like.epochs * (9364 // b0_like.batch_size) == 4302  # b0: 4,304 steps
+    assert BREAST.is_file()
