@@ -2,6 +2,7 @@
 
 Everything that can be checked (config, data, backbone, target-parameter files, the output folder and its
 free space) is checked before the output folder is created, so a bad input leaves nothing behind.
+Under ``torchrun`` every process runs the command and checks alike; the first one alone writes and prints.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tppeft import distributed
 from tppeft.backbones import BackboneError
 from tppeft.bundled import bundled_configs
 from tppeft.config import (
@@ -62,7 +64,14 @@ TRAINING_COMMANDS = ("run", "pretrain", "finetune", "sweep")
 
 
 def log(msg: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+    if distributed.is_main():
+        print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+def say(text: str) -> None:
+    """Print a result (the first process only, under torchrun)."""
+    if distributed.is_main():
+        print(text)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -125,25 +134,51 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]
     else:
         check_output(out, args.overwrite, need)
         check_stop()  # a signal during the checks: stop before anything is written
-        create_output(out, args.overwrite)
-        write_text(out / RUN_MARKER, config_to_yaml(cfg))
-        write_json(out / COMMAND_FILE, {"command": args.command, **(invocation or {})})
+        distributed.barrier()  # every process has checked the folder before the first one creates it
+        if distributed.is_main():
+            create_output(out, args.overwrite)
+            write_text(out / RUN_MARKER, config_to_yaml(cfg))
+            write_json(out / COMMAND_FILE, {"command": args.command, **(invocation or {})})
+        distributed.barrier()
     args.out_dir = out
     return cfg, out, ctx, resume
+
+
+def _only_runs(specs: list[str], cfg: Config) -> set[tuple[str, int]]:
+    """``--only ARM:SEED`` values as (arm, seed) pairs of this config."""
+    pairs = set()
+    for spec in specs:
+        arm, _, seed = spec.partition(":")
+        if arm not in cfg.arms or not seed.isdigit() or int(seed) >= cfg.seeds:
+            raise ConfigError(f"--only '{spec}': expected ARM:SEED with ARM one of {cfg.arms} and SEED in "
+                              f"0..{cfg.seeds - 1}")
+        pairs.add((arm, int(seed)))
+    return pairs
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tppeft.protocol import run_comparison
     from tppeft.report import comparison_text
 
-    cfg, out, ctx, resume = _prepare(args, lambda c: (any(pretext_of_arm(a, c.pretext) for a in c.arms),
-                                            c.seeds * len(c.arms)))
-    log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {out}" + (" (resumed)" if resume else ""))
-    summary = run_comparison(cfg, out, log, ctx=ctx, resume=resume)
-    print(comparison_text(summary))
-    print(f"\nwall time {summary['wall_seconds']:.0f} s; summary: {out / 'summary.json'}; report: {out / 'report.md'}")
+    if args.resume is not None and args.only:
+        raise ConfigError("--resume continues the runs DIR was made for; drop --only")
+    specs = _invocation(args).get("only") or args.only or []
+
+    def plan(c: Config) -> tuple[bool, int]:
+        only = _only_runs(specs, c)
+        tpp = any(pretext_of_arm(a, c.pretext) for a, _ in only) if only else any(
+            pretext_of_arm(a, c.pretext) for a in c.arms)
+        return tpp, len(only) or c.seeds * len(c.arms)
+
+    cfg, out, ctx, resume = _prepare(args, plan, invocation={"only": sorted(specs)} if specs else None)
+    only = _only_runs(specs, cfg) or None
+    log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {out}" + (" (resumed)" if resume else "")
+        + (f"; only {', '.join(sorted(specs))}" if only else ""))
+    summary = run_comparison(cfg, out, log, ctx=ctx, resume=resume, only=only)
+    say(comparison_text(summary))
+    say(f"\nwall time {summary['wall_seconds']:.0f} s; summary: {out / 'summary.json'}; report: {out / 'report.md'}")
     failed = sum(len(e.get("failed", [])) for e in summary["arms"].values())
-    if failed:
+    if failed and distributed.is_main():
         print(f"tppeft: {failed} run(s) failed and are left out of the statistics (see Problems above)",
               file=sys.stderr)
         return 1
@@ -169,7 +204,7 @@ def _invocation(args: argparse.Namespace) -> dict:
 
 
 def _finish_stage_folder(cfg: Config, out: Path) -> None:
-    if not cfg.checkpoint.keep_finished:
+    if not cfg.checkpoint.keep_finished and distributed.is_main():
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
@@ -184,10 +219,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         run = build_run_model(ctx, seed)
         log(run.counts_text())
         result = pretrain_stage(ctx, run, seed, out, f"[pretrain seed {seed}]")
-        write_json(out / "pretext.json", {"seed": seed, **run.counts(), **result})
+        if distributed.is_main():
+            write_json(out / "pretext.json", {"seed": seed, **run.counts(), **result})
     _finish_stage_folder(cfg, out)
-    print(f"target parameters: {out / 'target_params'}\n"
-          f"held-out pretext loss {result['loss_start']:.4f} -> {result['loss_end']:.4f}")
+    say(f"target parameters: {out / 'target_params'}\n"
+        f"held-out pretext loss {result['loss_start']:.4f} -> {result['loss_end']:.4f}")
     return 0
 
 
@@ -206,7 +242,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     cfg, out, ctx, resume = _prepare(args, lambda c: (False, 1), init=init, invocation={"seed": seed, "init": init_arg})
     results = out / "results.jsonl"
     if resume and results.is_file() and read_jsonl(results, repair=True):
-        print(json.dumps({k: read_jsonl(results)[-1][k] for k in ("test", "best_epoch")}))
+        say(json.dumps({k: read_jsonl(results, repair=True)[-1][k] for k in ("test", "best_epoch")}))
         return 0
     run = build_run_model(ctx, seed, init=init)
     log(run.counts_text())
@@ -214,9 +250,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if not run.frozen_unchanged():
         raise RuntimeError("backbone weights changed during fine-tuning")
     record = {"seed": seed, "init": str(init) if init else None, **run.counts(), **result}
-    append_jsonl(results, record)
+    if distributed.is_main():
+        append_jsonl(results, record)
     _finish_stage_folder(cfg, out)
-    print(json.dumps({"test": result["test"], "best_epoch": result["best_epoch"]}))
+    say(json.dumps({"test": result["test"], "best_epoch": result["best_epoch"]}))
     return 0
 
 
@@ -250,6 +287,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tppeft.sweep import run_sweep, table
 
+    if distributed.world_size() > 1:
+        raise ConfigError("tppeft sweep runs in one process; under torchrun use tppeft run per cell, or spread "
+                          "the cells as independent jobs")
     spec = args.config
     if spec is not None and not Path(spec).exists() and spec in bundled_configs():
         spec = bundled_configs()[spec]
@@ -258,6 +298,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = run_sweep(spec, args.set or [], args.grid, out, resume=args.resume, overwrite=args.overwrite, log=log)
     print(table(sweep))
     print(f"\nwall time {sweep['wall_seconds']:.0f} s; table: {Path(out) / 'sweep.md'}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from tppeft.merge import merge_parts
+    from tppeft.report import comparison_text
+
+    summary = merge_parts([Path(p) for p in args.parts], args.output, overwrite=args.overwrite)
+    print(comparison_text(summary))
+    print(f"\nmerged {sum(e['n'] + len(e.get('failed', [])) for e in summary['arms'].values())} run(s) from "
+          f"{len(args.parts)} folder(s); summary: {args.output / 'summary.json'}; report: {args.output / 'report.md'}")
     return 0
 
 
@@ -335,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("run", help="compare arms (baseline, tpp, ...) over seeds; writes summary.json and reports")
     common(sp, resume=True)
+    sp.add_argument("--only", action="append", metavar="ARM:SEED",
+                    help="make only this run of the comparison (repeatable): one job's part, joined to the others "
+                    "by tppeft merge")
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("pretrain", help="TPP stage only: pre-train target parameters and save them")
     common(sp, resume=True)
@@ -359,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="reuse the finished cells of an existing sweep folder "
                     "and continue an interrupted one from its checkpoints")
     sp.set_defaults(fn=cmd_sweep)
+    sp = sub.add_parser("merge", help="join the folders of one comparison run as separate jobs (run --only) "
+                        "into one folder with one summary and report")
+    sp.add_argument("parts", nargs="+", help="finished comparison folders of the same configuration")
+    sp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+    sp.set_defaults(fn=cmd_merge)
     sp = sub.add_parser("export", help="a run's target parameters as adapter files or merged into a timm checkpoint")
     sp.add_argument("source", help="run folder, pretrain/finetune output, or a folder of saved target parameters")
     sp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
@@ -399,6 +459,11 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
+def _tag() -> str:
+    """How error lines start: ``tppeft:``, naming the process under torchrun when it is not the first."""
+    return "tppeft:" if distributed.is_main() else f"tppeft [process {distributed.rank()}]:"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     guard = graceful_stop(log) if args.command in TRAINING_COMMANDS else contextlib.nullcontext()
@@ -406,28 +471,31 @@ def main(argv: list[str] | None = None) -> int:
         with guard:
             return args.fn(args)
     except USER_ERRORS as e:
-        print(f"tppeft: error: {_one_line(e)}", file=sys.stderr)
+        print(f"{_tag()} error: {_one_line(e)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:
-        print(f"tppeft: error: {_one_line(e)}", file=sys.stderr)
+        print(f"{_tag()} error: {_one_line(e)}", file=sys.stderr)
         return 1
     except RunInterrupted as e:
         name = signal.Signals(e.signum).name
         if getattr(args, "out_dir", None) is None:
-            print(f"tppeft: stopped by {name} before anything was written", file=sys.stderr)
+            print(f"{_tag()} stopped by {name} before anything was written", file=sys.stderr)
         else:
             where = f"checkpoint {e.path} written" if e.path else "finished runs are kept"
-            print(f"tppeft: stopped by {name}; {where}{_resume_hint(args)}", file=sys.stderr)
+            print(f"{_tag()} stopped by {name}; {where}{_resume_hint(args)}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
-        print(f"tppeft: interrupted at once; the checkpoints on disk are intact{_resume_hint(args)}", file=sys.stderr)
+        print(f"{_tag()} interrupted at once; the checkpoints on disk are intact{_resume_hint(args)}",
+              file=sys.stderr)
         return 130
     except OSError as e:
         if e.errno not in WRITE_ERRNOS:
             raise
-        print(f"tppeft: error: cannot write {e.filename or 'a file'}: {e.strerror}{_resume_hint(args)}",
+        print(f"{_tag()} error: cannot write {e.filename or 'a file'}: {e.strerror}{_resume_hint(args)}",
               file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -329,6 +329,16 @@ class TrainConfig(_Section):
         False, description="Call torch.use_deterministic_algorithms (on CUDA also sets "
         "CUBLAS_WORKSPACE_CONFIG); slower, and needed for bit-identical resumes on a GPU."
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Forward passes (training and evaluation) under bf16 autocast (`bf16`) or in float32 "
+        "(`fp32`); weights, optimizer and losses stay float32. `auto` = bf16 on a CUDA GPU that supports it, "
+        "fp32 on CPU (where bf16 matrix products are far slower than float32 on most processors)."
+    )
+    compile: bool = Field(
+        False, description="`torch.compile` every transformer block (backbone and MAE decoder), once per run: "
+        "pays on a GPU for runs of more than a few hundred steps (the first steps compile, tens of seconds); "
+        "on CPU it needs a C++ compiler and rarely pays."
+    )
 
 
 class CheckpointConfig(_Section):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import tppeft
+from tppeft import distributed
 from tppeft.arms import ARM_HELP, build_arm_model
 from tppeft.backbones import frozen_state_digest, seen_splits
 from tppeft.budget import matched_budget
@@ -21,7 +22,7 @@ from tppeft.bundled import resolve
 from tppeft.config import Config, config_to_yaml, pretext_of_arm
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.outputs import append_jsonl, read_jsonl, write_json, write_text
-from tppeft.engine.signals import check_stop
+from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
 from tppeft.report import write_report
 from tppeft.stages import Context, finetune_stage, prepare_context, pretrain_stage
 from tppeft.stats import bootstrap_ci, finite, mean_std, paired_difference
@@ -39,7 +40,8 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
     ``budget`` (from :func:`tppeft.budget.matched_budget`) gives ``baseline_matched`` its extra epochs.
     """
     start = time.perf_counter()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
     tag = f"[{arm} seed {seed}]"
     run, init_info = build_arm_model(ctx, arm, seed)
     counts = run.counts()
@@ -125,16 +127,19 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
 
 
 def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print, ctx: Context | None = None,
-                   resume: bool = False) -> dict:
+                   resume: bool = False, only: set[tuple[str, int]] | None = None) -> dict:
     """Run all arms x seeds into ``out_dir`` and write config.yaml, results.jsonl, summary.json, report.md.
 
     With ``resume`` the runs already in ``out_dir/results.jsonl`` are kept, and an interrupted run continues
     from its last checkpoint. A run stopped by a non-finite loss is recorded as failed and left out of the
-    statistics; the comparison goes on.
+    statistics; the comparison goes on. With ``only`` just those (arm, seed) runs are made: one job's part of a
+    comparison spread over several, joined afterwards by :func:`tppeft.merge.merge_parts`. Under torchrun every
+    process runs the comparison (each on its share of every batch) and the first one alone writes.
     """
+    main = distributed.is_main()
     start = time.perf_counter()
     results_path = out_dir / "results.jsonl"
-    if not resume:
+    if not resume and main:
         write_text(out_dir / "config.yaml", config_to_yaml(cfg))
     ctx = ctx or prepare_context(cfg, log)
     task = ctx.task
@@ -144,7 +149,8 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             "backbone": ctx.backbone.identity, "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
             "finetune": {**cfg.finetune.model_dump(), "select_metric": task.select_metric()},
             "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,
-            "seeds": list(range(cfg.seeds)), "device": str(ctx.device)}
+            "seeds": list(range(cfg.seeds)), "device": str(ctx.device),
+            "processes": distributed.world_size()}
     meta.update({arm: getattr(cfg, arm).model_dump() for arm in ("eva", "full_finetune") if arm in cfg.arms})
     overlap = seen_splits(ctx.backbone.identity, resolve(cfg.data.path))
     if overlap:
@@ -159,19 +165,24 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             + (f" (the TPP stage costs {ratio:.2f} fine-tuning epochs in counted FLOPs)" if ratio is not None else
                " (set by baseline_matched.extra_epochs)"))
     records = read_jsonl(results_path, repair=True) if resume and results_path.is_file() else []
+    distributed.barrier()  # every process knows the finished runs before the first one adds to them
     finished = {(r["arm"], r["seed"]) for r in records}
     kept_clean = {(r["arm"], r["seed"]) for r in records if is_valid(r)}  # a failed run keeps its checkpoints
     if records:
         log(f"resuming: {len(records)} finished run(s) kept from {results_path}")
-    total = cfg.seeds * len(cfg.arms)
+    total = len(only) if only else cfg.seeds * len(cfg.arms)
     for seed in range(cfg.seeds):
         for arm in cfg.arms:
             run_dir = out_dir / "runs" / arm / f"seed{seed}"
+            if only and (arm, seed) not in only:
+                continue
             if (arm, seed) in finished:
-                if not cfg.checkpoint.keep_finished and (arm, seed) in kept_clean:
+                if main and not cfg.checkpoint.keep_finished and (arm, seed) in kept_clean:
                     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a kill came before the cleanup
                 continue
-            check_stop()
+            if distributed.any_process(stop_requested()):
+                check_stop()
+                raise RunInterrupted()  # another process was asked to stop: stop together
             log(f"== run {len(records) + 1}/{total}: arm {arm}, seed {seed} "
                 f"[{time.perf_counter() - start:.0f}s elapsed]")
             try:
@@ -180,16 +191,18 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
                 log(f"[{arm} seed {seed}] FAILED: {e}")
                 record = failed_record(arm, seed, e)
             records.append(record)
-            append_jsonl(results_path, record)
-            if is_valid(record) and not cfg.checkpoint.keep_finished:
-                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            if main:
+                append_jsonl(results_path, record)
+                if is_valid(record) and not cfg.checkpoint.keep_finished:
+                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     order = {(seed, arm): i for i, (seed, arm) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
     records.sort(key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
-    figures = task.figures(ctx, out_dir, cfg.arms)
+    figures = task.figures(ctx, out_dir, cfg.arms) if main else []
     extra = {"resumed": True} if resume else {}
     summary = summarize(records, cfg, {**meta, "figures": figures,
                                        "wall_seconds": round(time.perf_counter() - start, 1), **extra},
                         task.metrics, task.primary_metric)
-    write_json(out_dir / "summary.json", summary)
-    write_report(out_dir)
+    if main:
+        write_json(out_dir / "summary.json", summary)
+        write_report(out_dir)
     return summary

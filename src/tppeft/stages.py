@@ -5,8 +5,9 @@ Both use :func:`tppeft.engine.train`; they differ in objective and trainable set
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +15,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from tppeft import distributed
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
-from tppeft.config import Config, PretextConfig, results_identity
+from tppeft.config import Config, ConfigError, PretextConfig, results_identity
 from tppeft.data import ImageDataset, augment_batch, iterate_batches, load_dataset, to_model_input
 from tppeft.engine import resolve_device, set_deterministic, set_threads, train
-from tppeft.engine.checkpoint import Checkpointer, copy_into, fingerprint, prefixed, unprefixed
+from tppeft.engine.checkpoint import Checkpoint, Checkpointer, copy_into, fingerprint, prefixed, unprefixed
+from tppeft.engine.devices import autocast, autocast_dtype, compile_blocks
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.outputs import append_jsonl
 from tppeft.engine.selection import BestSoFar
@@ -53,6 +56,14 @@ class Context:
     std: torch.Tensor
     log: Callable[[str], None]
     task: Task
+    precision: torch.dtype | None = None  # autocast dtype of forward passes; None = float32
+    template_digest: str = ""  # of the shared backbone: no run may change it, whatever it trains
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """Evaluation: no autograd at all (``torch.inference_mode``), forward passes at the run's precision."""
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            yield
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images in [0, 1] -> the backbone's normalised 3-channel input."""
@@ -68,7 +79,6 @@ class Context:
     def num_images(self, split: str) -> int:
         """How many 2D images the TPP stage sees in ``split`` (slices, for volumes)."""
         return len(self.task.pretext_images(self.data[split]))
-    template_digest: str = ""  # of the shared backbone: no run may change it, whatever it trains
 
     def batch(self, split: str, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Normalised 2D images ``idx`` of ``split`` as the TPP stage sees them (the task's pretext images:
@@ -83,6 +93,14 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
     device = resolve_device(cfg.device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
     set_deterministic(cfg.train.deterministic)
+    world = distributed.world_size()
+    for key, size in (("finetune.batch_size", cfg.finetune.batch_size), ("pretext.batch_size", cfg.pretext.batch_size)):
+        if size < world:
+            raise ConfigError(f"{key} is the global batch, shared by the {world} processes; it needs at least "
+                              f"{world} (got {size})")
+    precision = autocast_dtype(cfg.train.precision, device)
+    precision_text = ("bf16 autocast" if precision is not None else "float32") + (
+        ", compiled blocks" if cfg.train.compile else "")
     backbone = build_backbone(cfg.backbone, cfg.data.image_size)
     t = cfg.task
     data = load_dataset(resolve(cfg.data.path), t.type, cfg.data.limit, t.slices, t.slice_span)
@@ -94,9 +112,10 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
     log(f"data: {data.name} ({task.name}, {data.num_classes} classes) train/val/test = "
         f"{len(data['train'])}/{len(data['val'])}/{len(data['test'])}, input {shape}; "
         f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
-        f"device {device}" + (f" ({threads} threads)" if threads else ""))
+        f"device {device}" + (f" ({threads} threads)" if threads else "") + f", {precision_text}"
+        + (f"; {world} processes, global batches shared between them" if world > 1 else ""))
     return Context(cfg, device, data.to(device), backbone, torch.tensor(backbone.mean, device=device),
-                   torch.tensor(backbone.std, device=device), log, task,
+                   torch.tensor(backbone.std, device=device), log, task, precision,
                    frozen_state_digest(backbone.model))
 
 
@@ -165,6 +184,10 @@ def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
     if pretext:
         task = get_pretext(ctx.cfg.pretext)(ctx.backbone, run.vit, ctx.cfg.pretext)
         count += sum(p.numel() for g in task.head_param_groups(1.0) for p in g["params"])
+        if task.batch_coupled and distributed.world_size() > 1:
+            raise ConfigError(f"pretext.method '{task.name}' computes its loss over the whole batch (negatives, "
+                              "centring), which a batch shared between processes would change; run it in one "
+                              "process per job (see the README, \"Speed and scale\")")
     return count
 
 
@@ -173,20 +196,38 @@ def stage_checkpointer(ctx: Context, out_dir: Path, stage: str, seed: int) -> Ch
     c = ctx.cfg.checkpoint
     return Checkpointer(out_dir / "checkpoints" / stage, fingerprint(results_identity(ctx.cfg), stage, seed),
                         every_epochs=c.every_epochs, every_steps=c.every_steps, logs=[out_dir / "metrics.jsonl"],
-                        log=ctx.log)
+                        log=ctx.log, writes=distributed.is_main())
 
 
-@torch.no_grad()
+def resume_stage(ckpts: Checkpointer) -> Checkpoint | None:
+    """The stage's last good checkpoint (or None); every process has read it before any writes a new one."""
+    resumed = ckpts.resume()
+    distributed.barrier()
+    return resumed
+
+
 def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
     """Pretext loss on the validation images with fixed masks and no augmentation (start/end comparable)."""
     task.eval()
     gen = generator(seed, "pretext_eval", ctx.device)
     n = ctx.num_images("val")
-    total = 0.0
-    for idx in iterate_batches(n, ctx.cfg.eval_batch_size):
-        total += float(task.loss(ctx.batch("val", idx), gen)) * len(idx)
+    total = torch.zeros((), device=ctx.device, dtype=torch.float64)
+    with ctx.inference():
+        for idx in iterate_batches(n, ctx.cfg.eval_batch_size):
+            total += task.loss(ctx.batch("val", idx), gen).double() * len(idx)
     task.train()
-    return total / n
+    return float(total) / n
+
+
+class PretextStep(nn.Module):
+    """The TPP stage's step as a module (images -> pretext loss), so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, task: nn.Module):
+        super().__init__()
+        self.task = task
+
+    def forward(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.task.loss(images, gen)
 
 
 class PretextBuffers:
@@ -212,12 +253,14 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     """
     cfg = pretext or ctx.cfg.pretext
     ckpts = stage_checkpointer(ctx, out_dir, "pretext", seed)
-    resumed = ckpts.resume()
+    resumed = resume_stage(ckpts)
     if resumed is not None and resumed.done:
         run.load_targets(unprefixed("target.", resumed.tensors))
         ctx.log(f"{tag} TPP stage already done ({resumed.path})")
         return ckpts.meta["summary"]
     task = get_pretext(cfg)(ctx.backbone, run.vit, cfg).to(ctx.device)
+    if ctx.cfg.train.compile:
+        compile_blocks(task)
     if resumed is None:
         ckpts.meta["loss_start"] = pretext_eval_loss(ctx, task, seed)
     loss_start = ckpts.meta["loss_start"]
@@ -227,26 +270,29 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     metrics_path = out_dir / "metrics.jsonl"
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
-        append_jsonl(metrics_path, {"stage": "pretext", "epoch": epoch, "train_loss": loss})
+        if distributed.is_main():
+            append_jsonl(metrics_path, {"stage": "pretext", "epoch": epoch, "train_loss": loss})
         return {}
 
     view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
+    step = distributed.wrap_ddp(PretextStep(task))
 
     result = train(
         run.target_params() + task.head_param_groups(cfg.lr),
-        lambda idx: task.loss(ctx.batch("train", idx, view_gen), aug),
+        lambda idx: step(ctx.batch("train", idx, view_gen), aug),
         ctx.num_images("train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, after_step=task.after_step, log=ctx.log, tag=f"{tag} pretext",
         generators={"augment": aug}, checkpoints=ckpts, resume=resumed, extra=PretextBuffers(task, run.vit),
-        on_nonfinite=ctx.cfg.train.on_nonfinite,
+        on_nonfinite=ctx.cfg.train.on_nonfinite, precision=ctx.precision,
     )
     loss_end = pretext_eval_loss(ctx, task, seed)
     if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
         ctx.log(f"{tag} WARNING: the TPP stage lowered the held-out pretext loss by less than "
                 f"{MIN_PRETEXT_GAIN:.0%} ({loss_start:.4f} -> {loss_end:.4f}): it has barely pre-trained anything")
     target_dir = out_dir / "target_params"
-    run.method.save(run.handle, target_dir)
+    if distributed.is_main():
+        run.method.save(run.handle, target_dir)
     ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
             f"({result.seconds:.0f}s); target parameters in {target_dir}")
     summary = {"method": cfg.method, "setup": task.describe(), "decoder": getattr(task, "decoder_source", None),
@@ -254,7 +300,8 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
                "train_loss_curve": [h["train_loss"] for h in result.history],
                "epochs": cfg.epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
                "seconds": result.seconds}
-    append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
+    if distributed.is_main():
+        append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
     ckpts.meta["summary"] = summary
     ckpts.save(prefixed("target.", run.target_tensors()), {}, done=True)
     return summary  # the pretext head goes out of scope here; only the target parameters remain
@@ -271,7 +318,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     epochs = epochs or cfg.epochs
     select = task.select_metric()
     ckpts = stage_checkpointer(ctx, out_dir, "finetune", seed)
-    resumed = ckpts.resume()
+    resumed = resume_stage(ckpts)
     if resumed is not None and resumed.done:
         run.load_targets(unprefixed("target.", resumed.tensors))
         ctx.log(f"{tag} fine-tuning already done ({resumed.path})")
@@ -279,6 +326,9 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     torch.manual_seed(stream_seed(seed, "head"))
     model: TaskModel = task.build_model(run.vit).to(ctx.device)
     model.train()
+    if ctx.cfg.train.compile:
+        compile_blocks(model)
+    forward = distributed.wrap_ddp(model)
     order = generator(seed, "finetune")
     aug = generator(seed, "finetune", ctx.device)
     trainable = run.target_params() + list(model.head.parameters())
@@ -290,36 +340,43 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     metrics_path = out_dir / "metrics.jsonl"
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
-        val = task.evaluate(ctx, model, "val")
+        with ctx.inference():
+            val = task.evaluate(ctx, model, "val")
         best.update(sign * val[select], epoch, val)
-        append_jsonl(metrics_path, {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val})
+        if distributed.is_main():
+            append_jsonl(metrics_path, {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val})
         return {f"val_{k}": v for k, v in val.items()}
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
         inputs, targets = task.train_batch(ctx, idx, aug)
-        return task.loss(model(inputs), targets)
+        return task.loss(forward(inputs), targets)
 
     result = train(
         groups, step_loss, len(ctx.data["train"]), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune", generators={"augment": aug},
         checkpoints=ckpts, resume=resumed, extra=best, on_nonfinite=ctx.cfg.train.on_nonfinite,
+        precision=ctx.precision,
     )
     if best.epoch is None:
         raise NonFiniteLossError(f"{tag}: no epoch gave a finite validation {select}")
     best.restore()
-    test = task.evaluate(ctx, model, "test")
-    task.after_test(ctx, model, out_dir, seed)
+    with ctx.inference():
+        test = task.evaluate(ctx, model, "test")
     final_dir = out_dir / "finetuned"
-    final_dir.mkdir(parents=True, exist_ok=True)
-    if run.method is not None:  # a linear probe has no target parameters; full fine-tuning keeps no weights
-        run.method.save(run.handle, final_dir)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
-              str(final_dir / "head.safetensors"))
+    if distributed.is_main():
+        with ctx.inference():
+            task.after_test(ctx, model, out_dir, seed)
+        final_dir.mkdir(parents=True, exist_ok=True)
+        if run.method is not None:  # a linear probe has no target parameters; full fine-tuning keeps no weights
+            run.method.save(run.handle, final_dir)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+                  str(final_dir / "head.safetensors"))
     record = {"stage": "finetune", "event": "end", "best_epoch": best.epoch, "val": best.val,
               "test": test, "epochs": epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
               "seconds": result.seconds}
-    append_jsonl(metrics_path, record)
+    if distributed.is_main():
+        append_jsonl(metrics_path, record)
     ckpts.meta["record"] = record
     ckpts.save({**prefixed("target.", run.target_tensors()), **prefixed("head.", model.head.state_dict())}, {},
                done=True)
@@ -336,4 +393,5 @@ def timed(fn: Callable[[], dict]) -> tuple[dict, float]:
 
 def evaluate(ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
     """Metrics (and loss) of ``split`` by the experiment's task."""
-    return ctx.task.evaluate(ctx, model, split)
+    with ctx.inference():
+        return ctx.task.evaluate(ctx, model, split)

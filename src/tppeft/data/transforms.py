@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from tppeft.distributed import per_item
+
 
 def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
     """Bilinear (antialiased) resize of (N, C, H, W) images to ``size`` x ``size``."""
@@ -44,7 +46,7 @@ def random_crop_grid(
     """Sampling grid of a random resized crop and flips, one per image of the (N, C, H, W) batch."""
     n = images.shape[0]
     dev = images.device
-    u = torch.rand(n, 4, generator=generator, device=generator.device).to(dev)
+    u = per_item(n, lambda m: torch.rand(m, 4, generator=generator, device=generator.device)).to(dev)
     area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
     log_r = torch.log(torch.tensor(ratio, device=dev))
     aspect = torch.exp(log_r[0] + (log_r[1] - log_r[0]) * u[:, 1])
@@ -52,7 +54,7 @@ def random_crop_grid(
     h = torch.sqrt(area / aspect).clamp(max=1.0)
     cx = (1 - w) * (2 * u[:, 2] - 1)  # centre so the crop stays inside the image
     cy = (1 - h) * (2 * u[:, 3] - 1)
-    flips = torch.rand(n, 2, generator=generator, device=generator.device).to(dev)
+    flips = per_item(n, lambda m: torch.rand(m, 2, generator=generator, device=generator.device)).to(dev)
     sx = torch.where((flips[:, 0] < 0.5) & hflip, -w, w)
     sy = torch.where((flips[:, 1] < 0.5) & vflip, -h, h)
     theta = torch.zeros(n, 2, 3, device=dev)

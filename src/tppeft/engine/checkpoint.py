@@ -117,7 +117,8 @@ class Checkpointer:
 
     ``fingerprint`` identifies the configuration and stage; a checkpoint with another fingerprint is never
     resumed from. ``logs`` are append-only files (metrics lines) whose sizes every checkpoint records, so that
-    a resume cuts off what was appended after the checkpoint it continues from.
+    a resume cuts off what was appended after the checkpoint it continues from. With ``writes`` false (every
+    process but the first under torchrun) nothing is written or cut: the first process's files are read.
     """
 
     directory: Path
@@ -129,6 +130,7 @@ class Checkpointer:
     log: Callable[[str], None] = print
     meta: dict[str, Any] = field(default_factory=dict)  # stage values saved with every checkpoint
     last_saved: Path | None = None
+    writes: bool = True
 
     def _files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -163,7 +165,7 @@ class Checkpointer:
                 self.log(f"resuming from the previous good checkpoint {path}")
             self.meta = dict(ckpt.meta.get("stage", {}))
             self.last_saved = path
-            if not ckpt.done:  # a finished stage's logs are followed by those of later stages
+            if not ckpt.done and self.writes:  # a finished stage's logs are followed by those of later stages
                 self._truncate_logs(ckpt.meta.get("log_sizes", {}))
             return ckpt
         if problems:
@@ -178,8 +180,10 @@ class Checkpointer:
                 with open(p, "r+b") as f:
                     f.truncate(size)
 
-    def save(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], done: bool = False) -> Path:
+    def save(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], done: bool = False) -> Path | None:
         """Write the next checkpoint, then delete all but the newest ``keep``."""
+        if not self.writes:
+            return self.last_saved
         self.directory.mkdir(parents=True, exist_ok=True)
         for stale in self.directory.glob(".ckpt-*.tmp"):  # left by a kill during a write
             stale.unlink(missing_ok=True)

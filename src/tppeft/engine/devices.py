@@ -1,24 +1,34 @@
-"""Device and thread selection."""
+"""Device, threads, precision and compilation."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
+from torch import nn
+
+from tppeft import distributed
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device of ``device: auto|cpu|cuda``; under torchrun each process gets its own GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device=cuda but no CUDA device is visible; use device=cpu or device=auto")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    return distributed.setup(device)
 
 
 def set_threads(threads: int | None) -> int:
-    """Use every core (or ``threads``) for intra-op parallelism; returns the count in use."""
+    """Use every core (or ``threads``) for intra-op parallelism; returns the count in use.
+
+    Processes started together on one machine (torchrun) split the cores between them.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = threads or cores
+    n = threads or max(1, cores // max(1, distributed.local_world_size()))
     torch.set_num_threads(n)
     return n
 
@@ -28,3 +38,44 @@ def set_deterministic(on: bool) -> None:
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(on)
+
+
+def autocast_dtype(precision: str, device: torch.device, bf16_supported: bool | None = None) -> torch.dtype | None:
+    """The autocast dtype of forward passes for ``train.precision``, or None for float32.
+
+    ``auto``: bfloat16 on a CUDA device that supports it (``bf16_supported``, asked of torch when None), float32
+    elsewhere: on CPU bf16 matrix products are much slower than float32 unless the processor has AMX/AVX512-BF16.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type != "cuda":
+        return None
+    supported = torch.cuda.is_bf16_supported() if bf16_supported is None else bf16_supported
+    return torch.bfloat16 if supported else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing for float32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def compile_blocks(module: nn.Module, backend: str = "inductor") -> int:
+    """``torch.compile`` every timm transformer block inside ``module`` in place; returns how many.
+
+    Compiling block by block (PyTorch's "regional compilation") rather than whole models: the blocks of a
+    model are alike, so one compilation serves them all, the code around them (masking, prompts, heads) stays
+    eager, and parameter names and ``state_dict`` keys do not change (``nn.Module.compile`` works in place).
+    """
+    from timm.models.vision_transformer import Block
+
+    count = 0
+    for sub in module.modules():
+        if isinstance(sub, Block):
+            if getattr(sub, "_compiled_call_impl", None) is None:
+                sub.compile(backend=backend)
+            count += 1
+    return count

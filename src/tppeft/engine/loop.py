@@ -4,6 +4,12 @@ A stage differs only by its objective (``step_loss``) and its trainable set (``p
 checkpointing and resuming (see :mod:`tppeft.engine.checkpoint`): a resumed stage restores parameters,
 optimizer, scheduler, every generator and the position inside the epoch's data order, so it continues
 exactly as the uninterrupted run would have.
+
+Under torchrun every process walks the same global batches and works on its share of each (see
+:mod:`tppeft.distributed`); losses are weighted so that the averaged gradient is the one of the whole
+batch, and the epoch's loss is reduced over processes. Nothing in a step waits for the device: the loss is
+summed on the device and read at the epoch's end, and the non-finite check is a device flag read at
+checkpoints and epoch ends (``on_nonfinite="skip"`` must read it every step).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Literal, Protocol
 
 import torch
 
+from tppeft import distributed
 from tppeft.data import iterate_batches
 from tppeft.engine.checkpoint import (
     Checkpoint,
@@ -30,7 +37,11 @@ from tppeft.engine.checkpoint import (
     rng_tensors,
     unprefixed,
 )
+from tppeft.engine.devices import autocast
 from tppeft.engine.signals import RunInterrupted, stop_requested
+
+# With several processes a stop request (SIGTERM/SIGINT) is agreed on every this many steps (one collective).
+STOP_POLL_STEPS = 10
 
 # Called after each epoch with (epoch, mean training loss); returns metrics to log (may be empty).
 EpochEnd = Callable[[int, float], dict]
@@ -107,6 +118,7 @@ def train(
     resume: Checkpoint | None = None,
     extra: Stateful | None = None,
     on_nonfinite: Literal["stop", "skip"] = "stop",
+    precision: torch.dtype | None = None,
 ) -> TrainResult:
     """AdamW with warm-up + cosine over ``epochs`` passes of shuffled index batches.
 
@@ -118,6 +130,8 @@ def train(
     A non-finite loss or gradient stops the run (``on_nonfinite="stop"``, no checkpoint is written after it)
     or skips that update and counts it (``"skip"``).
     ``after_step()``, if given, runs after every applied optimizer step (an EMA teacher updates there).
+    ``precision``: the autocast dtype of ``step_loss`` (None = float32). Under torchrun, ``step_loss`` gets
+    this process's share of each batch and must run its model through ``DistributedDataParallel``.
     """
     result = TrainResult()
     if epochs == 0:
@@ -140,12 +154,13 @@ def train(
     finite_steps = torch.zeros((), dtype=torch.long, device=device)
     bad_steps = torch.zeros((), dtype=torch.long, device=device)  # "stop" mode: counted without a host sync
     elapsed_before = 0.0
+    world = distributed.world_size()
 
     def snapshot(done_epoch_end: bool = False) -> tuple[dict, dict]:
         opt_tensors, opt_meta = optimizer_to_flat(opt)
         tensors = {**prefixed("param.", {str(i): p for i, p in enumerate(every)}), **opt_tensors,
                    **rng_tensors(generators), "rng.order_epoch_start": pos.order_state,
-                   "loop.loss_sum": loss_sum, "loop.finite_steps": finite_steps}
+                   "loop.loss_sum": distributed.all_sum(loss_sum) / world, "loop.finite_steps": finite_steps}
         meta = {"loop": {"epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch, "step": pos.step,
                          "epochs": epochs, "steps_per_epoch": steps_per_epoch, "skipped_steps": result.skipped_steps,
                          "history": result.history, "elapsed": elapsed_before + time.perf_counter() - start},
@@ -157,7 +172,7 @@ def train(
         return tensors, meta
 
     def check_finite() -> None:
-        if on_nonfinite == "stop" and int(bad_steps):
+        if on_nonfinite == "stop" and distributed.any_process(bad_steps > 0):
             last = f"; last good checkpoint: {checkpoints.last_saved}" if checkpoints and checkpoints.last_saved else ""
             raise NonFiniteLossError(f"{tag}: non-finite loss or gradients in epoch {pos.epoch} (before step "
                                      f"{pos.step}); stopping this run{last}. Lower the learning rate, or set "
@@ -170,6 +185,14 @@ def train(
         path = checkpoints.save(*snapshot())
         if reason:
             log(f"{tag} checkpoint {path} ({reason})")
+
+    def stop_agreed(step: int | None = None) -> bool:
+        """A stop was requested (in any process: they stop together, at a step where all of them ask)."""
+        if world == 1:
+            return stop_requested()
+        if step is not None and step % STOP_POLL_STEPS:
+            return False
+        return distributed.any_process(stop_requested())
 
     start = time.perf_counter()
     if resume is not None:
@@ -199,13 +222,19 @@ def train(
         for i, idx in enumerate(iterate_batches(num_items, batch_size, generator, drop_last=drop_last)):
             if i < pos.step_in_epoch:
                 continue  # done before the checkpoint this run resumed from
-            loss = step_loss(idx)
+            with autocast(device, precision):
+                if world == 1:
+                    loss = step_loss(idx)
+                else:  # this process's rows; weighted so that DDP's mean over processes is the batch mean
+                    start_row, stop_row = distributed.share_bounds(len(idx))
+                    with distributed.batch_share(start_row, stop_row, len(idx)):
+                        loss = step_loss(idx[start_row:stop_row]) * ((stop_row - start_row) * world / len(idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             ok = _grads_finite(every, loss)
             skipped_now = False
             if on_nonfinite == "skip":
-                if bool(ok):
+                if not distributed.any_process(~ok):
                     opt.step()
                     if after_step is not None:
                         after_step()
@@ -229,7 +258,7 @@ def train(
                 sched.step()
             pos.step += 1
             pos.step_in_epoch = i + 1
-            if stop_requested():
+            if stop_agreed(pos.step):
                 save("stop requested")
                 raise RunInterrupted(checkpoints.last_saved if checkpoints else None)
             if checkpoints is not None and pos.step_in_epoch < steps_per_epoch and checkpoints.due(pos.step):
@@ -239,7 +268,7 @@ def train(
         if n == 0:
             raise NonFiniteLossError(f"{tag}: every update of epoch {epoch} was skipped (non-finite loss or "
                                      "gradients); stopping this run")
-        mean_loss = float(loss_sum) / n
+        mean_loss = float(distributed.all_sum(loss_sum)) / world / n
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(f"{tag}: training loss is {mean_loss} at epoch {epoch}; stopping this run")
         record = {"epoch": epoch, "train_loss": round(mean_loss, 6)}
@@ -257,7 +286,7 @@ def train(
         extras = " ".join(f"{k} {v:.4f}" for k, v in record.items()
                           if k not in ("epoch", "train_loss", "seconds") and isinstance(v, float))
         log(f"{tag} epoch {epoch}/{epochs} loss {mean_loss:.4f} {extras} [{elapsed:.0f}s, eta {eta:.0f}s]")
-        if stop_requested() and epoch < epochs:
+        if stop_agreed() and epoch < epochs:
             save("stop requested")
             raise RunInterrupted(checkpoints.last_saved if checkpoints else None)
         if checkpoints is not None and epoch < epochs and checkpoints.due(pos.step, epoch):

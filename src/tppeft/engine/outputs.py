@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tppeft import distributed
 from tppeft.engine.checkpoint import atomic_write_bytes
 
 RUN_MARKER = "config.yaml"
@@ -135,7 +136,8 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             if repair and i == len(lines) - 1 and not text.endswith("\n"):
-                write_text(path, "".join(f"{x}\n" for x in lines[:-1]))
+                if distributed.is_main():  # under torchrun the others read what the first one repairs
+                    write_text(path, "".join(f"{x}\n" for x in lines[:-1]))
                 break
             raise OutputError(f"{path}: line {i + 1} is not valid JSON") from None
     return records

@@ -28,6 +28,9 @@ class PretextTask(nn.Module):
     description: ClassVar[str] = ""
     # True when the task makes its own views of each image; the stage then gives it un-augmented batches.
     own_views: ClassVar[bool] = False
+    # True when the loss couples the images of a batch (negatives, a batch centre): a batch shared between
+    # processes (torchrun) would change it, so such a task runs in one process.
+    batch_coupled: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__()

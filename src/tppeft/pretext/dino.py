@@ -31,6 +31,7 @@ class SelfDistillation(PretextTask):
     name = "dino"
     description = "DINO self-distillation: EMA teacher of the target parameters, multi-crop, centring, sharpening"
     own_views = True
+    batch_coupled = True
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__(backbone, vit, cfg)

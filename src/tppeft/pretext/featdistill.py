@@ -62,7 +62,10 @@ class MaskedFeatureDistillation(PretextTask):
         if tokens == "cls":
             return feature_distillation_loss(pred[:, :prefix], target[:, :prefix], self.cfg.featdistill.loss)
         if tokens == "masked":  # class token + masked patches; every image has the same number masked
-            select = torch.cat([torch.ones(b, prefix, dtype=torch.bool, device=images.device), masked], dim=1)
-            d = pred.shape[-1]
-            pred, target = pred[select].view(b, -1, d), target[select].view(b, -1, d)
+            # positions of the masked patches in increasing order, by a gather (a boolean index would wait for
+            # the device to count them)
+            order = masked.to(torch.uint8).sort(dim=1, descending=True, stable=True).indices
+            hidden = order[:, :length - keep.shape[1]]
+            pred, target = (torch.cat([t[:, :prefix], t[:, prefix:].gather(
+                1, hidden.unsqueeze(-1).expand(-1, -1, t.shape[-1]))], dim=1) for t in (pred, target))
         return feature_distillation_loss(pred, target, self.cfg.featdistill.loss)

@@ -25,6 +25,7 @@ class Contrastive(PretextTask):
     name = "simclr"
     description = "SimCLR contrastive learning: two augmented views, projection head, NT-Xent"
     own_views = True
+    batch_coupled = True
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__(backbone, vit, cfg)

@@ -97,20 +97,20 @@ class ClassificationTask(Task):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return classification_loss(outputs, targets, self.data_info["task"], self.cfg.finetune.label_smoothing)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, ctx: Context, model: nn.Module, split: str) -> tuple[np.ndarray, np.ndarray, float]:
         """Scores, labels and mean loss of ``split`` (no augmentation, no gradients)."""
         model.eval()
-        scores, loss_sum = [], 0.0
+        scores, loss_sum = [], torch.zeros((), device=ctx.device, dtype=torch.float64)
         data = ctx.data[split]
         task = self.data_info["task"]
         for idx in iterate_batches(len(data), ctx.cfg.eval_batch_size):
             idx = idx.to(ctx.device)
             logits = model(self.inputs(ctx, data.images[idx], None))
-            loss_sum += float(classification_loss(logits, data.labels[idx], task)) * len(idx)
-            scores.append(scores_from_logits(logits, task).float().cpu())
+            loss_sum += classification_loss(logits, data.labels[idx], task).double() * len(idx)
+            scores.append(scores_from_logits(logits.float(), task))
         model.train()
-        return torch.cat(scores).numpy(), data.labels.cpu().numpy(), loss_sum / len(data)
+        return torch.cat(scores).cpu().numpy(), data.labels.cpu().numpy(), float(loss_sum) / len(data)
 
     def evaluate(self, ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
         scores, labels, loss = self.predict(ctx, model, split)

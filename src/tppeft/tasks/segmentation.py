@@ -120,22 +120,22 @@ class SegmentationTask(Task):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.criterion(outputs, targets[:, None].long())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, ctx: Context, model: nn.Module, split: str,
                 idx: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
         """Predicted class ids at the stored resolution (N, H, W) and the mean loss at the input resolution."""
         model.eval()
         data = ctx.data[split]
         items = torch.arange(len(data)) if idx is None else torch.as_tensor(idx)
-        preds, loss_sum = [], 0.0
+        preds, loss_sum = [], torch.zeros((), device=ctx.device, dtype=torch.float64)
         for batch in iterate_batches(len(items), ctx.cfg.eval_batch_size):
             b = items[batch].to(ctx.device)
             logits = model(ctx.normalise(data.images[b]))
-            loss_sum += float(self.loss(logits, data.input_labels[b])) * len(b)
+            loss_sum += self.loss(logits, data.input_labels[b]).double() * len(b)
             full = F.interpolate(logits.float(), size=data.labels.shape[-2:], mode="bilinear", align_corners=False)
             preds.append(full.argmax(1).to(torch.uint8))
         model.train()
-        return torch.cat(preds), loss_sum / len(items)
+        return torch.cat(preds), float(loss_sum) / len(items)
 
     def evaluate(self, ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
         pred, loss = self.predict(ctx, model, split)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tppeft.data import ImageDataset, Split, resize_images
+from tppeft.distributed import per_item
 from tppeft.tasks.base import register_task
 from tppeft.tasks.classification import ClassificationTask
 
@@ -98,7 +99,8 @@ class VolumeTask(ClassificationTask):
         volumes = split.images[idx]
         k = self.cfg.task.train_slices
         if k is not None and k < volumes.shape[1]:
-            noise = torch.rand(volumes.shape[:2], generator=gen, device=gen.device).to(volumes.device)
+            s = volumes.shape[1]
+            noise = per_item(len(idx), lambda m: torch.rand(m, s, generator=gen, device=gen.device)).to(volumes.device)
             pick = noise.argsort(1)[:, :k].sort(1).values  # k random slices per volume, in depth order
             volumes = volumes[torch.arange(len(idx), device=volumes.device)[:, None], pick]
         return self.inputs(ctx, volumes, gen), split.labels[idx]

@@ -1,0 +1,78 @@
+"""Join the folders of one comparison spread over independent jobs (``tppeft run --only ARM:SEED``, e.g. one
+per GPU or machine) into one comparison folder, as if one command had made every run.
+
+Each (arm, seed) run of a comparison depends only on the config and its seed, never on the runs made before it
+in the same process, so runs made apart give the numbers they would give together. The parts must hold
+finished comparisons with the same configuration (runtime keys aside) and no run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tppeft.config import load_config, results_identity
+from tppeft.engine.outputs import (
+    COMPLETE_MARKER,
+    RUN_MARKER,
+    OutputError,
+    append_jsonl,
+    check_output,
+    create_output,
+    read_jsonl,
+    write_json,
+    write_text,
+)
+from tppeft.protocol import summarize
+from tppeft.report import write_report
+
+# Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
+_RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",
+               "wall_seconds", "resumed"}
+
+
+def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
+    """Write ``out`` (config.yaml, results.jsonl, runs/, summary.json, report.md) from the finished ``parts``."""
+    if not parts:
+        raise OutputError("tppeft merge needs at least one part folder")
+    configs, summaries, records = [], [], []
+    seen: dict[tuple[str, int], Path] = {}
+    for part in parts:
+        if not (part / COMPLETE_MARKER).is_file() or not (part / RUN_MARKER).is_file():
+            raise OutputError(f"'{part}' holds no finished comparison ({COMPLETE_MARKER} or {RUN_MARKER} missing); "
+                              f"finish it with tppeft run --resume {part}")
+        cfg = load_config(part / RUN_MARKER)
+        if configs and results_identity(cfg) != results_identity(configs[0]):
+            differ = sorted(k for k, v in results_identity(cfg).items() if results_identity(configs[0])[k] != v)
+            raise OutputError(f"'{part}' was run with another configuration than '{parts[0]}' (differs in "
+                              f"{', '.join(differ)}); only parts of one comparison can be merged")
+        configs.append(cfg)
+        summaries.append(json.loads((part / COMPLETE_MARKER).read_text()))
+        for r in read_jsonl(part / "results.jsonl"):
+            key = (r["arm"], r["seed"])
+            if key in seen:
+                raise OutputError(f"run {r['arm']} seed {r['seed']} is in both '{seen[key]}' and '{part}'")
+            seen[key] = part
+            records.append(r)
+    check_output(out, overwrite)
+    create_output(out, overwrite)
+    cfg = configs[0]
+    order = {(s, a): i for i, (s, a) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
+    records.sort(key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
+    for r in records:
+        source = seen[(r["arm"], r["seed"])] / "runs" / r["arm"] / f"seed{r['seed']}"
+        if source.is_dir():
+            shutil.copytree(source, out / "runs" / r["arm"] / f"seed{r['seed']}")
+        append_jsonl(out / "results.jsonl", r)
+    write_text(out / RUN_MARKER, (parts[0] / RUN_MARKER).read_text())
+    write_json(out / "command.json", {"command": "merge", "parts": [str(p) for p in parts]})
+    first = summaries[0]
+    meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
+    walls = [s.get("wall_seconds") for s in summaries]
+    meta.update({"figures": [], "merged_from": [str(p) for p in parts], "job_wall_seconds": walls,
+                 "wall_seconds": max((w for w in walls if w is not None), default=None)})
+    summary = summarize(records, cfg, meta, first["metrics"], first["primary_metric"])
+    write_json(out / COMPLETE_MARKER, summary)
+    write_report(out)
+    return summary

@@ -1,0 +1,56 @@
+"""A comparison spread over independent jobs (`tppeft run --only ARM:SEED`) and joined by `tppeft merge` gives
+the numbers of the same comparison made by one command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tppeft.cli import main
+
+SETS = ["threads=1", "seeds=2", "data.limit=16", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=8",
+        "finetune.batch_size=8"]
+ARGS = [a for s in SETS for a in ("--set", s)]
+
+
+def _numbers(summary: dict) -> dict:
+    runs = {(a, r["seed"]): (r["test"], r["best_epoch"], (r["pretext"] or {}).get("loss_end"))
+            for a, e in summary["arms"].items() for r in e["runs"]}
+    return {"runs": runs, "mean": {a: e["mean"] for a, e in summary["arms"].items()}, "paired": summary["paired"]}
+
+
+def test_parts_merge_into_the_whole_comparison(tmp_path, one_thread, capsys):
+    assert main(["run", "-o", str(tmp_path / "whole"), *ARGS]) == 0
+    assert main(["run", "-o", str(tmp_path / "a"), *ARGS, "--only", "tpp:1", "--only", "baseline:0"]) == 0
+    assert main(["run", "-o", str(tmp_path / "b"), *ARGS, "--only", "baseline:1", "--only", "tpp:0"]) == 0
+    part = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert part["arms"]["tpp"]["n"] == 1 and [r["seed"] for r in part["arms"]["tpp"]["runs"]] == [1]
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "merged")]) == 0
+    assert "merged 4 run(s) from 2 folder(s)" in capsys.readouterr().out
+    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert _numbers(merged) == _numbers(whole)
+    assert merged["merged_from"] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert (tmp_path / "merged" / "runs" / "tpp" / "seed0" / "target_params" / "target_params.safetensors").is_file()
+    assert main(["report", str(tmp_path / "merged")]) == 0
+
+
+def test_merge_refuses_other_configs_and_repeated_runs(tmp_path, capsys):
+    assert main(["run", "-o", str(tmp_path / "a"), *ARGS, "--set", "seeds=1", "--set", "arms=[baseline]"]) == 0
+    assert main(["run", "-o", str(tmp_path / "b"), *ARGS, "--set", "seeds=1", "--set", "arms=[baseline]",
+                 "--set", "finetune.lr=0.002"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "m")]) == 2
+    assert "another configuration" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "a"), "-o", str(tmp_path / "m")]) == 2
+    assert "in both" in capsys.readouterr().err
+    assert main(["run", "-o", str(tmp_path / "c"), *ARGS, "--only", "tpp:5"]) == 2
+    assert "--only 'tpp:5'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec", ["tpp", "lora:0", "tpp:x"])
+def test_only_names_arm_and_seed(tmp_path, capsys, spec):
+    assert main(["run", "-o", str(tmp_path / "c"), *ARGS, "--only", spec]) == 2
+    assert "ARM:SEED" in capsys.readouterr().err and not (tmp_path / "c").exists()
