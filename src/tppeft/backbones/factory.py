@@ -22,6 +22,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from tppeft.bundled import resolve
 from tppeft.config import BackboneConfig
+from tppeft.engine.checkpoint import file_sha256
 
 # The convention of checkpoints made by MAE on [0, 1] images (b0's): (x - 0.5) / 0.5.
 DEFAULT_LOCAL_MEAN = (0.5, 0.5, 0.5)
@@ -54,14 +55,6 @@ class Backbone:
         return copy.deepcopy(self.model)
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def frozen_state_digest(model: torch.nn.Module, exclude: set[str] = frozenset()) -> str:
     """SHA-256 over every parameter and buffer not in ``exclude``: equal digests = bit-identical weights."""
     h = hashlib.sha256()
@@ -79,7 +72,7 @@ def seen_splits(identity: dict, data_file: Path) -> list[str]:
     sources = [s for s in identity.get("trained_on") or [] if isinstance(s, dict) and s.get("sha256")]
     if not sources or not Path(data_file).is_file():
         return []
-    digest = _file_sha256(Path(data_file))
+    digest = file_sha256(Path(data_file))
     return sorted({split for s in sources if s["sha256"] == digest for split in s.get("splits", {})})
 
 
@@ -144,7 +137,7 @@ def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbo
             decoder_state = {k: v.float() for k, v in load_file(dec_path).items()}
         mean = tuple(meta.get("mean", DEFAULT_LOCAL_MEAN))
         std = tuple(meta.get("std", DEFAULT_LOCAL_STD))
-        identity = {"name": cfg.name, "checkpoint": cfg.checkpoint, "sha256": _file_sha256(ckpt),
+        identity = {"name": cfg.name, "checkpoint": cfg.checkpoint, "sha256": file_sha256(ckpt),
                     "arch_kwargs": arch}
         seen = meta.get("sources") or meta.get("pool")  # what the checkpoint was pre-trained on, if it says
         if seen:

@@ -8,7 +8,6 @@ Every image is resized to the backbone's input size; grey and RGB files can be m
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -19,16 +18,9 @@ from tppeft.bundled import resolve
 from tppeft.config import PoolSourceConfig
 from tppeft.data.medmnist import DataError, _images_to_tensor
 from tppeft.data.transforms import resize_images
+from tppeft.engine.checkpoint import file_sha256
 
 DEFAULT_SPLIT_NAMES = ("train", "val", "test")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def source_path(spec: str, root: str | None) -> Path:
@@ -87,7 +79,7 @@ def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None
                 images = resize_images(_images_to_tensor(arr, f"{split} images", path), image_size)
                 chunks.append(images)
                 counts[split] = len(images)
-        record.append({"path": src.path, "file": path.name, "sha256": _sha256(path), "splits": counts,
+        record.append({"path": src.path, "file": path.name, "sha256": file_sha256(path), "splits": counts,
                        "slices_per_volume": src.slices if volume else None, "images": sum(counts.values())})
         log(f"pool: {path.name} {counts}" + (f" ({src.slices} central slices per volume)" if volume else ""))
     channels = max(c.shape[1] for c in chunks)

@@ -43,6 +43,15 @@ def _digest(meta_json: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
     try:

@@ -13,7 +13,6 @@ own ``adapter_config.json`` + ``adapter_model.safetensors``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import nn
 
 import tppeft
 from tppeft.config import PeftConfig
+from tppeft.engine.checkpoint import file_sha256
 
 TENSORS_FILE = "target_params.safetensors"
 META_FILE = "target_params.json"
@@ -45,10 +45,6 @@ class Attached:
     vit: nn.Module
     names: list[str]
     peft_model: nn.Module | None = None  # the peft wrapper, for peft-backed methods
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_meta(directory: Path) -> dict:
