@@ -26,7 +26,11 @@ def test_unknown_timm_name_is_clear():
 
 
 def test_pretrained_offline_names_local_alternative(monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the hub reads the variable once, at import: set its constant too, or the test waits on network timeouts
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(BackboneError, match="backbone.checkpoint"):
         build_backbone(BackboneConfig(name="vit_tiny_patch16_224", checkpoint=None, pretrained=True),
                        image_size=32)
