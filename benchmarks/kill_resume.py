@@ -13,8 +13,6 @@ after every step) so that a kill can land anywhere: in a step, an evaluation, a 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import random
 import shutil
@@ -25,25 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+from tppeft.engine.outputs import comparable_outputs
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 SETS = ["threads=1", "seeds=2", "data.limit=48", "pretext.epochs=2", "finetune.epochs=2", "pretext.batch_size=16",
         "finetune.batch_size=16", "checkpoint.every_steps=1"]
-
-
-def comparable(out: Path) -> dict:
-    """What must not depend on interruptions: results, metrics lines (no timings) and weight files."""
-    def strip(rec: dict) -> dict:
-        rec = {k: v for k, v in rec.items() if k not in ("seconds", "finetune_seconds")}
-        if isinstance(rec.get("pretext"), dict):
-            rec["pretext"] = strip(rec["pretext"])
-        return rec
-
-    res = {"results": [strip(json.loads(x)) for x in (out / "results.jsonl").read_text().splitlines()]}
-    for p in sorted(out.glob("runs/*/seed*/metrics.jsonl")):
-        res[str(p.relative_to(out))] = [strip(json.loads(x)) for x in p.read_text().splitlines()]
-    for p in sorted(out.glob("runs/**/*.safetensors")):
-        res[str(p.relative_to(out))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return res
 
 
 class Proc:
@@ -94,7 +78,7 @@ def main() -> int:
     t_train = time.monotonic() - ref.start
     assert ref.p.wait() == 0, "\n".join(x for _, x in ref.lines)
     span = time.monotonic() - ref.start - t_train  # how long the runs last after start-up
-    reference = comparable(ref_dir)
+    reference = comparable_outputs(ref_dir)
     print(f"reference: {time.monotonic() - ref.start:.0f}s, training for {span:.0f}s of it", flush=True)
 
     kills, campaigns, mismatches, stages = 0, 0, 0, {}
@@ -125,7 +109,7 @@ def main() -> int:
             ckpts = len(list(out.glob("runs/*/seed*/checkpoints/*/ckpt-*.safetensors")))
             print(f"kill {kills:3d} (campaign {campaigns}) after {delay:5.1f}s in {where}: "
                   f"'{proc.last_line()[9:90]}' [{ckpts} checkpoint files]", flush=True)
-        same = comparable(out) == reference
+        same = comparable_outputs(out) == reference
         mismatches += not same
         print(f"campaign {campaigns}: completed, {'identical to' if same else 'DIFFERENT from'} the reference",
               flush=True)

@@ -24,6 +24,7 @@ import tppeft.engine.outputs as outputs_mod
 import tppeft.protocol as protocol_mod
 import tppeft.stages as stages_mod
 from tppeft.cli import main
+from tppeft.engine.outputs import comparable_outputs
 from tppeft.tasks.classification import ClassificationTask
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -34,18 +35,8 @@ ARGS = [a for s in SETS for a in ("--set", s)]
 
 
 def comparable(out: Path) -> dict:
-    """Everything a run produced that must not depend on interruptions (timings removed)."""
-    def strip(rec: dict) -> dict:
-        rec = {k: v for k, v in rec.items() if k not in ("seconds", "finetune_seconds")}
-        if isinstance(rec.get("pretext"), dict):
-            rec["pretext"] = strip(rec["pretext"])
-        return rec
-
-    result = {"results": [strip(json.loads(line)) for line in (out / "results.jsonl").read_text().splitlines()]}
-    for path in sorted(out.glob("runs/*/seed*/metrics.jsonl")):
-        result[str(path.relative_to(out))] = [strip(json.loads(line)) for line in path.read_text().splitlines()]
-    for path in sorted(out.glob("runs/**/*.safetensors")):
-        result[str(path.relative_to(out))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    """Everything a run produced that must not depend on interruptions (timings removed), and its summary."""
+    result = comparable_outputs(out)
     summary = json.loads((out / "summary.json").read_text())
     result["summary"] = {arm: (e["mean"], e["std"], e["n"]) for arm, e in summary["arms"].items()}
     return result

@@ -51,7 +51,6 @@ def matched_budget(ctx: Context) -> dict:
     cfg = ctx.cfg
     if cfg.baseline_matched.extra_epochs is not None:
         return {"extra_epochs": cfg.baseline_matched.extra_epochs, "rule": "set by baseline_matched.extra_epochs"}
-    torch.manual_seed(0)  # the throwaway models below must not move any run's random streams
     run = build_run_model(ctx, seed=0)  # a throwaway copy: every arm re-seeds its own init
     task = get_pretext(cfg.pretext)(ctx.backbone, run.vit, cfg.pretext).to(ctx.device)
     gen = torch.Generator(device=ctx.device).manual_seed(0)

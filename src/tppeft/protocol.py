@@ -95,8 +95,9 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
             entry["failed"] = failed  # left out of every statistic
         for m in metrics:
             values = [r["test"].get(m) for r in runs]
-            entry["mean"][m], entry["std"][m] = mean_std(finite(values))
-            entry["ci95"][m] = list(bootstrap_ci(finite(values)))
+            kept = finite(values)
+            entry["mean"][m], entry["std"][m] = mean_std(kept)
+            entry["ci95"][m] = list(bootstrap_ci(kept))
             missing = [r["seed"] for r, v in zip(runs, values, strict=True) if v is None or not math.isfinite(v)]
             if missing:
                 entry.setdefault("nonfinite", {})[m] = missing  # seeds left out of this metric's statistics

@@ -331,12 +331,12 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     forward = distributed.wrap_ddp(model)
     order = generator(seed, "finetune")
     aug = generator(seed, "finetune", ctx.device)
-    trainable = run.target_params() + list(model.head.parameters())
-    groups = [{"params": list(model.head.parameters())}]
-    if run.target_params():
-        groups.insert(0, {"params": run.target_params(), "lr": cfg.lr * run.lr_scale})
+    targets, head = run.target_params(), list(model.head.parameters())
+    groups = [{"params": head}]
+    if targets:  # a linear probe has none
+        groups.insert(0, {"params": targets, "lr": cfg.lr * run.lr_scale})
     sign = -1.0 if select == "loss" else 1.0
-    best = BestSoFar(trainable)
+    best = BestSoFar(targets + head)
     metrics_path = out_dir / "metrics.jsonl"
 
     def on_epoch_end(epoch: int, loss: float) -> dict:

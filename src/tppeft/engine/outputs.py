@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tppeft import distributed
-from tppeft.engine.checkpoint import atomic_write_bytes
+from tppeft.engine.checkpoint import atomic_write_bytes, file_sha256
 
 RUN_MARKER = "config.yaml"
 COMPLETE_MARKER = "summary.json"
@@ -141,3 +141,24 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
                 break
             raise OutputError(f"{path}: line {i + 1} is not valid JSON") from None
     return records
+
+
+TIMING_KEYS = ("seconds", "finetune_seconds")
+
+
+def comparable_outputs(run_dir: Path) -> dict:
+    """What a comparison folder holds that must not depend on interruptions or the machine's speed: its
+    results and metrics lines without timings, and the SHA-256 of every weight file (resume checks)."""
+    def strip(rec: dict) -> dict:
+        rec = {k: v for k, v in rec.items() if k not in TIMING_KEYS}
+        if isinstance(rec.get("pretext"), dict):
+            rec["pretext"] = strip(rec["pretext"])
+        return rec
+
+    out = Path(run_dir)
+    result = {"results": [strip(r) for r in read_jsonl(out / "results.jsonl")]}
+    for path in sorted(out.glob("runs/*/seed*/metrics.jsonl")):
+        result[str(path.relative_to(out))] = [strip(r) for r in read_jsonl(path)]
+    for path in sorted(out.glob("runs/**/*.safetensors")):
+        result[str(path.relative_to(out))] = file_sha256(path)
+    return result
