@@ -3,7 +3,15 @@ import pytest
 import torch
 from conftest import BREAST, write_medmnist
 
-from tppeft.data import augment_batch, iterate_batches, load_medmnist, resize_images, resize_masks, to_model_input
+from tppeft.data import (
+    augment_batch,
+    input_pixels,
+    iterate_batches,
+    load_medmnist,
+    resize_images,
+    resize_masks,
+    to_model_input,
+)
 from tppeft.data.medmnist import DataError
 
 
@@ -12,7 +20,7 @@ def test_breastmnist_is_binary_with_official_sizes():
     assert ds.task == "multiclass" and ds.num_classes == 2
     assert {k: len(v) for k, v in ds.splits.items()} == {"train": 546, "val": 78, "test": 156}
     x = ds["train"].images
-    assert x.shape[1:] == (1, 28, 28) and x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
+    assert x.shape[1:] == (1, 28, 28) and x.dtype == torch.uint8  # as stored: a quarter of float32's memory
     assert set(ds["test"].labels.tolist()) == {0, 1}
 
 
@@ -26,6 +34,24 @@ def test_grey_multiclass_rgb_ordinal_and_multilabel(tmp_path):
     assert ordinal.num_classes == 5
     ml = load_medmnist(write_medmnist(tmp_path / "ml.npz", multilabel=4))
     assert ml.task == "multilabel" and ml.num_classes == 4 and ml["test"].labels.shape[1] == 4
+
+
+def test_batches_are_converted_and_resized_as_the_whole_split_would_be():
+    ds = load_medmnist(BREAST, limit=50)
+    train = ds["train"]
+    stored = train.images
+    whole = resize_images(stored.float() / 255.0, 64)  # the whole split converted and resized at once
+    train.size = 64
+    idx = torch.tensor([7, 0, 49, 3])
+    batch = train.pixels(idx)
+    assert batch.dtype == torch.float32 and batch.shape == (4, 1, 64, 64)
+    assert torch.equal(batch, whole[idx])  # bit for bit: each image is resized on its own
+    assert torch.equal(train.pixels(), whole) and train.images is stored and stored.dtype == torch.uint8
+    assert torch.equal(input_pixels(stored[:3], 28), stored[:3].float() / 255.0)  # at its size: converted only
+    volumes = stored[:6].view(2, 3, 1, 28, 28)  # (N, S, C, H, W): every slice resized alike
+    assert torch.equal(input_pixels(volumes, 64), whole[:6].view(2, 3, 1, 64, 64))
+    floats = torch.rand(2, 1, 28, 28)
+    assert input_pixels(floats, None) is floats  # float pixels without an input size: as they are
 
 
 def test_limit(tmp_path):

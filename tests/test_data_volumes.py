@@ -22,9 +22,9 @@ def test_adrenal_volumes_are_sliced_where_asked():
     assert ds["train"].images.shape == (20, 4, 1, 28, 28) and ds["train"].labels.shape == (20,)
     raw = np.load(path)
     first = raw["train_images"][0]
-    # slice s of volume 0 is the raw depth slice slice_indices(...)[s], scaled to [0, 1]
+    # slice s of volume 0 is the raw depth slice slice_indices(...)[s], stored as it is (uint8)
     for s, d in enumerate(slice_indices(28, 4, 0.5)):
-        assert np.allclose(ds["train"].images[0, s, 0].numpy(), first[d] / 255.0)
+        assert np.array_equal(ds["train"].images[0, s, 0].numpy(), first[d])
     full = load_dataset(path, limit=5)
     assert full["test"].images.shape == (5, 28, 1, 28, 28)  # without a slice count: every slice
 

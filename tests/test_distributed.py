@@ -101,3 +101,29 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, on
         assert b["best_epoch"] == a["best_epoch"]
         for m, v in a["test"].items():
             assert b["test"][m] == pytest.approx(v, abs=1e-4), (arm, m)
+
+
+def _gather_worker(rank: int, world: int, store: str, total: int, out: str) -> None:
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank))
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        start, stop = distributed.eval_share(total)
+        rows = torch.arange(start, stop, dtype=torch.uint8)[:, None].expand(-1, 3).contiguous()
+        torch.save((start, stop, distributed.gather_rows(rows, total)), f"{out}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("total", [7, 2, 1])
+def test_gather_rows_joins_every_share_in_order(tmp_path, total):
+    """Evaluation under torchrun: each process predicts its share; gathering gives every row once, in order
+    (uneven shares padded and trimmed; uint8 predictions kept); fewer rows than processes: all predict all."""
+    out = str(tmp_path / "rows")
+    torch.multiprocessing.spawn(_gather_worker, args=(3, str(tmp_path / "store"), total, out), nprocs=3)
+    expected = torch.arange(total, dtype=torch.uint8)[:, None].expand(-1, 3)
+    shares = []
+    for r in range(3):
+        start, stop, got = torch.load(f"{out}.{r}")
+        shares.append((start, stop))
+        assert got.dtype == torch.uint8 and torch.equal(got, expected)
+    assert shares == ([(0, 3), (3, 5), (5, 7)] if total == 7 else [(0, total)] * 3)

@@ -70,11 +70,11 @@ def test_slice_classifier_and_training_batches(b0, tmp_path):
     cfg = load_config(None, [f"data.path={path}", "data.limit=6", "data.image_size=32", "task.slices=4",
                              "task.train_slices=2", "data.augment=false", "device=cpu"])
     ctx = prepare_context(cfg, log=lambda s: None)
-    assert ctx.data["train"].images.shape == (6, 4, 1, 32, 32)
+    assert ctx.data["train"].images.shape == (6, 4, 1, 28, 28) and ctx.data["train"].size == 32  # resized per batch
     assert ctx.num_images("train") == 24 and ctx.batch("train", torch.arange(5)).shape == (5, 3, 32, 32)
     inputs, labels = ctx.task.train_batch(ctx, torch.arange(6), torch.Generator().manual_seed(0))
     assert inputs.shape == (6, 2, 3, 32, 32) and torch.equal(labels, ctx.data["train"].labels)
-    every = ctx.task.inputs(ctx, ctx.data["train"].images, None)
+    every = ctx.task.inputs(ctx, ctx.data["train"].pixels(), None)
     # two of the four slices per volume, drawn from the step's generator, kept in depth order
     pick = torch.rand(6, 4, generator=torch.Generator().manual_seed(0)).argsort(1)[:, :2].sort(1).values
     assert torch.equal(inputs, every[torch.arange(6)[:, None], pick])

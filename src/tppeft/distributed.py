@@ -108,6 +108,27 @@ def share_bounds(total: int) -> tuple[int, int]:
     return start, start + base + (1 if r < extra else 0)
 
 
+def eval_share(total: int) -> tuple[int, int]:
+    """Rows [start, stop) of ``total`` evaluation items that this process predicts: its share, or all of
+    them when there are fewer items than processes (then every process predicts everything)."""
+    return share_bounds(total) if total >= world_size() else (0, total)
+
+
+def gather_rows(t: torch.Tensor, total: int) -> torch.Tensor:
+    """Every process's rows from :func:`eval_share` of ``total`` items, joined in order (``t`` itself with
+    one process, or when every process holds all the rows)."""
+    w = world_size()
+    if w == 1 or total < w:
+        return t
+    longest = -(-total // w)
+    padded = t.new_zeros((longest, *t.shape[1:]))
+    padded[: len(t)] = t
+    parts = [torch.empty_like(padded) for _ in range(w)]
+    dist.all_gather(parts, padded)
+    sizes = [total // w + (1 if r < total % w else 0) for r in range(w)]
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
+
+
 @contextmanager
 def batch_share(start: int, stop: int, total: int) -> Iterator[None]:
     """Within this block, per-image random draws of a batch of ``stop - start`` items are made for the

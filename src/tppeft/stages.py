@@ -19,7 +19,7 @@ from tppeft import distributed
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
 from tppeft.config import Config, ConfigError, PretextConfig, results_identity
-from tppeft.data import ImageDataset, augment_batch, iterate_batches, load_dataset, to_model_input
+from tppeft.data import ImageDataset, augment_batch, input_pixels, iterate_batches, load_dataset, to_model_input
 from tppeft.engine import resolve_device, set_deterministic, set_threads, train
 from tppeft.engine.checkpoint import Checkpoint, Checkpointer, copy_into, fingerprint, prefixed, unprefixed
 from tppeft.engine.devices import autocast, autocast_dtype, compile_blocks
@@ -83,7 +83,8 @@ class Context:
     def batch(self, split: str, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Normalised 2D images ``idx`` of ``split`` as the TPP stage sees them (the task's pretext images:
         the images themselves, or volume slices); augmented when a generator is given. Never labels."""
-        images = self.task.pretext_images(self.data[split])[idx.to(self.device)]
+        data = self.data[split]
+        images = input_pixels(self.task.pretext_images(data)[idx.to(self.device)], data.size)
         if gen is not None:
             images = self.augment(images, gen)
         return self.normalise(images)
@@ -108,7 +109,7 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
     task.select_metric()  # a metric the task lacks is a config error before any training
     task.prepare(data, backbone.image_size)
     backbone.model.to(device)
-    shape = "x".join(str(d) for d in data["train"].images.shape[1:])
+    shape = "x".join(str(d) for d in data["train"].pixels(torch.arange(1)).shape[1:])
     log(f"data: {data.name} ({task.name}, {data.num_classes} classes) train/val/test = "
         f"{len(data['train'])}/{len(data['val'])}/{len(data['test'])}, input {shape}; "
         f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "

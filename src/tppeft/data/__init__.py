@@ -3,7 +3,15 @@
 from tppeft.data.loading import detect_kind, load_dataset
 from tppeft.data.medmnist import KINDS, DataError, ImageDataset, Split, load_medmnist
 from tppeft.data.segmentation import load_segmentation_folder, load_segmentation_npz
-from tppeft.data.transforms import augment_batch, iterate_batches, resize_images, resize_masks, to_model_input
+from tppeft.data.transforms import (
+    augment_batch,
+    float_pixels,
+    input_pixels,
+    iterate_batches,
+    resize_images,
+    resize_masks,
+    to_model_input,
+)
 from tppeft.data.volumes import load_volumes, slice_indices
 
 __all__ = [
@@ -13,6 +21,8 @@ __all__ = [
     "Split",
     "augment_batch",
     "detect_kind",
+    "float_pixels",
+    "input_pixels",
     "iterate_batches",
     "load_dataset",
     "load_medmnist",

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tppeft.data.transforms import input_pixels
+
 SPLITS = ("train", "val", "test")
 
 
@@ -18,24 +20,31 @@ class DataError(ValueError):
 
 @dataclass
 class Split:
-    """One split: images as float in [0, 1] and the labels of the task.
+    """One split: images as stored and the labels of the task.
 
-    Images are (N, C, H, W) with C in {1, 3}, or (N, S, C, H, W) for volumes of S slices. Labels are (N,)
+    Images are (N, C, H, W) with C in {1, 3}, or (N, S, C, H, W) for volumes of S slices, at the resolution
+    of the file and in its pixel type: uint8 stays uint8 (a quarter of float32's memory on the device), float
+    pixels are float32 in [0, 1]. :meth:`pixels` gives a batch as the model's input needs it. Labels are (N,)
     class ids (multi-class), (N, L) 0/1 (multi-label) or (N, H, W) class-id masks at the stored resolution
     (segmentation). ``input_labels``, when set, are the labels at the model's input resolution (masks
-    resized nearest-neighbour) used for training.
+    resized nearest-neighbour) used for training. ``size`` is the model's input size (set by the task).
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     input_labels: torch.Tensor | None = None
+    size: int | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def pixels(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``idx`` (all without) as float in [0, 1] at the input size, resized on their device."""
+        return input_pixels(self.images if idx is None else self.images[idx], self.size)
+
     def to(self, device: torch.device | str) -> Split:
         moved = None if self.input_labels is None else self.input_labels.to(device)
-        return Split(self.images.to(device), self.labels.to(device), moved)
+        return Split(self.images.to(device), self.labels.to(device), moved, self.size)
 
 
 # What a dataset holds, and so which task stage it can feed.
@@ -71,9 +80,9 @@ def _images_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
 
 
 def pixels_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:
-    """uint8 or float-in-[0, 1] pixels of any shape as float32 in [0, 1]."""
+    """Pixels of any shape as a tensor: uint8 as they are, float (checked to lie in [0, 1]) as float32."""
     if arr.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0)
+        return torch.from_numpy(np.ascontiguousarray(arr))
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise DataError(f"{path}: '{key}' holds NaN or infinite pixels")

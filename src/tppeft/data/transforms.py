@@ -10,13 +10,32 @@ import torch.nn.functional as F
 from tppeft.distributed import per_item
 
 
+def float_pixels(images: torch.Tensor) -> torch.Tensor:
+    """Stored pixels as float in [0, 1]: uint8 divided by 255, float returned as it is."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
+
+
 def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
-    """Bilinear (antialiased) resize of (N, C, H, W) images to ``size`` x ``size``."""
+    """(N, C, H, W) uint8 or float pixels as float in [0, 1] at ``size`` x ``size`` (bilinear, antialiased)."""
+    images = float_pixels(images)
     if images.shape[-2:] == (size, size):
         return images
     out = [F.interpolate(images[i:i + chunk], size=(size, size), mode="bilinear", align_corners=False,
                          antialias=True) for i in range(0, len(images), chunk)]
     return torch.cat(out).clamp_(0, 1)
+
+
+def input_pixels(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Stored pixels (..., C, H, W) as the model's input: float in [0, 1] at ``size`` (kept without one).
+
+    Runs per batch on the batch's device, so that a dataset can stay there in its stored form (uint8 at
+    the file's resolution). Every image is resized on its own, so a batch gets exactly the values that
+    resizing the whole split at once would give.
+    """
+    if size is None or images.shape[-2:] == (size, size):
+        return float_pixels(images)
+    flat = resize_images(images.flatten(0, images.dim() - 4), size)
+    return flat.view(*images.shape[:-2], size, size)
 
 
 def resize_masks(masks: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tppeft.config import Config, ConfigError
-from tppeft.data import ImageDataset, Split, resize_images
+from tppeft.data import ImageDataset, Split
 
 if TYPE_CHECKING:
     from tppeft.stages import Context
@@ -60,12 +60,12 @@ class Task:
         return chosen
 
     def prepare(self, data: ImageDataset, image_size: int) -> None:
-        """Bring the data to the model's input size (in place), before it moves to the device."""
+        """Set the model's input size on every split (batches are resized to it on the device)."""
         for split in data.splits.values():
-            split.images = resize_images(split.images, image_size)
+            split.size = image_size
 
     def pretext_images(self, split: Split) -> torch.Tensor:
-        """The (M, C, H, W) images of ``split`` that the TPP stage pre-trains on (no labels)."""
+        """The stored (M, C, H, W) images of ``split`` that the TPP stage pre-trains on (no labels)."""
         return split.images
 
     def build_model(self, vit: nn.Module) -> TaskModel:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from tppeft import distributed
 from tppeft.data import iterate_batches
 from tppeft.tasks.base import Task, register_task
 
@@ -92,25 +93,30 @@ class ClassificationTask(Task):
     def train_batch(self, ctx: Context, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         split = ctx.data["train"]
         idx = idx.to(ctx.device)
-        return self.inputs(ctx, split.images[idx], gen), split.labels[idx]
+        return self.inputs(ctx, split.pixels(idx), gen), split.labels[idx]
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return classification_loss(outputs, targets, self.data_info["task"], self.cfg.finetune.label_smoothing)
 
     @torch.inference_mode()
     def predict(self, ctx: Context, model: nn.Module, split: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """Scores, labels and mean loss of ``split`` (no augmentation, no gradients)."""
+        """Scores, labels and mean loss of ``split`` (no augmentation, no gradients). Under torchrun each
+        process predicts its share of the split and the scores are gathered."""
         model.eval()
         scores, loss_sum = [], torch.zeros((), device=ctx.device, dtype=torch.float64)
         data = ctx.data[split]
         task = self.data_info["task"]
-        for idx in iterate_batches(len(data), ctx.cfg.eval_batch_size):
-            idx = idx.to(ctx.device)
-            logits = model(self.inputs(ctx, data.images[idx], None))
+        start, stop = distributed.eval_share(len(data))
+        for idx in iterate_batches(stop - start, ctx.cfg.eval_batch_size):
+            idx = (idx + start).to(ctx.device)
+            logits = model(self.inputs(ctx, data.pixels(idx), None))
             loss_sum += classification_loss(logits, data.labels[idx], task).double() * len(idx)
             scores.append(scores_from_logits(logits.float(), task))
         model.train()
-        return torch.cat(scores).cpu().numpy(), data.labels.cpu().numpy(), float(loss_sum) / len(data)
+        if (start, stop) != (0, len(data)):
+            loss_sum = distributed.all_sum(loss_sum)
+        scores = distributed.gather_rows(torch.cat(scores), len(data))
+        return scores.cpu().numpy(), data.labels.cpu().numpy(), float(loss_sum) / len(data)
 
     def evaluate(self, ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
         scores, labels, loss = self.predict(ctx, model, split)

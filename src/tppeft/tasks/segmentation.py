@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tppeft.data import ImageDataset, iterate_batches, resize_images, resize_masks
+from tppeft import distributed
+from tppeft.data import ImageDataset, float_pixels, iterate_batches, resize_masks
 from tppeft.tasks.base import Task, register_task
 from tppeft.tasks.decoders import ViTSegmenter
 from tppeft.tasks.figures import write_mask_grid
@@ -101,10 +102,11 @@ class SegmentationTask(Task):
     def prepare(self, data: ImageDataset, image_size: int) -> None:
         test = data["test"]
         idx = preview_indices(test.labels)
-        self.preview = {"indices": idx, "images": test.images[idx].clone(), "masks": test.labels[idx].clone()}
+        self.preview = {"indices": idx, "images": float_pixels(test.images[idx]),
+                        "masks": test.labels[idx].clone()}
+        super().prepare(data, image_size)
         for split in data.splits.values():
             split.input_labels = resize_masks(split.labels, image_size)
-            split.images = resize_images(split.images, image_size)
 
     def build_model(self, vit: nn.Module) -> ViTSegmenter:
         return ViTSegmenter(vit, self.num_classes, self.cfg.task.decoder_channels, self.cfg.task.feature_blocks)
@@ -112,7 +114,7 @@ class SegmentationTask(Task):
     def train_batch(self, ctx: Context, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         split = ctx.data["train"]
         idx = idx.to(ctx.device)
-        images, masks = split.images[idx], split.input_labels[idx]
+        images, masks = split.pixels(idx), split.input_labels[idx]
         if gen is not None:
             images, masks = ctx.augment(images, gen, masks)
         return ctx.normalise(images), masks
@@ -123,18 +125,24 @@ class SegmentationTask(Task):
     @torch.inference_mode()
     def predict(self, ctx: Context, model: nn.Module, split: str,
                 idx: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-        """Predicted class ids at the stored resolution (N, H, W) and the mean loss at the input resolution."""
+        """Predicted class ids at the stored resolution (N, H, W) and the mean loss at the input resolution,
+        of images ``idx`` (this process alone) or of the whole split (under torchrun: each process predicts
+        its share and the predictions are gathered)."""
         model.eval()
         data = ctx.data[split]
-        items = torch.arange(len(data)) if idx is None else torch.as_tensor(idx)
+        start, stop = (0, len(data)) if idx is not None else distributed.eval_share(len(data))
+        items = torch.arange(start, stop) if idx is None else torch.as_tensor(idx)
         preds, loss_sum = [], torch.zeros((), device=ctx.device, dtype=torch.float64)
         for batch in iterate_batches(len(items), ctx.cfg.eval_batch_size):
             b = items[batch].to(ctx.device)
-            logits = model(ctx.normalise(data.images[b]))
+            logits = model(ctx.normalise(data.pixels(b)))
             loss_sum += self.loss(logits, data.input_labels[b]).double() * len(b)
             full = F.interpolate(logits.float(), size=data.labels.shape[-2:], mode="bilinear", align_corners=False)
             preds.append(full.argmax(1).to(torch.uint8))
         model.train()
+        if idx is None and (start, stop) != (0, len(data)):
+            loss = distributed.all_sum(loss_sum)
+            return distributed.gather_rows(torch.cat(preds), len(data)), float(loss) / len(data)
         return torch.cat(preds), float(loss_sum) / len(items)
 
     def evaluate(self, ctx: Context, model: nn.Module, split: str) -> dict[str, float]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from tppeft.data import ImageDataset, Split, resize_images
+from tppeft.data import Split, input_pixels
 from tppeft.distributed import per_item
 from tppeft.tasks.base import register_task
 from tppeft.tasks.classification import ClassificationTask
@@ -81,14 +81,8 @@ class VolumeTask(ClassificationTask):
         return (f"Per-volume ACC and AUC as MedMNIST v2 computes them; each volume is {t.slices or 'all'} slices "
                 f"from the central {t.slice_span:.0%} of its depth{train}, pooled by {t.aggregation} aggregation.")
 
-    def prepare(self, data: ImageDataset, image_size: int) -> None:
-        for split in data.splits.values():
-            n, s = split.images.shape[:2]
-            flat = resize_images(split.images.flatten(0, 1), image_size)
-            split.images = flat.view(n, s, *flat.shape[1:])
-
     def pretext_images(self, split: Split) -> torch.Tensor:
-        return split.images.flatten(0, 1)  # a view: every selected slice of every volume
+        return split.images.flatten(0, 1)  # a view: every selected slice of every volume, as stored
 
     def build_model(self, vit: nn.Module) -> SliceClassifier:
         return SliceClassifier(vit, self.num_classes, self.cfg.task.aggregation)
@@ -103,7 +97,7 @@ class VolumeTask(ClassificationTask):
             noise = per_item(len(idx), lambda m: torch.rand(m, s, generator=gen, device=gen.device)).to(volumes.device)
             pick = noise.argsort(1)[:, :k].sort(1).values  # k random slices per volume, in depth order
             volumes = volumes[torch.arange(len(idx), device=volumes.device)[:, None], pick]
-        return self.inputs(ctx, volumes, gen), split.labels[idx]
+        return self.inputs(ctx, input_pixels(volumes, split.size), gen), split.labels[idx]
 
     def inputs(self, ctx: Context, volumes: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         """(B, S, C, H, W) -> normalised (B, S, 3, H, W); one crop and flip per volume, shared by its slices."""
