@@ -36,6 +36,55 @@ def test_pretrained_offline_names_local_alternative(monkeypatch):
                        image_size=32)
 
 
+def _hub_cache(monkeypatch, tmp_path, weights: dict | None) -> None:
+    """A local hub cache in ``tmp_path`` holding timm's default vit_tiny weights (``weights``) or nothing."""
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    if weights is not None:
+        repo = tmp_path / "models--timm--vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+        (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("0" * 40)
+        save_file(weights, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+
+
+def test_unreachable_hub_uses_the_local_cache_or_fails_at_once(monkeypatch, tmp_path):
+    """Without a route to the hub the weights come from the local hub cache, with no network attempt (no
+    minute of retries); without them there, the error says so and names the local alternative."""
+    import huggingface_hub.constants
+    import timm
+
+    from tppeft.backbones import factory
+
+    monkeypatch.setattr(factory, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    cfg = BackboneConfig(name="vit_tiny_patch16_224", checkpoint=None, pretrained=True)
+    _hub_cache(monkeypatch, tmp_path / "empty", None)
+    with pytest.raises(BackboneError, match="unreachable and the weights are not in the local hub cache.*bundled:b0"):
+        build_backbone(cfg)
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # offline mode only for that call
+    ref = {k: v.contiguous() for k, v in timm.create_model("vit_tiny_patch16_224").state_dict().items()}
+    _hub_cache(monkeypatch, tmp_path / "cache", ref)
+    model = build_backbone(cfg).model
+    assert torch.equal(model.state_dict()["blocks.3.mlp.fc1.weight"], ref["blocks.3.mlp.fc1.weight"])
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False
+
+
+def test_hub_probe(monkeypatch):
+    import huggingface_hub.constants
+
+    from tppeft.backbones.factory import PROXY_VARIABLES, hub_reachable
+
+    for v in PROXY_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hub.invalid")  # .invalid never resolves
+    assert hub_reachable(timeout=1.0) is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # behind a proxy: nothing to probe
+    assert hub_reachable(timeout=1.0) is True
+
+
 def test_random_init_and_missing_checkpoint(tmp_path):
     b = build_backbone(BackboneConfig(checkpoint=None), image_size=32)
     assert b.image_size == 32 and b.decoder_state is None

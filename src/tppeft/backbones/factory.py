@@ -8,11 +8,16 @@ holding an MAE decoder. A file not named ``*_encoder.safetensors`` looks for ``m
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import os
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -87,18 +92,55 @@ def _meta_for(ckpt: Path) -> tuple[dict, Path | None]:
     return meta, dec_path if dec_path.is_file() else None
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub's host answers a TCP connection within ``timeout`` seconds.
+
+    Behind a proxy (a ``*_PROXY`` variable set) there is nothing to probe directly: assumed reachable.
+    """
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in PROXY_VARIABLES):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """huggingface_hub's offline mode (``HF_HUB_OFFLINE``) within the block: weights come from the local cache
+    or the call fails at once, instead of retrying an unreachable host for about a minute."""
+    from huggingface_hub import constants
+
+    before, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def _create(name: str, pretrained: bool, **kwargs) -> torch.nn.Module:
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
         raise BackboneError(f"backbone.name '{name}' is not a timm model; similar names: {close}")
+    offline = pretrained and not hub_reachable()
     try:
-        return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+        with hub_offline() if offline else contextlib.nullcontext():
+            return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
     except Exception as e:  # hub download errors come in many types
         if not pretrained:
             raise BackboneError(f"cannot build timm model '{name}' with {kwargs}: {e}") from None
+        why = ("the Hugging Face Hub is unreachable and the weights are not in the local hub cache"
+               if offline else f"{type(e).__name__}: {e}")
         raise BackboneError(
-            f"cannot load timm's pretrained weights for '{name}' ({type(e).__name__}: {e}). Offline? Use a local "
-            "checkpoint instead: --set backbone.pretrained=false --set backbone.checkpoint=PATH/TO/encoder.safetensors "
+            f"cannot load timm's pretrained weights for '{name}' ({why}). Use a local checkpoint instead: "
+            "--set backbone.pretrained=false --set backbone.checkpoint=PATH/TO/encoder.safetensors "
             "(or the bundled reference, backbone.checkpoint=bundled:b0)"
         ) from None
 
