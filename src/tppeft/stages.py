@@ -208,16 +208,25 @@ def resume_stage(ckpts: Checkpointer) -> Checkpoint | None:
 
 
 def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
-    """Pretext loss on the validation images with fixed masks and no augmentation (start/end comparable)."""
+    """Pretext loss on the validation images with fixed masks and no augmentation (start/end comparable).
+
+    Under torchrun each process scores its share of every batch, with the masks of the whole batch (as in
+    training), and the weighted sums are added over processes.
+    """
     task.eval()
     gen = generator(seed, "pretext_eval", ctx.device)
     n = ctx.num_images("val")
     total = torch.zeros((), device=ctx.device, dtype=torch.float64)
+    world = distributed.world_size()
     with ctx.inference():
         for idx in iterate_batches(n, ctx.cfg.eval_batch_size):
-            total += task.loss(ctx.batch("val", idx), gen).double() * len(idx)
+            start, stop = distributed.eval_share(len(idx))
+            with distributed.batch_share(start, stop, len(idx)):
+                loss = task.loss(ctx.batch("val", idx[start:stop]), gen).double()
+            # a batch too small to share is scored whole by every process: each adds its 1/world part
+            total += loss * (stop - start if stop - start < len(idx) else len(idx) / world)
     task.train()
-    return float(total) / n
+    return float(distributed.all_sum(total)) / n
 
 
 class PretextStep(nn.Module):
