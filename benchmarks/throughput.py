@@ -4,7 +4,8 @@ The plain loop: a timm ViT + peft LoRA + a torch DataLoader over PIL images with
 (grey to 3 channels, RandomResizedCrop, horizontal flip, ToTensor, Normalize), AdamW, bf16 autocast on CUDA
 (float32 on CPU), images copied to the device each step; no host read of the loss per step (the strongest
 simple version). The tool: its own training loop (``tppeft.engine.train``) with the data kept on the device
-as stored (uint8, 28 px), each batch converted and resized there, batched augmentation and masks there, fused AdamW on CUDA and ``train.precision: auto``.
+as stored (uint8, 28 px), each batch converted and resized there, batched augmentation and masks there,
+fused AdamW on CUDA and ``train.precision: auto``.
 Both run the same model (same timm backbone, same LoRA, same MAE decoder), the same batch and the same number
 of steps, one after the other in this process.
 
