@@ -16,7 +16,8 @@ def test_b0_loads_with_metadata_and_decoder(b0):
 def test_other_input_size_resamples_position_embedding():
     b = build_backbone(BackboneConfig(), image_size=96)
     assert b.image_size == 96 and b.model.pos_embed.shape == (1, 1 + 12 * 12, 192)
-    assert b.decoder_state is None  # its position table is tied to 64x64; a fresh decoder is used
+    # b0's MAE decoder comes along with its position table resampled to the 12x12 grid (used on request)
+    assert b.decoder_resampled and b.decoder_state["dec_pos"].shape == (1, 1 + 12 * 12, 128)
     assert b.model(torch.zeros(1, 3, 96, 96)).shape == (1, 192)
 
 

@@ -1,7 +1,8 @@
 import torch
 from conftest import BREAST
 
-from tppeft.config import PeftConfig, PretextConfig
+from tppeft.backbones import build_backbone
+from tppeft.config import BackboneConfig, PeftConfig, PretextConfig
 from tppeft.data import load_medmnist, resize_images, to_model_input
 from tppeft.pretext import get_pretext
 from tppeft.pretext.heads import MAEDecoder
@@ -51,6 +52,23 @@ def test_b0_reconstructs_real_images_better_than_a_fresh_decoder(b0):
         with torch.no_grad():
             losses[decoder] = float(task.loss(x, torch.Generator().manual_seed(0)))
     assert losses["pretrained"] < 0.7 < losses["fresh"]
+
+
+def test_resampled_b0_decoder_at_another_input_size():
+    """At 32 px, ``auto`` keeps to a fresh decoder (b0's was trained at 64 px); ``pretrained`` loads b0's with its
+    position table resampled to the 4x4 grid, and it still reconstructs far better than a fresh one."""
+    b = build_backbone(BackboneConfig(), image_size=32)
+    ds = load_medmnist(BREAST, limit=64)
+    x = to_model_input(resize_images(ds["val"].images, 32), torch.tensor(b.mean), torch.tensor(b.std))
+    losses, tasks = {}, {}
+    for decoder in ("auto", "pretrained", "fresh"):
+        task = tasks[decoder] = get_pretext(PretextConfig())(b, b.fresh_model(), PretextConfig(decoder=decoder))
+        with torch.no_grad():
+            losses[decoder] = (task.decoder_source, float(task.loss(x, torch.Generator().manual_seed(0))))
+    assert losses["auto"][0] == "fresh" and losses["pretrained"][0] == "resampled pretrained"
+    resampled = b.decoder_state["dec_pos"]
+    assert resampled.shape == (1, 1 + 4 * 4, 128) and torch.equal(tasks["pretrained"].decoder.dec_pos, resampled)
+    assert losses["pretrained"][1] < 0.8 < 1.1 < losses["fresh"][1]  # measured: 0.63 and 1.34
 
 
 def test_tpp_steps_lower_the_pretext_loss_on_real_data(b0):

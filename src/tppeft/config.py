@@ -245,8 +245,9 @@ class PretextConfig(_Section):
     )
     decoder: Literal["auto", "pretrained", "fresh"] = Field(
         "auto",
-        description="`mae`: `pretrained` = the checkpoint's MAE decoder, `fresh` = a new small decoder, "
-        "`auto` = pretrained when the checkpoint has one.",
+        description="`mae`: `pretrained` = the checkpoint's MAE decoder (at another input size than the "
+        "checkpoint's, its position table resampled as the encoder's is), `fresh` = a new small decoder, "
+        "`auto` = pretrained when the checkpoint has one and the input size is the checkpoint's, else fresh.",
     )
     train_decoder: bool | None = Field(
         None, description="`mae`: train the decoder with the target parameters; null = only a fresh decoder."

@@ -50,6 +50,7 @@ class Backbone:
     identity: dict
     decoder_state: dict[str, torch.Tensor] | None = None
     decoder_meta: dict = field(default_factory=dict)
+    decoder_resampled: bool = False  # the decoder's position table was resampled to another input size
 
     @property
     def embed_dim(self) -> int:
@@ -149,13 +150,13 @@ def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbo
     """Build the frozen backbone that ``cfg`` names, optionally at another input size."""
     meta: dict = {}
     decoder_state = None
+    decoder_resampled = False
     if cfg.checkpoint:
         ckpt = resolve(cfg.checkpoint)
         if not ckpt.is_file():
             raise BackboneError(f"backbone.checkpoint '{ckpt}' does not exist")
         meta, dec_path = _meta_for(ckpt)
         arch = dict(meta.get("arch_kwargs", {}))
-        native = arch.get("img_size")
         if image_size is not None:
             arch["img_size"] = image_size
         model = _create(cfg.name, False, **arch)
@@ -175,8 +176,13 @@ def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbo
         if missing or unexpected:
             raise BackboneError(f"{ckpt} does not fit timm '{cfg.name}' with {arch}: missing {missing[:5]}, "
                                 f"unexpected {unexpected[:5]}")
-        if dec_path is not None and (image_size is None or image_size == native):
+        if dec_path is not None:
             decoder_state = {k: v.float() for k, v in load_file(dec_path).items()}
+            dec_pos = decoder_state.get("dec_pos")
+            grid = model.patch_embed.grid_size
+            if dec_pos is not None and dec_pos.shape[1] != 1 + grid[0] * grid[1]:  # another input size
+                decoder_state["dec_pos"] = resample_abs_pos_embed(dec_pos, new_size=list(grid), num_prefix_tokens=1)
+                decoder_resampled = True
         mean = tuple(meta.get("mean", DEFAULT_LOCAL_MEAN))
         std = tuple(meta.get("std", DEFAULT_LOCAL_STD))
         identity = {"name": cfg.name, "checkpoint": cfg.checkpoint, "sha256": file_sha256(ckpt),
@@ -203,4 +209,5 @@ def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbo
         model=model, mean=mean, std=std, image_size=model.patch_embed.img_size[0],
         patch_size=model.patch_embed.patch_size[0], identity=identity,
         decoder_state=decoder_state, decoder_meta=meta.get("decoder", {}) if decoder_state else {},
+        decoder_resampled=decoder_resampled,
     )

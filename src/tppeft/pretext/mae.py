@@ -29,11 +29,14 @@ class MaskedReconstruction(PretextTask):
         self.patch = backbone.patch_size
         num_patches = vit.patch_embed.num_patches
         patch_dim = 3 * self.patch ** 2
-        use_pretrained = cfg.decoder == "pretrained" or (cfg.decoder == "auto" and bool(backbone.decoder_state))
+        # auto: the checkpoint's decoder only at the size it was trained at; elsewhere its position table is
+        # resampled, which `pretrained` asks for explicitly
+        use_pretrained = cfg.decoder == "pretrained" or (
+            cfg.decoder == "auto" and bool(backbone.decoder_state) and not backbone.decoder_resampled)
         if use_pretrained:
             if not backbone.decoder_state:
-                raise ConfigError("pretext.decoder=pretrained but the backbone checkpoint has no MAE decoder "
-                                  "(at this input size); use pretext.decoder=fresh")
+                raise ConfigError("pretext.decoder=pretrained but the backbone checkpoint has no MAE decoder; "
+                                  "use pretext.decoder=fresh")
             meta = backbone.decoder_meta
             self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, meta.get("dim", 128),
                                       meta.get("depth", 4), meta.get("heads", 4))
@@ -41,7 +44,9 @@ class MaskedReconstruction(PretextTask):
         else:
             self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, cfg.decoder_dim, cfg.decoder_depth,
                                       cfg.decoder_heads)
-        self.decoder_source = "pretrained" if use_pretrained else "fresh"
+        self.decoder_source = "fresh"
+        if use_pretrained:
+            self.decoder_source = "resampled pretrained" if backbone.decoder_resampled else "pretrained"
         train_decoder = cfg.train_decoder if cfg.train_decoder is not None else not use_pretrained
         self.decoder.requires_grad_(train_decoder)
 
@@ -53,7 +58,7 @@ class MaskedReconstruction(PretextTask):
         params = [p for p in self.decoder.parameters() if p.requires_grad]
         if not params:
             return []
-        scale = self.cfg.decoder_lr_scale if self.decoder_source == "pretrained" else 1.0
+        scale = self.cfg.decoder_lr_scale if self.decoder_source != "fresh" else 1.0
         return [{"params": params, "lr": lr * scale}]
 
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
