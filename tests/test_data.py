@@ -59,9 +59,12 @@ def test_limit(tmp_path):
     assert all(len(s) == 10 for s in ds.splits.values())
 
 
-def test_bad_files(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+def test_bad_files(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="does not exist; set data.path"):
         load_medmnist(tmp_path / "nope.npz")
+    monkeypatch.chdir(tmp_path)  # a relative path: the message names the folder it was looked for in
+    with pytest.raises(DataError, match=f"'data/nope.npz' does not exist .*folder you run in, {tmp_path}"):
+        load_medmnist("data/nope.npz")
     np.savez(tmp_path / "k.npz", train_images=np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(DataError, match="missing key"):
         load_medmnist(tmp_path / "k.npz")

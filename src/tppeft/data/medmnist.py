@@ -119,11 +119,16 @@ def subset(n: int, limit: int | None) -> np.ndarray:
     return np.linspace(0, n - 1, limit).round().astype(np.int64)
 
 
+def where(path: Path) -> str:
+    """For a relative path that is missing: the folder it was looked for in."""
+    return "" if path.is_absolute() else f" (relative paths are read from the folder you run in, {Path.cwd()})"
+
+
 def open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
     """Open an ``.npz`` without pickle; a missing or unreadable file is a :class:`DataError`."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"data file '{path}' does not exist")
+        raise DataError(f"data file '{path}' does not exist{where(path)}; set data.path (--set data.path=PATH)")
     if not path.is_file():
         raise DataError(f"data file '{path}' is not a file")
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tppeft.data.medmnist import SPLITS, DataError, ImageDataset, Split, open_npz, pixels_to_tensor, subset
+from tppeft.data.medmnist import SPLITS, DataError, ImageDataset, Split, open_npz, pixels_to_tensor, subset, where
 
 SEGMENTATION_KEYS = ("images", "masks", "split")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -110,7 +110,7 @@ def load_segmentation_folder(root: str | Path, limit: int | None = None) -> Imag
     folder share one size (it is the stored resolution the metrics are computed at)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data folder '{root}' does not exist")
+        raise DataError(f"data folder '{root}' does not exist{where(root)}; set data.path (--set data.path=PATH)")
     splits = {}
     size = None
     for s in SPLITS:
