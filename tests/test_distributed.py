@@ -127,3 +127,44 @@ def test_gather_rows_joins_every_share_in_order(tmp_path, total):
         shares.append((start, stop))
         assert got.dtype == torch.uint8 and torch.equal(got, expected)
     assert shares == ([(0, 3), (3, 5), (5, 7)] if total == 7 else [(0, total)] * 3)
+
+
+def _dice_worker(rank: int, world: int, store: str, out: str) -> None:
+    from types import SimpleNamespace
+
+    from monai.losses import DiceCELoss
+
+    from tppeft.tasks.segmentation import SegmentationTask
+
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank))
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        images, masks = torch.randn(7, 1, 12, 12, generator=gen), torch.randint(0, 3, (7, 12, 12), generator=gen)
+        masks[2] = 0  # an image without foreground
+        criterion = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
+        task = SimpleNamespace(criterion=criterion, num_classes=3)
+        torch.manual_seed(1)  # the same model in every process
+        conv = torch.nn.Conv2d(1, 3, 3, padding=1)
+        whole = criterion(conv(images), masks[:, None])  # one process, the whole batch
+        (ref,) = torch.autograd.grad(whole, conv.weight)
+        start, stop = distributed.share_bounds(7)  # shares of 4 and 3 rows
+        with distributed.batch_share(start, stop, 7):
+            weight = distributed.share_weight()
+            mine = SegmentationTask._shared_loss(task, conv(images[start:stop]), masks[start:stop], weight)
+        (grad,) = torch.autograd.grad(mine * weight, conv.weight)  # the loop's weighting, then DDP's mean
+        torch.save((float(whole), float(distributed.all_sum(mine.detach() * weight)) / world, ref,
+                    distributed.all_sum(grad) / world), f"{out}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_segmentation_batch_dice_is_the_whole_batch_s_under_torchrun(tmp_path):
+    """MONAI's batch Dice couples the images of a batch: under torchrun its sums are added over processes, so
+    the averaged gradient (and the loss) equal one process's on the whole batch, uneven shares included."""
+    out = str(tmp_path / "dice")
+    torch.multiprocessing.spawn(_dice_worker, args=(2, str(tmp_path / "store"), out), nprocs=2)
+    for r in range(2):
+        whole, shared, ref, grad = torch.load(f"{out}.{r}")
+        assert shared == pytest.approx(whole, rel=1e-6)
+        assert torch.allclose(grad, ref, rtol=1e-5, atol=1e-7), (grad - ref).abs().max()

@@ -141,6 +141,25 @@ def batch_share(start: int, stop: int, total: int) -> Iterator[None]:
         _share = before
 
 
+def share_weight() -> float | None:
+    """Inside :func:`batch_share` on several processes: the factor the training loop multiplies this process's
+    loss by (its share of the batch times the process count), so that a loss term already reduced over the whole
+    batch can divide it out; None elsewhere."""
+    if _share is None or world_size() == 1:
+        return None
+    start, stop, total = _share
+    return (stop - start) * world_size() / total
+
+
+def all_sum_grad(t: torch.Tensor) -> torch.Tensor:
+    """The sum of ``t`` over all processes, differentiable: the gradient flows back to every process's ``t``."""
+    if world_size() == 1:
+        return t
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(t, op=dist.ReduceOp.SUM)
+
+
 def per_item(n: int, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
     """``draw(n)``: random values for the ``n`` items of a batch, first dimension ``n``.
 
