@@ -166,9 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def plan(c: Config) -> tuple[bool, int]:
         only = _only_runs(specs, c)
-        tpp = any(pretext_of_arm(a, c.pretext) for a, _ in only) if only else any(
-            pretext_of_arm(a, c.pretext) for a in c.arms)
-        return tpp, len(only) or c.seeds * len(c.arms)
+        arms = [a for a, _ in only] if only else c.arms
+        return any(pretext_of_arm(a, c.pretext) for a in arms), len(only) or c.seeds * len(c.arms)
 
     cfg, out, ctx, resume = _prepare(args, plan, invocation={"only": sorted(specs)} if specs else None)
     only = _only_runs(specs, cfg) or None

@@ -114,6 +114,12 @@ def eval_share(total: int) -> tuple[int, int]:
     return share_bounds(total) if total >= world_size() else (0, total)
 
 
+def eval_sum(t: torch.Tensor, total: int) -> torch.Tensor:
+    """The sum over processes of ``t``, each process's part from its :func:`eval_share` of ``total`` items
+    (``t`` itself with one process, or when every process holds all the rows)."""
+    return t if total < world_size() else all_sum(t)
+
+
 def gather_rows(t: torch.Tensor, total: int) -> torch.Tensor:
     """Every process's rows from :func:`eval_share` of ``total`` items, joined in order (``t`` itself with
     one process, or when every process holds all the rows)."""

@@ -113,10 +113,9 @@ class ClassificationTask(Task):
             loss_sum += classification_loss(logits, data.labels[idx], task).double() * len(idx)
             scores.append(scores_from_logits(logits.float(), task))
         model.train()
-        if (start, stop) != (0, len(data)):
-            loss_sum = distributed.all_sum(loss_sum)
         scores = distributed.gather_rows(torch.cat(scores), len(data))
-        return scores.cpu().numpy(), data.labels.cpu().numpy(), float(loss_sum) / len(data)
+        loss = distributed.eval_sum(loss_sum, len(data))
+        return scores.cpu().numpy(), data.labels.cpu().numpy(), float(loss) / len(data)
 
     def evaluate(self, ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
         scores, labels, loss = self.predict(ctx, model, split)

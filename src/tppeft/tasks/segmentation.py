@@ -148,8 +148,7 @@ class SegmentationTask(Task):
         its share and the predictions are gathered)."""
         model.eval()
         data = ctx.data[split]
-        start, stop = (0, len(data)) if idx is not None else distributed.eval_share(len(data))
-        items = torch.arange(start, stop) if idx is None else torch.as_tensor(idx)
+        items = torch.arange(*distributed.eval_share(len(data))) if idx is None else torch.as_tensor(idx)
         preds, loss_sum = [], torch.zeros((), device=ctx.device, dtype=torch.float64)
         for batch in iterate_batches(len(items), ctx.cfg.eval_batch_size):
             b = items[batch].to(ctx.device)
@@ -158,8 +157,8 @@ class SegmentationTask(Task):
             full = F.interpolate(logits.float(), size=data.labels.shape[-2:], mode="bilinear", align_corners=False)
             preds.append(full.argmax(1).to(torch.uint8))
         model.train()
-        if idx is None and (start, stop) != (0, len(data)):
-            loss = distributed.all_sum(loss_sum)
+        if idx is None:  # the whole split, shared between the processes under torchrun
+            loss = distributed.eval_sum(loss_sum, len(data))
             return distributed.gather_rows(torch.cat(preds), len(data)), float(loss) / len(data)
         return torch.cat(preds), float(loss_sum) / len(items)
 
