@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from conftest import tiny_config
+from golden import check
 
 from tppeft.arms import build_arm_model, lora_ranks
 from tppeft.budget import matched_budget
@@ -60,6 +61,10 @@ def test_every_arm_runs_from_the_cli_with_paired_seeds(all_arms):
     assert counts["baseline"] == counts["tpp"] == counts["baseline_matched"] > 0
     assert not (out / "runs" / "linear_probe" / "seed0" / "finetuned" / "adapter_model.safetensors").exists()
     assert (out / "runs" / "eva" / "seed0" / "finetuned" / "adapter_model.safetensors").is_file()
+
+
+def test_every_number_equals_the_recorded_one(all_arms):
+    assert check("arms", all_arms[0]) == []
 
 
 def test_baseline_matched_gets_the_documented_extra_epochs(all_arms):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from conftest import shared_file
+from golden import check
 from PIL import Image
 
 from tppeft.cli import main
@@ -38,6 +39,10 @@ def test_busi_summary_has_dice_as_primary_metric(busi_run):
     assert set(s["paired"]["tpp-baseline"]) == {"dice", "iou"}
 
 
+def test_busi_numbers_equal_the_recorded_ones(busi_run):
+    assert check("busi", busi_run) == []
+
+
 def test_busi_report_shows_dice_and_the_example_figure(busi_run):
     report = (busi_run / "report.md").read_text()
     assert "test DICE" in report and "test IOU" in report and "test AUC" not in report
@@ -59,6 +64,7 @@ def test_adrenal_volume_run(tmp_path):
     assert pretext["steps"] == 16 * 4 // 16  # the TPP stage went over slices (64), not volumes (16)
     assert 0 <= s["arms"]["baseline"]["runs"][0]["test"]["auc"] <= 1
     assert "attention aggregation" in (out / "report.md").read_text()
+    assert check("adrenal", out) == []
 
 
 def test_select_metric_of_another_task_is_a_config_error(tmp_path, capsys):
