@@ -10,7 +10,7 @@ from conftest import tiny_config
 
 from tppeft.cli import main
 from tppeft.config import load_config
-from tppeft.engine.outputs import write_json
+from tppeft.io import write_json
 from tppeft.protocol import summarize
 from tppeft.report import ReportError, verdict
 

@@ -20,7 +20,7 @@ from conftest import write_segmentation_npz
 
 import tppeft.engine.checkpoint as checkpoint_mod
 import tppeft.engine.loop as loop_mod
-import tppeft.engine.outputs as outputs_mod
+import tppeft.io as io_mod
 import tppeft.protocol as protocol_mod
 import tppeft.stages as stages_mod
 from tppeft.cli import main
@@ -104,7 +104,7 @@ class Injector:
         monkeypatch.setattr(loop_mod, "_grads_finite", step)
         monkeypatch.setattr(ClassificationTask, "evaluate", ev)
         monkeypatch.setattr(checkpoint_mod, "atomic_write_bytes", atomic)
-        monkeypatch.setattr(outputs_mod, "atomic_write_bytes", atomic)
+        monkeypatch.setattr(io_mod, "atomic_write_bytes", atomic)
         monkeypatch.setattr(stages_mod, "append_jsonl", line)
         monkeypatch.setattr(protocol_mod, "append_jsonl", line)
 

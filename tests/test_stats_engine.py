@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tppeft.engine.loop import NonFiniteLossError, train, warmup_cosine
-from tppeft.engine.outputs import OutputError, prepare_output, write_json
+from tppeft.engine.outputs import OutputError, prepare_output
+from tppeft.io import write_json
 from tppeft.stats import bootstrap_ci, mean_std, paired_difference
 
 

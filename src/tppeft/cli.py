@@ -39,16 +39,13 @@ from tppeft.engine.outputs import (
     COMPLETE_MARKER,
     RUN_MARKER,
     OutputError,
-    append_jsonl,
     check_output,
     check_writable,
     create_output,
     estimate_run_bytes,
-    read_jsonl,
-    write_json,
-    write_text,
 )
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
+from tppeft.io import JsonLinesError, append_jsonl, read_jsonl, write_json, write_text
 from tppeft.report import ReportError
 from tppeft.targets import TargetParamError, list_target_methods
 
@@ -56,6 +53,7 @@ if TYPE_CHECKING:
     from tppeft.stages import Context
 
 USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, CheckpointError, ReportError,
+               JsonLinesError,
                FileNotFoundError)
 # Write failures of the environment (full disk, quota, file size limit, read-only or forbidden folder).
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}

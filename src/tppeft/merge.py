@@ -13,17 +13,8 @@ import shutil
 from pathlib import Path
 
 from tppeft.config import load_config, results_identity
-from tppeft.engine.outputs import (
-    COMPLETE_MARKER,
-    RUN_MARKER,
-    OutputError,
-    append_jsonl,
-    check_output,
-    create_output,
-    read_jsonl,
-    write_json,
-    write_text,
-)
+from tppeft.engine.outputs import COMPLETE_MARKER, RUN_MARKER, OutputError, check_output, create_output
+from tppeft.io import append_jsonl, read_jsonl, write_json, write_text
 from tppeft.protocol import summarize
 from tppeft.report import write_report
 

@@ -21,8 +21,8 @@ from tppeft.budget import matched_budget
 from tppeft.bundled import resolve
 from tppeft.config import Config, config_to_yaml, pretext_of_arm
 from tppeft.engine.loop import NonFiniteLossError
-from tppeft.engine.outputs import append_jsonl, read_jsonl, write_json, write_text
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
+from tppeft.io import append_jsonl, read_jsonl, write_json, write_text
 from tppeft.report import write_report
 from tppeft.stages import Context, finetune_stage, prepare_context, pretrain_stage
 from tppeft.stats import bootstrap_ci, finite, mean_std, paired_difference

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from tppeft.document import Block, Heading, Image, Para, Table, table_markdown, to_html, to_markdown
-from tppeft.engine.outputs import write_text
+from tppeft.io import write_text
 
 
 class ReportError(ValueError):

@@ -24,8 +24,8 @@ from tppeft.engine import resolve_device, set_deterministic, set_threads, train
 from tppeft.engine.checkpoint import Checkpoint, Checkpointer, copy_into, fingerprint, prefixed, unprefixed
 from tppeft.engine.devices import autocast, autocast_dtype, compile_blocks
 from tppeft.engine.loop import NonFiniteLossError
-from tppeft.engine.outputs import append_jsonl
 from tppeft.engine.selection import BestSoFar
+from tppeft.io import append_jsonl
 from tppeft.pretext import get_pretext
 from tppeft.targets import Attached, TargetMethod, get_target_method
 from tppeft.tasks import Task, TaskModel, task_for

@@ -27,7 +27,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from tppeft.bundled import resolve
 from tppeft.config import BackboneConfig
-from tppeft.engine.checkpoint import file_sha256
+from tppeft.io import file_sha256
 
 # The convention of checkpoints made by MAE on [0, 1] images (b0's): (x - 0.5) / 0.5.
 DEFAULT_LOCAL_MEAN = (0.5, 0.5, 0.5)

@@ -27,7 +27,7 @@ from tppeft.data import augment_batch, to_model_input
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_threads, train
 from tppeft.engine.loop import epoch_steps
-from tppeft.engine.outputs import append_jsonl, write_json
+from tppeft.io import append_jsonl, write_json
 from tppeft.pretext.mae import MaskedReconstruction
 
 MEAN = STD = (0.5, 0.5, 0.5)  # b0's convention: (x - 0.5) / 0.5 on [0, 1] pixels

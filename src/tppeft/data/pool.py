@@ -18,7 +18,7 @@ from tppeft.bundled import resolve
 from tppeft.config import PoolSourceConfig
 from tppeft.data.medmnist import DataError, _images_to_tensor
 from tppeft.data.transforms import resize_images
-from tppeft.engine.checkpoint import file_sha256
+from tppeft.io import file_sha256
 
 DEFAULT_SPLIT_NAMES = ("train", "val", "test")
 

@@ -6,16 +6,12 @@ line with an fsync, so a kill leaves at most one incomplete last line, which :fu
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from tppeft import distributed
-from tppeft.engine.checkpoint import atomic_write_bytes, file_sha256
+from tppeft.io import file_sha256, read_jsonl
 
 RUN_MARKER = "config.yaml"
 COMPLETE_MARKER = "summary.json"
@@ -92,55 +88,6 @@ def create_output(directory: str | Path, overwrite: bool) -> Path:
 def prepare_output(directory: str | Path, overwrite: bool) -> Path:
     """Check and create ``directory`` for a new run; an existing run is replaced only with ``overwrite``."""
     return create_output(check_output(directory, overwrite), overwrite)
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN: write null, so that a missing number is never read as a valid one."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text``."""
-    atomic_write_bytes(Path(path), text.encode())
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(_clean(data), indent=1) + "\n")
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    """Append one JSON line with one write, and fsync it: a finished line survives a crash."""
-    with open(path, "a") as f:
-        f.write(json.dumps(_clean(record)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
-    """The records of a JSON-lines file. With ``repair`` an incomplete last line (a write cut short by a
-    kill) is removed from the file; any other bad line is an :class:`OutputError`."""
-    path = Path(path)
-    text = path.read_text()
-    lines = text.splitlines()
-    records = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if repair and i == len(lines) - 1 and not text.endswith("\n"):
-                if distributed.is_main():  # under torchrun the others read what the first one repairs
-                    write_text(path, "".join(f"{x}\n" for x in lines[:-1]))
-                break
-            raise OutputError(f"{path}: line {i + 1} is not valid JSON") from None
-    return records
 
 
 TIMING_KEYS = ("seconds", "finetune_seconds")

@@ -24,7 +24,7 @@ from torch import nn
 
 import tppeft
 from tppeft.config import PeftConfig
-from tppeft.engine.checkpoint import file_sha256
+from tppeft.io import file_sha256
 
 TENSORS_FILE = "target_params.safetensors"
 META_FILE = "target_params.json"

@@ -1,0 +1,107 @@
+"""File I/O every other module uses: hashing, atomic replacement, JSON and JSON lines.
+
+Every file a run writes is either replaced atomically (temporary file, fsync, rename) or appended line by
+line with an fsync, so a kill leaves at most one incomplete last line, which :func:`read_jsonl` repairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+class JsonLinesError(ValueError):
+    """A JSON-lines file with a bad line that is not an interrupted last write."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: write null, so that a missing number is never read as a valid one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text``."""
+    atomic_write_bytes(Path(path), text.encode())
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(_clean(data), indent=1) + "\n")
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one JSON line with one write, and fsync it: a finished line survives a crash."""
+    with open(path, "a") as f:
+        f.write(json.dumps(_clean(record)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
+    """The records of a JSON-lines file. With ``repair`` an incomplete last line (a write cut short by a
+    kill) is removed from the file; any other bad line is an :class:`JsonLinesError`."""
+    path = Path(path)
+    text = path.read_text()
+    lines = text.splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if repair and i == len(lines) - 1 and not text.endswith("\n"):
+                from tppeft import distributed  # torch: only on this rare path
+
+                if distributed.is_main():  # under torchrun the others read what the first one repairs
+                    write_text(path, "".join(f"{x}\n" for x in lines[:-1]))
+                break
+            raise JsonLinesError(f"{path}: line {i + 1} is not valid JSON") from None
+    return records
