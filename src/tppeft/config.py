@@ -11,26 +11,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticUndefined
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the key and what was expected."""
+from tppeft.options import ConfigError, Section, check_area_range
 
 
-def check_area_range(v: tuple[float, float]) -> tuple[float, float]:
-    """An (min, max) area fraction of a crop: 0 < min <= max <= 1."""
-    if not 0 < v[0] <= v[1] <= 1:
-        raise ValueError("needs 0 < min <= max <= 1")
-    return v
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     path: str = Field(
         "bundled:breastmnist",
         description="MedMNIST-format .npz (2D images or 3D volumes), a segmentation .npz (`images`, `masks`, "
@@ -57,7 +44,7 @@ class DataConfig(_Section):
         return check_area_range(v)
 
 
-class BackboneConfig(_Section):
+class BackboneConfig(Section):
     name: str = Field("vit_tiny_patch16_224", description="timm model name of a VisionTransformer.")
     checkpoint: str | None = Field(
         "bundled:b0",
@@ -81,7 +68,7 @@ TARGET_PRESETS = {"attention": ["qkv", "proj"], "mlp": ["fc1", "fc2"], "all": li
 BlockLinear = Literal["qkv", "proj", "fc1", "fc2"]
 
 
-class LokrOptions(_Section):
+class LokrOptions(Section):
     """Options of LoKr (peft ``LoKrConfig``) beyond the shared rank and alpha."""
 
     decompose_both: bool = Field(
@@ -92,7 +79,7 @@ class LokrOptions(_Section):
     )
 
 
-class Ia3Options(_Section):
+class Ia3Options(Section):
     """Options of (IA)³ (peft ``IA3Config``)."""
 
     feedforward: list[BlockLinear] = Field(
@@ -101,27 +88,27 @@ class Ia3Options(_Section):
     )
 
 
-class AdapterOptions(_Section):
+class AdapterOptions(Section):
     """Options of the sequential bottleneck adapter (Houlsby/Pfeiffer style, after the MLP)."""
 
     dim: int = Field(16, gt=0, description="Bottleneck width of the adapter (down 192 -> dim -> up 192 on b0).")
 
 
-class AdaptFormerOptions(_Section):
+class AdaptFormerOptions(Section):
     """Options of AdaptFormer, the parallel adapter beside the MLP."""
 
     dim: int = Field(16, gt=0, description="Bottleneck width of the parallel adapter.")
     scale: float = Field(0.1, gt=0, description="Fixed factor on the adapter branch (AdaptFormer's s).")
 
 
-class VptOptions(_Section):
+class VptOptions(Section):
     """Options of visual prompt tuning (`vpt_shallow`, `vpt_deep`)."""
 
     tokens: int = Field(10, gt=0, description="Learnable prompt tokens inserted after the class token.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the prompt tokens during training.")
 
 
-class SsfOptions(_Section):
+class SsfOptions(Section):
     """Options of SSF (per-channel scale and shift)."""
 
     norms: bool = Field(
@@ -129,7 +116,7 @@ class SsfOptions(_Section):
     )
 
 
-class PeftConfig(_Section):
+class PeftConfig(Section):
     method: str = Field("lora", description="Target-parameter method (see `tppeft list`).")
     r: int = Field(8, gt=0, description="Rank of LoRA, LoHa and LoKr.")
     alpha: float = Field(16.0, gt=0, description="Scaling numerator of LoRA, LoHa and LoKr (scale = alpha / r).")
@@ -162,7 +149,7 @@ class PeftConfig(_Section):
         return out
 
 
-class ViewsConfig(_Section):
+class ViewsConfig(Section):
     """Batched multi-view transform of the view-based pretext tasks (``dino``, ``simclr``)."""
 
     global_scale: tuple[float, float] = Field(
@@ -192,7 +179,7 @@ class ViewsConfig(_Section):
         return check_area_range(v)
 
 
-class DinoConfig(_Section):
+class DinoConfig(Section):
     """Self-distillation with an EMA teacher of the target parameters (``pretext.method: dino``)."""
 
     out_dim: int = Field(1024, gt=1, description="Prototypes (output width) of the DINO head.")
@@ -210,7 +197,7 @@ class DinoConfig(_Section):
     )
 
 
-class SimclrConfig(_Section):
+class SimclrConfig(Section):
     """Contrastive learning on two views, NT-Xent loss (``pretext.method: simclr``)."""
 
     temperature: float = Field(0.2, gt=0, description="Temperature of the NT-Xent loss.")
@@ -218,7 +205,7 @@ class SimclrConfig(_Section):
     out_dim: int = Field(128, gt=0, description="Output width of the projection head.")
 
 
-class FeatDistillConfig(_Section):
+class FeatDistillConfig(Section):
     """Prediction of the frozen backbone's own features from a masked view (``pretext.method: featdistill``)."""
 
     tokens: Literal["masked", "all", "cls"] = Field(
@@ -230,7 +217,7 @@ class FeatDistillConfig(_Section):
     )
 
 
-class PretextConfig(_Section):
+class PretextConfig(Section):
     method: str = Field("mae", description="Pretext task of the TPP stage (see `tppeft list`).")
     epochs: int = Field(6, ge=0, description="Epochs of the TPP stage over the training images.")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
@@ -270,7 +257,7 @@ class PretextConfig(_Section):
         return self
 
 
-class TaskConfig(_Section):
+class TaskConfig(Section):
     type: Literal["auto", "classification", "segmentation", "volume"] = Field(
         "auto",
         description="Task of the fine-tuning stage; `auto` = from the data (masks: segmentation, (N,D,H,W) "
@@ -307,7 +294,7 @@ class TaskConfig(_Section):
         return v
 
 
-class FinetuneConfig(_Section):
+class FinetuneConfig(Section):
     epochs: int = Field(6, gt=0, description="Fine-tuning epochs (identical for every arm).")
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of target parameters and head.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
@@ -320,7 +307,7 @@ class FinetuneConfig(_Section):
     )
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop",
         description="A NaN/inf loss or gradient: `stop` the run (its last good checkpoint is kept; the "
@@ -342,7 +329,7 @@ class TrainConfig(_Section):
     )
 
 
-class CheckpointConfig(_Section):
+class CheckpointConfig(Section):
     every_epochs: int = Field(
         1, ge=0, description="Checkpoint every N epochs of each stage; 0 = only at stage boundaries."
     )
@@ -355,7 +342,7 @@ class CheckpointConfig(_Section):
     )
 
 
-class BaselineMatchedConfig(_Section):
+class BaselineMatchedConfig(Section):
     extra_epochs: int | None = Field(
         None, ge=0,
         description="Extra fine-tuning epochs of `baseline_matched`; null = the TPP stage's training compute "
@@ -363,7 +350,7 @@ class BaselineMatchedConfig(_Section):
     )
 
 
-class EvaArmConfig(_Section):
+class EvaArmConfig(Section):
     rho: float = Field(
         2.0, ge=1.0, description="`eva`: peft `EvaConfig.rho`; a layer may receive up to r*rho ranks (1 = keep r)."
     )
@@ -381,14 +368,14 @@ class EvaArmConfig(_Section):
     )
 
 
-class FullFinetuneConfig(_Section):
+class FullFinetuneConfig(Section):
     lr_scale: float = Field(
         0.1, gt=0,
         description="`full_finetune`: learning-rate factor of the backbone weights (the head uses finetune.lr).",
     )
 
 
-class PoolSourceConfig(_Section):
+class PoolSourceConfig(Section):
     path: str = Field(
         description="A MedMNIST-format .npz (2D images or 3D volumes), a .npz with `images` + `split` "
         "(+ `split_names`) arrays, or `bundled:breastmnist`."
@@ -399,7 +386,7 @@ class PoolSourceConfig(_Section):
     slices: int = Field(3, gt=0, description="Central slices taken from each volume along its first axis (3D only).")
 
 
-class BackbonePretrainConfig(_Section):
+class BackbonePretrainConfig(Section):
     name: str = Field("vit_tiny_patch16_224", description="timm model name of the VisionTransformer to train.")
     arch_kwargs: dict[str, Any] = Field(
         {"img_size": 64, "patch_size": 8},
@@ -440,9 +427,7 @@ class BackbonePretrainConfig(_Section):
     @field_validator("crop_scale")
     @classmethod
     def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < v[0] <= v[1] <= 1:
-            raise ValueError("needs 0 < min <= max <= 1")
-        return v
+        return check_area_range(v)
 
     @field_validator("decoder_dim")
     @classmethod
@@ -465,7 +450,7 @@ def pretext_of_arm(arm: str, pretext: PretextConfig) -> PretextConfig | None:
     return pretext.model_copy(update={"method": m.group(1)}) if m else None
 
 
-class Config(_Section):
+class Config(Section):
     seeds: int = Field(3, gt=0, description="Number of seeds (0..seeds-1); every arm runs every seed.")
     arms: list[str] = Field(
         ["baseline", "tpp"], min_length=1,

@@ -18,7 +18,7 @@ from torch import nn
 from tppeft import distributed
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
-from tppeft.config import Config, ConfigError, PretextConfig, results_identity
+from tppeft.config import Config, PretextConfig, results_identity
 from tppeft.data import ImageDataset, augment_batch, input_pixels, iterate_batches, load_dataset, to_model_input
 from tppeft.engine import resolve_device, set_deterministic, set_threads, train
 from tppeft.engine.checkpoint import Checkpoint, Checkpointer, copy_into, fingerprint, prefixed, unprefixed
@@ -26,6 +26,7 @@ from tppeft.engine.devices import autocast, autocast_dtype, compile_blocks
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.selection import BestSoFar
 from tppeft.io import append_jsonl
+from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
 from tppeft.targets import Attached, TargetMethod, get_target_method
 from tppeft.tasks import Task, TaskModel, task_for

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tppeft.config import Config, ConfigError, config_to_yaml, load_config, parse_override
+from tppeft.config import Config, config_to_yaml, load_config, parse_override
 from tppeft.engine.outputs import OutputError, prepare_output
 from tppeft.io import write_json
+from tppeft.options import ConfigError
 from tppeft.protocol import run_comparison
 from tppeft.report import fmt_num, fmt_signed, verdict
 from tppeft.targets import method_class

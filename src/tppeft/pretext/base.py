@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import ConfigError, PretextConfig
+from tppeft.config import PretextConfig
+from tppeft.options import ConfigError
 
 
 class PretextTask(nn.Module):

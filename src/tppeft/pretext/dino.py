@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import ConfigError, PretextConfig
+from tppeft.config import PretextConfig
+from tppeft.options import ConfigError
 from tppeft.pretext.base import PretextTask, register_pretext
 from tppeft.pretext.ema import EMATeacher
 from tppeft.pretext.encoder import ViewEncoder, encode_views

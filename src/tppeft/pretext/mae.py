@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import ConfigError, PretextConfig
+from tppeft.config import PretextConfig
+from tppeft.options import ConfigError
 from tppeft.pretext.base import PretextTask, register_pretext
 from tppeft.pretext.encoder import encode_visible
 from tppeft.pretext.heads import MAEDecoder

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
-from tppeft.config import Config, ConfigError
+from tppeft.config import Config
 from tppeft.data import ImageDataset, Split
+from tppeft.options import ConfigError
 
 if TYPE_CHECKING:
     from tppeft.stages import Context

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tppeft.config import ConfigError
+from tppeft.options import ConfigError
 
 
 def default_feature_blocks(depth: int, levels: int) -> list[int]:
