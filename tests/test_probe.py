@@ -62,7 +62,7 @@ def test_lora_update_norm_is_scaled_BA_over_W(vit):
     torch.nn.init.normal_(layer.lora_B["default"].weight)
     norms = lora_update_norms(model)
     delta = 2.0 * layer.lora_B["default"].weight @ layer.lora_A["default"].weight
-    want = float(delta.norm() / layer.base_layer.weight.norm())
+    want = float(delta.detach().norm() / layer.base_layer.weight.norm())
     assert norms["max"] == pytest.approx(want, rel=1e-5) and len(norms["per_layer"]) == 2
     assert lora_update_norms(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1)) is None
 
