@@ -1,12 +1,13 @@
 """Checkpoints: atomic checksummed files, the last two kept, and an exact resume of the training loop."""
 
 import math
+import re
 
 import pytest
 import torch
 
 from tppeft.engine.checkpoint import Checkpointer, CheckpointError, read_checkpoint, write_checkpoint
-from tppeft.engine.loop import NonFiniteLossError, train
+from tppeft.engine.loop import LoopOptions, NonFiniteLossError, Schedule, TrainingLoop, train
 from tppeft.engine.selection import BestSoFar
 from tppeft.engine.signals import RunInterrupted, request_stop
 
@@ -157,3 +158,38 @@ def test_nonfinite_gradient_with_a_finite_loss_is_caught(tmp_path):
     with pytest.raises(NonFiniteLossError):  # d/dp sqrt(p) at 0 is inf while the loss is 0
         train([p], lambda idx: p.sqrt().sum(), 8, epochs=1, batch_size=4, lr=0.1, weight_decay=0,
               warmup_epochs=0, generator=torch.Generator(), log=lambda s: None)
+
+
+def test_checkpoint_layout_is_stable(tmp_path):
+    """The tensor names and metadata keys a checkpoint holds: older checkpoints must keep resuming."""
+    _run(tmp_path, every_steps=3)
+    ck = read_checkpoint(sorted(tmp_path.glob("ckpt-*.safetensors"))[-1])
+    assert {re.sub(r"\.\d+", ".N", k) for k in ck.tensors} == {
+        "param.N", "optim.N.exp_avg", "optim.N.exp_avg_sq", "optim.N.step", "rng.augment", "rng.torch_cpu",
+        "rng.order_epoch_start", "loop.loss_sum", "loop.finite_steps", "extra.best.N"}
+    assert set(ck.meta) == {"format", "loop", "optimizer", "scheduler", "extra", "fingerprint", "done", "stage",
+                            "log_sizes"}
+    assert set(ck.meta["loop"]) == {"epoch", "step_in_epoch", "step", "epochs", "steps_per_epoch", "skipped_steps",
+                                    "history", "elapsed"}
+
+
+def test_training_loop_object_is_what_train_runs():
+    """``TrainingLoop`` built from ``LoopOptions`` gives exactly what ``train`` gives."""
+    def fit(direct: bool):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(3, 1)
+        x, y = torch.randn(20, 3), torch.randn(20, 1)
+        def loss(idx):
+            return ((net(x[idx]) - y[idx]) ** 2).mean()
+        order = torch.Generator().manual_seed(2)
+        if direct:
+            options = LoopOptions(Schedule(2, 6, 0.1, 0.01, 0.5), order, log=lambda s: None)
+            res = TrainingLoop(list(net.parameters()), loss, 20, options).run()
+        else:
+            res = train(list(net.parameters()), loss, 20, epochs=2, batch_size=6, lr=0.1, weight_decay=0.01,
+                        warmup_epochs=0.5, generator=order, log=lambda s: None)
+        return [p.detach() for p in net.parameters()], res
+
+    (a, ra), (b, rb) = fit(True), fit(False)
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert (ra.steps, [h["train_loss"] for h in ra.history]) == (rb.steps, [h["train_loss"] for h in rb.history])

@@ -10,6 +10,12 @@ Under torchrun every process walks the same global batches and works on its shar
 batch, and the epoch's loss is reduced over processes. Nothing in a step waits for the device: the loss is
 summed on the device and read at the epoch's end, and the non-finite check is a device flag read at
 checkpoints and epoch ends (``on_nonfinite="skip"`` must read it every step).
+
+:func:`train` builds a :class:`TrainingLoop` from :class:`LoopOptions` (the :class:`Schedule`, the hooks, the
+checkpointed state, the non-finite policy and the log) and runs it: :meth:`TrainingLoop.run` walks the epochs
+(:meth:`~TrainingLoop.run_epoch`, :meth:`~TrainingLoop.end_epoch`), each batch is one
+:meth:`~TrainingLoop.step`, and :meth:`~TrainingLoop.snapshot` / :meth:`~TrainingLoop.restore` are the two
+halves of a checkpoint.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NoReturn, Protocol
 
 import torch
 
@@ -97,6 +103,299 @@ class _Position:
     order_state: torch.Tensor | None = None  # the order generator's state at the start of ``epoch``
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """AdamW over ``epochs`` passes of ``batch_size`` batches: linear warm-up, then cosine to 0."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class LoopOptions:
+    """What a stage gives the loop besides its parameters, objective and data size (see :func:`train`)."""
+
+    schedule: Schedule
+    generator: torch.Generator  # orders the data
+    # hooks
+    on_epoch_end: EpochEnd | None = None
+    after_step: Callable[[], None] | None = None
+    # state checkpointed with the loop
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
+    checkpoints: Checkpointer | None = None
+    resume: Checkpoint | None = None
+    extra: Stateful | None = None
+    # policy
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    precision: torch.dtype | None = None
+    # output
+    log: Callable[[str], None] = print
+    tag: str = ""
+
+
+class TrainingLoop:
+    """One stage's training, from its start or from a checkpoint to its last epoch (see :func:`train`)."""
+
+    def __init__(self, params: list[torch.nn.Parameter | dict], step_loss: Callable[[torch.Tensor], torch.Tensor],
+                 num_items: int, options: LoopOptions):
+        self.options, self.schedule = options, options.schedule
+        self.step_loss, self.num_items = step_loss, num_items
+        self.result = TrainResult()
+        self.generators = dict(options.generators)
+        self.checkpoints = options.checkpoints
+        self.groups = _param_groups(params)
+        self.params = [p for g in self.groups for p in g["params"]]
+        self.device = self.params[0].device
+        self.optimizer = self._optimizer()
+        self.steps_per_epoch, self.drop_last = epoch_steps(num_items, self.schedule.batch_size)
+        self.scheduler = self._schedule()
+        self.pos = _Position()
+        self.loss_sum, self.finite_steps = self._epoch_sums()
+        self.bad_steps = torch.zeros((), dtype=torch.long, device=self.device)  # "stop" mode, read at checkpoints
+        self.elapsed_before = 0.0
+        self.world = distributed.world_size()
+        self.start = time.perf_counter()  # the clock of ``elapsed``
+
+    # -- construction
+
+    def _optimizer(self) -> torch.optim.AdamW:
+        """AdamW over the parameter groups (the fused kernel when every parameter is on a GPU)."""
+        s = self.schedule
+        fused = all(p.is_cuda for p in self.params)
+        return torch.optim.AdamW(self.groups, lr=s.lr, weight_decay=s.weight_decay, betas=s.betas,
+                                 fused=fused or None)
+
+    def _schedule(self) -> torch.optim.lr_scheduler.LambdaLR:
+        """The learning-rate factor per optimizer step: warm-up, then cosine over every step of the stage."""
+        total = self.schedule.epochs * self.steps_per_epoch
+        warmup = int(round(self.schedule.warmup_epochs * self.steps_per_epoch))
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: warmup_cosine(s, total, warmup))
+
+    def _epoch_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fresh device counters of an epoch: the summed loss and the applied steps."""
+        return torch.zeros((), device=self.device), torch.zeros((), dtype=torch.long, device=self.device)
+
+    def _log(self, message: str) -> None:
+        """Log a line under the stage's tag."""
+        self.options.log(f"{self.options.tag} {message}")
+
+    def elapsed(self) -> float:
+        """Training seconds of the stage so far, including those before a resume."""
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    # -- checkpoints
+
+    def snapshot(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The loop's state as a checkpoint's tensors and metadata."""
+        opt_tensors, opt_meta = optimizer_to_flat(self.optimizer)
+        tensors = {**prefixed("param.", {str(i): p for i, p in enumerate(self.params)}), **opt_tensors,
+                   **rng_tensors(self.generators), "rng.order_epoch_start": self.pos.order_state,
+                   "loop.loss_sum": distributed.all_sum(self.loss_sum) / self.world,
+                   "loop.finite_steps": self.finite_steps}
+        meta = {"loop": {"epoch": self.pos.epoch, "step_in_epoch": self.pos.step_in_epoch, "step": self.pos.step,
+                         "epochs": self.schedule.epochs, "steps_per_epoch": self.steps_per_epoch,
+                         "skipped_steps": self.result.skipped_steps, "history": self.result.history,
+                         "elapsed": self.elapsed()},
+                "optimizer": opt_meta, "scheduler": self.scheduler.state_dict()}
+        extra = self.options.extra
+        if extra is not None:
+            extra_tensors, extra_meta = extra.state_dict()
+            tensors.update(prefixed("extra.", extra_tensors))
+            meta["extra"] = extra_meta
+        return tensors, meta
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue from ``ckpt``: parameters, optimizer, schedule, generators, position, sums and stage state."""
+        loop = ckpt.meta["loop"]
+        if loop["epochs"] != self.schedule.epochs or loop["steps_per_epoch"] != self.steps_per_epoch:
+            raise CheckpointError(f"{ckpt.path}: checkpoint of {loop['epochs']}x{loop['steps_per_epoch']} steps, "
+                                  f"this stage has {self.schedule.epochs}x{self.steps_per_epoch}")
+        copy_into(self.params, [ckpt.tensors[f"param.{i}"] for i in range(len(self.params))])
+        optimizer_from_flat(self.optimizer, ckpt.tensors, ckpt.meta["optimizer"])
+        self.scheduler.load_state_dict(ckpt.meta["scheduler"])
+        restore_rng(self.generators, ckpt.tensors)
+        self.pos = _Position(loop["epoch"], loop["step_in_epoch"], loop["step"], ckpt.tensors["rng.order_epoch_start"])
+        self.loss_sum = ckpt.tensors["loop.loss_sum"].to(self.device)
+        self.finite_steps = ckpt.tensors["loop.finite_steps"].to(self.device)
+        self.result.history, self.result.skipped_steps = list(loop["history"]), loop["skipped_steps"]
+        self.elapsed_before = loop["elapsed"]
+        if self.options.extra is not None:
+            self.options.extra.load_state_dict(unprefixed("extra.", ckpt.tensors), ckpt.meta.get("extra", {}))
+        self._log(f"resumed from {ckpt.path}: epoch {self.pos.epoch}, step {self.pos.step_in_epoch}/"
+                  f"{self.steps_per_epoch}")
+
+    def check_finite(self) -> None:
+        """In "stop" mode, raise :class:`NonFiniteLossError` if any update so far was non-finite (any process)."""
+        if self.options.on_nonfinite == "stop" and distributed.any_process(self.bad_steps > 0):
+            saved = self.checkpoints.last_saved if self.checkpoints else None
+            last = f"; last good checkpoint: {saved}" if saved else ""
+            raise NonFiniteLossError(f"{self.options.tag}: non-finite loss or gradients in epoch {self.pos.epoch} "
+                                     f"(before step {self.pos.step}); stopping this run{last}. Lower the learning "
+                                     "rate, or set train.on_nonfinite=skip to skip such steps")
+
+    def save(self, reason: str = "") -> None:
+        """Write a checkpoint (when the stage keeps them), never of a state a non-finite update has touched."""
+        if self.checkpoints is None:
+            return
+        self.check_finite()
+        path = self.checkpoints.save(*self.snapshot())
+        if reason:
+            self._log(f"checkpoint {path} ({reason})")
+
+    def stop_agreed(self, step: int | None = None) -> bool:
+        """A stop was requested (in any process: they stop together, at a step where all of them ask)."""
+        if self.world == 1:
+            return stop_requested()
+        if step is not None and step % STOP_POLL_STEPS:
+            return False
+        return distributed.any_process(stop_requested())
+
+    def interrupt(self) -> NoReturn:
+        """Checkpoint and raise :class:`RunInterrupted` (a stop was agreed)."""
+        self.save("stop requested")
+        raise RunInterrupted(self.checkpoints.last_saved if self.checkpoints else None)
+
+    # -- steps
+
+    def batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch; under torchrun of this process's rows, weighted so that DDP's mean is the batch's."""
+        with autocast(self.device, self.options.precision):
+            if self.world == 1:
+                return self.step_loss(idx)
+            start_row, stop_row = distributed.share_bounds(len(idx))
+            with distributed.batch_share(start_row, stop_row, len(idx)):
+                return self.step_loss(idx[start_row:stop_row]) * ((stop_row - start_row) * self.world / len(idx))
+
+    def update(self, loss: torch.Tensor, i: int) -> bool:
+        """Backward and the optimizer step, or (in "skip" mode) no step for a non-finite batch; True if applied."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        ok = _grads_finite(self.params, loss)
+        skip = self.options.on_nonfinite == "skip"
+        if skip and distributed.any_process(~ok):
+            self.result.skipped_steps += 1
+            self._log(f"WARNING: non-finite loss or gradients at epoch {self.pos.epoch} step {i + 1}; update skipped "
+                      f"({self.result.skipped_steps} so far)")
+            return False
+        self.optimizer.step()
+        if self.options.after_step is not None:
+            self.options.after_step()
+        if not skip:
+            self.bad_steps += ~ok  # counted on the device, read by check_finite
+        self.loss_sum += loss.detach()
+        self.finite_steps += 1
+        return True
+
+    def advance_schedule(self, applied: bool) -> None:
+        """Step the learning-rate schedule: it follows the data, also past a skipped update."""
+        with warnings.catch_warnings():
+            if not applied:
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()
+
+    def step(self, i: int, idx: torch.Tensor) -> None:
+        """Batch ``i`` of the epoch: one update, then the stop or the checkpoint that may be due."""
+        loss = self.batch_loss(idx)
+        applied = self.update(loss, i)
+        self.advance_schedule(applied)
+        self.pos.step += 1
+        self.pos.step_in_epoch = i + 1
+        if self.stop_agreed(self.pos.step):
+            self.interrupt()
+        mid_epoch = self.pos.step_in_epoch < self.steps_per_epoch  # the epoch's end has its own checkpoint
+        if self.checkpoints is not None and mid_epoch and self.checkpoints.due(self.pos.step):
+            self.save()
+
+    # -- epochs
+
+    def run_epoch(self) -> None:
+        """The position's epoch: its batches in its data order, past those done before a resume."""
+        generator = self.options.generator
+        generator.set_state(self.pos.order_state)
+        batches = iterate_batches(self.num_items, self.schedule.batch_size, generator, drop_last=self.drop_last)
+        for i, idx in enumerate(batches):
+            if i >= self.pos.step_in_epoch:
+                self.step(i, idx)
+
+    def epoch_loss(self, epoch: int) -> float:
+        """The epoch's mean training loss over processes (one host read); raises when it is not finite."""
+        self.check_finite()
+        n = int(self.finite_steps)
+        if n == 0:
+            raise NonFiniteLossError(f"{self.options.tag}: every update of epoch {epoch} was skipped (non-finite "
+                                     "loss or gradients); stopping this run")
+        mean_loss = float(distributed.all_sum(self.loss_sum)) / self.world / n
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(f"{self.options.tag}: training loss is {mean_loss} at epoch {epoch}; "
+                                     "stopping this run")
+        return mean_loss
+
+    def metrics(self, epoch: int, mean_loss: float) -> dict:
+        """The stage's metrics of the epoch (``on_epoch_end``: validation, model selection)."""
+        return {} if self.options.on_epoch_end is None else self.options.on_epoch_end(epoch, mean_loss)
+
+    def record(self, epoch: int, mean_loss: float, metrics: dict, elapsed: float) -> dict:
+        """The epoch's history record: its loss, the stage's metrics, the time so far and the skipped steps."""
+        record = {"epoch": epoch, "train_loss": round(mean_loss, 6)}
+        record.update(metrics)
+        record["seconds"] = round(elapsed, 2)
+        if self.result.skipped_steps:
+            record["skipped_steps"] = self.result.skipped_steps
+        return record
+
+    def log_epoch(self, record: dict, mean_loss: float, elapsed: float) -> None:
+        """The epoch's log line: loss, float metrics, time and the estimate of the time left."""
+        epoch, epochs = record["epoch"], self.schedule.epochs
+        eta = elapsed / epoch * (epochs - epoch)
+        extras = " ".join(f"{k} {v:.4f}" for k, v in record.items()
+                          if k not in ("epoch", "train_loss", "seconds") and isinstance(v, float))
+        self._log(f"epoch {epoch}/{epochs} loss {mean_loss:.4f} {extras} [{elapsed:.0f}s, eta {eta:.0f}s]")
+
+    def end_epoch(self, epoch: int) -> None:
+        """Close the epoch: record it, move to the next one, log, then stop or checkpoint if due."""
+        mean_loss = self.epoch_loss(epoch)
+        metrics = self.metrics(epoch, mean_loss)
+        elapsed = self.elapsed()
+        record = self.record(epoch, mean_loss, metrics, elapsed)
+        self.result.history.append(record)
+        self.pos = _Position(epoch + 1, 0, self.pos.step, self.options.generator.get_state())
+        self.loss_sum, self.finite_steps = self._epoch_sums()
+        self.log_epoch(record, mean_loss, elapsed)
+        more = epoch < self.schedule.epochs
+        if self.stop_agreed() and more:  # asked at every epoch's end: under torchrun it is a collective
+            self.interrupt()
+        if self.checkpoints is not None and more and self.checkpoints.due(self.pos.step, epoch):
+            self.save()
+
+    def run(self) -> TrainResult:
+        """Train to the last epoch, from the start (checkpointed) or from ``resume``."""
+        if self.options.resume is not None:
+            self.restore(self.options.resume)
+        else:
+            self.pos.order_state = self.options.generator.get_state()
+            self.save()  # the stage-start checkpoint
+        while self.pos.epoch <= self.schedule.epochs:
+            epoch = self.pos.epoch
+            self.run_epoch()
+            self.end_epoch(epoch)
+        self.result.steps = self.pos.step
+        self.result.seconds = self.elapsed()
+        return self.result
+
+
+def _param_groups(params: list[torch.nn.Parameter | dict]) -> list[dict]:
+    """Optimizer groups: the given group dicts, after one group of the plain parameters (if any)."""
+    groups = [g for g in params if isinstance(g, dict)]
+    plain = [p for p in params if not isinstance(p, dict)]
+    if plain:
+        groups.insert(0, {"params": plain})
+    return groups
+
+
 def train(
     params: list[torch.nn.Parameter | dict],
     step_loss: Callable[[torch.Tensor], torch.Tensor],
@@ -133,164 +432,10 @@ def train(
     ``precision``: the autocast dtype of ``step_loss`` (None = float32). Under torchrun, ``step_loss`` gets
     this process's share of each batch and must run its model through ``DistributedDataParallel``.
     """
-    result = TrainResult()
     if epochs == 0:
-        return result
-    generators = dict(generators or {})
-    groups = [g for g in params if isinstance(g, dict)]
-    plain = [p for p in params if not isinstance(p, dict)]
-    if plain:
-        groups.insert(0, {"params": plain})
-    every = [p for g in groups for p in g["params"]]
-    device = every[0].device
-    fused = all(p.is_cuda for p in every)
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused or None)
-    steps_per_epoch, drop_last = epoch_steps(num_items, batch_size)
-    total = epochs * steps_per_epoch
-    warmup = int(round(warmup_epochs * steps_per_epoch))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
-    pos = _Position()
-    loss_sum = torch.zeros((), device=device)
-    finite_steps = torch.zeros((), dtype=torch.long, device=device)
-    bad_steps = torch.zeros((), dtype=torch.long, device=device)  # "stop" mode: counted without a host sync
-    elapsed_before = 0.0
-    world = distributed.world_size()
-
-    def snapshot(done_epoch_end: bool = False) -> tuple[dict, dict]:
-        opt_tensors, opt_meta = optimizer_to_flat(opt)
-        tensors = {**prefixed("param.", {str(i): p for i, p in enumerate(every)}), **opt_tensors,
-                   **rng_tensors(generators), "rng.order_epoch_start": pos.order_state,
-                   "loop.loss_sum": distributed.all_sum(loss_sum) / world, "loop.finite_steps": finite_steps}
-        meta = {"loop": {"epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch, "step": pos.step,
-                         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "skipped_steps": result.skipped_steps,
-                         "history": result.history, "elapsed": elapsed_before + time.perf_counter() - start},
-                "optimizer": opt_meta, "scheduler": sched.state_dict()}
-        if extra is not None:
-            extra_tensors, extra_meta = extra.state_dict()
-            tensors.update(prefixed("extra.", extra_tensors))
-            meta["extra"] = extra_meta
-        return tensors, meta
-
-    def check_finite() -> None:
-        if on_nonfinite == "stop" and distributed.any_process(bad_steps > 0):
-            last = f"; last good checkpoint: {checkpoints.last_saved}" if checkpoints and checkpoints.last_saved else ""
-            raise NonFiniteLossError(f"{tag}: non-finite loss or gradients in epoch {pos.epoch} (before step "
-                                     f"{pos.step}); stopping this run{last}. Lower the learning rate, or set "
-                                     "train.on_nonfinite=skip to skip such steps")
-
-    def save(reason: str = "") -> None:
-        if checkpoints is None:
-            return
-        check_finite()  # never checkpoint a state that a non-finite update has touched
-        path = checkpoints.save(*snapshot())
-        if reason:
-            log(f"{tag} checkpoint {path} ({reason})")
-
-    def stop_agreed(step: int | None = None) -> bool:
-        """A stop was requested (in any process: they stop together, at a step where all of them ask)."""
-        if world == 1:
-            return stop_requested()
-        if step is not None and step % STOP_POLL_STEPS:
-            return False
-        return distributed.any_process(stop_requested())
-
-    start = time.perf_counter()
-    if resume is not None:
-        loop = resume.meta["loop"]
-        if loop["epochs"] != epochs or loop["steps_per_epoch"] != steps_per_epoch:
-            raise CheckpointError(f"{resume.path}: checkpoint of {loop['epochs']}x{loop['steps_per_epoch']} steps, "
-                             f"this stage has {epochs}x{steps_per_epoch}")
-        copy_into(every, [resume.tensors[f"param.{i}"] for i in range(len(every))])
-        optimizer_from_flat(opt, resume.tensors, resume.meta["optimizer"])
-        sched.load_state_dict(resume.meta["scheduler"])
-        restore_rng(generators, resume.tensors)
-        pos = _Position(loop["epoch"], loop["step_in_epoch"], loop["step"], resume.tensors["rng.order_epoch_start"])
-        loss_sum = resume.tensors["loop.loss_sum"].to(device)
-        finite_steps = resume.tensors["loop.finite_steps"].to(device)
-        result.history, result.skipped_steps = list(loop["history"]), loop["skipped_steps"]
-        elapsed_before = loop["elapsed"]
-        if extra is not None:
-            extra.load_state_dict(unprefixed("extra.", resume.tensors), resume.meta.get("extra", {}))
-        log(f"{tag} resumed from {resume.path}: epoch {pos.epoch}, step {pos.step_in_epoch}/{steps_per_epoch}")
-    else:
-        pos.order_state = generator.get_state()
-        save()  # the stage-start checkpoint
-
-    while pos.epoch <= epochs:
-        epoch = pos.epoch
-        generator.set_state(pos.order_state)
-        for i, idx in enumerate(iterate_batches(num_items, batch_size, generator, drop_last=drop_last)):
-            if i < pos.step_in_epoch:
-                continue  # done before the checkpoint this run resumed from
-            with autocast(device, precision):
-                if world == 1:
-                    loss = step_loss(idx)
-                else:  # this process's rows; weighted so that DDP's mean over processes is the batch mean
-                    start_row, stop_row = distributed.share_bounds(len(idx))
-                    with distributed.batch_share(start_row, stop_row, len(idx)):
-                        loss = step_loss(idx[start_row:stop_row]) * ((stop_row - start_row) * world / len(idx))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ok = _grads_finite(every, loss)
-            skipped_now = False
-            if on_nonfinite == "skip":
-                if not distributed.any_process(~ok):
-                    opt.step()
-                    if after_step is not None:
-                        after_step()
-                    loss_sum += loss.detach()
-                    finite_steps += 1
-                else:
-                    result.skipped_steps += 1
-                    log(f"{tag} WARNING: non-finite loss or gradients at epoch {epoch} step {i + 1}; "
-                        f"update skipped ({result.skipped_steps} so far)")
-                    skipped_now = True
-            else:
-                opt.step()
-                if after_step is not None:
-                    after_step()
-                bad_steps += ~ok
-                loss_sum += loss.detach()
-                finite_steps += 1
-            with warnings.catch_warnings():  # the schedule follows the data, also past a skipped update
-                if skipped_now:
-                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-                sched.step()
-            pos.step += 1
-            pos.step_in_epoch = i + 1
-            if stop_agreed(pos.step):
-                save("stop requested")
-                raise RunInterrupted(checkpoints.last_saved if checkpoints else None)
-            if checkpoints is not None and pos.step_in_epoch < steps_per_epoch and checkpoints.due(pos.step):
-                save()
-        check_finite()
-        n = int(finite_steps)  # one host sync per epoch
-        if n == 0:
-            raise NonFiniteLossError(f"{tag}: every update of epoch {epoch} was skipped (non-finite loss or "
-                                     "gradients); stopping this run")
-        mean_loss = float(distributed.all_sum(loss_sum)) / world / n
-        if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(f"{tag}: training loss is {mean_loss} at epoch {epoch}; stopping this run")
-        record = {"epoch": epoch, "train_loss": round(mean_loss, 6)}
-        if on_epoch_end is not None:
-            record.update(on_epoch_end(epoch, mean_loss))
-        elapsed = elapsed_before + time.perf_counter() - start
-        record["seconds"] = round(elapsed, 2)
-        if result.skipped_steps:
-            record["skipped_steps"] = result.skipped_steps
-        result.history.append(record)
-        pos = _Position(epoch + 1, 0, pos.step, generator.get_state())
-        loss_sum = torch.zeros((), device=device)
-        finite_steps = torch.zeros((), dtype=torch.long, device=device)
-        eta = elapsed / epoch * (epochs - epoch)
-        extras = " ".join(f"{k} {v:.4f}" for k, v in record.items()
-                          if k not in ("epoch", "train_loss", "seconds") and isinstance(v, float))
-        log(f"{tag} epoch {epoch}/{epochs} loss {mean_loss:.4f} {extras} [{elapsed:.0f}s, eta {eta:.0f}s]")
-        if stop_agreed() and epoch < epochs:
-            save("stop requested")
-            raise RunInterrupted(checkpoints.last_saved if checkpoints else None)
-        if checkpoints is not None and epoch < epochs and checkpoints.due(pos.step, epoch):
-            save()
-    result.steps = pos.step
-    result.seconds = elapsed_before + time.perf_counter() - start
-    return result
+        return TrainResult()
+    schedule = Schedule(epochs, batch_size, lr, weight_decay, warmup_epochs, betas)
+    options = LoopOptions(schedule, generator, on_epoch_end=on_epoch_end, after_step=after_step,
+                          generators=generators or {}, checkpoints=checkpoints, resume=resume, extra=extra,
+                          on_nonfinite=on_nonfinite, precision=precision, log=log, tag=tag)
+    return TrainingLoop(params, step_loss, num_items, options).run()
