@@ -19,8 +19,8 @@ from torch import nn
 
 from tppeft.backbones import Backbone, build_backbone
 from tppeft.config import BackboneConfig, PeftConfig
-from tppeft.engine.outputs import OutputError
 from tppeft.io import write_json
+from tppeft.rundir import OutputError
 from tppeft.targets import Attached, TargetMethod, TargetParamError, get_target_method
 from tppeft.targets.base import META_FILE, read_meta
 
