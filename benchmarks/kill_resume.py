@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from tppeft.engine.outputs import comparable_outputs
+from tppeft.rundir import RunFolder, comparable_outputs
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SETS = ["threads=1", "seeds=2", "data.limit=48", "pretext.epochs=2", "finetune.epochs=2", "pretext.batch_size=16",
@@ -106,7 +106,7 @@ def main() -> int:
             proc.p.wait()
             kills += 1
             stages[where] = stages.get(where, 0) + 1
-            ckpts = len(list(out.glob("runs/*/seed*/checkpoints/*/ckpt-*.safetensors")))
+            ckpts = sum(len(list(run.checkpoints_root.glob("*/ckpt-*.safetensors"))) for run in RunFolder(out).runs())
             print(f"kill {kills:3d} (campaign {campaigns}) after {delay:5.1f}s in {where}: "
                   f"'{proc.last_line()[9:90]}' [{ckpts} checkpoint files]", flush=True)
         same = comparable_outputs(out) == reference

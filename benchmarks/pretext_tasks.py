@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tppeft.rundir import RunFolder
 from tppeft.stats import mean_std, paired_difference
 
 METHODS = ["mae", "simmim", "dino", "simclr", "featdistill"]
@@ -41,14 +42,15 @@ def stages(out: Path, methods: list[str], sets: list[str], seed: int, run: bool 
             "| stage wall s | CPU s |", "|---|---|---|---|---|---|---|"]
     for m in methods:
         folder = out / m
-        if not (folder / "pretext.json").is_file():
+        record = RunFolder(folder).own_run.pretext_record
+        if not record.is_file():
             if not run:
                 continue
             folder.parent.mkdir(parents=True, exist_ok=True)
             cpu = _cli(["pretrain", "-o", str(folder), "--overwrite", "--seed", str(seed)],
                        [f"pretext.method={m}", *sets], out / f"{m}.log")
             (folder / "cpu.json").write_text(json.dumps({"cpu_seconds": cpu}))
-        r = json.loads((folder / "pretext.json").read_text())
+        r = json.loads(record.read_text())
         cpu = json.loads((folder / "cpu.json").read_text())["cpu_seconds"] if (folder / "cpu.json").is_file() else None
         curve = r["train_loss_curve"]
         change = (r["loss_end"] - r["loss_start"]) / abs(r["loss_start"])
@@ -59,7 +61,7 @@ def stages(out: Path, methods: list[str], sets: list[str], seed: int, run: bool 
 
 
 def _runs(folder: Path) -> dict[str, dict[int, dict]]:
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = json.loads(RunFolder(folder).summary.read_text())
     return {arm: {r["seed"]: r for r in e["runs"]} for arm, e in summary["arms"].items()}
 
 
@@ -67,7 +69,7 @@ def compare(out: Path, methods: list[str], sets: list[str], seeds: int, run: boo
     """The baseline arm does not depend on the pretext task: it runs once and pairs with every tpp arm."""
     common = [f"seeds={seeds}", *sets]
     base_dir = out / "baseline"
-    if not (base_dir / "summary.json").is_file():
+    if not RunFolder(base_dir).is_complete():
         if not run:
             raise SystemExit(f"{base_dir}: no finished baseline yet")
         out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +82,7 @@ def compare(out: Path, methods: list[str], sets: list[str], seeds: int, run: boo
                  f"{mean_std([r['seconds'] for r in base.values()])[0]:.0f} |")
     for m in methods:
         folder = out / f"tpp-{m}"
-        if not (folder / "summary.json").is_file():
+        if not RunFolder(folder).is_complete():
             if not run:
                 continue
             _cli(["run", "-o", str(folder), "--overwrite"], ["arms=[tpp]", f"pretext.method={m}", *common],

@@ -13,7 +13,7 @@ import pytest
 from conftest import tiny_config, write_medmnist, write_segmentation_npz
 
 import tppeft.engine.loop as loop_mod
-import tppeft.engine.outputs as outputs_mod
+import tppeft.rundir as rundir_mod
 from tppeft.cli import main
 from tppeft.stages import build_run_model, prepare_context
 
@@ -255,7 +255,7 @@ def test_output_folder_that_cannot_be_used(tmp_path, monkeypatch, capsys):
     class Usage:
         free = 5 * 2**20
 
-    monkeypatch.setattr(outputs_mod.shutil, "disk_usage", lambda p: Usage)
+    monkeypatch.setattr(rundir_mod.shutil, "disk_usage", lambda p: Usage)
     out = tmp_path / "out"
     _check(main(["run", "-o", str(out), *TINY]), capsys.readouterr().err,
            [str(out), "only 5 MiB free", "needs about"], out)

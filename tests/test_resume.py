@@ -24,7 +24,7 @@ import tppeft.io as io_mod
 import tppeft.protocol as protocol_mod
 import tppeft.stages as stages_mod
 from tppeft.cli import main
-from tppeft.engine.outputs import comparable_outputs
+from tppeft.rundir import comparable_outputs
 from tppeft.tasks.classification import ClassificationTask
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tppeft.engine.loop import NonFiniteLossError, train, warmup_cosine
-from tppeft.engine.outputs import OutputError, prepare_output
 from tppeft.io import write_json
+from tppeft.rundir import OutputError, RunFolder
 from tppeft.stats import bootstrap_ci, mean_std, paired_difference
 
 
@@ -45,15 +45,15 @@ def test_train_fits_a_line_and_stops_on_nan():
 
 
 def test_output_folder_rules(tmp_path):
-    out = prepare_output(tmp_path / "a", overwrite=False)
+    out = RunFolder(tmp_path / "a").prepare(overwrite=False).root
     (out / "config.yaml").write_text("x")
     with pytest.raises(OutputError, match="--overwrite"):
-        prepare_output(out, overwrite=False)
-    assert not (prepare_output(out, overwrite=True) / "config.yaml").exists()
+        RunFolder(out).prepare(overwrite=False)
+    assert not (RunFolder(out).prepare(overwrite=True).root / "config.yaml").exists()
     other = tmp_path / "b"
     other.mkdir()
     (other / "precious.txt").write_text("x")
     with pytest.raises(OutputError, match="refusing"):
-        prepare_output(other, overwrite=True)
+        RunFolder(other).prepare(overwrite=True)
     write_json(tmp_path / "n.json", {"a": float("nan")})
     assert (tmp_path / "n.json").read_text().strip() == '{\n "a": null\n}'

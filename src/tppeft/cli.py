@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import errno
 import json
-import shutil
 import signal
 import sys
 import time
@@ -35,18 +34,10 @@ from tppeft.config import (
 from tppeft.data.medmnist import DataError
 from tppeft.engine.checkpoint import CheckpointError
 from tppeft.engine.loop import NonFiniteLossError
-from tppeft.engine.outputs import (
-    COMPLETE_MARKER,
-    RUN_MARKER,
-    OutputError,
-    check_output,
-    check_writable,
-    create_output,
-    estimate_run_bytes,
-)
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
 from tppeft.io import JsonLinesError, append_jsonl, read_jsonl, write_json, write_text
 from tppeft.report import ReportError
+from tppeft.rundir import OutputError, RunFolder, RunPaths, estimate_run_bytes
 from tppeft.targets import TargetParamError, list_target_methods
 
 if TYPE_CHECKING:
@@ -57,7 +48,6 @@ USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamEr
                FileNotFoundError)
 # Write failures of the environment (full disk, quota, file size limit, read-only or forbidden folder).
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
-COMMAND_FILE = "command.json"  # the command (and a stage command's seed and init) a folder was made by
 TRAINING_COMMANDS = ("run", "pretrain", "finetune", "sweep")
 
 
@@ -90,26 +80,24 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _resume_config(args: argparse.Namespace) -> tuple[Config, Path]:
+def _resume_config(args: argparse.Namespace) -> tuple[Config, RunFolder]:
     """The config of the run folder ``--resume DIR``; only runtime keys may be overridden."""
-    out = Path(args.resume)
+    folder = RunFolder(args.resume)
     if args.config is not None:
-        raise ConfigError(f"--resume takes the configuration from {out / RUN_MARKER}; give no CONFIG argument")
+        raise ConfigError(f"--resume takes the configuration from {folder.config}; give no CONFIG argument")
     if args.output is not None or args.overwrite:
         raise ConfigError("--resume continues DIR in place; drop --output and --overwrite")
-    if not (out / RUN_MARKER).is_file():
-        raise OutputError(f"'{out}' holds no tppeft run to resume (no {RUN_MARKER})")
-    _invocation(args)  # made by this command?
+    folder.reopen_for_resume(args.command)  # a tppeft run, made by this command?
     for text in args.set or []:
         keys, _ = parse_override(text)
         if keys[0] not in RUNTIME_KEYS:
             raise ConfigError(f"--set {text}: '{'.'.join(keys)}' cannot change when resuming (it would change the "
                               f"results); only {', '.join(RUNTIME_KEYS)} may")
-    return load_config(out / RUN_MARKER, args.set or []), out
+    return load_config(folder.config, args.set or []), folder
 
 
 def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]], init: Path | None = None,
-             invocation: dict | None = None) -> tuple[Config, Path, Context, bool]:
+             invocation: dict | None = None) -> tuple[Config, RunFolder, Context, bool]:
     """Validate everything, then create (or, with --resume, reopen) the output folder.
 
     ``plan(cfg)`` says whether a TPP stage will run and how many runs the folder will hold; ``invocation``
@@ -119,27 +107,24 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]
 
     resume = args.resume is not None
     if resume:
-        cfg, out = _resume_config(args)
+        cfg, folder = _resume_config(args)
     else:
         cfg = _config(args)
-        out = Path(args.output or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}")
-        check_output(out, args.overwrite)  # cheap checks first
+        folder = RunFolder.at(args.output, args.command).check_new(args.overwrite)  # cheap checks first
     ctx = prepare_context(cfg, log)
     pretext, runs = plan(cfg)
     need = estimate_run_bytes(preflight(ctx, pretext, init), runs, cfg.checkpoint.keep_finished)
     if resume:
-        check_writable(out, need)
+        folder.check_writable(need)
     else:
-        check_output(out, args.overwrite, need)
+        folder.check_new(args.overwrite, need)
         check_stop()  # a signal during the checks: stop before anything is written
         distributed.barrier()  # every process has checked the folder before the first one creates it
         if distributed.is_main():
-            create_output(out, args.overwrite)
-            write_text(out / RUN_MARKER, config_to_yaml(cfg))
-            write_json(out / COMMAND_FILE, {"command": args.command, **(invocation or {})})
+            folder.create(args.overwrite, cfg, {"command": args.command, **(invocation or {})})
         distributed.barrier()
-    args.out_dir = out
-    return cfg, out, ctx, resume
+    args.out_dir = folder.root
+    return cfg, folder, ctx, resume
 
 
 def _only_runs(specs: list[str], cfg: Config) -> set[tuple[str, int]]:
@@ -167,13 +152,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         arms = [a for a, _ in only] if only else c.arms
         return any(pretext_of_arm(a, c.pretext) for a in arms), len(only) or c.seeds * len(c.arms)
 
-    cfg, out, ctx, resume = _prepare(args, plan, invocation={"only": sorted(specs)} if specs else None)
+    cfg, folder, ctx, resume = _prepare(args, plan, invocation={"only": sorted(specs)} if specs else None)
     only = _only_runs(specs, cfg) or None
-    log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {out}" + (" (resumed)" if resume else "")
+    log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {folder.root}" + (" (resumed)" if resume else "")
         + (f"; only {', '.join(sorted(specs))}" if only else ""))
-    summary = run_comparison(cfg, out, log, ctx=ctx, resume=resume, only=only)
+    summary = run_comparison(cfg, folder.root, log, ctx=ctx, resume=resume, only=only)
     say(comparison_text(summary))
-    say(f"\nwall time {summary['wall_seconds']:.0f} s; summary: {out / 'summary.json'}; report: {out / 'report.md'}")
+    say(f"\nwall time {summary['wall_seconds']:.0f} s; summary: {folder.summary}; report: {folder.report_md}")
     failed = sum(len(e.get("failed", [])) for e in summary["arms"].values())
     if failed and distributed.is_main():
         print(f"tppeft: {failed} run(s) failed and are left out of the statistics (see Problems above)",
@@ -186,40 +171,30 @@ def _invocation(args: argparse.Namespace) -> dict:
     """What the folder being resumed was made by (its command, a stage command's seed and init)."""
     if args.resume is None:
         return {"command": args.command}
-    path = Path(args.resume) / COMMAND_FILE
-    if not path.is_file() and args.command == "run" and (Path(args.resume) / RUN_MARKER).is_file():
-        return {"command": "run"}
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise OutputError(f"'{args.resume}' holds no tppeft run to resume ({COMMAND_FILE} missing or "
-                          "unreadable)") from None
-    if saved.get("command") != args.command:
-        raise OutputError(f"'{args.resume}' holds a '{saved.get('command')}' run; resume it with "
-                          f"tppeft {saved.get('command')} --resume {args.resume}")
-    return saved
+    return RunFolder(args.resume).saved_command(args.command)
 
 
-def _finish_stage_folder(cfg: Config, out: Path) -> None:
-    if not cfg.checkpoint.keep_finished and distributed.is_main():
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+def _finish_stage_folder(cfg: Config, folder: RunFolder) -> None:
+    if distributed.is_main():
+        folder.finish_stage(cfg.checkpoint.keep_finished)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from tppeft.stages import build_run_model, pretrain_stage
 
     seed = _invocation(args).get("seed", args.seed)
-    cfg, out, ctx, resume = _prepare(args, lambda c: (True, 1), invocation={"seed": seed})
-    if resume and (out / "pretext.json").is_file():
-        result = json.loads((out / "pretext.json").read_text())
+    cfg, folder, ctx, resume = _prepare(args, lambda c: (True, 1), invocation={"seed": seed})
+    record = folder.own_run.pretext_record
+    if resume and record.is_file():
+        result = json.loads(record.read_text())
     else:
         run = build_run_model(ctx, seed)
         log(run.counts_text())
-        result = pretrain_stage(ctx, run, seed, out, f"[pretrain seed {seed}]")
+        result = pretrain_stage(ctx, run, seed, folder.root, f"[pretrain seed {seed}]")
         if distributed.is_main():
-            write_json(out / "pretext.json", {"seed": seed, **run.counts(), **result})
-    _finish_stage_folder(cfg, out)
-    say(f"target parameters: {out / 'target_params'}\n"
+            write_json(record, {"seed": seed, **run.counts(), **result})
+    _finish_stage_folder(cfg, folder)
+    say(f"target parameters: {folder.own_run.target_params}\n"
         f"held-out pretext loss {result['loss_start']:.4f} -> {result['loss_end']:.4f}")
     return 0
 
@@ -232,24 +207,25 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if init_arg is None:
         raise ConfigError("finetune needs --init FOLDER (saved target parameters) or --init none")
     init = None if init_arg == "none" else Path(init_arg)
-    if init is not None and (init / "target_params").is_dir():
-        init = init / "target_params"  # a `tppeft pretrain` output folder
+    if init is not None and RunPaths(init).target_params.is_dir():
+        init = RunPaths(init).target_params  # a `tppeft pretrain` output folder
     if init is not None and not init.is_dir():
         raise TargetParamError(f"--init '{init}' is not a folder of saved target parameters")
-    cfg, out, ctx, resume = _prepare(args, lambda c: (False, 1), init=init, invocation={"seed": seed, "init": init_arg})
-    results = out / "results.jsonl"
+    cfg, folder, ctx, resume = _prepare(args, lambda c: (False, 1), init=init,
+                                        invocation={"seed": seed, "init": init_arg})
+    results = folder.results
     if resume and results.is_file() and read_jsonl(results, repair=True):
         say(json.dumps({k: read_jsonl(results, repair=True)[-1][k] for k in ("test", "best_epoch")}))
         return 0
     run = build_run_model(ctx, seed, init=init)
     log(run.counts_text())
-    result = finetune_stage(ctx, run, seed, out, f"[finetune seed {seed}]")
+    result = finetune_stage(ctx, run, seed, folder.root, f"[finetune seed {seed}]")
     if not run.frozen_unchanged():
         raise RuntimeError("backbone weights changed during fine-tuning")
     record = {"seed": seed, "init": str(init) if init else None, **run.counts(), **result}
     if distributed.is_main():
         append_jsonl(results, record)
-    _finish_stage_folder(cfg, out)
+    _finish_stage_folder(cfg, folder)
     say(json.dumps({"test": result["test"], "best_epoch": result["best_epoch"]}))
     return 0
 
@@ -290,11 +266,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = args.config
     if spec is not None and not Path(spec).exists() and spec in bundled_configs():
         spec = bundled_configs()[spec]
-    out = args.output or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    args.out_dir = out
-    sweep = run_sweep(spec, args.set or [], args.grid, out, resume=args.resume, overwrite=args.overwrite, log=log)
+    folder = RunFolder.at(args.output, "sweep")
+    args.out_dir = folder.root
+    sweep = run_sweep(spec, args.set or [], args.grid, folder.root, resume=args.resume, overwrite=args.overwrite,
+                      log=log)
     print(table(sweep))
-    print(f"\nwall time {sweep['wall_seconds']:.0f} s; table: {Path(out) / 'sweep.md'}")
+    print(f"\nwall time {sweep['wall_seconds']:.0f} s; table: {folder.sweep_md}")
     return 0
 
 
@@ -303,9 +280,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from tppeft.report import comparison_text
 
     summary = merge_parts([Path(p) for p in args.parts], args.output, overwrite=args.overwrite)
+    folder = RunFolder(args.output)
     print(comparison_text(summary))
     print(f"\nmerged {sum(e['n'] + len(e.get('failed', [])) for e in summary['arms'].values())} run(s) from "
-          f"{len(args.parts)} folder(s); summary: {args.output / 'summary.json'}; report: {args.output / 'report.md'}")
+          f"{len(args.parts)} folder(s); summary: {folder.summary}; report: {folder.report_md}")
     return 0
 
 
@@ -321,21 +299,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tppeft.report import comparison_text, write_report
 
-    run_dir = Path(args.run_dir)
-    sweep_file = run_dir / "sweep.json"
-    if sweep_file.is_file() and not (run_dir / COMPLETE_MARKER).is_file():
+    folder = RunFolder(Path(args.run_dir))
+    if folder.sweep.is_file() and not folder.is_complete():
         from tppeft.sweep import render, table
 
-        sweep = json.loads(sweep_file.read_text())
-        write_text(run_dir / "sweep.md", render(sweep))
+        sweep = json.loads(folder.sweep.read_text())
+        write_text(folder.sweep_md, render(sweep))
         print(table(sweep))
         return 0
-    if not (run_dir / COMPLETE_MARKER).is_file():
-        hint = (f"; the run is incomplete: resume it with tppeft run --resume {run_dir}"
-                if (run_dir / RUN_MARKER).is_file() else "")
-        raise OutputError(f"'{run_dir}' has no {COMPLETE_MARKER}{hint}")
-    path = write_report(Path(args.run_dir))
-    print(comparison_text(json.loads((Path(args.run_dir) / "summary.json").read_text())))
+    folder.require_complete()
+    path = write_report(folder.root)
+    print(comparison_text(json.loads(folder.summary.read_text())))
     print(f"\nreport: {path} and {path.with_suffix('.html')}")
     return 0
 
@@ -353,10 +327,7 @@ def cmd_backbone_pretrain(args: argparse.Namespace) -> int:
     from tppeft.backbones.pretrain import pretrain_backbone
 
     cfg = _config(args)
-    out = Path(args.output or Path("runs") / f"backbone-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_output(out, args.overwrite)
-    create_output(out, args.overwrite)
-    write_text(out / RUN_MARKER, config_to_yaml(cfg))
+    out = RunFolder.at(args.output, "backbone").prepare(args.overwrite, cfg).root
     meta = pretrain_backbone(cfg, out, log)
     bp = cfg.backbone_pretrain
     print(f"checkpoint: {out / (bp.checkpoint_name + '_encoder.safetensors')} ({meta['images']:,} images, "

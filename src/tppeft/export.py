@@ -19,12 +19,12 @@ from torch import nn
 
 from tppeft.backbones import Backbone, build_backbone
 from tppeft.config import BackboneConfig, PeftConfig
-from tppeft.engine.outputs import OutputError
 from tppeft.io import write_json
+from tppeft.rundir import HEAD, OutputError, RunFolder, RunPaths
 from tppeft.targets import Attached, TargetMethod, TargetParamError, get_target_method
 from tppeft.targets.base import META_FILE, read_meta
 
-HEAD_FILE = "head.safetensors"
+HEAD_FILE = HEAD
 EXPORT_MARKER = "tppeft_export.json"
 # Largest |merged - adapted| output difference accepted on random inputs (float32 rounding of the merge).
 MERGE_TOLERANCE = 1e-4
@@ -39,14 +39,15 @@ def find_target_dir(source: Path, arm: str | None = None, seed: int = 0) -> Path
     source = Path(source)
     if (source / META_FILE).is_file():
         return source
-    for sub in ("finetuned", "target_params"):
-        if (source / sub / META_FILE).is_file():
-            return source / sub
-    runs = source / "runs"
+    for sub in (RunPaths(source).finetuned, RunPaths(source).target_params):
+        if (sub / META_FILE).is_file():
+            return sub
+    folder = RunFolder(source)
+    runs = folder.runs_root
     if runs.is_dir():
         arms = sorted(p.name for p in runs.iterdir() if p.is_dir())
         arm = arm or ("tpp" if "tpp" in arms else (arms[0] if arms else None))
-        target = runs / str(arm) / f"seed{seed}" / "finetuned"
+        target = folder.run(str(arm), seed).finetuned
         if not (target / META_FILE).is_file():
             raise TargetParamError(f"{source}: no fine-tuned target parameters for arm '{arm}' seed {seed} "
                                    f"(arms here: {arms}); choose with --arm and --seed")

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 from tppeft.config import load_config, results_identity
-from tppeft.engine.outputs import COMPLETE_MARKER, RUN_MARKER, OutputError, check_output, create_output
-from tppeft.io import append_jsonl, read_jsonl, write_json, write_text
+from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.protocol import summarize
 from tppeft.report import write_report
+from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
 
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
 _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",
@@ -30,40 +30,40 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
     configs, summaries, records = [], [], []
     seen: dict[tuple[str, int], Path] = {}
     for part in parts:
-        if not (part / COMPLETE_MARKER).is_file() or not (part / RUN_MARKER).is_file():
-            raise OutputError(f"'{part}' holds no finished comparison ({COMPLETE_MARKER} or {RUN_MARKER} missing); "
+        folder = RunFolder(part)
+        if not folder.is_complete() or not folder.is_tppeft():
+            raise OutputError(f"'{part}' holds no finished comparison ({SUMMARY} or {CONFIG} missing); "
                               f"finish it with tppeft run --resume {part}")
-        cfg = load_config(part / RUN_MARKER)
+        cfg = load_config(folder.config)
         if configs and results_identity(cfg) != results_identity(configs[0]):
             differ = sorted(k for k, v in results_identity(cfg).items() if results_identity(configs[0])[k] != v)
             raise OutputError(f"'{part}' was run with another configuration than '{parts[0]}' (differs in "
                               f"{', '.join(differ)}); only parts of one comparison can be merged")
         configs.append(cfg)
-        summaries.append(json.loads((part / COMPLETE_MARKER).read_text()))
-        for r in read_jsonl(part / "results.jsonl"):
+        summaries.append(json.loads(folder.summary.read_text()))
+        for r in read_jsonl(folder.results):
             key = (r["arm"], r["seed"])
             if key in seen:
                 raise OutputError(f"run {r['arm']} seed {r['seed']} is in both '{seen[key]}' and '{part}'")
             seen[key] = part
             records.append(r)
-    check_output(out, overwrite)
-    create_output(out, overwrite)
+    merged = RunFolder(out).check_new(overwrite).create(overwrite)
     cfg = configs[0]
     order = {(s, a): i for i, (s, a) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
     records.sort(key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
     for r in records:
-        source = seen[(r["arm"], r["seed"])] / "runs" / r["arm"] / f"seed{r['seed']}"
+        source = RunFolder(seen[(r["arm"], r["seed"])]).run(r["arm"], r["seed"]).root
         if source.is_dir():
-            shutil.copytree(source, out / "runs" / r["arm"] / f"seed{r['seed']}")
-        append_jsonl(out / "results.jsonl", r)
-    write_text(out / RUN_MARKER, (parts[0] / RUN_MARKER).read_text())
-    write_json(out / "command.json", {"command": "merge", "parts": [str(p) for p in parts]})
+            shutil.copytree(source, merged.run(r["arm"], r["seed"]).root)
+        append_jsonl(merged.results, r)
+    merged.write_config(RunFolder(parts[0]).config.read_text())
+    merged.write_command({"command": "merge", "parts": [str(p) for p in parts]})
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
     walls = [s.get("wall_seconds") for s in summaries]
     meta.update({"figures": [], "merged_from": [str(p) for p in parts], "job_wall_seconds": walls,
                  "wall_seconds": max((w for w in walls if w is not None), default=None)})
     summary = summarize(records, cfg, meta, first["metrics"], first["primary_metric"])
-    write_json(out / COMPLETE_MARKER, summary)
-    write_report(out)
+    write_json(merged.summary, summary)
+    write_report(merged.root)
     return summary

@@ -12,6 +12,8 @@ matplotlib.use("Agg")  # files only, never a window; set before pyplot is import
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tppeft.rundir import RunFolder  # noqa: E402
+
 METRIC_PLOT = "metric_by_arm.png"
 CURVES_PLOT = "loss_curves.png"
 
@@ -19,9 +21,10 @@ CURVES_PLOT = "loss_curves.png"
 def read_curves(run_dir: Path, summary: dict) -> dict[str, dict[int, dict[str, list]]]:
     """Per arm and seed: pretext training loss, fine-tuning training loss and validation metrics per epoch."""
     out: dict[str, dict[int, dict[str, list]]] = {}
+    folder = RunFolder(run_dir)
     for arm, entry in summary["arms"].items():
         for r in entry["runs"]:
-            path = Path(run_dir) / "runs" / arm / f"seed{r['seed']}" / "metrics.jsonl"
+            path = folder.run(arm, r["seed"]).metrics
             if not path.is_file():
                 continue
             curves: dict[str, list] = {"pretext": [], "finetune": [], "val": []}
@@ -111,6 +114,6 @@ def plot_curves(curves: dict, summary: dict, path: Path) -> Path:
 
 
 def write_plots(run_dir: Path, summary: dict) -> dict[str, Path]:
-    run_dir = Path(run_dir)
-    return {"metric": plot_metric_by_arm(summary, run_dir / METRIC_PLOT),
-            "curves": plot_curves(read_curves(run_dir, summary), summary, run_dir / CURVES_PLOT)}
+    folder = RunFolder(run_dir)
+    return {"metric": plot_metric_by_arm(summary, folder.figure(METRIC_PLOT)),
+            "curves": plot_curves(read_curves(folder.root, summary), summary, folder.figure(CURVES_PLOT))}

@@ -8,7 +8,6 @@ augmentation identically in every arm, so arms are compared seed by seed (paired
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +18,12 @@ from tppeft.arms import ARM_HELP, build_arm_model
 from tppeft.backbones import frozen_state_digest, seen_splits
 from tppeft.budget import matched_budget
 from tppeft.bundled import resolve
-from tppeft.config import Config, config_to_yaml, pretext_of_arm
+from tppeft.config import Config, pretext_of_arm
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
-from tppeft.io import append_jsonl, read_jsonl, write_json, write_text
+from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.report import write_report
+from tppeft.rundir import RunFolder
 from tppeft.stages import Context, finetune_stage, prepare_context, pretrain_stage
 from tppeft.stats import bootstrap_ci, finite, mean_std, paired_difference
 
@@ -129,7 +129,8 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
 
 def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print, ctx: Context | None = None,
                    resume: bool = False, only: set[tuple[str, int]] | None = None) -> dict:
-    """Run all arms x seeds into ``out_dir`` and write config.yaml, results.jsonl, summary.json, report.md.
+    """Run all arms x seeds into ``out_dir`` (a folder made by :meth:`tppeft.rundir.RunFolder.create`, with its
+    config.yaml) and write results.jsonl, summary.json, report.md.
 
     With ``resume`` the runs already in ``out_dir/results.jsonl`` are kept, and an interrupted run continues
     from its last checkpoint. A run stopped by a non-finite loss is recorded as failed and left out of the
@@ -139,9 +140,8 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     """
     main = distributed.is_main()
     start = time.perf_counter()
-    results_path = out_dir / "results.jsonl"
-    if not resume and main:
-        write_text(out_dir / "config.yaml", config_to_yaml(cfg))
+    folder = RunFolder(out_dir)
+    results_path = folder.results
     ctx = ctx or prepare_context(cfg, log)
     task = ctx.task
     meta = {"dataset": ctx.data.name, "task": task.name, "labels": ctx.data.task,
@@ -174,12 +174,13 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     total = len(only) if only else cfg.seeds * len(cfg.arms)
     for seed in range(cfg.seeds):
         for arm in cfg.arms:
-            run_dir = out_dir / "runs" / arm / f"seed{seed}"
+            run_paths = folder.run(arm, seed)
+            run_dir = run_paths.root
             if only and (arm, seed) not in only:
                 continue
             if (arm, seed) in finished:
                 if main and not cfg.checkpoint.keep_finished and (arm, seed) in kept_clean:
-                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a kill came before the cleanup
+                    run_paths.drop_checkpoints()  # a kill came before the cleanup
                 continue
             if distributed.any_process(stop_requested()):
                 check_stop()
@@ -195,7 +196,7 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             if main:
                 append_jsonl(results_path, record)
                 if is_valid(record) and not cfg.checkpoint.keep_finished:
-                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+                    run_paths.drop_checkpoints()
     order = {(seed, arm): i for i, (seed, arm) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
     records.sort(key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
     figures = task.figures(ctx, out_dir, cfg.arms) if main else []
@@ -204,6 +205,6 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
                                        "wall_seconds": round(time.perf_counter() - start, 1), **extra},
                         task.metrics, task.primary_metric)
     if main:
-        write_json(out_dir / "summary.json", summary)
+        write_json(folder.summary, summary)
         write_report(out_dir)
     return summary

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tppeft.document import Block, Heading, Image, Para, Table, table_markdown, to_html, to_markdown
 from tppeft.io import write_text
+from tppeft.rundir import SUMMARY, RunFolder
 
 
 class ReportError(ValueError):
@@ -35,9 +36,9 @@ def fmt_ci(ci: list | None, signed: bool = False) -> str:
 
 
 def load_summary(run_dir: Path) -> dict:
-    path = Path(run_dir) / "summary.json"
+    path = RunFolder(run_dir).summary
     if not path.is_file():
-        raise ReportError(f"'{run_dir}' holds no summary.json: not a finished `tppeft run` folder")
+        raise ReportError(f"'{run_dir}' holds no {SUMMARY}: not a finished `tppeft run` folder")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -220,7 +221,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
     for fig in summary.get("figures") or []:
         blocks += [Heading("Examples"),
                    Para("Test images (seed 0 of each arm): ground truth filled; predictions filled with the ground "
-                        "truth outlined in green."), Image(Path(run_dir) / fig if run_dir else Path(fig), "examples")]
+                        "truth outlined in green."),
+                   Image(RunFolder(run_dir).figure(fig) if run_dir else Path(fig), "examples")]
     return blocks
 
 
@@ -232,11 +234,10 @@ def write_report(run_dir: Path) -> Path:
     """Write report.md, report.html, metric_by_arm.png and loss_curves.png into ``run_dir``; returns report.md."""
     from tppeft.plots import write_plots
 
-    run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
-    plots = write_plots(run_dir, summary)
-    blocks = build_blocks(summary, plots, run_dir)
-    path = run_dir / "report.md"
-    write_text(path, to_markdown(blocks))
-    write_text(run_dir / "report.html", to_html(blocks, f"TPP comparison on {summary.get('dataset', '?')}"))
-    return path
+    folder = RunFolder(run_dir)
+    summary = load_summary(folder.root)
+    plots = write_plots(folder.root, summary)
+    blocks = build_blocks(summary, plots, folder.root)
+    write_text(folder.report_md, to_markdown(blocks))
+    write_text(folder.report_html, to_html(blocks, f"TPP comparison on {summary.get('dataset', '?')}"))
+    return folder.report_md

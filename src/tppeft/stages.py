@@ -28,6 +28,7 @@ from tppeft.engine.selection import BestSoFar
 from tppeft.io import append_jsonl
 from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
+from tppeft.rundir import RunPaths
 from tppeft.targets import Attached, TargetMethod, get_target_method
 from tppeft.tasks import Task, TaskModel, task_for
 
@@ -196,8 +197,9 @@ def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
 def stage_checkpointer(ctx: Context, out_dir: Path, stage: str, seed: int) -> Checkpointer:
     """The checkpoints of one stage of one run, in ``out_dir/checkpoints/<stage>``."""
     c = ctx.cfg.checkpoint
-    return Checkpointer(out_dir / "checkpoints" / stage, fingerprint(results_identity(ctx.cfg), stage, seed),
-                        every_epochs=c.every_epochs, every_steps=c.every_steps, logs=[out_dir / "metrics.jsonl"],
+    paths = RunPaths(out_dir)
+    return Checkpointer(paths.checkpoints(stage), fingerprint(results_identity(ctx.cfg), stage, seed),
+                        every_epochs=c.every_epochs, every_steps=c.every_steps, logs=[paths.metrics],
                         log=ctx.log, writes=distributed.is_main())
 
 
@@ -278,7 +280,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     ctx.log(f"{tag} TPP stage: {task.describe()}, held-out pretext loss {loss_start:.4f}")
     order = generator(seed, "pretext")
     aug = generator(seed, "pretext", ctx.device)
-    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path = RunPaths(out_dir).metrics
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
         if distributed.is_main():
@@ -301,7 +303,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
         ctx.log(f"{tag} WARNING: the TPP stage lowered the held-out pretext loss by less than "
                 f"{MIN_PRETEXT_GAIN:.0%} ({loss_start:.4f} -> {loss_end:.4f}): it has barely pre-trained anything")
-    target_dir = out_dir / "target_params"
+    target_dir = RunPaths(out_dir).target_params
     if distributed.is_main():
         run.method.save(run.handle, target_dir)
     ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
@@ -348,7 +350,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         groups.insert(0, {"params": targets, "lr": cfg.lr * run.lr_scale})
     sign = -1.0 if select == "loss" else 1.0
     best = BestSoFar(targets + head)
-    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path = RunPaths(out_dir).metrics
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
         with ctx.inference():
@@ -374,7 +376,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     best.restore()
     with ctx.inference():
         test = task.evaluate(ctx, model, "test")
-    final_dir = out_dir / "finetuned"
+    final_dir = RunPaths(out_dir).finetuned
     if distributed.is_main():
         with ctx.inference():
             task.after_test(ctx, model, out_dir, seed)
@@ -382,7 +384,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         if run.method is not None:  # a linear probe has no target parameters; full fine-tuning keeps no weights
             run.method.save(run.handle, final_dir)
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
-                  str(final_dir / "head.safetensors"))
+                  str(RunPaths(out_dir).head))
     record = {"stage": "finetune", "event": "end", "best_epoch": best.epoch, "val": best.val,
               "test": test, "epochs": epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
               "seconds": result.seconds}

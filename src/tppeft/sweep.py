@@ -16,15 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tppeft.config import Config, config_to_yaml, load_config, parse_override
-from tppeft.engine.outputs import OutputError, prepare_output
-from tppeft.io import write_json
+from tppeft.config import Config, load_config, parse_override
+from tppeft.io import write_json, write_text
 from tppeft.options import ConfigError
 from tppeft.protocol import run_comparison
 from tppeft.report import fmt_num, fmt_signed, verdict
+from tppeft.rundir import RunFolder
 from tppeft.targets import method_class
 
-SWEEP_FILE = "sweep.json"
 PRIMARY_METRIC = "auc"  # only for a summary that names none (every summary names its task's primary metric)
 
 
@@ -122,14 +121,6 @@ def table(sweep: dict) -> str:
     return "\n".join(lines)
 
 
-def _prepare(out: Path, resume: bool, overwrite: bool) -> Path:
-    if resume and out.exists() and any(out.iterdir()):
-        if not (out / SWEEP_FILE).is_file() and not (out / "config.yaml").is_file():
-            raise OutputError(f"--resume: '{out}' holds no tppeft sweep ({SWEEP_FILE})")
-        return out
-    return prepare_output(out, overwrite)
-
-
 def run_sweep(spec: str | Path | None, sets: list[str], grid: list[str], out: Path, resume: bool = False,
               overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
     """Run every cell of ``grid`` (``KEY=[values]`` texts) over the base config ``spec`` + ``sets``."""
@@ -137,26 +128,24 @@ def run_sweep(spec: str | Path | None, sets: list[str], grid: list[str], out: Pa
     axes = parse_grid(grid)
     cells = cell_configs(spec, sets, axes)
     base = load_config(spec, sets)
-    out = _prepare(Path(out), resume, overwrite)
-    (out / "config.yaml").write_text(config_to_yaml(base))
+    folder = RunFolder(out).prepare_sweep(resume, overwrite)
+    folder.write_config(base)
     sweep: dict[str, Any] = {"grid": [[k, v] for k, v in axes], "sets": list(sets), "cells": []}
     for i, (name, assign, cfg) in enumerate(cells, 1):
-        cell_dir = out / "cells" / name
-        done = cell_dir / "summary.json"
-        same = resume and (cell_dir / "config.yaml").is_file() and \
-            (cell_dir / "config.yaml").read_text() == config_to_yaml(cfg)
-        if same and done.is_file():
+        cell = folder.cell(name)
+        same = resume and cell.holds_config(cfg)
+        if same and cell.is_complete():
             log(f"=== cell {i}/{len(cells)} {name}: finished before, reused")
         elif same:
             log(f"=== cell {i}/{len(cells)} {name}: interrupted before, continued from its checkpoints")
-            run_comparison(cfg, cell_dir, log, resume=True)
+            run_comparison(cfg, cell.root, log, resume=True)
         else:
             log(f"=== cell {i}/{len(cells)} {name}: {assign} [{time.perf_counter() - start:.0f}s elapsed]")
-            run_comparison(cfg, prepare_output(cell_dir, overwrite=True), log)
-        sweep["cells"].append(cell_row(name, assign, json.loads(done.read_text())))
+            run_comparison(cfg, cell.prepare(True, cfg).root, log)
+        sweep["cells"].append(cell_row(name, assign, json.loads(cell.summary.read_text())))
         sweep["wall_seconds"] = round(time.perf_counter() - start, 1)
-        write_json(out / SWEEP_FILE, sweep)
-    (out / "sweep.md").write_text(render(sweep))
+        write_json(folder.sweep, sweep)
+    write_text(folder.sweep_md, render(sweep))
     return sweep
 
 

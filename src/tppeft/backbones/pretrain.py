@@ -29,6 +29,7 @@ from tppeft.engine import resolve_device, set_threads, train
 from tppeft.engine.loop import epoch_steps
 from tppeft.io import append_jsonl, write_json
 from tppeft.pretext.mae import MaskedReconstruction
+from tppeft.rundir import RunPaths
 
 MEAN = STD = (0.5, 0.5, 0.5)  # b0's convention: (x - 0.5) / 0.5 on [0, 1] pixels
 _NO_DECAY = ("vit.pos_embed", "vit.cls_token", "vit.reg_token", "decoder.dec_pos", "decoder.mask_token")
@@ -73,7 +74,7 @@ def pretrain_backbone(cfg: Config, out_dir: Path, log: Callable[[str], None] = p
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
         curve.append([epoch * steps_per_epoch, round(loss, 5)])
-        append_jsonl(out_dir / "metrics.jsonl", {"stage": "backbone_pretrain", "epoch": epoch,
+        append_jsonl(RunPaths(out_dir).metrics, {"stage": "backbone_pretrain", "epoch": epoch,
                                                  "step": epoch * steps_per_epoch, "train_loss": loss})
         return {}
 

@@ -13,15 +13,13 @@ from torch import nn
 
 from tppeft import distributed
 from tppeft.data import ImageDataset, float_pixels, iterate_batches, resize_masks
+from tppeft.rundir import EXAMPLES_FIGURE, RunFolder, RunPaths
 from tppeft.tasks.base import Task, register_task
 from tppeft.tasks.decoders import ViTSegmenter
 from tppeft.tasks.figures import write_mask_grid
 
 if TYPE_CHECKING:
     from tppeft.stages import Context
-
-EXAMPLES_FILE = "examples.npz"
-FIGURE_FILE = "examples.png"
 
 
 def segmentation_scores(pred: torch.Tensor, truth: torch.Tensor, num_classes: int,
@@ -170,18 +168,19 @@ class SegmentationTask(Task):
     def after_test(self, ctx: Context, model: nn.Module, run_dir: Path, seed: int) -> None:
         if seed == 0 and self.preview.get("indices"):
             pred, _ = self.predict(ctx, model, "test", self.preview["indices"])
-            np.savez_compressed(run_dir / EXAMPLES_FILE, indices=np.array(self.preview["indices"]),
+            np.savez_compressed(RunPaths(run_dir).examples, indices=np.array(self.preview["indices"]),
                                 pred=pred.cpu().numpy())
 
     def figures(self, ctx: Context, out_dir: Path, arms: list[str]) -> list[str]:
         columns = {}
+        folder = RunFolder(out_dir)
         for arm in arms:
-            f = out_dir / "runs" / arm / "seed0" / EXAMPLES_FILE
+            f = folder.run(arm, 0).examples
             if f.is_file():
                 columns[arm] = np.load(f)["pred"]
         if not columns:
             return []
         images = self.preview["images"].cpu().numpy()
-        write_mask_grid(out_dir / FIGURE_FILE, images, self.preview["masks"].cpu().numpy(), columns,
+        write_mask_grid(folder.figure(EXAMPLES_FIGURE), images, self.preview["masks"].cpu().numpy(), columns,
                         [f"test #{i}" for i in self.preview["indices"]])
-        return [FIGURE_FILE]
+        return [EXAMPLES_FIGURE]
