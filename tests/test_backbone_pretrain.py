@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from tppeft.backbones import build_backbone
 from tppeft.bundled import bundled_configs
 from tppeft.cli import main
-from tppeft.config import BackboneConfig, PoolSourceConfig, load_config
+from tppeft.config import BackboneConfig, load_config
+from tppeft.data.config import PoolSourceConfig
 from tppeft.data.medmnist import DataError
 from tppeft.data.pool import central_slices, load_pool
 

@@ -350,7 +350,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_backbone_pretrain(args: argparse.Namespace) -> int:
-    from tppeft.backbones.pretrain import pretrain_backbone
+    from tppeft.backbone_pretrain import pretrain_backbone
 
     cfg = _config(args)
     out = Path(args.output or Path("runs") / f"backbone-{time.strftime('%Y%m%d-%H%M%S')}")

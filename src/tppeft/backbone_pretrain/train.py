@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors.torch import save_file
@@ -21,20 +22,29 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.optim import param_groups_weight_decay
 
 import tppeft
+from tppeft.backbone_pretrain.config import BackbonePretrainConfig
 from tppeft.backbones.factory import Backbone, BackboneError, _create
-from tppeft.config import Config, PretextConfig
 from tppeft.data import augment_batch, to_model_input
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_threads, train
 from tppeft.engine.loop import epoch_steps
 from tppeft.io import append_jsonl, write_json
-from tppeft.pretext.mae import MaskedReconstruction
+from tppeft.pretext.config import PretextConfig
+from tppeft.pretext.mae.task import MaskedReconstruction
 
 MEAN = STD = (0.5, 0.5, 0.5)  # b0's convention: (x - 0.5) / 0.5 on [0, 1] pixels
 _NO_DECAY = ("vit.pos_embed", "vit.cls_token", "vit.reg_token", "decoder.dec_pos", "decoder.mask_token")
 
 
-def pretrain_backbone(cfg: Config, out_dir: Path, log: Callable[[str], None] = print) -> dict:
+class PretrainSettings(Protocol):
+    """What backbone pre-training reads of the configuration (``tppeft.config.Config`` has it)."""
+
+    device: str
+    threads: int | None
+    backbone_pretrain: BackbonePretrainConfig
+
+
+def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str], None] = print) -> dict:
     """Train ``cfg.backbone_pretrain`` and write the checkpoint into ``out_dir``; returns its metadata."""
     bp = cfg.backbone_pretrain
     device = resolve_device(cfg.device)
