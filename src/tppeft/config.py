@@ -21,7 +21,7 @@ from tppeft.backbone_pretrain.config import BackbonePretrainConfig
 from tppeft.backbones.config import BackboneConfig
 from tppeft.data.config import DataConfig
 from tppeft.engine.config import CheckpointConfig, FinetuneConfig, TrainConfig
-from tppeft.options import ConfigError, Section
+from tppeft.options import MOVED_KEY, ConfigError, Section
 from tppeft.pretext.config import PretextConfig
 from tppeft.targets.config import PeftConfig
 from tppeft.tasks.config import TaskConfig
@@ -119,6 +119,8 @@ def _format_error(err: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{key}'")
+        elif e["type"] == MOVED_KEY:
+            lines += [f"{source}: {key}.{old} moved to {new}" for old, new in e["ctx"]["moved"]]
         else:
             got = e.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"  # a section-level check: its message says it

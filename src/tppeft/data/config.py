@@ -1,5 +1,5 @@
-"""Options of the data section (``data.*``) and of one source of the backbone pre-training pool
-(``backbone_pretrain.sources[]``). Torch-free: ``tppeft.config`` composes them."""
+"""Options of the data section (``data.*``; backbone pre-training reads its crop and flips) and of one source of
+the backbone pre-training pool (``backbone_pretrain.sources[]``). Torch-free: ``tppeft.config`` composes them."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ class DataConfig(Section):
         True, description="Random resized crop and flips on training batches (masks and volume slices move with "
         "their image).")
     crop_scale: tuple[float, float] = Field(
-        (0.6, 1.0), description="Area range of the random resized crop, as fractions of the image."
+        (0.6, 1.0), description="Area range of the random resized crop, as fractions of the image (also "
+        "`tppeft backbone-pretrain`)."
     )
-    hflip: bool = Field(True, description="Random horizontal flip during training.")
-    vflip: bool = Field(False, description="Random vertical flip during training.")
+    hflip: bool = Field(True, description="Random horizontal flip during training (also `tppeft backbone-pretrain`).")
+    vflip: bool = Field(False, description="Random vertical flip during training (also `tppeft backbone-pretrain`).")
     limit: int | None = Field(
         None, gt=0, description="Use only N images of each split, evenly spaced through it (quick checks); null = all."
     )

@@ -36,7 +36,8 @@ class TrainConfig(Section):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Forward passes (training and evaluation) under bf16 autocast (`bf16`) or in float32 "
         "(`fp32`); weights, optimizer and losses stay float32. `auto` = bf16 on a CUDA GPU that supports it, "
-        "fp32 on CPU (where bf16 matrix products are far slower than float32 on most processors)."
+        "fp32 on CPU (where bf16 matrix products are far slower than float32 on most processors). Also the "
+        "precision of `tppeft backbone-pretrain`."
     )
     compile: bool = Field(
         False, description="`torch.compile` every transformer block (backbone and MAE decoder), once per run: "

@@ -26,14 +26,14 @@ class PretextStageOptions(Section):
 
 
 class MaskedImageOptions(Section):
-    """What the masked-image tasks share (the masking of ``masking.py``)."""
+    """What the masked-image tasks share (the masking of ``masking.py``); ``tppeft backbone-pretrain`` too."""
 
     mask_ratio: float = Field(
         0.5, gt=0, lt=1,
-        description="Fraction of patches masked (`mae`, `simmim`, `featdistill`).",
+        description="Fraction of patches masked (`mae`, `simmim`, `featdistill`; also `tppeft backbone-pretrain`).",
     )
     norm_pix_loss: bool = Field(
-        True, description="Reconstruct per-patch normalised pixels (`mae`, `simmim`)."
+        True, description="Reconstruct per-patch normalised pixels (`mae`, `simmim`; also `tppeft backbone-pretrain`)."
     )
 
 

@@ -1,5 +1,5 @@
-"""Options of MAE's decoder; they sit flat in the ``pretext`` section (``pretext.decoder``, ``decoder_dim``, ...).
-Torch-free."""
+"""Options of MAE's decoder; they sit flat in the ``pretext`` section (``pretext.decoder``, ``decoder_dim``, ...),
+and ``tppeft backbone-pretrain`` reads the shape of the decoder it trains from them. Torch-free."""
 
 from __future__ import annotations
 
@@ -25,9 +25,17 @@ class MaeOptions(Section):
     decoder_lr_scale: float = Field(
         0.1, gt=0, description="`mae`: learning-rate factor of a trained *pretrained* decoder (a fresh one uses 1)."
     )
-    decoder_dim: int = Field(128, gt=0, description="`mae`: width of a fresh decoder.")
-    decoder_depth: int = Field(2, gt=0, description="`mae`: transformer blocks of a fresh decoder.")
-    decoder_heads: int = Field(4, gt=0, description="`mae`: attention heads of a fresh decoder (divides its width).")
+    decoder_dim: int = Field(
+        128, gt=0, description="`mae`: width of a fresh decoder (also of the one `tppeft backbone-pretrain` trains)."
+    )
+    decoder_depth: int = Field(
+        2, gt=0, description="`mae`: transformer blocks of a fresh decoder (also of the one `tppeft backbone-pretrain` "
+        "trains)."
+    )
+    decoder_heads: int = Field(
+        4, gt=0, description="`mae`: attention heads of a fresh decoder, a divisor of its width (also of the one "
+        "`tppeft backbone-pretrain` trains)."
+    )
 
     @model_validator(mode="after")
     def _check_decoder_heads(self) -> MaeOptions:
