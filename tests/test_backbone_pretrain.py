@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from tppeft.backbones import build_backbone
 from tppeft.bundled import bundled_configs
 from tppeft.cli import main
-from tppeft.config import BackboneConfig, PoolSourceConfig, load_config
+from tppeft.config import BackboneConfig, ConfigError, load_config
+from tppeft.data.config import PoolSourceConfig
 from tppeft.data.medmnist import DataError
 from tppeft.data.pool import central_slices, load_pool
 
@@ -71,10 +72,11 @@ def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
     vol = write_volumes(tmp_path / "vol.npz")
     recipe = tmp_path / "bp.yaml"
     recipe.write_text(yaml.safe_dump({"threads": 1, "backbone_pretrain": {
-        "arch_kwargs": TINY_VIT, "epochs": 2, "batch_size": 64, "base_lr": 1e-3, "decoder_dim": 32,
-        "decoder_depth": 1, "save_dtype": "float32",
+        "arch_kwargs": TINY_VIT, "epochs": 2, "batch_size": 64, "base_lr": 1e-3, "save_dtype": "float32",
         "sources": [{"path": "bundled:breastmnist", "splits": ["train"]},
-                    {"path": str(vol), "splits": ["train"], "slices": 3}]}}))
+                    {"path": str(vol), "splits": ["train"], "slices": 3}]},
+        "pretext": {"mask_ratio": 0.75, "decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2},
+        "data": {"crop_scale": [0.35, 1.0]}}))
     out = tmp_path / "bb"
     assert main(["backbone-pretrain", str(recipe), "-o", str(out)]) == 0
     assert "--set backbone.checkpoint=" in capsys.readouterr().out
@@ -83,7 +85,8 @@ def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
                                                                    ("vol.npz", {"train": 15})]
     assert meta["images"] == 561 and meta["steps"] == 2 * (561 // 64) and len(meta["loss_curve"]) == 2
     assert meta["arch_kwargs"]["embed_dim"] == 64 and meta["arch_kwargs"]["depth"] == 2
-    assert (meta["decoder"]["dim"], meta["decoder"]["depth"], meta["decoder"]["heads"]) == (32, 1, 4)
+    assert (meta["decoder"]["dim"], meta["decoder"]["depth"], meta["decoder"]["heads"]) == (32, 1, 2)
+    assert meta["mask_ratio"] == meta["decoder"]["mask_ratio"] == 0.75 and meta["crop_scale"] == [0.35, 1.0]
     assert meta["seconds"] > 0 and meta["device"].startswith("cpu")
     assert all(np.isfinite(loss) for _, loss in meta["loss_curve"])
     # the checkpoint is what `backbone.checkpoint` reads, decoder included, and the run records what it saw
@@ -105,11 +108,32 @@ def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
 def test_bundled_recipes_are_valid_and_never_read_breast_data_when_leaving_it_out():
     configs = bundled_configs()
     for name in ("backbone_b0_like", "backbone_loo_breast", "backbone_loo_breast_cpu"):
-        cfg = load_config(configs[name]).backbone_pretrain
+        full = load_config(configs[name])
+        cfg = full.backbone_pretrain
         paths = [s.path for s in cfg.sources]
         assert all(s.splits == ["train"] for s in cfg.sources)
         if "loo" in name:
             assert not any("breast" in p or "busi" in p for p in paths)
+        # MAE's recipe, as b0 was made: mask 0.75, decoder 128 wide, 4 blocks, 4 heads; crop 0.35-1 and
+        # horizontal flips; bf16 autocast on a CUDA GPU
+        p, d = full.pretext, full.data
+        assert (p.mask_ratio, p.norm_pix_loss) == (0.75, True)
+        assert (p.decoder_dim, p.decoder_depth, p.decoder_heads) == (128, 4, 4)
+        assert (d.crop_scale, d.hflip, d.vflip, full.train.precision) == ((0.35, 1.0), True, False, "auto")
     b0_like = load_config(configs["backbone_b0_like"]).backbone_pretrain
     assert b0_like.epochs * (9364 // b0_like.batch_size) == 4302  # b0: 4,304 steps
     assert BREAST.is_file()
+
+
+@pytest.mark.parametrize("old, new", [("mask_ratio=0.75", "pretext.mask_ratio"),
+                                      ("norm_pix_loss=true", "pretext.norm_pix_loss"),
+                                      ("decoder_dim=128", "pretext.decoder_dim"),
+                                      ("decoder_depth=4", "pretext.decoder_depth"),
+                                      ("crop_scale=[0.35, 1.0]", "data.crop_scale"),
+                                      ("hflip=true", "data.hflip"),
+                                      ("bf16=true", "train.precision")])
+def test_keys_shared_with_other_sections_moved_there(old, new):
+    key = "backbone_pretrain." + old.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^defaults \+ --set: {key} moved to {new}\b") as caught:
+        load_config(None, ["backbone_pretrain." + old])
+    assert "\n" not in str(caught.value)

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,21 @@ def test_config_roundtrip_through_yaml(tmp_path):
     p.write_text(config_to_yaml(cfg))
     assert load_config(p) == cfg
     assert Config() == load_config()
+
+
+def test_reading_a_config_needs_no_torch():
+    code = "import sys, tppeft.config; tppeft.config.load_config(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_every_registered_option_model_is_part_of_its_section():
+    from tppeft.config import PeftConfig, PretextConfig, TaskConfig
+    from tppeft.pretext import PRETEXTS
+    from tppeft.targets import METHODS
+    from tppeft.tasks import TASK_TYPES
+
+    for registry, section in ((METHODS, PeftConfig), (PRETEXTS, PretextConfig), (TASK_TYPES, TaskConfig)):
+        composed = set(section.__mro__) | {f.annotation for f in section.model_fields.values()}
+        for name, entry in registry.items():
+            assert entry.options is None or entry.options in composed, f"{name}: {entry.options} is not in {section}"

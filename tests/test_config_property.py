@@ -23,8 +23,6 @@ SPECIAL = {
     "data.crop_scale": _SCALE,
     "pretext.views.global_scale": _SCALE,
     "pretext.views.local_scale": _SCALE,
-    "backbone_pretrain.crop_scale": _SCALE,
-    "backbone_pretrain.decoder_dim": st.integers(1, 64).map(lambda k: 4 * k),
     "backbone_pretrain.checkpoint_name": st.from_regex(r"[A-Za-z0-9._-]{1,12}", fullmatch=True),
     # cross-field rule: decoder_dim must be divisible by decoder_heads
     "pretext.decoder_dim": st.integers(1, 64).map(lambda k: 4 * k),

@@ -23,6 +23,7 @@ FIXED_OBJECTIVE = {"dino": {"dino": {"momentum": 1.0, "center_momentum": 1.0}}}
 def test_every_task_is_registered():
     assert set(TASKS) <= set(list_pretexts())
     assert all(list_pretexts()[t] for t in TASKS)
+    assert all(get_pretext(PretextConfig(method=t)).name == t for t in list_pretexts())
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,8 @@ import pytest
 import torch
 from conftest import BREAST
 
-from tppeft.config import ViewsConfig
 from tppeft.data import load_medmnist, resize_images, to_model_input
-from tppeft.pretext.views import MultiCropViews, intensity_jitter
+from tppeft.pretext.views import MultiCropViews, ViewsConfig, intensity_jitter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

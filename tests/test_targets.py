@@ -9,7 +9,7 @@ from peft import PeftModel
 
 from tppeft.backbones import build_backbone
 from tppeft.config import BackboneConfig, PeftConfig, load_config
-from tppeft.targets import TargetParamError, get_target_method, list_target_methods
+from tppeft.targets import TargetParamError, get_target_method, list_target_methods, method_class
 from tppeft.targets.base import META_FILE, TENSORS_FILE
 from tppeft.targets.lora import target_modules_regex
 
@@ -151,5 +151,6 @@ def test_regex_registry_and_unknown_method():
     assert target_modules_regex(["qkv", "fc2"]) == r"blocks\.\d+\.(attn\.qkv|mlp\.fc2)"
     assert set(list_target_methods()) == {"lora", "loha", "lokr", "ia3", "adapter", "adaptformer", "vpt_shallow",
                                           "vpt_deep", "ssf", "bitfit", "layernorm"}
+    assert all(method_class(name).name == name for name in list_target_methods())
     with pytest.raises(TargetParamError, match="unknown"):
         get_target_method(PeftConfig(method="nope"))

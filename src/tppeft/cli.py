@@ -324,7 +324,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_backbone_pretrain(args: argparse.Namespace) -> int:
-    from tppeft.backbones.pretrain import pretrain_backbone
+    from tppeft.backbone_pretrain import pretrain_backbone
 
     cfg = _config(args)
     out = RunFolder.at(args.output, "backbone").prepare(args.overwrite, cfg).root

@@ -25,8 +25,8 @@ from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
+from tppeft.backbones.config import BackboneConfig
 from tppeft.bundled import resolve
-from tppeft.config import BackboneConfig
 from tppeft.io import file_sha256
 
 # The convention of checkpoints made by MAE on [0, 1] images (b0's): (x - 0.5) / 0.5.

@@ -1,18 +1,35 @@
-"""Data: readers that give one in-memory shape (:class:`ImageDataset`) and batched tensor transforms."""
+"""Data: readers that give one in-memory shape (:class:`ImageDataset`) and batched tensor transforms.
 
-from tppeft.data.loading import detect_kind, load_dataset
-from tppeft.data.medmnist import KINDS, DataError, ImageDataset, Split, load_medmnist
-from tppeft.data.segmentation import load_segmentation_folder, load_segmentation_npz
-from tppeft.data.transforms import (
-    augment_batch,
-    float_pixels,
-    input_pixels,
-    iterate_batches,
-    resize_images,
-    resize_masks,
-    to_model_input,
-)
-from tppeft.data.volumes import load_volumes, slice_indices
+Torch-free to import (``tppeft.config`` reads ``data/config.py``): the names below load on first use.
+"""
+
+from typing import TYPE_CHECKING
+
+from tppeft.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tppeft.data.loading import detect_kind, load_dataset
+    from tppeft.data.medmnist import KINDS, DataError, ImageDataset, Split, load_medmnist
+    from tppeft.data.segmentation import load_segmentation_folder, load_segmentation_npz
+    from tppeft.data.transforms import (
+        augment_batch,
+        float_pixels,
+        input_pixels,
+        iterate_batches,
+        resize_images,
+        resize_masks,
+        to_model_input,
+    )
+    from tppeft.data.volumes import load_volumes, slice_indices
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "tppeft.data.loading": ["detect_kind", "load_dataset"],
+    "tppeft.data.medmnist": ["KINDS", "DataError", "ImageDataset", "Split", "load_medmnist"],
+    "tppeft.data.segmentation": ["load_segmentation_folder", "load_segmentation_npz"],
+    "tppeft.data.transforms": ["augment_batch", "float_pixels", "input_pixels", "iterate_batches", "resize_images",
+                               "resize_masks", "to_model_input"],
+    "tppeft.data.volumes": ["load_volumes", "slice_indices"],
+})
 
 __all__ = [
     "KINDS",

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tppeft.bundled import resolve
-from tppeft.config import PoolSourceConfig
+from tppeft.data.config import PoolSourceConfig
 from tppeft.data.medmnist import DataError, _images_to_tensor
 from tppeft.data.transforms import resize_images
 from tppeft.io import file_sha256

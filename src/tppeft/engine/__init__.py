@@ -1,6 +1,19 @@
-"""Engine: the one training loop both stages share, devices, checkpoints and signals."""
+"""Engine: the one training loop both stages share, devices, checkpoints and signals.
 
-from tppeft.engine.devices import resolve_device, set_deterministic, set_threads
-from tppeft.engine.loop import EpochEnd, TrainResult, train
+Torch-free to import (``tppeft.config`` reads ``engine/config.py``): the names below load on first use.
+"""
+
+from typing import TYPE_CHECKING
+
+from tppeft.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tppeft.engine.devices import resolve_device, set_deterministic, set_threads
+    from tppeft.engine.loop import EpochEnd, TrainResult, train
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "tppeft.engine.devices": ["resolve_device", "set_deterministic", "set_threads"],
+    "tppeft.engine.loop": ["EpochEnd", "TrainResult", "train"],
+})
 
 __all__ = ["EpochEnd", "TrainResult", "resolve_device", "set_deterministic", "set_threads", "train"]

@@ -1,4 +1,4 @@
-"""The pretext-task contract and registry."""
+"""The pretext-task contract (the registry is the package's ``__init__``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
-from tppeft.options import ConfigError
+from tppeft.pretext.config import PretextConfig
 
 
 class PretextTask(nn.Module):
@@ -54,20 +53,3 @@ class PretextTask(nn.Module):
     def head_parameters(self) -> list[nn.Parameter]:
         return [p for g in self.head_param_groups(1.0) for p in g["params"]]
 
-
-_REGISTRY: dict[str, type[PretextTask]] = {}
-
-
-def register_pretext(cls: type[PretextTask]) -> type[PretextTask]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_pretext(cfg: PretextConfig) -> type[PretextTask]:
-    if cfg.method not in _REGISTRY:
-        raise ConfigError(f"pretext.method '{cfg.method}' is unknown; choose from {sorted(_REGISTRY)}")
-    return _REGISTRY[cfg.method]
-
-
-def list_pretexts() -> dict[str, str]:
-    return {k: v.description for k, v in sorted(_REGISTRY.items())}

@@ -9,15 +9,14 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
-from tppeft.pretext.base import PretextTask, register_pretext
+from tppeft.pretext.base import PretextTask
+from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.encoder import encode_with_mask_tokens
 from tppeft.pretext.heads import PixelHead
 from tppeft.pretext.losses import masked_patch_loss
 from tppeft.pretext.masking import mask_from_keep, normalised_patches, patchify, random_keep_indices
 
 
-@register_pretext
 class SimMIM(PretextTask):
     name = "simmim"
     description = "SimMIM: mask tokens inside the encoder, linear pixel head, L1 on masked patches"

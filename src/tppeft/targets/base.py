@@ -1,4 +1,5 @@
-"""The contract every target-parameter method follows, its file format, and the registry that names them.
+"""The contract every target-parameter method follows and its file format (the registry is the package's
+``__init__``).
 
 A method puts its parameters in place on a frozen timm ViT (``attach``) and names them: new tensors
 (LoRA, adapters, prompts, ...) or existing ones it selects (BitFit's biases, LayerNorm affines). Those
@@ -23,8 +24,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tppeft
-from tppeft.config import PeftConfig
 from tppeft.io import file_sha256
+from tppeft.targets.config import PeftConfig
 
 TENSORS_FILE = "target_params.safetensors"
 META_FILE = "target_params.json"
@@ -184,26 +185,3 @@ class TargetMethod:
         params = dict(backbone.named_parameters())
         return {n: params[n].detach().clone() for n in names}
 
-
-_REGISTRY: dict[str, type[TargetMethod]] = {}
-
-
-def register_target(cls: type[TargetMethod]) -> type[TargetMethod]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_target_method(cfg: PeftConfig, backbone_identity: dict | None = None) -> TargetMethod:
-    if cfg.method not in _REGISTRY:
-        raise TargetParamError(f"peft.method '{cfg.method}' is unknown; choose from {sorted(_REGISTRY)}")
-    return _REGISTRY[cfg.method](cfg, backbone_identity)
-
-
-def method_class(name: str) -> type[TargetMethod]:
-    if name not in _REGISTRY:
-        raise TargetParamError(f"peft.method '{name}' is unknown; choose from {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def list_target_methods() -> dict[str, str]:
-    return {k: v.description + ("" if v.mergeable else " [not mergeable]") for k, v in sorted(_REGISTRY.items())}

@@ -10,15 +10,25 @@ the forward function below calls the model on the tensor and every token of ever
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from peft import get_peft_model, initialize_lora_eva_weights
 from peft.tuners.lora.config import EvaConfig
 from torch import nn
 
-from tppeft.config import EvaArmConfig, PeftConfig
 from tppeft.targets.base import Attached, TargetParamError
-from tppeft.targets.lora import LoraMethod
+from tppeft.targets.config import PeftConfig
+from tppeft.targets.lora.model import LoraMethod
+
+
+class EvaSettings(Protocol):
+    """What EVA reads of its options (the ``eva`` section)."""
+
+    rho: float
+    tau: float
+    whiten: bool
+    max_batches: int
 
 
 class _Capped:
@@ -36,7 +46,7 @@ class _Capped:
         return model(images)
 
 
-def attach_eva_lora(vit: nn.Module, peft_cfg: PeftConfig, eva_cfg: EvaArmConfig, batches: Sequence[torch.Tensor],
+def attach_eva_lora(vit: nn.Module, peft_cfg: PeftConfig, eva_cfg: EvaSettings, batches: Sequence[torch.Tensor],
                     backbone_identity: dict | None = None) -> tuple[LoraMethod, Attached, list[str], int]:
     """Attach LoRA to ``vit`` (in place) and initialise it by EVA from ``batches`` of model inputs.
 

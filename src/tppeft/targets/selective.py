@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from tppeft.targets.base import Attached, TargetMethod, register_target
+from tppeft.targets.base import Attached, TargetMethod
 
 
 class _Selective(TargetMethod):
@@ -26,7 +26,6 @@ class _Selective(TargetMethod):
         return handle.vit
 
 
-@register_target
 class BitFitMethod(_Selective):
     name = "bitfit"
     description = "BitFit: trains the backbone's own biases (all of them), nothing added"
@@ -35,7 +34,6 @@ class BitFitMethod(_Selective):
         return [n for n, _ in vit.named_parameters() if n.endswith(".bias")]
 
 
-@register_target
 class LayerNormMethod(_Selective):
     name = "layernorm"
     description = "LayerNorm tuning: trains the weight and bias of every LayerNorm, nothing added"

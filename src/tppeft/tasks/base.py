@@ -1,4 +1,5 @@
-"""The contract of a task stage (what fine-tuning trains and how it is scored) and the registry of tasks.
+"""The contract of a task stage: what fine-tuning trains and how it is scored (the registry of tasks is the
+package's ``__init__``).
 
 A task builds the model around the backbone (its ``head`` holds every new non-target parameter), turns
 index batches into model inputs and targets, gives the loss and the metrics, and names the primary metric.
@@ -8,17 +9,26 @@ The TPP stage never sees labels: it only asks the task for the 2D images to pre-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import torch
 from torch import nn
 
-from tppeft.config import Config
 from tppeft.data import ImageDataset, Split
+from tppeft.engine.config import FinetuneConfig
 from tppeft.options import ConfigError
+from tppeft.tasks.config import TaskConfig
 
 if TYPE_CHECKING:
     from tppeft.stages import Context
+
+
+class TaskSettings(Protocol):
+    """What a task reads of the configuration (``tppeft.config.Config`` has it)."""
+
+    task: TaskConfig
+    finetune: FinetuneConfig
+    eval_batch_size: int
 
 
 class TaskModel(nn.Module):
@@ -36,7 +46,7 @@ class Task:
     description: ClassVar[str] = ""
     primary_metric: ClassVar[str]
 
-    def __init__(self, cfg: Config, data: ImageDataset):
+    def __init__(self, cfg: TaskSettings, data: ImageDataset):
         self.cfg = cfg
         self.data_info = {"task": data.task, "num_classes": data.num_classes}
         self.num_classes = data.num_classes
@@ -90,22 +100,3 @@ class Task:
         """Write comparison figures into ``out_dir`` at the end of a comparison; return their file names."""
         return []
 
-
-_REGISTRY: dict[str, type[Task]] = {}
-
-
-def register_task(cls: type[Task]) -> type[Task]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def task_for(cfg: Config, data: ImageDataset) -> Task:
-    """The task of this data kind (the reader already checked ``task.type`` against the data)."""
-    for cls in _REGISTRY.values():
-        if cls.kind == data.kind:
-            return cls(cfg, data)
-    raise ConfigError(f"task.type: no task reads {data.kind} data; registered: {sorted(_REGISTRY)}")
-
-
-def list_tasks() -> dict[str, str]:
-    return {k: v.description for k, v in _REGISTRY.items()}

@@ -12,7 +12,7 @@ from torch import nn
 
 from tppeft import distributed
 from tppeft.data import iterate_batches
-from tppeft.tasks.base import Task, register_task
+from tppeft.tasks.base import Task
 
 if TYPE_CHECKING:
     from tppeft.stages import Context
@@ -67,7 +67,6 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) ->
     return {"acc": acc, "auc": auc}
 
 
-@register_task
 class ClassificationTask(Task):
     """Image classification (binary, multi-class, ordinal, multi-label): linear head on the class token."""
 

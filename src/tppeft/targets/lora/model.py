@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from peft import LoraConfig
 
-from tppeft.targets.base import register_target
 from tppeft.targets.modules import target_modules_regex
 from tppeft.targets.peft_backed import PeftBackedMethod
 
 __all__ = ["LoraMethod", "target_modules_regex"]
 
 
-@register_target
 class LoraMethod(PeftBackedMethod):
     name = "lora"
     description = "LoRA (peft): A random, B zero, on the chosen block linears; options rsLoRA, DoRA"

@@ -17,17 +17,16 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
 from tppeft.options import ConfigError
-from tppeft.pretext.base import PretextTask, register_pretext
+from tppeft.pretext.base import PretextTask
+from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.ema import EMATeacher
 from tppeft.pretext.encoder import ViewEncoder, encode_views
 from tppeft.pretext.heads import DINOHead
 from tppeft.pretext.losses import DINOLoss
-from tppeft.pretext.views import MultiCropViews
+from tppeft.pretext.views.transform import MultiCropViews
 
 
-@register_pretext
 class SelfDistillation(PretextTask):
     name = "dino"
     description = "DINO self-distillation: EMA teacher of the target parameters, multi-crop, centring, sharpening"

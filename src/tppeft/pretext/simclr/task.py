@@ -12,15 +12,14 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
-from tppeft.pretext.base import PretextTask, register_pretext
+from tppeft.pretext.base import PretextTask
+from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.encoder import ViewEncoder
 from tppeft.pretext.heads import ProjectionHead
 from tppeft.pretext.losses import NTXentLoss
-from tppeft.pretext.views import MultiCropViews
+from tppeft.pretext.views.transform import MultiCropViews
 
 
-@register_pretext
 class Contrastive(PretextTask):
     name = "simclr"
     description = "SimCLR contrastive learning: two augmented views, projection head, NT-Xent"

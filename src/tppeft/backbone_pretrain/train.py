@@ -2,7 +2,10 @@
 
 For modalities without a suitable foundation model, and to make leave-one-dataset-out backbones that have
 never seen the downstream data. The objective is the TPP stage's own MAE (:class:`MaskedReconstruction` with a
-fresh, trained decoder); here every encoder weight trains too. The result is a checkpoint in the layout
+fresh, trained decoder); here every encoder weight trains too. The keys it shares with the rest of tppeft
+are read where they live: the mask and the decoder from ``pretext`` (``mask_ratio``, ``norm_pix_loss``,
+``decoder_dim``, ``decoder_depth``, ``decoder_heads``), the crop and flips from ``data`` (``crop_scale``,
+``hflip``, ``vflip``), the autocast precision from ``train.precision``. The result is a checkpoint in the layout
 :func:`tppeft.backbones.build_backbone` reads (that of the bundled b0): ``<name>_encoder.safetensors``,
 ``<name>_decoder.safetensors`` and ``<name>_meta.json``, the metadata saying exactly which files and splits
 were seen.
@@ -10,10 +13,10 @@ were seen.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors.torch import save_file
@@ -21,23 +24,38 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.optim import param_groups_weight_decay
 
 import tppeft
+from tppeft.backbone_pretrain.config import BackbonePretrainConfig
 from tppeft.backbones.factory import Backbone, BackboneError, _create
-from tppeft.config import Config, PretextConfig
 from tppeft.data import augment_batch, to_model_input
+from tppeft.data.config import DataConfig
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_threads, train
+from tppeft.engine.config import TrainConfig
+from tppeft.engine.devices import autocast, autocast_dtype
 from tppeft.engine.loop import epoch_steps
 from tppeft.io import append_jsonl, write_json
-from tppeft.pretext.mae import MaskedReconstruction
+from tppeft.pretext.config import PretextConfig
+from tppeft.pretext.mae.task import MaskedReconstruction
 from tppeft.rundir import RunPaths
 
 MEAN = STD = (0.5, 0.5, 0.5)  # b0's convention: (x - 0.5) / 0.5 on [0, 1] pixels
 _NO_DECAY = ("vit.pos_embed", "vit.cls_token", "vit.reg_token", "decoder.dec_pos", "decoder.mask_token")
 
 
-def pretrain_backbone(cfg: Config, out_dir: Path, log: Callable[[str], None] = print) -> dict:
+class PretrainSettings(Protocol):
+    """What backbone pre-training reads of the configuration (``tppeft.config.Config`` has it)."""
+
+    device: str
+    threads: int | None
+    backbone_pretrain: BackbonePretrainConfig
+    pretext: PretextConfig
+    data: DataConfig
+    train: TrainConfig
+
+
+def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str], None] = print) -> dict:
     """Train ``cfg.backbone_pretrain`` and write the checkpoint into ``out_dir``; returns its metadata."""
-    bp = cfg.backbone_pretrain
+    bp, data = cfg.backbone_pretrain, cfg.data
     device = resolve_device(cfg.device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
     torch.manual_seed(bp.seed)
@@ -49,8 +67,7 @@ def pretrain_backbone(cfg: Config, out_dir: Path, log: Callable[[str], None] = p
     pool, sources = load_pool(bp.sources, size, bp.data_root, log)
     pool = pool.to(device)
     backbone = Backbone(model=vit, mean=MEAN, std=STD, image_size=size, patch_size=patch, identity={})
-    pcfg = PretextConfig(method="mae", mask_ratio=bp.mask_ratio, norm_pix_loss=bp.norm_pix_loss, decoder="fresh",
-                         train_decoder=True, decoder_dim=bp.decoder_dim, decoder_depth=bp.decoder_depth)
+    pcfg = cfg.pretext.model_copy(update={"method": "mae", "decoder": "fresh", "train_decoder": True})
     task = MaskedReconstruction(backbone, vit, pcfg).to(device)
     task.requires_grad_(True)
     task.train()
@@ -59,8 +76,7 @@ def pretrain_backbone(cfg: Config, out_dir: Path, log: Callable[[str], None] = p
     steps_per_epoch, _ = epoch_steps(len(pool), bp.batch_size)
     mean, std = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
     aug = torch.Generator(device=device).manual_seed(bp.seed + 1)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if bp.bf16 and device.type == "cuda"
-                else contextlib.nullcontext())
+    precision = autocast(device, autocast_dtype(cfg.train.precision, device))
     n_params = sum(p.numel() for p in vit.parameters())
     log(f"backbone-pretrain: {bp.name} {dict(bp.arch_kwargs)} ({n_params:,} parameters, random init) on "
         f"{len(pool):,} images at {size}px; {bp.epochs} epochs x {steps_per_epoch} steps of {bp.batch_size}, "
@@ -68,8 +84,8 @@ def pretrain_backbone(cfg: Config, out_dir: Path, log: Callable[[str], None] = p
     curve: list[list[float]] = []
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
-        images = augment_batch(pool[idx.to(device)], aug, bp.crop_scale, hflip=bp.hflip)
-        with autocast:
+        images = augment_batch(pool[idx.to(device)], aug, data.crop_scale, hflip=data.hflip, vflip=data.vflip)
+        with precision:
             return task.loss(to_model_input(images, mean, std), aug).float()
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
@@ -95,15 +111,15 @@ def pretrain_backbone(cfg: Config, out_dir: Path, log: Callable[[str], None] = p
             **bp.arch_kwargs}
     meta = {
         "arch": "timm.models.vision_transformer.VisionTransformer", "timm_name": bp.name, "arch_kwargs": arch,
-        "decoder": {"dim": bp.decoder_dim, "depth": bp.decoder_depth,
-                    "heads": task.decoder.dec_blocks[0].attn.num_heads, "mask_ratio": bp.mask_ratio,
-                    "norm_pix_loss": bp.norm_pix_loss,
+        "decoder": {"dim": pcfg.decoder_dim, "depth": pcfg.decoder_depth,
+                    "heads": task.decoder.dec_blocks[0].attn.num_heads, "mask_ratio": pcfg.mask_ratio,
+                    "norm_pix_loss": pcfg.norm_pix_loss,
                     "keys": "dec_embed, mask_token, dec_pos, dec_blocks.*, dec_norm, dec_pred"},
         "input": "grayscale replicated to 3 channels, x in [0,1] normalised as (x-0.5)/0.5",
         "mean": list(MEAN), "std": list(STD),
         "sources": sources, "images": len(pool), "batch": bp.batch_size, "steps": result.steps,
         "epochs": bp.epochs, "peak_lr": lr, "weight_decay": bp.weight_decay, "betas": list(bp.betas),
-        "mask_ratio": bp.mask_ratio, "crop_scale": list(bp.crop_scale), "seed": bp.seed,
+        "mask_ratio": pcfg.mask_ratio, "crop_scale": list(data.crop_scale), "seed": bp.seed,
         "loss_curve": curve, "final_loss": curve[-1][1] if curve else None, "seconds": round(seconds, 1),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({threads} threads)",
         "save_dtype": bp.save_dtype, "tppeft_version": tppeft.__version__,

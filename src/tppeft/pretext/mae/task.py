@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
 from tppeft.options import ConfigError
-from tppeft.pretext.base import PretextTask, register_pretext
+from tppeft.pretext.base import PretextTask
+from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.encoder import encode_visible
 from tppeft.pretext.heads import MAEDecoder
 from tppeft.pretext.losses import masked_patch_loss
@@ -19,7 +19,6 @@ from tppeft.pretext.masking import mask_from_keep, normalised_patches, patchify,
 __all__ = ["MaskedReconstruction", "encode_visible"]
 
 
-@register_pretext
 class MaskedReconstruction(PretextTask):
     name = "mae"
     description = "MAE masked-image reconstruction: encoder on visible patches, decoder predicts the rest"

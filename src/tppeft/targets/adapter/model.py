@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from tppeft.targets.base import Attached, TargetMethod, register_target
+from tppeft.targets.base import Attached, TargetMethod
 
 
 class Bottleneck(nn.Module):
@@ -68,7 +68,6 @@ def _wrap_mlps(vit: nn.Module, make) -> Attached:
     return Attached(vit, names)
 
 
-@register_target
 class AdapterMethod(TargetMethod):
     name = "adapter"
     description = "Adapter: sequential bottleneck after every block's MLP (up projection starts at zero)"
@@ -78,7 +77,6 @@ class AdapterMethod(TargetMethod):
         return _wrap_mlps(vit, lambda mlp, dim: SequentialAdapterLayer(mlp, dim, self.cfg.adapter.dim))
 
 
-@register_target
 class AdaptFormerMethod(TargetMethod):
     name = "adaptformer"
     description = "AdaptFormer: scaled bottleneck in parallel with every block's MLP (up starts at zero)"

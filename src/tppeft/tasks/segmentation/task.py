@@ -14,7 +14,7 @@ from torch import nn
 from tppeft import distributed
 from tppeft.data import ImageDataset, float_pixels, iterate_batches, resize_masks
 from tppeft.rundir import EXAMPLES_FIGURE, RunFolder, RunPaths
-from tppeft.tasks.base import Task, register_task
+from tppeft.tasks.base import Task
 from tppeft.tasks.decoders import ViTSegmenter
 from tppeft.tasks.figures import write_mask_grid
 
@@ -65,7 +65,6 @@ def preview_indices(masks: torch.Tensor, count: int = 4) -> list[int]:
     return sorted(set(chosen + empty[:1]))
 
 
-@register_task
 class SegmentationTask(Task):
     name = kind = "segmentation"
     description = "2D segmentation: UNETR-style decoder, Dice + cross-entropy; Dice and IoU per foreground class"

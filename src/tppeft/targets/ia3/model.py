@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from peft import IA3Config
 
-from tppeft.targets.base import register_target
 from tppeft.targets.modules import target_modules_regex
 from tppeft.targets.peft_backed import PeftBackedMethod
 
 
-@register_target
 class Ia3Method(PeftBackedMethod):
     name = "ia3"
     description = "(IA)³ (peft): per-channel scales (start at 1) on the chosen linears' outputs / fc2's input"

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tppeft.targets.base import Attached, TargetMethod, TargetParamError, register_target
+from tppeft.targets.base import Attached, TargetMethod, TargetParamError
 
 
 class PromptedBlocks(nn.Sequential):
@@ -64,14 +64,12 @@ class _Vpt(TargetMethod):
         return Attached(vit, ["blocks.prompts"])
 
 
-@register_target
 class VptShallowMethod(_Vpt):
     name = "vpt_shallow"
     description = "VPT-shallow: learnable prompt tokens after the class token, at the first block only"
     deep = False
 
 
-@register_target
 class VptDeepMethod(_Vpt):
     name = "vpt_deep"
     description = "VPT-deep: new learnable prompt tokens after the class token at every block"

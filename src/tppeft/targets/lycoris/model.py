@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from peft import LoHaConfig, LoKrConfig
 
-from tppeft.targets.base import register_target
 from tppeft.targets.modules import target_modules_regex
 from tppeft.targets.peft_backed import PeftBackedMethod
 
 
-@register_target
 class LohaMethod(PeftBackedMethod):
     name = "loha"
     description = "LoHa (peft): Hadamard product of two low-rank updates on the chosen block linears"
@@ -30,7 +28,6 @@ class LohaMethod(PeftBackedMethod):
                           target_modules=target_modules_regex(self.cfg.targets))
 
 
-@register_target
 class LokrMethod(PeftBackedMethod):
     name = "lokr"
     description = "LoKr (peft): Kronecker product of a small and a low-rank factor on the chosen block linears"

@@ -19,15 +19,14 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
-from tppeft.config import PretextConfig
-from tppeft.pretext.base import PretextTask, register_pretext
+from tppeft.pretext.base import PretextTask
+from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.encoder import encode_with_mask_tokens
 from tppeft.pretext.heads import FeaturePredictor
 from tppeft.pretext.losses import feature_distillation_loss
 from tppeft.pretext.masking import mask_from_keep, random_keep_indices
 
 
-@register_pretext
 class MaskedFeatureDistillation(PretextTask):
     name = "featdistill"
     description = "feature distillation: predict the frozen backbone's full-image features from a masked view"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tppeft.targets.base import Attached, TargetMethod, TargetParamError, register_target
+from tppeft.targets.base import Attached, TargetMethod, TargetParamError
 from tppeft.targets.modules import block_linears
 
 INIT_STD = 0.02
@@ -51,7 +51,6 @@ def _ssf_sites(vit: nn.Module, targets: list[str], norms: bool) -> list[tuple[st
     return sites
 
 
-@register_target
 class SsfMethod(TargetMethod):
     name = "ssf"
     description = "SSF: per-channel scale and shift after the chosen block linears and every LayerNorm"

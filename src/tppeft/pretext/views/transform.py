@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tppeft.config import ViewsConfig
 from tppeft.data import augment_batch
+from tppeft.pretext.views.config import ViewsConfig
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:

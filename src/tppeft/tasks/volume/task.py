@@ -11,7 +11,6 @@ from torch import nn
 
 from tppeft.data import Split, input_pixels
 from tppeft.distributed import per_item
-from tppeft.tasks.base import register_task
 from tppeft.tasks.classification import ClassificationTask
 
 if TYPE_CHECKING:
@@ -69,7 +68,6 @@ class SliceClassifier(nn.Module):
         return self.head(features)
 
 
-@register_task
 class VolumeTask(ClassificationTask):
     name = kind = "volume"
     description = "volume classification: 2D backbone per slice + learned slice aggregation; ACC and AUC"

@@ -1,0 +1,59 @@
+"""Options of the training loop both stages share: the fine-tuning stage's schedule (``finetune.*``), how steps
+run (``train.*``) and checkpoints (``checkpoint.*``). Torch-free: ``tppeft.config`` composes them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from tppeft.options import Section
+
+
+class FinetuneConfig(Section):
+    epochs: int = Field(6, gt=0, description="Fine-tuning epochs (identical for every arm).")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate of target parameters and head.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(32, gt=0, description="Images per step.")
+    warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    select_metric: Literal["auto", "auc", "acc", "dice", "iou", "loss"] = Field(
+        "auto", description="Validation metric that picks the epoch whose weights are tested; `auto` = the "
+        "task's primary metric (AUC for classification, Dice for segmentation)."
+    )
+
+
+class TrainConfig(Section):
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="A NaN/inf loss or gradient: `stop` the run (its last good checkpoint is kept; the "
+        "comparison goes on without it), or `skip` that update and count it in the run's metrics.",
+    )
+    deterministic: bool = Field(
+        False, description="Call torch.use_deterministic_algorithms (on CUDA also sets "
+        "CUBLAS_WORKSPACE_CONFIG); slower, and needed for bit-identical resumes on a GPU."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Forward passes (training and evaluation) under bf16 autocast (`bf16`) or in float32 "
+        "(`fp32`); weights, optimizer and losses stay float32. `auto` = bf16 on a CUDA GPU that supports it, "
+        "fp32 on CPU (where bf16 matrix products are far slower than float32 on most processors). Also the "
+        "precision of `tppeft backbone-pretrain`."
+    )
+    compile: bool = Field(
+        False, description="`torch.compile` every transformer block (backbone and MAE decoder), once per run: "
+        "pays on a GPU for runs of more than a few hundred steps (the first steps compile, tens of seconds); "
+        "on CPU it needs a C++ compiler and rarely pays."
+    )
+
+
+class CheckpointConfig(Section):
+    every_epochs: int = Field(
+        1, ge=0, description="Checkpoint every N epochs of each stage; 0 = only at stage boundaries."
+    )
+    every_steps: int = Field(
+        0, ge=0, description="Also checkpoint every N optimizer steps (0 = off); a resume continues mid-epoch."
+    )
+    keep_finished: bool = Field(
+        False, description="Keep a run's checkpoints once its result is recorded (by default they are deleted; "
+        "target parameters and fine-tuned weights always stay)."
+    )

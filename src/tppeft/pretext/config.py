@@ -1,0 +1,46 @@
+"""The ``pretext`` section: the TPP stage's own keys, the keys the masked-image tasks share, MAE's decoder keys
+(flat, from ``mae/config.py``) and one sub-section per task or part with options (``views``, ``dino``,
+``simclr``, ``featdistill``). Torch-free: ``tppeft.config`` composes it."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tppeft.options import Section
+from tppeft.pretext.dino.config import DinoConfig
+from tppeft.pretext.featdistill.config import FeatDistillConfig
+from tppeft.pretext.mae.config import MaeOptions
+from tppeft.pretext.simclr.config import SimclrConfig
+from tppeft.pretext.views.config import ViewsConfig
+
+
+class PretextStageOptions(Section):
+    """The TPP stage: which pretext task, and its optimisation."""
+
+    method: str = Field("mae", description="Pretext task of the TPP stage (see `tppeft list`).")
+    epochs: int = Field(6, ge=0, description="Epochs of the TPP stage over the training images.")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(64, gt=0, description="Images per step.")
+    warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
+
+
+class MaskedImageOptions(Section):
+    """What the masked-image tasks share (the masking of ``masking.py``); ``tppeft backbone-pretrain`` too."""
+
+    mask_ratio: float = Field(
+        0.5, gt=0, lt=1,
+        description="Fraction of patches masked (`mae`, `simmim`, `featdistill`; also `tppeft backbone-pretrain`).",
+    )
+    norm_pix_loss: bool = Field(
+        True, description="Reconstruct per-patch normalised pixels (`mae`, `simmim`; also `tppeft backbone-pretrain`)."
+    )
+
+
+class PretextConfig(MaeOptions, MaskedImageOptions, PretextStageOptions):
+    """The ``pretext`` section."""
+
+    views: ViewsConfig = Field(default_factory=ViewsConfig, description="Views of `dino` and `simclr`.")
+    dino: DinoConfig = Field(default_factory=DinoConfig, description="DINO's options.")
+    simclr: SimclrConfig = Field(default_factory=SimclrConfig, description="SimCLR's options.")
+    featdistill: FeatDistillConfig = Field(default_factory=FeatDistillConfig, description="featdistill's options.")
