@@ -137,3 +137,44 @@ def test_keys_shared_with_other_sections_moved_there(old, new):
     with pytest.raises(ConfigError, match=rf"^defaults \+ --set: {key} moved to {new}\b") as caught:
         load_config(None, ["backbone_pretrain." + old])
     assert "\n" not in str(caught.value)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_interrupted_backbone_pretrain_resumes_to_the_same_weights(tmp_path, monkeypatch, capsys):
+    import tppeft.engine.loop as loop_mod
+
+    recipe = tmp_path / "bp.yaml"
+    recipe.write_text(yaml.safe_dump({"threads": 1, "backbone_pretrain": {
+        "arch_kwargs": TINY_VIT, "epochs": 3, "batch_size": 64, "save_dtype": "float32",
+        "sources": [{"path": "bundled:breastmnist", "splits": ["val"]}]},
+        "pretext": {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2}}))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main(["backbone-pretrain", str(recipe), "-o", str(whole)]) == 0
+    steps, grads = [0], loop_mod._grads_finite
+
+    def crash_at_step_2(*a):
+        steps[0] += 1
+        if steps[0] == 2:  # inside epoch 2: the epoch-1 checkpoint is the one to resume from
+            raise _Crash
+        return grads(*a)
+
+    monkeypatch.setattr(loop_mod, "_grads_finite", crash_at_step_2)
+    with pytest.raises(_Crash):
+        main(["backbone-pretrain", str(recipe), "-o", str(cut)])
+    assert not (cut / "backbone_encoder.safetensors").exists()
+    monkeypatch.setattr(loop_mod, "_grads_finite", grads)
+    capsys.readouterr()
+    assert main(["backbone-pretrain", "--resume", str(cut)]) == 0
+    printed = capsys.readouterr()
+    assert "resumed from" in printed.out + printed.err
+    lines = (cut / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]  # epoch 1 from before the crash, once
+    for part in ("encoder", "decoder"):
+        a, b = load_file(whole / f"backbone_{part}.safetensors"), load_file(cut / f"backbone_{part}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta = [json.loads((d / "backbone_meta.json").read_text()) for d in (whole, cut)]
+    assert meta[0]["loss_curve"] == meta[1]["loss_curve"] and len(meta[1]["loss_curve"]) == 3
+    assert not (cut / "checkpoints").exists()  # dropped once the checkpoint files are written

@@ -326,9 +326,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_backbone_pretrain(args: argparse.Namespace) -> int:
     from tppeft.backbone_pretrain import pretrain_backbone
 
-    cfg = _config(args)
-    out = RunFolder.at(args.output, "backbone").prepare(args.overwrite, cfg).root
-    meta = pretrain_backbone(cfg, out, log)
+    resume = args.resume is not None
+    if resume:
+        cfg, folder = _resume_config(args)
+    else:
+        cfg = _config(args)
+        folder = RunFolder.at(args.output, "backbone").check_new(args.overwrite)
+        folder.create(args.overwrite, cfg, {"command": args.command})
+    args.out_dir = out = folder.root
+    meta = pretrain_backbone(cfg, out, log, resume=resume)
+    folder.finish_stage(cfg.checkpoint.keep_finished)
     bp = cfg.backbone_pretrain
     print(f"checkpoint: {out / (bp.checkpoint_name + '_encoder.safetensors')} ({meta['images']:,} images, "
           f"{meta['steps']:,} steps, {meta['seconds']:.0f} s, final loss {meta['final_loss']:.4f})\n"
@@ -408,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("backbone-pretrain",
                         help="train a whole ViT from random weights with MAE on chosen files/splits; "
                              "writes a checkpoint that backbone.checkpoint loads")
-    common(sp)
+    common(sp, resume=True)
     sp.set_defaults(fn=cmd_backbone_pretrain)
     return p
 

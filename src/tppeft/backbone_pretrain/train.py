@@ -13,7 +13,6 @@ were seen.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +29,8 @@ from tppeft.data import augment_batch, to_model_input
 from tppeft.data.config import DataConfig
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_threads, train
-from tppeft.engine.config import TrainConfig
+from tppeft.engine.checkpoint import Checkpointer, fingerprint
+from tppeft.engine.config import CheckpointConfig, TrainConfig
 from tppeft.engine.devices import autocast, autocast_dtype
 from tppeft.engine.loop import epoch_steps
 from tppeft.io import append_jsonl, write_json
@@ -51,10 +51,21 @@ class PretrainSettings(Protocol):
     pretext: PretextConfig
     data: DataConfig
     train: TrainConfig
+    checkpoint: CheckpointConfig
+
+    def model_dump(self, **kwargs) -> dict: ...
 
 
-def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str], None] = print) -> dict:
-    """Train ``cfg.backbone_pretrain`` and write the checkpoint into ``out_dir``; returns its metadata."""
+STAGE = "backbone_pretrain"
+
+
+def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str], None] = print,
+                      resume: bool = False) -> dict:
+    """Train ``cfg.backbone_pretrain`` and write the checkpoint into ``out_dir``; returns its metadata.
+
+    Checkpoints go to ``out_dir/checkpoints/backbone_pretrain`` every ``checkpoint.every_epochs`` epochs (and on
+    SIGINT/SIGTERM); with ``resume`` training continues from the newest one, to the same result.
+    """
     bp, data = cfg.backbone_pretrain, cfg.data
     device = resolve_device(cfg.device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
@@ -81,7 +92,12 @@ def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str],
     log(f"backbone-pretrain: {bp.name} {dict(bp.arch_kwargs)} ({n_params:,} parameters, random init) on "
         f"{len(pool):,} images at {size}px; {bp.epochs} epochs x {steps_per_epoch} steps of {bp.batch_size}, "
         f"peak lr {lr:.2e}; device {device}" + (f" ({threads} threads)" if threads else ""))
-    curve: list[list[float]] = []
+    paths = RunPaths(out_dir)
+    ckpts = Checkpointer(paths.checkpoints(STAGE), fingerprint(cfg.model_dump(mode="json"), STAGE),
+                         every_epochs=cfg.checkpoint.every_epochs, every_steps=cfg.checkpoint.every_steps,
+                         logs=[paths.metrics], log=log)
+    resumed = ckpts.resume() if resume else None
+    curve: list[list[float]] = list(ckpts.meta.get("curve", []))
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
         images = augment_batch(pool[idx.to(device)], aug, data.crop_scale, hflip=data.hflip, vflip=data.vflip)
@@ -90,16 +106,17 @@ def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str],
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
         curve.append([epoch * steps_per_epoch, round(loss, 5)])
-        append_jsonl(RunPaths(out_dir).metrics, {"stage": "backbone_pretrain", "epoch": epoch,
-                                                 "step": epoch * steps_per_epoch, "train_loss": loss})
+        ckpts.meta["curve"] = curve
+        append_jsonl(paths.metrics, {"stage": STAGE, "epoch": epoch, "step": epoch * steps_per_epoch,
+                                     "train_loss": loss})
         return {}
 
-    start = time.perf_counter()
     result = train(groups, step_loss, len(pool), epochs=bp.epochs, batch_size=bp.batch_size, lr=lr,
                    weight_decay=bp.weight_decay, warmup_epochs=bp.warmup_fraction * bp.epochs,
                    generator=torch.Generator().manual_seed(bp.seed), betas=tuple(bp.betas),
-                   on_epoch_end=on_epoch_end, log=log, tag="[backbone-pretrain]")
-    seconds = time.perf_counter() - start
+                   on_epoch_end=on_epoch_end, log=log, tag="[backbone-pretrain]", generators={"augment": aug},
+                   checkpoints=ckpts, resume=resumed)
+    seconds = result.seconds
     dtype = torch.float16 if bp.save_dtype == "float16" else torch.float32
     stem = out_dir / bp.checkpoint_name
     save_file({k: v.detach().to("cpu", dtype).contiguous() for k, v in vit.state_dict().items()},

@@ -1,0 +1,66 @@
+"""Pack the clean backbone's unlabelled pool: training splits only, none of BreastMNIST or BUSI.
+
+Makes OUT_DIR a pool folder for ``backbone_pretrain.data_root`` (see ``configs/backbone_clean_breast.yaml``):
+links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two packed MedMNIST-format files
+(``train_images`` only, uint8, 64x64):
+
+- ``hippocampus_train_slices.npz``: the 8 central slices (first axis) of every MSD Hippocampus training volume,
+  each volume scaled on its own (0.5-99.5 percentile clip to 0..255; intensities differ wildly between cases);
+- ``brain_mri_train.npz``: every training image of the brain MRI image folder, resized 128 -> 64 (antialiased).
+
+    python benchmarks/validity/pack_pool.py DATA_DIR OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+SIZE = 64
+SLICES = 8
+
+
+def _resize(images: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(images).float()[:, None]
+    y = torch.nn.functional.interpolate(x, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
+    return y[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def hippocampus(data: Path) -> np.ndarray:
+    z = np.load(data / "segmentation3d" / "hippocampus_3d.npz")
+    volumes = z["images"][z["split"] == 0].astype(np.float32)  # split 0 = train
+    out = []
+    for v in volumes:
+        lo, hi = np.percentile(v, [0.5, 99.5])
+        v = np.clip((v - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+        first = v.shape[0] // 2 - SLICES // 2
+        out.append(v[first:first + SLICES])
+    return _resize(np.concatenate(out).round().astype(np.uint8))
+
+
+def brain_mri(data: Path) -> np.ndarray:
+    files = sorted((data / "classification" / "brain_mri" / "train").glob("*/*.png"))
+    return _resize(np.stack([np.asarray(Image.open(f).convert("L")) for f in files]))
+
+
+LINKED = ("pneumoniamnist.npz", "adrenalmnist3d_64.npz")
+
+
+def main(data: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in LINKED:
+        link = out / name
+        link.unlink(missing_ok=True)
+        link.symlink_to((data / "medmnist" / name).resolve())
+        print(f"{name}: linked")
+    for name, images in (("hippocampus_train_slices", hippocampus(data)), ("brain_mri_train", brain_mri(data))):
+        np.savez_compressed(out / f"{name}.npz", train_images=images)
+        print(f"{name}: {images.shape[0]} images {images.shape[1:]} -> {out / (name + '.npz')}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
