@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tppeft.reporting.stats import mean_std, paired_difference
 from tppeft.rundir import RunFolder
-from tppeft.stats import mean_std, paired_difference
 
 METHODS = ["mae", "simmim", "dino", "simclr", "featdistill"]
 

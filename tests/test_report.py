@@ -12,7 +12,7 @@ from tppeft.cli import main
 from tppeft.config import load_config
 from tppeft.io import write_json
 from tppeft.protocol import summarize
-from tppeft.report import ReportError, verdict
+from tppeft.reporting.report import ReportError, verdict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -57,7 +57,7 @@ def test_report_files_and_html_is_self_contained(run_dir):
 
 
 def test_loss_curves_come_from_the_run_folders(run_dir):
-    from tppeft.plots import read_curves
+    from tppeft.reporting.plots import read_curves
 
     summary = json.loads((run_dir / "summary.json").read_text())
     curves = read_curves(run_dir, summary)
@@ -79,7 +79,7 @@ def test_report_rebuilds_from_files_only_in_a_copied_folder(run_dir, tmp_path, c
 
 
 def test_report_without_run_folders(tmp_path):
-    from tppeft.report import write_report
+    from tppeft.reporting.report import write_report
 
     run = synthetic_run(tmp_path / "s", "pneumoniamnist", {"baseline": [0.9, 0.92], "tpp": [0.93, 0.94]})
     md = write_report(run).read_text()
@@ -116,7 +116,7 @@ def test_compare_merges_runs(run_dir, tmp_path, capsys):
 
 
 def test_missing_summary_is_a_report_error(tmp_path):
-    from tppeft.compare import compare_blocks
+    from tppeft.reporting.compare import compare_blocks
 
     with pytest.raises(ReportError, match="summary.json"):
         compare_blocks([tmp_path])

@@ -8,7 +8,7 @@ import pytest
 
 from tppeft.config import load_config
 from tppeft.protocol import summarize
-from tppeft.stats import bootstrap_ci, mean_std, paired_difference, sign_test_p
+from tppeft.reporting.stats import bootstrap_ci, mean_std, paired_difference, sign_test_p
 
 
 def exact_bootstrap_quantiles(values, level=0.95):

@@ -5,8 +5,8 @@ import torch
 
 from tppeft.engine.loop import NonFiniteLossError, train, warmup_cosine
 from tppeft.io import write_json
+from tppeft.reporting.stats import bootstrap_ci, mean_std, paired_difference
 from tppeft.rundir import OutputError, RunFolder
-from tppeft.stats import bootstrap_ci, mean_std, paired_difference
 
 
 def test_mean_std_and_bootstrap():

@@ -36,7 +36,7 @@ from tppeft.engine.checkpoint import CheckpointError
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
 from tppeft.io import JsonLinesError, append_jsonl, read_jsonl, write_json, write_text
-from tppeft.report import ReportError
+from tppeft.reporting.report import ReportError
 from tppeft.rundir import OutputError, RunFolder, RunPaths, estimate_run_bytes
 from tppeft.targets import TargetParamError, list_target_methods
 
@@ -141,7 +141,7 @@ def _only_runs(specs: list[str], cfg: Config) -> set[tuple[str, int]]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tppeft.protocol import run_comparison
-    from tppeft.report import comparison_text
+    from tppeft.reporting.report import comparison_text
 
     if args.resume is not None and args.only:
         raise ConfigError("--resume continues the runs DIR was made for; drop --only")
@@ -277,7 +277,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from tppeft.merge import merge_parts
-    from tppeft.report import comparison_text
+    from tppeft.reporting.report import comparison_text
 
     summary = merge_parts([Path(p) for p in args.parts], args.output, overwrite=args.overwrite)
     folder = RunFolder(args.output)
@@ -297,7 +297,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tppeft.report import comparison_text, write_report
+    from tppeft.reporting.report import comparison_text, write_report
 
     folder = RunFolder(Path(args.run_dir))
     if folder.sweep.is_file() and not folder.is_complete():
@@ -315,7 +315,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tppeft.compare import write_compare
+    from tppeft.reporting.compare import write_compare
 
     print(write_compare([Path(d) for d in args.run_dirs], args.output), end="")
     if args.output:

@@ -22,10 +22,10 @@ from tppeft.config import Config, pretext_of_arm
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
 from tppeft.io import append_jsonl, read_jsonl, write_json
-from tppeft.report import write_report
+from tppeft.reporting.report import write_report
+from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
 from tppeft.rundir import RunFolder
 from tppeft.stages import Context, finetune_stage, prepare_context, pretrain_stage
-from tppeft.stats import bootstrap_ci, finite, mean_std, paired_difference
 
 __all__ = ["ARM_HELP", "BackboneChangedError", "run_arm", "run_comparison", "summarize"]
 

@@ -7,8 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from tppeft.document import Block, Heading, Image, Para, Table, table_markdown, to_html, to_markdown
 from tppeft.io import write_text
+from tppeft.reporting.document import Block, Heading, Image, Para, Table, table_markdown, to_html, to_markdown
 from tppeft.rundir import SUMMARY, RunFolder
 
 
@@ -232,7 +232,7 @@ def render(summary: dict, plots: dict[str, Path] | None = None) -> str:
 
 def write_report(run_dir: Path) -> Path:
     """Write report.md, report.html, metric_by_arm.png and loss_curves.png into ``run_dir``; returns report.md."""
-    from tppeft.plots import write_plots
+    from tppeft.reporting.plots import write_plots
 
     folder = RunFolder(run_dir)
     summary = load_summary(folder.root)

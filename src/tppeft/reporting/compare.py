@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tppeft.document import Block, Heading, Para, Table, to_html, to_markdown
-from tppeft.report import ReportError, fmt_ci, fmt_num, fmt_signed, load_summary, verdict
+from tppeft.reporting.document import Block, Heading, Para, Table, to_html, to_markdown
+from tppeft.reporting.report import ReportError, fmt_ci, fmt_num, fmt_signed, load_summary, verdict
 
 
 def run_label(run_dir: Path, summary: dict) -> str:
