@@ -4,6 +4,7 @@ import base64
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import tiny_config
@@ -42,10 +43,11 @@ def test_report_files_and_html_is_self_contained(run_dir):
         assert (run_dir / name).is_file(), name
     html = (run_dir / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
     embedded = [base64.b64decode(s.split(",", 1)[1]) for s in sources]
     assert embedded[0] == (run_dir / "metric_by_arm.png").read_bytes()
-    assert embedded[1] == (run_dir / "loss_curves.png").read_bytes()
+    assert embedded[1] == (run_dir / "paired_differences.png").read_bytes()
+    assert embedded[2] == (run_dir / "loss_curves.png").read_bytes()
     assert all(png.startswith(PNG_MAGIC) for png in embedded)
     assert not re.search(r'(href|src)="(https?:)?//', html) and "<link" not in html and "<script" not in html
     md = (run_dir / "report.md").read_text()
@@ -69,7 +71,7 @@ def test_loss_curves_come_from_the_run_folders(run_dir):
 def test_report_rebuilds_from_files_only_in_a_copied_folder(run_dir, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    for name in ("report.md", "report.html", "metric_by_arm.png", "loss_curves.png"):
+    for name in ("report.md", "report.html", "metric_by_arm.png", "paired_differences.png", "loss_curves.png"):
         (copy / name).unlink()
     assert main(["report", str(copy)]) == 0
     assert (copy / "report.md").read_text() == (run_dir / "report.md").read_text()
@@ -120,3 +122,59 @@ def test_missing_summary_is_a_report_error(tmp_path):
 
     with pytest.raises(ReportError, match="summary.json"):
         compare_blocks([tmp_path])
+
+
+def test_report_leads_with_the_verdict_on_the_primary_metric(tmp_path):
+    from tppeft.reporting.report import comparison_text, load_summary, write_report
+
+    run = synthetic_run(tmp_path / "s", "breastmnist", {"baseline": [0.90, 0.92, 0.91, 0.93, 0.90],
+                                                      "tpp": [0.90, 0.93, 0.91, 0.92, 0.91]})
+    md = write_report(run).read_text()
+    first = md.split("\n\n")[1]  # right below the title
+    assert first.startswith("> **Verdict on the primary metric (AUC")
+    assert "`tpp` vs `baseline`: no clear difference: tpp − baseline +0.002 AUC, 95% CI [" in first
+    assert "tpp better in 2 of 5 seeds" in first and "with 5 seeds" not in first
+    html = (run / "report.html").read_text()
+    assert html.index('<div class="box">') < html.index("<p>Task:")
+    assert comparison_text(load_summary(run)).rstrip().endswith("tpp better in 2 of 5 seeds")
+    few = synthetic_run(tmp_path / "few", "breastmnist", {"baseline": [0.90, 0.91], "tpp": [0.93, 0.95]})
+    assert "with 2 seeds the interval is optimistic" in write_report(few).read_text().split("\n\n")[1]
+
+
+def test_one_seed_says_n_1_instead_of_a_zero_spread(tmp_path):
+    from tppeft.reporting.report import write_report
+
+    run = synthetic_run(tmp_path / "one", "breastmnist", {"baseline": [0.90], "tpp": [0.93]})
+    md = write_report(run).read_text()
+    assert "0.900 (n = 1)" in md and "± 0.000" not in md and "+0.030 (n = 1)" in md
+    assert "too few seeds to tell" in md.split("\n\n")[1]
+    from tppeft.reporting.report import splits_text
+
+    assert splits_text({"train": 546, "val": 78, "test": 156}) == "train 546, val 78, test 156"
+
+
+def test_figure_axes_show_the_effect_at_its_scale(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from tppeft.reporting import plots
+
+    run = synthetic_run(tmp_path / "s", "breastmnist", {"baseline": [0.850, 0.852, 0.851],
+                                                      "tpp": [0.851, 0.853, 0.850]})
+    summary = json.loads((run / "summary.json").read_text())
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def grab(fig, path, *a, **k):
+        seen[Path(path).name] = fig.axes[0]
+        return real_savefig(fig, path, *a, **k)
+
+    import pytest as _pytest
+
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt.Figure, "savefig", grab)
+        plots.plot_metric_by_arm(summary, run / "m.png")
+        plots.plot_paired(summary, run / "p.png")
+    lo, hi = seen["m.png"].get_ylim()
+    assert hi - lo >= plots.MIN_SPAN  # a 0.003 spread is drawn on a 0.1 axis, not blown up to fill it
+    xlo, xhi = seen["p.png"].get_xlim()
+    assert xlo < 0 < xhi and xhi - xlo >= plots.MIN_SPAN and abs(xlo + xhi) < 1e-9  # zero in the middle

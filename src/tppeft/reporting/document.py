@@ -1,7 +1,7 @@
 """A tiny document model rendered to Markdown and to self-contained HTML (images inlined as base64).
 
-Reports are made of headings, paragraphs, tables and images only; writing both formats from one list of blocks
-keeps them identical in content without a Markdown-to-HTML dependency.
+Reports are made of headings, paragraphs, tables, images and framed boxes only; writing both formats from one
+list of blocks keeps them identical in content without a Markdown-to-HTML dependency.
 """
 
 from __future__ import annotations
@@ -36,7 +36,15 @@ class Image:
     alt: str
 
 
-Block = Heading | Para | Table | Image
+@dataclass
+class Box:
+    """A framed summary at the top of a report: a bold title and one line per item."""
+
+    title: str
+    lines: list[str]
+
+
+Block = Heading | Para | Table | Image | Box
 
 
 def _md_cell(text: str) -> str:
@@ -60,6 +68,8 @@ def to_markdown(blocks: list[Block]) -> str:
             parts.append(table_markdown(b))
         elif isinstance(b, Image):
             parts.append(f"![{b.alt}]({Path(b.path).name})")
+        elif isinstance(b, Box):
+            parts.append("\n".join([f"> **{b.title}**", ">", *(f"> - {line}" for line in b.lines)]))
     return "\n\n".join(parts) + "\n"
 
 
@@ -70,7 +80,8 @@ def _inline(text: str) -> str:
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}"
           "table{border-collapse:collapse;margin:1rem 0;font-size:0.9rem}"
           "th,td{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left}th{background:#f3f3f3}"
-          "code{background:#f3f3f3;padding:0 0.2rem}img{max-width:100%}")
+          "code{background:#f3f3f3;padding:0 0.2rem}img{max-width:100%}"
+          ".box{border:2px solid #555;border-radius:6px;padding:0.5rem 1rem;margin:1rem 0;background:#fafafa}")
 
 
 def to_html(blocks: list[Block], title: str) -> str:
@@ -88,5 +99,8 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Image):
             data = base64.b64encode(Path(b.path).read_bytes()).decode("ascii")
             body.append(f'<p><img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}"></p>')
+        elif isinstance(b, Box):
+            items = "".join(f"<li>{_inline(line)}</li>" for line in b.lines)
+            body.append(f'<div class="box"><strong>{_inline(b.title)}</strong><ul>{items}</ul></div>')
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -16,6 +16,7 @@ from tppeft.rundir import RunFolder  # noqa: E402
 
 METRIC_PLOT = "metric_by_arm.png"
 CURVES_PLOT = "loss_curves.png"
+PAIRED_PLOT = "paired_differences.png"
 
 
 def read_curves(run_dir: Path, summary: dict) -> dict[str, dict[int, dict[str, list]]]:
@@ -49,13 +50,33 @@ def _colours(arms: list[str]) -> dict[str, tuple]:
     return {arm: cmap(i % 10) for i, arm in enumerate(arms)}
 
 
+MIN_SPAN = 0.1  # metrics in [0, 1]: the y axis spans at least this much, so a tiny effect looks tiny
+
+
+def _honest_limits(ax, values: list[float], bounded: bool) -> None:
+    """Widen the value axis to at least MIN_SPAN around the data (clipped to [0, 1] for bounded metrics)."""
+    if not values:
+        return
+    lo, hi = min(values), max(values)
+    if hi - lo < MIN_SPAN:
+        mid = (lo + hi) / 2
+        lo, hi = mid - MIN_SPAN / 2, mid + MIN_SPAN / 2
+        if bounded:
+            shift = max(0.0, -lo) - max(0.0, hi - 1.0)
+            lo, hi = lo + shift, hi + shift
+    pad = 0.05 * (hi - lo)
+    ax.set_ylim(lo - pad, hi + pad)
+
+
 def plot_metric_by_arm(summary: dict, path: Path) -> Path:
-    """Test primary metric per arm: one dot per seed, mean ± std bar, grey lines joining a seed across arms."""
+    """Test primary metric per arm: one dot per seed, the mean with its 95% bootstrap interval, grey lines joining
+    a seed across arms; the axis spans at least ``MIN_SPAN`` so that seed-to-seed noise is not drawn as an effect."""
     metric = summary["primary_metric"]
     arms = list(summary["arms"])
     colours = _colours(arms)
     fig, ax = plt.subplots(figsize=(1.4 * len(arms) + 2.5, 3.6), dpi=110)
     by_seed: dict[int, list[tuple[int, float]]] = {}
+    shown: list[float] = []
     for i, arm in enumerate(arms):
         runs = summary["arms"][arm]["runs"]
         values = [r["test"].get(metric) for r in runs]
@@ -64,18 +85,61 @@ def plot_metric_by_arm(summary: dict, path: Path) -> Path:
         for (seed, v), dx in zip(points, offsets, strict=True):
             ax.scatter(i + dx, v, s=28, color=colours[arm], zorder=3, edgecolors="white", linewidths=0.5)
             by_seed.setdefault(seed, []).append((i + dx, v))
-        mean, std = summary["arms"][arm]["mean"].get(metric), summary["arms"][arm]["std"].get(metric)
+            shown.append(v)
+        mean = summary["arms"][arm]["mean"].get(metric)
+        ci = summary["arms"][arm].get("ci95", {}).get(metric)
         if mean is not None and math.isfinite(mean):
-            ax.errorbar(i + 0.28, mean, yerr=std or 0.0, fmt="_", color="black", capsize=4, markersize=14)
+            if ci and all(c is not None and math.isfinite(c) for c in ci):
+                ax.errorbar(i + 0.28, mean, yerr=[[mean - ci[0]], [ci[1] - mean]], fmt="o", color="black",
+                            capsize=4, markersize=4)
+                shown += list(ci)
+            else:
+                ax.scatter(i + 0.28, mean, marker="o", color="black", s=16)
     for pts in by_seed.values():
         if len(pts) > 1:
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, color="0.8", linewidth=0.7, zorder=1)
+    _honest_limits(ax, shown, bounded=True)
     ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right")
     ax.set_ylabel(f"test {metric.upper()}")
-    ax.set_title(f"{summary.get('dataset', '')}: test {metric.upper()} per arm (dots = seeds, bar = mean ± std)",
+    ax.set_title(f"{summary.get('dataset', '')}: test {metric.upper()} per arm (dots = seeds, black = mean, 95% CI)",
                  fontsize=9)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_paired(summary: dict, path: Path) -> Path | None:
+    """One row per comparison (TPP minus another arm, primary metric): each seed's difference, the mean with its
+    95% bootstrap interval, and zero; the axis spans at least ``MIN_SPAN``."""
+    metric = summary["primary_metric"]
+    rows = [(name, d[metric]) for name, d in summary.get("paired", {}).items() if metric in d]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.6), dpi=110)
+    shown = [0.0]
+    for k, (_, d) in enumerate(rows):
+        y = len(rows) - 1 - k
+        diffs = [v for v in d.get("per_seed", {}).values() if v is not None and math.isfinite(v)]
+        ax.scatter(diffs, [y] * len(diffs), s=22, color="0.55", zorder=2)
+        shown += diffs
+        mean, ci = d.get("mean"), d.get("ci95") or [None, None]
+        if mean is not None and math.isfinite(mean):
+            if all(c is not None and math.isfinite(c) for c in ci):
+                ax.errorbar(mean, y, xerr=[[mean - ci[0]], [ci[1] - mean]], fmt="o", color="black", capsize=4,
+                            zorder=3)
+                shown += list(ci)
+            else:
+                ax.scatter(mean, y, color="black", zorder=3)
+    ax.axvline(0, color="tab:red", linewidth=1)
+    lo, hi = min(shown), max(shown)
+    half = max(MIN_SPAN / 2, abs(lo), abs(hi)) * 1.1
+    ax.set_xlim(-half, half)
+    ax.set_yticks(range(len(rows)), [name.replace("-", " − ", 1) for name, _ in reversed(rows)])
+    ax.set_xlabel(f"paired difference in test {metric.upper()} (dots = seeds, black = mean, 95% CI)")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -115,5 +179,7 @@ def plot_curves(curves: dict, summary: dict, path: Path) -> Path:
 
 def write_plots(run_dir: Path, summary: dict) -> dict[str, Path]:
     folder = RunFolder(run_dir)
-    return {"metric": plot_metric_by_arm(summary, folder.figure(METRIC_PLOT)),
-            "curves": plot_curves(read_curves(folder.root, summary), summary, folder.figure(CURVES_PLOT))}
+    plots = {"metric": plot_metric_by_arm(summary, folder.figure(METRIC_PLOT)),
+             "paired": plot_paired(summary, folder.figure(PAIRED_PLOT)),
+             "curves": plot_curves(read_curves(folder.root, summary), summary, folder.figure(CURVES_PLOT))}
+    return {k: v for k, v in plots.items() if v is not None}

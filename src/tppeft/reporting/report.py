@@ -8,7 +8,17 @@ import math
 from pathlib import Path
 
 from tppeft.io import write_text
-from tppeft.reporting.document import Block, Heading, Image, Para, Table, table_markdown, to_html, to_markdown
+from tppeft.reporting.document import (
+    Block,
+    Box,
+    Heading,
+    Image,
+    Para,
+    Table,
+    table_markdown,
+    to_html,
+    to_markdown,
+)
 from tppeft.rundir import SUMMARY, RunFolder
 
 
@@ -45,6 +55,15 @@ def load_summary(run_dir: Path) -> dict:
         raise ReportError(f"{path}: not valid JSON ({e})") from None
 
 
+def fmt_spread(mean: float | None, std: float | None, n: int) -> str:
+    """``mean ± std``; with one value there is no spread to show, so it says n = 1."""
+    return f"{fmt_num(mean)} (n = 1)" if n == 1 else f"{fmt_num(mean)} ± {fmt_num(std)}"
+
+
+def splits_text(sizes: dict | None) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in (sizes or {}).items()) or "?"
+
+
 def arms_rows(summary: dict) -> Table:
     metrics = summary["metrics"]
     header = ["arm", "n", "fine-tune epochs"]
@@ -55,7 +74,7 @@ def arms_rows(summary: dict) -> Table:
     for arm, e in summary["arms"].items():
         cells = [arm, str(e["n"]), str(e.get("finetune_epochs") or summary.get("finetune", {}).get("epochs", "?"))]
         for m in metrics:
-            cells += [f"{fmt_num(e['mean'].get(m))} ± {fmt_num(e['std'].get(m))}", fmt_ci(e.get("ci95", {}).get(m))]
+            cells += [fmt_spread(e["mean"].get(m), e["std"].get(m), e["n"]), fmt_ci(e.get("ci95", {}).get(m))]
         pre = (f"{fmt_num(e['pretext_loss_start'], 4)} → {fmt_num(e['pretext_loss_end'], 4)}"
                if "pretext_loss_start" in e else "—")
         rows.append(cells + [pre, fmt_num(e["seconds_mean"], 0)])
@@ -76,6 +95,32 @@ def verdict(d: dict) -> str:
     return text
 
 
+def verdict_lines(summary: dict) -> list[str]:
+    """One line per comparison of TPP with another arm on the primary metric: the reading, the interval, the wins."""
+    primary = summary["primary_metric"]
+    lines = []
+    for name, per_metric in summary.get("paired", {}).items():
+        d = per_metric.get(primary)
+        if d is None:
+            continue
+        tpp, other = name.split("-", 1)
+        text = verdict(d).split(" (only")[0]  # the few-seeds caveat follows, in full
+        if d["n"] >= 2:
+            text += (f": {tpp} − {other} {fmt_signed(d['mean'])} {primary.upper()}, 95% CI "
+                     f"{fmt_ci(d['ci95'], signed=True)}, {tpp} better in {d['wins']} of {d['n']} seeds")
+            if d["n"] < FEW_SEEDS:
+                text += f" (with {d['n']} seeds the interval is optimistic: add seeds before claiming a difference)"
+        lines.append(f"`{tpp}` vs `{other}`: {text}")
+    return lines
+
+
+def verdict_box(summary: dict) -> Box | None:
+    lines = verdict_lines(summary)
+    if not lines:
+        return None
+    return Box(f"Verdict on the primary metric ({summary['primary_metric'].upper()}, test, paired by seed)", lines)
+
+
 def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
     rows = []
     for name, per_metric in summary.get("paired", {}).items():
@@ -83,7 +128,9 @@ def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
             if metrics and m not in metrics:
                 continue
             record = f"{d['wins']}/{d.get('ties', 0)}/{d.get('losses', d['n'] - d['wins'] - d.get('ties', 0))}"
-            rows.append([name.replace("-", " − ", 1), m.upper(), f"{fmt_signed(d['mean'])} ± {fmt_num(d['std'])}",
+            diff = (f"{fmt_signed(d['mean'])} (n = 1)" if d["n"] == 1
+                    else f"{fmt_signed(d['mean'])} ± {fmt_num(d['std'])}")
+            rows.append([name.replace("-", " − ", 1), m.upper(), diff,
                          fmt_ci(d["ci95"], signed=True), record, fmt_num(d.get("sign_test_p"), 2), verdict(d)])
     return Table(["comparison", "metric", "mean difference ± std", "95% bootstrap CI", "TPP wins/ties/losses",
                   "sign test p", "reading"], rows)
@@ -132,6 +179,9 @@ def comparison_text(summary: dict) -> str:
         parts.append(paired_table(summary))
     if problems(summary):
         parts.append("Problems:\n" + "\n".join(problems(summary)))
+    if verdict_lines(summary):
+        parts.append(f"Verdict ({summary['primary_metric'].upper()}, primary):\n"
+                     + "\n".join(f"- {line.replace('`', '')}" for line in verdict_lines(summary)))
     return "\n\n".join(parts)
 
 
@@ -150,7 +200,8 @@ def _setup_text(summary: dict) -> str:
     b = summary.get("backbone", {})
     pre, ft = summary.get("pretext", {}), summary.get("finetune", {})
     return (f"Task: {summary.get('task')} with {summary.get('num_classes')} classes; splits "
-            f"{summary.get('split_sizes')}. Backbone: `{b.get('name')}` from `{b.get('checkpoint') or 'timm'}`. "
+            f"{splits_text(summary.get('split_sizes'))}. "
+            f"Backbone: `{b.get('name')}` from `{b.get('checkpoint') or 'timm'}`. "
             f"Target parameters: {_target_text(summary)}. "
             f"Pretext: `{pre.get('method')}`, {pre.get('epochs')} epochs, lr {pre.get('lr')}. "
             f"Fine-tuning: {ft.get('epochs')} epochs, lr {ft.get('lr')}, model selection on validation "
@@ -195,21 +246,27 @@ def _matched_text(summary: dict) -> str | None:
 
 def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: Path | None = None) -> list[Block]:
     primary = summary["primary_metric"]
-    blocks: list[Block] = [Heading(f"TPP comparison on {summary.get('dataset', '?')}", 1), Para(_setup_text(summary))]
+    blocks: list[Block] = [Heading(f"TPP comparison on {summary.get('dataset', '?')}", 1)]
+    box = verdict_box(summary)
+    if box:
+        blocks.append(box)
+    blocks.append(Para(_setup_text(summary)))
     blocks += [Para(t) for t in (_backbone_text(summary), _matched_text(summary)) if t]
     blocks += [Heading("Test metrics"), arms_rows(summary),
                Para("mean ± sample std over seeds; the 95% interval is a percentile bootstrap of the mean over seeds.")]
     if summary.get("metric_note"):
         blocks.append(Para(summary["metric_note"]))
     if plots and plots.get("metric"):
-        blocks.append(Image(plots["metric"], f"test {primary} per arm, one dot per seed"))
+        blocks.append(Image(plots["metric"], f"test {primary} per arm: one dot per seed, mean with its 95% interval"))
     paired = paired_rows(summary)
     if paired.rows:
-        blocks += [Heading(f"Paired differences (primary metric: {primary.upper()})"), paired,
-                   Para("TPP minus each other arm, seed by seed. A difference is read as real only when its 95% "
-                        "bootstrap interval excludes zero. With few seeds that interval is too narrow (it cannot "
-                        "reach beyond the observed differences) and the exact sign test is weak (5 wins out of 5 "
-                        "give p = 0.06): treat one table as a first look and add seeds before claiming a gain.")]
+        blocks += [Heading(f"Paired differences (primary metric: {primary.upper()})"), paired]
+        if plots and plots.get("paired"):
+            blocks.append(Image(plots["paired"], "paired differences: one dot per seed, mean with its 95% interval"))
+        blocks.append(Para("TPP minus each other arm, seed by seed. A difference is read as real only when its 95% "
+                           "bootstrap interval excludes zero. With few seeds that interval is too narrow (it cannot "
+                           "reach beyond the observed differences) and the exact sign test is weak (5 wins out of 5 "
+                           "give p = 0.06): treat one table as a first look and add seeds before claiming a gain."))
     if problems(summary):
         blocks += [Heading("Problems"), *(Para(line[2:]) for line in problems(summary))]
     if plots and plots.get("curves"):
