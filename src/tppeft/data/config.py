@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tppeft.options import Section, check_area_range
 
@@ -32,10 +32,27 @@ class DataConfig(Section):
         None, gt=0, description="Use only N images of each split, evenly spaced through it (quick checks); null = all."
     )
 
+    label_fraction: float | None = Field(
+        None, gt=0, le=1,
+        description="Few labels: fine-tuning sees this fraction of the training split (stratified by class for "
+        "single-label classification, drawn per seed, the same in every arm of a seed); the TPP stage still sees "
+        "every training image. null (or 1) = all labels.",
+    )
+    labels_per_class: int | None = Field(
+        None, gt=0, description="Few labels: fine-tuning sees this many training images per class (single-label "
+        "classification; a class with fewer keeps all); instead of `label_fraction`. null = all labels.",
+    )
+
     @field_validator("crop_scale")
     @classmethod
     def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
         return check_area_range(v)
+
+    @model_validator(mode="after")
+    def _one_label_budget(self) -> DataConfig:
+        if self.label_fraction is not None and self.labels_per_class is not None:
+            raise ValueError("set data.label_fraction or data.labels_per_class, not both")
+        return self
 
 
 class PoolSourceConfig(Section):

@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from tppeft.data.config import PoolSourceConfig
 from tppeft.options import Section
 from tppeft.pretext.dino.config import DinoConfig
 from tppeft.pretext.featdistill.config import FeatDistillConfig
@@ -23,6 +24,29 @@ class PretextStageOptions(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(64, gt=0, description="Images per step.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
+    data: list[PoolSourceConfig] = Field(
+        [], description="More unlabelled images for the TPP stage only (never for fine-tuning or evaluation): "
+        "`[{path: FILE, splits: [train]}, ...]`, MedMNIST-format or `images` + `split` .npz files, training splits "
+        "only; relative paths from the working folder. An epoch of the stage then covers these images too.",
+    )
+    head_warmup_epochs: int = Field(
+        0, ge=0, description="Epochs that train a fresh pretext head (decoder, projection head) alone, target "
+        "parameters frozen, before the TPP stage proper (0 = none).",
+    )
+    probe: bool = Field(
+        True, description="Classification: a linear probe (logistic regression on frozen features, C chosen on "
+        "validation) of the primary metric with the target parameters at initialisation and after the TPP stage, "
+        "and how far they moved, in each TPP run's record and the report.",
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _training_splits_only(cls, v: list[PoolSourceConfig]) -> list[PoolSourceConfig]:
+        for src in v:
+            if list(src.splits) != ["train"]:
+                raise ValueError(f"pretext.data: {src.path} lists splits {list(src.splits)}; extra unlabelled "
+                                 "images come from training splits only (splits: [train])")
+        return v
 
 
 class MaskedImageOptions(Section):
