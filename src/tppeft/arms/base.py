@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tppeft.options import ConfigError
 
 if TYPE_CHECKING:
+    from tppeft.config import Config
     from tppeft.pretext.config import PretextConfig
     from tppeft.run.context import Context
     from tppeft.run.model import RunModel
@@ -26,21 +27,26 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm: its facts, read by the configuration, the comparison, ``tppeft list`` and the docs."""
+    """One arm: its facts, read by the configuration, the comparison, ``tppeft list`` and the docs.
+
+    ``pretext`` maps (arm name, ``pretext`` section) to the pretext config of the arm's TPP stage; None: no TPP
+    stage. ``extra_epochs`` maps the matched budget (:func:`tppeft.run.budget.matched_budget`) to fine-tuning
+    epochs beyond ``finetune.epochs``; None: none, and no budget is needed. ``check`` names what is wrong with a
+    configuration that lists the arm, or returns None. A family (``pattern`` set) stands for every name that
+    fully matches the pattern; :func:`get_arm` returns it under that name.
+    """
 
     name: str  # a family's name is a template, e.g. ``tpp_<pretext>``
     help: str  # one line: what the arm is
-    trains: str  # what fine-tuning trains (every arm also trains the task's new head)
+    trains: str  # what fine-tuning trains besides the task's new head
     build: Builder  # (context, seed) -> the run model and facts about its init for the run record
     carries_targets: bool = True  # whether its model carries the PEFT method's target parameters
-    pretext: Callable[[str, PretextConfig], PretextConfig] | None = None  # (arm name, `pretext` section) ->
-    # the pretext config of its TPP stage; None: no TPP stage
-    extra_epochs: Callable[[dict], int] | None = None  # fine-tuning epochs beyond finetune.epochs, from the
-    # matched budget (:func:`tppeft.run.budget.matched_budget`); None: none, and no budget needed
+    pretext: Callable[[str, PretextConfig], PretextConfig] | None = None
+    extra_epochs: Callable[[dict], int] | None = None
     epochs_rule: str = "`finetune.epochs`"  # its fine-tuning epochs, in words
     options: str | None = None  # the configuration section of its own options, recorded in summary.json
-    check: Callable[[Any], str | None] | None = None  # the problem of a configuration that lists it, or None
-    pattern: str | None = None  # a family: every name that fully matches this regular expression is the arm
+    check: Callable[[Config], str | None] | None = None
+    pattern: str | None = None  # a regular expression: the arm is a family
 
     @property
     def has_tpp_stage(self) -> bool:
