@@ -40,7 +40,8 @@ from tppeft.config import load_config
 from tppeft.engine import train
 from tppeft.engine.devices import autocast, compile_blocks
 from tppeft.pretext import get_pretext
-from tppeft.stages import build_run_model, prepare_context
+from tppeft.run.context import prepare_context
+from tppeft.run.model import build_run_model
 from tppeft.tasks import Classifier, classification_loss
 
 CASES = {

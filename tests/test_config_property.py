@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from tppeft.config import ARMS, Config, ConfigError, config_to_yaml, load_config, results_identity
+from tppeft.arms import registered_arms
+from tppeft.config import Config, ConfigError, config_to_yaml, load_config, results_identity
 
+ARMS = [arm.name for arm in registered_arms() if arm.pattern is None]  # the families' names are templates
 # Fields whose validators check more than their type says.
 _SCALE = st.tuples(st.floats(0.01, 1.0), st.floats(0.01, 1.0)).map(lambda t: tuple(sorted(t)))
 SPECIAL = {

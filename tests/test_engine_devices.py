@@ -8,11 +8,13 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import tppeft.stages as stages_mod
+import tppeft.run.finetune_stage as finetune_stage_mod
+import tppeft.run.pretext_stage as pretext_stage_mod
 from tppeft.cli import main
 from tppeft.engine.devices import autocast, autocast_dtype, compile_blocks
 from tppeft.engine.loop import NonFiniteLossError, train
-from tppeft.stages import build_run_model, prepare_context
+from tppeft.run.context import prepare_context
+from tppeft.run.model import build_run_model
 
 
 @pytest.mark.parametrize("precision,device,supported,expected", [
@@ -78,7 +80,8 @@ def test_config_selects_precision_and_compile(tmp_path, monkeypatch, one_thread)
         counted.append(compile_blocks(module, backend="eager"))
         return counted[-1]
 
-    monkeypatch.setattr(stages_mod, "compile_blocks", eager_compile)
+    monkeypatch.setattr(pretext_stage_mod, "compile_blocks", eager_compile)
+    monkeypatch.setattr(finetune_stage_mod, "compile_blocks", eager_compile)
     assert main(["run", "-o", str(tmp_path / "compiled"), *args, "--set", "train.compile=true"]) == 0
     assert counted and all(c > 0 for c in counted)
     plain, compiled = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("plain", "compiled"))

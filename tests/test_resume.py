@@ -21,8 +21,9 @@ from conftest import write_segmentation_npz
 import tppeft.engine.checkpoint as checkpoint_mod
 import tppeft.engine.loop as loop_mod
 import tppeft.io as io_mod
-import tppeft.protocol as protocol_mod
-import tppeft.stages as stages_mod
+import tppeft.run.comparison as comparison_mod
+import tppeft.run.finetune_stage as finetune_stage_mod
+import tppeft.run.pretext_stage as pretext_stage_mod
 from tppeft.cli import main
 from tppeft.rundir import comparable_outputs
 from tppeft.tasks.classification import ClassificationTask
@@ -66,7 +67,7 @@ class Injector:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int | None = None, only: str = ""):
         self.count, self.at, self.where = 0, at, None
         grads, evaluate = loop_mod._grads_finite, ClassificationTask.evaluate
-        write, append = checkpoint_mod.atomic_write_bytes, protocol_mod.append_jsonl
+        write, append = checkpoint_mod.atomic_write_bytes, comparison_mod.append_jsonl
 
         def hit(name: str) -> bool:
             if not name.startswith(only):
@@ -105,8 +106,8 @@ class Injector:
         monkeypatch.setattr(ClassificationTask, "evaluate", ev)
         monkeypatch.setattr(checkpoint_mod, "atomic_write_bytes", atomic)
         monkeypatch.setattr(io_mod, "atomic_write_bytes", atomic)
-        monkeypatch.setattr(stages_mod, "append_jsonl", line)
-        monkeypatch.setattr(protocol_mod, "append_jsonl", line)
+        for module in (pretext_stage_mod, finetune_stage_mod, comparison_mod):
+            monkeypatch.setattr(module, "append_jsonl", line)
 
 
 def test_crash_at_random_points_then_resume_matches_an_uninterrupted_run(reference, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Command line: parse, build the config, call the protocol or a stage. Run ``tppeft -h``.
+"""Command line: parse, build the config, call the comparison or a stage. Run ``tppeft -h``.
 
 Everything that can be checked (config, data, backbone, target-parameter files, the output folder and its
 free space) is checked before the output folder is created, so a bad input leaves nothing behind.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tppeft import distributed
+from tppeft.arms import get_arm, list_arms
 from tppeft.backbones import BackboneError
 from tppeft.bundled import bundled_configs
 from tppeft.config import (
@@ -29,7 +30,6 @@ from tppeft.config import (
     docs_markdown,
     load_config,
     parse_override,
-    pretext_of_arm,
 )
 from tppeft.data.medmnist import DataError
 from tppeft.engine.checkpoint import CheckpointError
@@ -41,7 +41,7 @@ from tppeft.rundir import OutputError, RunFolder, RunPaths, estimate_run_bytes
 from tppeft.targets import TargetParamError, list_target_methods
 
 if TYPE_CHECKING:
-    from tppeft.stages import Context
+    from tppeft.run.context import Context
 
 USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, CheckpointError, ReportError,
                JsonLinesError,
@@ -71,7 +71,7 @@ def _config(args: argparse.Namespace) -> Config:
 
     get_pretext(cfg.pretext)  # an unknown pretext task is a config error before any output is written
     for arm in cfg.arms:
-        variant = pretext_of_arm(arm, cfg.pretext)
+        variant = get_arm(arm).pretext_config(cfg.pretext)
         if variant is not None:
             try:
                 get_pretext(variant)
@@ -103,7 +103,8 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]
     ``plan(cfg)`` says whether a TPP stage will run and how many runs the folder will hold; ``invocation``
     (seed, init) is stored beside the config for a later --resume. Returns (config, folder, context, resuming).
     """
-    from tppeft.stages import preflight, prepare_context
+    from tppeft.run.context import prepare_context
+    from tppeft.run.preflight import preflight
 
     resume = args.resume is not None
     if resume:
@@ -140,8 +141,8 @@ def _only_runs(specs: list[str], cfg: Config) -> set[tuple[str, int]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tppeft.protocol import run_comparison
     from tppeft.reporting.report import comparison_text
+    from tppeft.run.comparison import run_comparison
 
     if args.resume is not None and args.only:
         raise ConfigError("--resume continues the runs DIR was made for; drop --only")
@@ -150,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def plan(c: Config) -> tuple[bool, int]:
         only = _only_runs(specs, c)
         arms = [a for a, _ in only] if only else c.arms
-        return any(pretext_of_arm(a, c.pretext) for a in arms), len(only) or c.seeds * len(c.arms)
+        return any(get_arm(a).has_tpp_stage for a in arms), len(only) or c.seeds * len(c.arms)
 
     cfg, folder, ctx, resume = _prepare(args, plan, invocation={"only": sorted(specs)} if specs else None)
     only = _only_runs(specs, cfg) or None
@@ -180,7 +181,8 @@ def _finish_stage_folder(cfg: Config, folder: RunFolder) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from tppeft.stages import build_run_model, pretrain_stage
+    from tppeft.run.model import build_run_model
+    from tppeft.run.pretext_stage import pretrain_stage
 
     seed = _invocation(args).get("seed", args.seed)
     cfg, folder, ctx, resume = _prepare(args, lambda c: (True, 1), invocation={"seed": seed})
@@ -200,7 +202,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from tppeft.stages import build_run_model, finetune_stage
+    from tppeft.run.finetune_stage import finetune_stage
+    from tppeft.run.model import backbone_unchanged, build_run_model
 
     saved = _invocation(args)
     seed, init_arg = saved.get("seed", args.seed), saved.get("init", args.init)
@@ -219,10 +222,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return 0
     run = build_run_model(ctx, seed, init=init)
     log(run.counts_text())
-    result = finetune_stage(ctx, run, seed, folder.root, f"[finetune seed {seed}]")
-    if not run.frozen_unchanged():
-        raise RuntimeError("backbone weights changed during fine-tuning")
-    record = {"seed": seed, "init": str(init) if init else None, **run.counts(), **result}
+    tag = f"[finetune seed {seed}]"
+    result = finetune_stage(ctx, run, seed, folder.root, tag)
+    record = {"seed": seed, "init": str(init) if init else None, **run.counts(), **result,
+              "backbone_unchanged": backbone_unchanged(ctx, run, tag)}
     if distributed.is_main():
         append_jsonl(results, record)
     _finish_stage_folder(cfg, folder)
@@ -231,14 +234,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tppeft.arms import ARM_HELP
     from tppeft.pretext import list_pretexts
     from tppeft.tasks import TASKS
 
     kinds = {
         "peft methods": list_target_methods(),
         "pretext tasks": list_pretexts(),
-        "arms": ARM_HELP,
+        "arms": list_arms(),
         "tasks": TASKS,
         "configs": {k: str(v) for k, v in bundled_configs().items()},
     }

@@ -1,15 +1,15 @@
 """Typed experiment configuration: one YAML file per experiment plus ``--set key=value`` overrides.
 
-Each section's options are declared beside the code they configure, in torch-free ``config.py`` modules
-(``data/``, ``backbones/``, ``targets/`` with one per method family, ``pretext/`` with one per task, ``tasks/``,
-``engine/``); this module composes them into :class:`Config` and reads, overrides, validates and documents it.
-Every field carries a ``description``: it is the documentation (``tppeft config --docs`` prints it).
-Unknown keys and wrong types are errors, raised as :class:`ConfigError` with the offending key.
+Each section's options are declared beside the code they configure, in torch-free modules: ``config.py`` of
+``data/``, ``backbones/``, ``targets/`` (one per method family), ``pretext/`` (one per task), ``tasks/`` and
+``engine/``, and the module of the arm they configure (``arms/``); this module composes them into
+:class:`Config` and reads, overrides, validates and documents it. Every field carries a ``description``: it is
+the documentation (``tppeft config --docs`` prints it). Unknown keys and wrong types are errors, raised as
+:class:`ConfigError` with the offending key.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -17,6 +17,10 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticUndefined
 
+from tppeft.arms import find_arm, get_arm, list_arms
+from tppeft.arms.baseline_matched import BaselineMatchedConfig
+from tppeft.arms.eva import EvaArmConfig
+from tppeft.arms.full_finetune import FullFinetuneConfig
 from tppeft.backbone_pretrain.config import BackbonePretrainConfig
 from tppeft.backbones.config import BackboneConfig
 from tppeft.data.config import DataConfig
@@ -27,58 +31,12 @@ from tppeft.targets.config import PeftConfig
 from tppeft.tasks.config import TaskConfig
 
 
-class BaselineMatchedConfig(Section):
-    extra_epochs: int | None = Field(
-        None, ge=0,
-        description="Extra fine-tuning epochs of `baseline_matched`; null = the TPP stage's training compute "
-        "expressed in fine-tuning epochs (FLOPs of one training step of each stage, counted; rounded up).",
-    )
-
-
-class EvaArmConfig(Section):
-    rho: float = Field(
-        2.0, ge=1.0, description="`eva`: peft `EvaConfig.rho`; a layer may receive up to r*rho ranks (1 = keep r)."
-    )
-    tau: float = Field(
-        0.99, gt=0, le=1,
-        description="`eva`: peft `EvaConfig.tau`; cosine similarity of successive SVD steps at which a layer "
-        "counts as converged.",
-    )
-    whiten: bool = Field(False, description="`eva`: peft `EvaConfig.whiten`; whiten the singular vectors.")
-    batch_size: int = Field(
-        32, gt=0, description="`eva`: training images per SVD batch (not augmented, in the seed's order)."
-    )
-    max_batches: int = Field(
-        200, gt=0, description="`eva`: stop with an error when the SVD has not converged after this many batches."
-    )
-
-
-class FullFinetuneConfig(Section):
-    lr_scale: float = Field(
-        0.1, gt=0,
-        description="`full_finetune`: learning-rate factor of the backbone weights (the head uses finetune.lr).",
-    )
-
-
-ARMS = ("baseline", "tpp", "baseline_matched", "eva", "linear_probe", "full_finetune")
-TPP_VARIANT = re.compile(r"tpp_([a-z0-9]+)")  # `tpp_<pretext>`: the tpp arm with another pretext task
-
-
-def pretext_of_arm(arm: str, pretext: PretextConfig) -> PretextConfig | None:
-    """The pretext config a TPP arm pre-trains with (``tpp``: ``pretext``; ``tpp_NAME``: the same with method
-    NAME); None for an arm without a TPP stage."""
-    if arm == "tpp":
-        return pretext
-    m = TPP_VARIANT.fullmatch(arm)
-    return pretext.model_copy(update={"method": m.group(1)}) if m else None
-
-
 class Config(Section):
     seeds: int = Field(3, gt=0, description="Number of seeds (0..seeds-1); every arm runs every seed.")
     arms: list[str] = Field(
         ["baseline", "tpp"], min_length=1,
-        description=f"Arms of the comparison, in run order; any of {', '.join(ARMS)} (see `tppeft list -v`), and "
-        "`tpp_<pretext>` (e.g. `tpp_simclr`): the tpp arm with another pretext task, every other pretext key shared.",
+        description=f"Arms of the comparison, in run order; any of {', '.join(list_arms())} (`tpp_<pretext>` "
+        "names a pretext task, e.g. `tpp_simclr`; `tppeft list -v` says what each arm is).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` = cuda when available.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; null = all cores.")
@@ -99,17 +57,20 @@ class Config(Section):
     @field_validator("arms")
     @classmethod
     def _check_arms(cls, v: list[str]) -> list[str]:
-        unknown = [a for a in v if a not in ARMS and not TPP_VARIANT.fullmatch(a)]
+        unknown = [a for a in v if find_arm(a) is None]
         if unknown:
-            raise ValueError(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
+            raise ValueError(f"unknown arm(s) {unknown}; choose from {list(list_arms())}")
         if len(set(v)) != len(v):
             raise ValueError("arms must not repeat")
         return v
 
     @model_validator(mode="after")
-    def _check_eva_method(self) -> Config:
-        if "eva" in self.arms and self.peft.method != "lora":
-            raise ValueError(f"arm 'eva' initialises LoRA and needs peft.method=lora (got '{self.peft.method}')")
+    def _check_arm_needs(self) -> Config:
+        for name in self.arms:
+            arm = get_arm(name)
+            problem = arm.check(self) if arm.check is not None else None
+            if problem:
+                raise ValueError(problem)
         return self
 
 

@@ -16,7 +16,7 @@ from tppeft.tasks.volume.config import VolumeOptions
 
 if TYPE_CHECKING:
     from tppeft.data import ImageDataset
-    from tppeft.tasks.base import Task, TaskModel, TaskSettings
+    from tppeft.tasks.base import Task, TaskContext, TaskModel, TaskSettings
     from tppeft.tasks.classification import (
         ClassificationTask,
         Classifier,
@@ -59,7 +59,7 @@ def list_tasks() -> dict[str, str]:
 
 
 _lazy_getattr, __dir__ = lazy_exports(__name__, {
-    "tppeft.tasks.base": ["Task", "TaskModel", "TaskSettings"],
+    "tppeft.tasks.base": ["Task", "TaskContext", "TaskModel", "TaskSettings"],
     "tppeft.tasks.classification": ["ClassificationTask", "Classifier", "classification_loss",
                                     "classification_metrics"],
     "tppeft.tasks.segmentation.task": ["SegmentationTask"],
@@ -81,6 +81,7 @@ __all__ = [
     "Registered",
     "SegmentationTask",
     "Task",
+    "TaskContext",
     "TaskModel",
     "TaskSettings",
     "VolumeTask",

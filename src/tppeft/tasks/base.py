@@ -9,7 +9,7 @@ The TPP stage never sees labels: it only asks the task for the 2D images to pre-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -19,9 +19,6 @@ from tppeft.engine.config import FinetuneConfig
 from tppeft.options import ConfigError
 from tppeft.tasks.config import TaskConfig
 
-if TYPE_CHECKING:
-    from tppeft.stages import Context
-
 
 class TaskSettings(Protocol):
     """What a task reads of the configuration (``tppeft.config.Config`` has it)."""
@@ -29,6 +26,21 @@ class TaskSettings(Protocol):
     task: TaskConfig
     finetune: FinetuneConfig
     eval_batch_size: int
+
+
+class TaskContext(Protocol):
+    """What a task reads of a run's shared context (``tppeft.run.context.Context`` has it)."""
+
+    cfg: TaskSettings
+    device: torch.device
+    data: ImageDataset
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) images in [0, 1] -> the backbone's normalised 3-channel input."""
+
+    def augment(self, images: torch.Tensor, gen: torch.Generator,
+                masks: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Training augmentation of (N, C, H, W) images (and their (N, H, W) masks, moved alike) if enabled."""
 
 
 class TaskModel(nn.Module):
@@ -82,21 +94,22 @@ class Task:
     def build_model(self, vit: nn.Module) -> TaskModel:
         raise NotImplementedError
 
-    def train_batch(self, ctx: Context, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, ctx: TaskContext, idx: torch.Tensor,
+                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Model input and targets of training items ``idx``, augmented with ``gen``."""
         raise NotImplementedError
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def evaluate(self, ctx: Context, model: TaskModel, split: str) -> dict[str, float]:
+    def evaluate(self, ctx: TaskContext, model: TaskModel, split: str) -> dict[str, float]:
         """Metrics (and ``loss``) of ``split``, no augmentation, no gradients."""
         raise NotImplementedError
 
-    def after_test(self, ctx: Context, model: TaskModel, run_dir: Path, seed: int) -> None:
+    def after_test(self, ctx: TaskContext, model: TaskModel, run_dir: Path, seed: int) -> None:
         """Hook after the test evaluation of a run (e.g. save example predictions)."""
 
-    def figures(self, ctx: Context, out_dir: Path, arms: list[str]) -> list[str]:
+    def figures(self, ctx: TaskContext, out_dir: Path, arms: list[str]) -> list[str]:
         """Write comparison figures into ``out_dir`` at the end of a comparison; return their file names."""
         return []
 

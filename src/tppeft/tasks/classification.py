@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,10 +10,7 @@ from torch import nn
 
 from tppeft import distributed
 from tppeft.data import iterate_batches
-from tppeft.tasks.base import Task
-
-if TYPE_CHECKING:
-    from tppeft.stages import Context
+from tppeft.tasks.base import Task, TaskContext
 
 
 class Classifier(nn.Module):
@@ -85,11 +80,12 @@ class ClassificationTask(Task):
     def build_model(self, vit: nn.Module) -> Classifier:
         return Classifier(vit, self.num_classes)
 
-    def inputs(self, ctx: Context, images: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def inputs(self, ctx: TaskContext, images: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         """Normalised model input of a batch of (N, C, H, W) images; augmented when a generator is given."""
         return ctx.normalise(ctx.augment(images, gen) if gen is not None else images)
 
-    def train_batch(self, ctx: Context, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, ctx: TaskContext, idx: torch.Tensor,
+                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         split = ctx.data["train"]
         idx = idx.to(ctx.device)
         return self.inputs(ctx, split.pixels(idx), gen), split.labels[idx]
@@ -98,7 +94,7 @@ class ClassificationTask(Task):
         return classification_loss(outputs, targets, self.data_info["task"], self.cfg.finetune.label_smoothing)
 
     @torch.inference_mode()
-    def predict(self, ctx: Context, model: nn.Module, split: str) -> tuple[np.ndarray, np.ndarray, float]:
+    def predict(self, ctx: TaskContext, model: nn.Module, split: str) -> tuple[np.ndarray, np.ndarray, float]:
         """Scores, labels and mean loss of ``split`` (no augmentation, no gradients). Under torchrun each
         process predicts its share of the split and the scores are gathered."""
         model.eval()
@@ -116,6 +112,6 @@ class ClassificationTask(Task):
         loss = distributed.eval_sum(loss_sum, len(data))
         return scores.cpu().numpy(), data.labels.cpu().numpy(), float(loss) / len(data)
 
-    def evaluate(self, ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
+    def evaluate(self, ctx: TaskContext, model: nn.Module, split: str) -> dict[str, float]:
         scores, labels, loss = self.predict(ctx, model, split)
         return {**classification_metrics(labels, scores, self.data_info["task"]), "loss": loss}

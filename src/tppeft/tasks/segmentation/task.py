@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,12 +13,9 @@ from torch import nn
 from tppeft import distributed
 from tppeft.data import ImageDataset, float_pixels, iterate_batches, resize_masks
 from tppeft.rundir import EXAMPLES_FIGURE, RunFolder, RunPaths
-from tppeft.tasks.base import Task
+from tppeft.tasks.base import Task, TaskContext
 from tppeft.tasks.decoders import ViTSegmenter
 from tppeft.tasks.figures import write_mask_grid
-
-if TYPE_CHECKING:
-    from tppeft.stages import Context
 
 
 def segmentation_scores(pred: torch.Tensor, truth: torch.Tensor, num_classes: int,
@@ -108,7 +104,8 @@ class SegmentationTask(Task):
     def build_model(self, vit: nn.Module) -> ViTSegmenter:
         return ViTSegmenter(vit, self.num_classes, self.cfg.task.decoder_channels, self.cfg.task.feature_blocks)
 
-    def train_batch(self, ctx: Context, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, ctx: TaskContext, idx: torch.Tensor,
+                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         split = ctx.data["train"]
         idx = idx.to(ctx.device)
         images, masks = split.pixels(idx), split.input_labels[idx]
@@ -138,7 +135,7 @@ class SegmentationTask(Task):
         return c.lambda_ce * ce + c.lambda_dice * dice / weight
 
     @torch.inference_mode()
-    def predict(self, ctx: Context, model: nn.Module, split: str,
+    def predict(self, ctx: TaskContext, model: nn.Module, split: str,
                 idx: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
         """Predicted class ids at the stored resolution (N, H, W) and the mean loss at the input resolution,
         of images ``idx`` (this process alone) or of the whole split (under torchrun: each process predicts
@@ -159,18 +156,18 @@ class SegmentationTask(Task):
             return distributed.gather_rows(torch.cat(preds), len(data)), float(loss) / len(data)
         return torch.cat(preds), float(loss_sum) / len(items)
 
-    def evaluate(self, ctx: Context, model: nn.Module, split: str) -> dict[str, float]:
+    def evaluate(self, ctx: TaskContext, model: nn.Module, split: str) -> dict[str, float]:
         pred, loss = self.predict(ctx, model, split)
         dice, iou = segmentation_scores(pred, ctx.data[split].labels, self.num_classes, self.cfg.task.ignore_empty)
         return {**summarize_scores(dice, iou), "loss": loss}
 
-    def after_test(self, ctx: Context, model: nn.Module, run_dir: Path, seed: int) -> None:
+    def after_test(self, ctx: TaskContext, model: nn.Module, run_dir: Path, seed: int) -> None:
         if seed == 0 and self.preview.get("indices"):
             pred, _ = self.predict(ctx, model, "test", self.preview["indices"])
             np.savez_compressed(RunPaths(run_dir).examples, indices=np.array(self.preview["indices"]),
                                 pred=pred.cpu().numpy())
 
-    def figures(self, ctx: Context, out_dir: Path, arms: list[str]) -> list[str]:
+    def figures(self, ctx: TaskContext, out_dir: Path, arms: list[str]) -> list[str]:
         columns = {}
         folder = RunFolder(out_dir)
         for arm in arms:

@@ -4,17 +4,13 @@ classifies it. The TPP stage pre-trains the target parameters on the slices of t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from tppeft.data import Split, input_pixels
 from tppeft.distributed import per_item
+from tppeft.tasks.base import TaskContext
 from tppeft.tasks.classification import ClassificationTask
-
-if TYPE_CHECKING:
-    from tppeft.stages import Context
 
 
 class AttentionPool(nn.Module):
@@ -85,7 +81,8 @@ class VolumeTask(ClassificationTask):
     def build_model(self, vit: nn.Module) -> SliceClassifier:
         return SliceClassifier(vit, self.num_classes, self.cfg.task.aggregation)
 
-    def train_batch(self, ctx: Context, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, ctx: TaskContext, idx: torch.Tensor,
+                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         split = ctx.data["train"]
         idx = idx.to(ctx.device)
         volumes = split.images[idx]
@@ -97,7 +94,7 @@ class VolumeTask(ClassificationTask):
             volumes = volumes[torch.arange(len(idx), device=volumes.device)[:, None], pick]
         return self.inputs(ctx, input_pixels(volumes, split.size), gen), split.labels[idx]
 
-    def inputs(self, ctx: Context, volumes: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def inputs(self, ctx: TaskContext, volumes: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         """(B, S, C, H, W) -> normalised (B, S, 3, H, W); one crop and flip per volume, shared by its slices."""
         b, s, c = volumes.shape[:3]
         if gen is not None:

@@ -19,7 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tppeft.engine.loop import epoch_steps
 from tppeft.pretext import get_pretext
-from tppeft.stages import Context, build_run_model
+from tppeft.run.context import Context
+from tppeft.run.model import build_run_model
 
 RULE = ("extra epochs = ceil(pretext.epochs x TPP training FLOPs per epoch / fine-tuning training FLOPs per epoch); "
         "FLOPs of forward + backward counted with torch FlopCounterMode")

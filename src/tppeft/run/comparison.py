@@ -1,8 +1,7 @@
-"""The comparison protocol: every arm runs every seed with the same data, budget and evaluation.
+"""The comparison: every arm runs every seed with the same data, budget and evaluation, into one run folder.
 
-Arms (see :mod:`tppeft.arms`): ``baseline``, ``tpp``, ``baseline_matched``, ``eva`` and the references
-``linear_probe`` and ``full_finetune``. A seed fixes target-parameter init, head init, data order and
-augmentation identically in every arm, so arms are compared seed by seed (paired).
+Arms are those of the registry (:mod:`tppeft.arms`). A seed fixes target-parameter init, head init, data order
+and augmentation identically in every arm, so arms are compared seed by seed (paired).
 """
 
 from __future__ import annotations
@@ -14,56 +13,48 @@ from pathlib import Path
 
 import tppeft
 from tppeft import distributed
-from tppeft.arms import ARM_HELP, build_arm_model
-from tppeft.backbones import frozen_state_digest, seen_splits
-from tppeft.budget import matched_budget
+from tppeft.arms import get_arm
+from tppeft.backbones import seen_splits
 from tppeft.bundled import resolve
-from tppeft.config import Config, pretext_of_arm
+from tppeft.config import Config
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
+from tppeft.run.budget import matched_budget
+from tppeft.run.context import Context, prepare_context
+from tppeft.run.finetune_stage import finetune_stage
+from tppeft.run.model import backbone_unchanged
+from tppeft.run.pretext_stage import pretrain_stage
 from tppeft.rundir import RunFolder
-from tppeft.stages import Context, finetune_stage, prepare_context, pretrain_stage
-
-__all__ = ["ARM_HELP", "BackboneChangedError", "run_arm", "run_comparison", "summarize"]
-
-
-class BackboneChangedError(RuntimeError):
-    """The frozen backbone's weights changed during a run: a bug, never a result."""
 
 
 def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | None = None) -> dict:
     """One arm, one seed: [TPP stage] + fine-tuning; returns the run's record.
 
-    ``budget`` (from :func:`tppeft.budget.matched_budget`) gives ``baseline_matched`` its extra epochs.
+    ``budget`` (from :func:`tppeft.run.budget.matched_budget`) gives an arm that needs it (``baseline_matched``)
+    its extra epochs.
     """
     start = time.perf_counter()
     if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
     tag = f"[{arm} seed {seed}]"
-    run, init_info = build_arm_model(ctx, arm, seed)
+    spec = get_arm(arm)
+    run, init_info = spec.build(ctx, seed)
     counts = run.counts()
     ctx.log(f"{tag} {run.counts_text()}")
-    pretext_cfg = pretext_of_arm(arm, ctx.cfg.pretext)
+    pretext_cfg = spec.pretext_config(ctx.cfg.pretext)
     pretext = pretrain_stage(ctx, run, seed, run_dir, tag, pretext_cfg) if pretext_cfg is not None else None
-    epochs = ctx.cfg.finetune.epochs
-    if arm == "baseline_matched":
-        if budget is None:
-            raise ValueError("arm baseline_matched needs the matched budget (tppeft.budget.matched_budget)")
-        epochs += budget["extra_epochs"]
+    epochs = spec.finetune_epochs(ctx.cfg.finetune.epochs, budget)
     ft = finetune_stage(ctx, run, seed, run_dir, tag, epochs=epochs)
-    if not run.frozen_unchanged():
-        raise BackboneChangedError(f"{tag}: frozen backbone weights changed during the run")
-    if ctx.template_digest and frozen_state_digest(ctx.backbone.model) != ctx.template_digest:
-        raise BackboneChangedError(f"{tag}: the shared backbone template changed during the run")
+    unchanged = backbone_unchanged(ctx, run, tag)
     skipped = ft.get("skipped_steps", 0) + (pretext or {}).get("skipped_steps", 0)
     record = {"arm": arm, "seed": seed, "status": "ok", "test": ft["test"], "val": ft["val"],
               "best_epoch": ft["best_epoch"], "finetune_epochs": epochs,
               "seconds": round(time.perf_counter() - start, 2),
               "finetune_seconds": round(ft["seconds"], 2), "pretext": pretext, "skipped_steps": skipped,
-              "backbone_unchanged": True, **init_info, **counts}
+              "backbone_unchanged": unchanged, **init_info, **counts}
     return record
 
 
@@ -112,7 +103,7 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
         entry["seconds_mean"] = mean_std([r["seconds"] for r in runs])[0]
         arms[arm] = entry
     paired: dict[str, dict] = {}
-    tpp_arms = [a for a in cfg.arms if pretext_of_arm(a, cfg.pretext) is not None]
+    tpp_arms = [a for a in cfg.arms if get_arm(a).has_tpp_stage]
     for tpp in tpp_arms:
         for other in cfg.arms:
             if other in tpp_arms:
@@ -120,7 +111,8 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
             paired[f"{tpp}-{other}"] = {
                 m: paired_difference(_by_seed(arms[tpp]["runs"], m), _by_seed(arms[other]["runs"], m))
                 for m in metrics}
-    first = next((r for r in records if is_valid(r)), {})
+    valid = [r for r in records if is_valid(r)]  # the count of an arm that carries the method's target parameters
+    first = next((r for r in valid if get_arm(r["arm"]).carries_targets), valid[0] if valid else {})
     target = {"method": cfg.peft.method, "count": first.get("target_params"),
               "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
     return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
@@ -152,19 +144,20 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,
             "seeds": list(range(cfg.seeds)), "device": str(ctx.device),
             "processes": distributed.world_size()}
-    meta.update({arm: getattr(cfg, arm).model_dump() for arm in ("eva", "full_finetune") if arm in cfg.arms})
+    arms = [get_arm(a) for a in cfg.arms]
+    meta.update({arm.options: getattr(cfg, arm.options).model_dump() for arm in arms if arm.options})
     overlap = seen_splits(ctx.backbone.identity, resolve(cfg.data.path))
     if overlap:
         meta["backbone_saw_this_data"] = overlap
         log(f"note: the backbone was pre-trained on the {', '.join(overlap)} split(s) of {cfg.data.path}")
     budget = None
-    if "baseline_matched" in cfg.arms:
-        budget = matched_budget(ctx)
-        meta["baseline_matched"] = budget
+    for arm in (a for a in arms if a.uses_budget):
+        budget = budget or matched_budget(ctx)
+        meta[arm.name] = budget
         ratio = budget.get("tpp_stage_in_finetune_epochs")
-        log(f"baseline_matched: {cfg.finetune.epochs} + {budget['extra_epochs']} fine-tuning epochs"
+        log(f"{arm.name}: {cfg.finetune.epochs} + {arm.extra_epochs(budget)} fine-tuning epochs"
             + (f" (the TPP stage costs {ratio:.2f} fine-tuning epochs in counted FLOPs)" if ratio is not None else
-               " (set by baseline_matched.extra_epochs)"))
+               f" ({budget['rule']})"))
     records = read_jsonl(results_path, repair=True) if resume and results_path.is_file() else []
     distributed.barrier()  # every process knows the finished runs before the first one adds to them
     finished = {(r["arm"], r["seed"]) for r in records}

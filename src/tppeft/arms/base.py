@@ -1,0 +1,119 @@
+"""What an arm of a comparison is, and the registry of arms.
+
+Every arm sees the same data, splits, augmentation and evaluation and, for a seed, the same head init and data
+order (the streams of :mod:`tppeft.run.seeds`); arms differ only in what is trained and from where, whether a
+TPP stage comes first, and how many fine-tuning epochs they get. An :class:`Arm` states these facts; its
+``build`` makes its model. Torch-free: ``tppeft.config`` validates arm names against the registry, so an arm's
+module imports what its builder needs inside the builder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from tppeft.options import ConfigError
+
+if TYPE_CHECKING:
+    from tppeft.config import Config
+    from tppeft.pretext.config import PretextConfig
+    from tppeft.run.context import Context
+    from tppeft.run.model import RunModel
+
+    Builder = Callable[[Context, int], tuple[RunModel, dict]]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: its facts, read by the configuration, the comparison, ``tppeft list`` and the docs.
+
+    ``pretext`` maps (arm name, ``pretext`` section) to the pretext config of the arm's TPP stage; None: no TPP
+    stage. ``extra_epochs`` maps the matched budget (:func:`tppeft.run.budget.matched_budget`) to fine-tuning
+    epochs beyond ``finetune.epochs``; None: none, and no budget is needed. ``check`` names what is wrong with a
+    configuration that lists the arm, or returns None. A family (``pattern`` set) stands for every name that
+    fully matches the pattern; :func:`get_arm` returns it under that name.
+    """
+
+    name: str  # a family's name is a template, e.g. ``tpp_<pretext>``
+    help: str  # one line: what the arm is
+    trains: str  # what fine-tuning trains besides the task's new head
+    build: Builder  # (context, seed) -> the run model and facts about its init for the run record
+    carries_targets: bool = True  # whether its model carries the PEFT method's target parameters
+    pretext: Callable[[str, PretextConfig], PretextConfig] | None = None
+    extra_epochs: Callable[[dict], int] | None = None
+    epochs_rule: str = "`finetune.epochs`"  # its fine-tuning epochs, in words
+    options: str | None = None  # the configuration section of its own options, recorded in summary.json
+    check: Callable[[Config], str | None] | None = None
+    pattern: str | None = None  # a regular expression: the arm is a family
+
+    @property
+    def has_tpp_stage(self) -> bool:
+        return self.pretext is not None
+
+    @property
+    def uses_budget(self) -> bool:
+        return self.extra_epochs is not None
+
+    def pretext_config(self, pretext: PretextConfig) -> PretextConfig | None:
+        """The pretext config of this arm's TPP stage, given the ``pretext`` section; None without one."""
+        return None if self.pretext is None else self.pretext(self.name, pretext)
+
+    def finetune_epochs(self, epochs: int, budget: dict | None = None) -> int:
+        """Fine-tuning epochs of this arm when the others get ``epochs``."""
+        if self.extra_epochs is None:
+            return epochs
+        if budget is None:
+            raise ValueError(f"arm {self.name} needs the matched budget (tppeft.run.budget.matched_budget)")
+        return epochs + self.extra_epochs(budget)
+
+
+_ARMS: dict[str, Arm] = {}
+
+
+def register_arm(arm: Arm) -> Arm:
+    """Add ``arm`` to the registry (after the arms already there); a name may be registered once."""
+    if arm.name in _ARMS:
+        raise ValueError(f"arm '{arm.name}' is already registered")
+    _ARMS[arm.name] = arm
+    return arm
+
+
+def find_arm(name: str) -> Arm | None:
+    """The arm called ``name`` (a family's member carries its own name), or None."""
+    arm = _ARMS.get(name)
+    if arm is not None and arm.pattern is None:
+        return arm
+    for family in _ARMS.values():
+        if family.pattern is not None and re.fullmatch(family.pattern, name):
+            return replace(family, name=name, pattern=None)
+    return None
+
+
+def get_arm(name: str) -> Arm:
+    """The arm called ``name``; an unknown name is a :class:`ConfigError`."""
+    arm = find_arm(name)
+    if arm is None:
+        raise ConfigError(f"unknown arm '{name}'; choose from {list(_ARMS)}")
+    return arm
+
+
+def list_arms() -> dict[str, str]:
+    """Every registered arm's help, by name, in registration order (families by their template)."""
+    return {name: arm.help for name, arm in _ARMS.items()}
+
+
+def registered_arms() -> list[Arm]:
+    """Every registered arm, in registration order."""
+    return list(_ARMS.values())
+
+
+def arms_markdown() -> str:
+    """The arms as a Markdown table (the README's, between its ``arms`` markers)."""
+    rows = ["| arm | what it is | fine-tuning trains (and the task's head) | TPP stage | fine-tuning epochs |",
+            "|---|---|---|---|---|"]
+    for arm in _ARMS.values():
+        rows.append(f"| `{arm.name}` | {arm.help} | {arm.trains} | {'yes' if arm.has_tpp_stage else 'no'} | "
+                    f"{arm.epochs_rule} |")
+    return "\n".join(rows)

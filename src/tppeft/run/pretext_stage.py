@@ -1,0 +1,137 @@
+"""The TPP stage: the target parameters are trained with the pretext objective, saved, and the pretext head is
+dropped. Uses :func:`tppeft.engine.train`, like the fine-tuning stage; only objective and trainable set differ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tppeft import distributed
+from tppeft.config import PretextConfig
+from tppeft.data import iterate_batches
+from tppeft.engine import train
+from tppeft.engine.checkpoint import prefixed, unprefixed
+from tppeft.engine.devices import compile_blocks
+from tppeft.io import append_jsonl
+from tppeft.pretext import get_pretext
+from tppeft.run.checkpoints import resume_stage, stage_checkpointer
+from tppeft.run.context import Context
+from tppeft.run.model import RunModel
+from tppeft.run.seeds import generator
+from tppeft.rundir import RunPaths
+
+# A TPP stage whose held-out pretext loss falls by less than this fraction is reported as not moving.
+MIN_PRETEXT_GAIN = 0.01
+
+
+def pretext_eval_loss(ctx: Context, task: nn.Module, seed: int) -> float:
+    """Pretext loss on the validation images with fixed masks and no augmentation (start/end comparable).
+
+    Under torchrun each process scores its share of every batch, with the masks of the whole batch (as in
+    training), and the weighted sums are added over processes.
+    """
+    task.eval()
+    gen = generator(seed, "pretext_eval", ctx.device)
+    n = ctx.num_images("val")
+    total = torch.zeros((), device=ctx.device, dtype=torch.float64)
+    world = distributed.world_size()
+    with ctx.inference():
+        for idx in iterate_batches(n, ctx.cfg.eval_batch_size):
+            start, stop = distributed.eval_share(len(idx))
+            with distributed.batch_share(start, stop, len(idx)):
+                loss = task.loss(ctx.batch("val", idx[start:stop]), gen).double()
+            # a batch too small to share is scored whole by every process: each adds its 1/world part
+            total += loss * (stop - start if stop - start < len(idx) else len(idx) / world)
+    task.train()
+    return float(distributed.all_sum(total)) / n
+
+
+class PretextStep(nn.Module):
+    """The TPP stage's step as a module (images -> pretext loss), so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, task: nn.Module):
+        super().__init__()
+        self.task = task
+
+    def forward(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.task.loss(images, gen)
+
+
+class PretextBuffers:
+    """Checkpoints what a pretext task keeps outside its parameters (an EMA teacher, DINO's centre)."""
+
+    def __init__(self, task: nn.Module, backbone: nn.Module):
+        shared = {id(b) for b in backbone.buffers()}
+        self.buffers = {n: b for n, b in task.named_buffers() if id(b) not in shared}
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {n: b.detach().clone() for n, b in self.buffers.items()}, {}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        with torch.no_grad():
+            for n, b in self.buffers.items():
+                b.copy_(tensors[n])
+
+
+def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str,
+                   pretext: PretextConfig | None = None) -> dict:
+    """TPP: train the target parameters with the pretext objective (``pretext``, default the config's); save
+    them; drop the pretext head. Resumes from the stage's last good checkpoint in ``out_dir`` when there is one.
+    """
+    cfg = pretext or ctx.cfg.pretext
+    ckpts = stage_checkpointer(ctx, out_dir, "pretext", seed)
+    resumed = resume_stage(ckpts)
+    if resumed is not None and resumed.done:
+        run.load_targets(unprefixed("target.", resumed.tensors))
+        ctx.log(f"{tag} TPP stage already done ({resumed.path})")
+        return ckpts.meta["summary"]
+    task = get_pretext(cfg)(ctx.backbone, run.vit, cfg).to(ctx.device)
+    if ctx.cfg.train.compile:
+        compile_blocks(task)
+    if resumed is None:
+        ckpts.meta["loss_start"] = pretext_eval_loss(ctx, task, seed)
+    loss_start = ckpts.meta["loss_start"]
+    ctx.log(f"{tag} TPP stage: {task.describe()}, held-out pretext loss {loss_start:.4f}")
+    order = generator(seed, "pretext")
+    aug = generator(seed, "pretext", ctx.device)
+    metrics_path = RunPaths(out_dir).metrics
+
+    def on_epoch_end(epoch: int, loss: float) -> dict:
+        if distributed.is_main():
+            append_jsonl(metrics_path, {"stage": "pretext", "epoch": epoch, "train_loss": loss})
+        return {}
+
+    view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
+    step = distributed.wrap_ddp(PretextStep(task))
+
+    result = train(
+        run.target_params() + task.head_param_groups(cfg.lr),
+        lambda idx: step(ctx.batch("train", idx, view_gen), aug),
+        ctx.num_images("train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
+        on_epoch_end=on_epoch_end, after_step=task.after_step, log=ctx.log, tag=f"{tag} pretext",
+        generators={"augment": aug}, checkpoints=ckpts, resume=resumed, extra=PretextBuffers(task, run.vit),
+        on_nonfinite=ctx.cfg.train.on_nonfinite, precision=ctx.precision,
+    )
+    loss_end = pretext_eval_loss(ctx, task, seed)
+    if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
+        ctx.log(f"{tag} WARNING: the TPP stage lowered the held-out pretext loss by less than "
+                f"{MIN_PRETEXT_GAIN:.0%} ({loss_start:.4f} -> {loss_end:.4f}): it has barely pre-trained anything")
+    target_dir = RunPaths(out_dir).target_params
+    if distributed.is_main():
+        run.method.save(run.handle, target_dir)
+    ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
+            f"({result.seconds:.0f}s); target parameters in {target_dir}")
+    summary = {"method": cfg.method, "setup": task.describe(), "decoder": getattr(task, "decoder_source", None),
+               "loss_start": loss_start, "loss_end": loss_end,
+               "train_loss_curve": [h["train_loss"] for h in result.history],
+               "epochs": cfg.epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
+               "seconds": result.seconds}
+    if distributed.is_main():
+        append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
+    ckpts.meta["summary"] = summary
+    ckpts.save(prefixed("target.", run.target_tensors()), {}, done=True)
+    return summary  # the pretext head goes out of scope here; only the target parameters remain
+

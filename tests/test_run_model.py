@@ -1,0 +1,64 @@
+"""The run model's check of the frozen backbone: the run record states what the comparison of weights found,
+and a change of the frozen weights or of the shared template is an error naming which."""
+
+import pytest
+import torch
+
+import tppeft.run.comparison as comparison
+from tppeft.config import load_config
+from tppeft.run.context import prepare_context
+from tppeft.run.model import BackboneChangedError, backbone_unchanged, build_run_model
+
+SMALL = ["seeds=1", "data.limit=16", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "arms=[baseline]"]
+RECORD = {"test": {"auc": 0.5}, "val": {"auc": 0.5}, "best_epoch": 1, "seconds": 0.0}
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return prepare_context(load_config(None, SMALL), log=lambda s: None)
+
+
+def fake_finetune(change):
+    """A fine-tuning stage that trains nothing and applies ``change(ctx, run)`` to the weights."""
+    def stage(ctx, run, seed, out_dir, tag, epochs=None):
+        with torch.no_grad():
+            change(ctx, run)
+        return dict(RECORD)
+    return stage
+
+
+def test_the_record_states_the_comparison_of_weights(ctx, tmp_path, monkeypatch):
+    monkeypatch.setattr(comparison, "finetune_stage", fake_finetune(lambda ctx, run: None))
+    found = []
+
+    def spy(*args):
+        found.append(backbone_unchanged(*args))
+        return found[-1]
+    monkeypatch.setattr(comparison, "backbone_unchanged", spy)
+    record = comparison.run_arm(ctx, "baseline", 0, tmp_path / "r")
+    assert found == [True] and record["backbone_unchanged"] is True
+
+
+def test_a_changed_frozen_weight_is_an_error(ctx, tmp_path, monkeypatch):
+    def change(ctx, run):
+        run.vit.blocks[0].mlp.fc1.weight[0, 0] += 1  # frozen: not a target of LoRA on qkv
+    monkeypatch.setattr(comparison, "finetune_stage", fake_finetune(change))
+    with pytest.raises(BackboneChangedError, match=r"^\[baseline seed 0\]: frozen backbone weights changed"):
+        comparison.run_arm(ctx, "baseline", 0, tmp_path / "r")
+
+
+def test_a_changed_template_is_an_error(ctx, tmp_path, monkeypatch):
+    weight = ctx.backbone.model.blocks[0].mlp.fc1.weight
+    before = weight.detach().clone()
+
+    def change(ctx, run):
+        weight[0, 0] += 1
+    monkeypatch.setattr(comparison, "finetune_stage", fake_finetune(change))
+    try:
+        with pytest.raises(BackboneChangedError, match="the shared backbone template changed"):
+            comparison.run_arm(ctx, "baseline", 0, tmp_path / "r")
+    finally:
+        with torch.no_grad():
+            weight.copy_(before)
+    run = build_run_model(ctx, 0)
+    assert backbone_unchanged(ctx, run, "t") is True  # restored
