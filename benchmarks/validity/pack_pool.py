@@ -6,7 +6,10 @@ links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two
 
 - ``hippocampus_train_slices.npz``: the 8 central slices (first axis) of every MSD Hippocampus training volume,
   each volume scaled on its own (0.5-99.5 percentile clip to 0..255; intensities differ wildly between cases);
-- ``brain_mri_train.npz``: every training image of the brain MRI image folder, resized 128 -> 64 (antialiased).
+- ``brain_mri_train.npz``: every training image of the brain MRI image folder, resized 128 -> 64 (antialiased);
+- ``brain_mri_64.npz``: the whole brain MRI set the same way as a labelled MedMNIST-format file (train/val/test
+  images and labels; classes in sorted folder order: glioma, meningioma, notumor, pituitary), for the study's
+  comparisons at the backbone's 64 px.
 
     python benchmarks/validity/pack_pool.py DATA_DIR OUT_DIR
 """
@@ -42,9 +45,20 @@ def hippocampus(data: Path) -> np.ndarray:
     return _resize(np.concatenate(out).round().astype(np.uint8))
 
 
-def brain_mri(data: Path) -> np.ndarray:
-    files = sorted((data / "classification" / "brain_mri" / "train").glob("*/*.png"))
+def brain_mri(data: Path, split: str = "train") -> np.ndarray:
+    files = sorted((data / "classification" / "brain_mri" / split).glob("*/*.png"))
     return _resize(np.stack([np.asarray(Image.open(f).convert("L")) for f in files]))
+
+
+def brain_mri_labelled(data: Path) -> dict[str, np.ndarray]:
+    root = data / "classification" / "brain_mri"
+    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    out = {}
+    for split in ("train", "val", "test"):
+        files = sorted((root / split).glob("*/*.png"))
+        out[f"{split}_images"] = brain_mri(data, split)
+        out[f"{split}_labels"] = np.array([[classes.index(f.parent.name)] for f in files], np.int64)
+    return out
 
 
 LINKED = ("pneumoniamnist.npz", "adrenalmnist3d_64.npz")
@@ -60,6 +74,8 @@ def main(data: Path, out: Path) -> None:
     for name, images in (("hippocampus_train_slices", hippocampus(data)), ("brain_mri_train", brain_mri(data))):
         np.savez_compressed(out / f"{name}.npz", train_images=images)
         print(f"{name}: {images.shape[0]} images {images.shape[1:]} -> {out / (name + '.npz')}")
+    np.savez_compressed(out / "brain_mri_64.npz", **brain_mri_labelled(data))
+    print(f"brain_mri_64: labelled train/val/test -> {out / 'brain_mri_64.npz'}")
 
 
 if __name__ == "__main__":

@@ -67,8 +67,8 @@ def probe_run(vit: nn.Module, batches: Callable[[str], Iterable[torch.Tensor]], 
 
 def movement(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> dict:
     """How far target parameters moved: ||after - before|| / ||before|| over all of them (None if all were 0)."""
-    delta = sum(float((after[k].float() - before[k].float()).pow(2).sum()) for k in before) ** 0.5
-    base = sum(float(before[k].float().pow(2).sum()) for k in before) ** 0.5
+    delta = sum(float((after[k].detach().float() - before[k].detach().float()).pow(2).sum()) for k in before) ** 0.5
+    base = sum(float(before[k].detach().float().pow(2).sum()) for k in before) ** 0.5
     return {"change_norm": delta, "relative_change": delta / base if base > 0 else None}
 
 

@@ -149,6 +149,42 @@ def seeds_rows(summary: dict) -> Table:
                   "pretext loss start → end", "seconds"], rows)
 
 
+def diagnostics_rows(summary: dict) -> Table:
+    """Per TPP run: the linear probe of the frozen features before and after the stage, and how far the target
+    parameters moved (empty when no run has a probe)."""
+    rows = []
+    for arm, e in summary["arms"].items():
+        for r in e["runs"]:
+            pre = r.get("pretext") or {}
+            before, after = pre.get("probe_before"), pre.get("probe_after")
+            if not before or not after:
+                continue
+            moved = pre.get("movement") or {}
+            lora = moved.get("lora_update_ratio") or {}
+            rows.append([arm, str(r["seed"]), before["metric"].upper(),
+                         f"{fmt_num(before['test'])} → {fmt_num(after['test'])}",
+                         fmt_signed(after["test"] - before["test"]),
+                         f"{fmt_num(before['val'])} → {fmt_num(after['val'])}",
+                         fmt_num(moved.get("relative_change"), 3), fmt_num(lora.get("mean"), 4)])
+    return Table(["arm", "seed", "probe metric", "probe test: init → after TPP", "change",
+                  "probe val: init → after TPP", "target parameters' relative change",
+                  "LoRA ‖BA‖/‖W‖ (mean)"], rows)
+
+
+def data_text(summary: dict) -> str | None:
+    """Few labels / more unlabelled images: what fine-tuning and the TPP stage each saw."""
+    d = summary.get("data")
+    if not d or (d.get("train") == (summary.get("split_sizes") or {}).get("train") and not d.get("pretext_sources")):
+        return None
+    budget = (f"a labelled subset of {d['train']:,} training images "
+              + (f"({d['label_fraction']:.0%} per class, " if d.get("label_fraction") else
+                 f"({d['labels_per_class']} per class, " if d.get("labels_per_class") else "(")
+              + "drawn per seed, the same in every arm)")
+    extra = sum(s.get("images", 0) for s in d.get("pretext_sources") or [])
+    return (f"Fine-tuning saw {budget}; the TPP stage saw {d['pretext_train']:,} unlabelled images"
+            + (f", {extra:,} of them from pretext.data" if extra else "") + ".")
+
+
 # Kept for callers that print the tables: Markdown text of each.
 def arms_table(summary: dict) -> str:
     return table_markdown(arms_rows(summary))
@@ -251,7 +287,7 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
     if box:
         blocks.append(box)
     blocks.append(Para(_setup_text(summary)))
-    blocks += [Para(t) for t in (_backbone_text(summary), _matched_text(summary)) if t]
+    blocks += [Para(t) for t in (data_text(summary), _backbone_text(summary), _matched_text(summary)) if t]
     blocks += [Heading("Test metrics"), arms_rows(summary),
                Para("mean ± sample std over seeds; the 95% interval is a percentile bootstrap of the mean over seeds.")]
     if summary.get("metric_note"):
@@ -269,6 +305,14 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                            "give p = 0.06): treat one table as a first look and add seeds before claiming a gain."))
     if problems(summary):
         blocks += [Heading("Problems"), *(Para(line[2:]) for line in problems(summary))]
+    diagnostics = diagnostics_rows(summary)
+    if diagnostics.rows:
+        blocks += [Heading("Did the TPP stage improve the features before any label?"), diagnostics,
+                   Para("A linear probe (logistic regression on the frozen class and mean patch tokens, C chosen on "
+                        "validation, fitted on the labelled training images fine-tuning sees) of the target "
+                        "parameters at initialisation and after the TPP stage. A probe that does not move says the "
+                        "pretext stage changed the features little in a way a linear read-out can use; fine-tuning "
+                        "may still differ.")]
     if plots and plots.get("curves"):
         blocks += [Heading("Training curves"), Image(plots["curves"], "loss curves of both stages")]
     blocks += [Heading("Per seed"), seeds_rows(summary),

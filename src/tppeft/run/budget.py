@@ -24,6 +24,8 @@ from tppeft.run.model import build_run_model
 
 RULE = ("extra epochs = ceil(pretext.epochs x TPP training FLOPs per epoch / fine-tuning training FLOPs per epoch); "
         "FLOPs of forward + backward counted with torch FlopCounterMode")
+RULE_WARMUP = (" (pretext.head_warmup_epochs count as TPP epochs at the full step's FLOPs, an upper bound: the "
+               "head-only steps cost less)")
 _PROBE_IMAGES = 4
 
 
@@ -55,18 +57,19 @@ def matched_budget(ctx: Context) -> dict:
     run = build_run_model(ctx, seed=0)  # a throwaway copy: every arm re-seeds its own init
     task = get_pretext(cfg.pretext)(ctx.backbone, run.vit, cfg.pretext).to(ctx.device)
     gen = torch.Generator(device=ctx.device).manual_seed(0)
-    n_pre = ctx.num_images("train")  # 2D images the TPP stage sees (slices, for volumes)
+    n_pre = ctx.num_pretext_images()  # 2D images the TPP stage sees (slices, for volumes; pretext.data too)
     pre_idx = torch.arange(min(n_pre, _PROBE_IMAGES))
     images = ctx.batch("train", pre_idx)
     pretext_per_image = step_flops(lambda: task.loss(images, gen), task) / len(pre_idx)
-    n_ft = len(ctx.data["train"])
+    n_ft = ctx.num_labelled()  # the labelled subset fine-tuning sees
     ft_idx = torch.arange(min(n_ft, _PROBE_IMAGES))
     inputs, targets = ctx.task.train_batch(ctx, ft_idx, None)
     model = ctx.task.build_model(run.vit).to(ctx.device)
     finetune_per_image = step_flops(lambda: ctx.task.loss(model(inputs), targets), model) / len(ft_idx)
     pretext_epoch = pretext_per_image * images_per_epoch(n_pre, cfg.pretext.batch_size)
     finetune_epoch = finetune_per_image * images_per_epoch(n_ft, cfg.finetune.batch_size)
-    ratio = cfg.pretext.epochs * pretext_epoch / finetune_epoch
+    ratio = (cfg.pretext.epochs + cfg.pretext.head_warmup_epochs) * pretext_epoch / finetune_epoch
     return {"extra_epochs": math.ceil(ratio - 1e-9), "tpp_stage_in_finetune_epochs": ratio,
             "pretext_flops_per_image_step": pretext_per_image, "finetune_flops_per_image_step": finetune_per_image,
-            "pretext_flops_per_epoch": pretext_epoch, "finetune_flops_per_epoch": finetune_epoch, "rule": RULE}
+            "pretext_flops_per_epoch": pretext_epoch, "finetune_flops_per_epoch": finetune_epoch,
+            "rule": RULE + (RULE_WARMUP if cfg.pretext.head_warmup_epochs else "")}

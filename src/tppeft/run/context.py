@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from tppeft import distributed
@@ -14,9 +15,13 @@ from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
 from tppeft.config import Config
 from tppeft.data import ImageDataset, augment_batch, input_pixels, load_dataset, to_model_input
+from tppeft.data.fewshot import labelled_subset
+from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
+from tppeft.io import file_sha256
 from tppeft.options import ConfigError
+from tppeft.run.seeds import stream_seed
 from tppeft.tasks import Task, task_for
 
 
@@ -34,6 +39,9 @@ class Context:
     task: Task
     precision: torch.dtype | None = None  # autocast dtype of forward passes; None = float32
     template_digest: str = ""  # of the shared backbone: no run may change it, whatever it trains
+    pretext_extra: torch.Tensor | None = None  # pretext.data: more unlabelled (M, C, S, S) images, TPP stage only
+    pretext_sources: list[dict] = field(default_factory=list)  # what pretext.data read
+    _labelled: dict[int, torch.Tensor | None] = field(default_factory=dict, repr=False)
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
@@ -56,6 +64,55 @@ class Context:
     def num_images(self, split: str) -> int:
         """How many 2D images the TPP stage sees in ``split`` (slices, for volumes)."""
         return len(self.task.pretext_images(self.data[split]))
+
+    @property
+    def single_label(self) -> bool:
+        """Single-label classification of 2D images: what the stratified label subset and the probe need."""
+        return self.task.name == "classification" and self.data["train"].labels.dim() == 1
+
+    def labelled(self, seed: int) -> torch.Tensor | None:
+        """Indices of the training items fine-tuning sees in run ``seed`` (``data.label_fraction`` /
+        ``data.labels_per_class``), the same in every arm; None = all of them (the neutral setting)."""
+        if seed not in self._labelled:
+            d, train = self.cfg.data, self.data["train"]
+            stratify = self.single_label or (self.task.name == "volume" and train.labels.dim() == 1)
+            labels = train.labels.cpu().numpy() if stratify else np.zeros(len(train))
+            if d.labels_per_class is not None and not stratify:
+                raise ConfigError("data.labels_per_class needs single-label classification; use data.label_fraction")
+            chosen = labelled_subset(labels, d.label_fraction, d.labels_per_class, stream_seed(seed, "labels"),
+                                     stratify)
+            self._labelled[seed] = None if chosen is None else torch.from_numpy(chosen)
+        return self._labelled[seed]
+
+    def num_labelled(self) -> int:
+        """How many training items fine-tuning sees (the same count for every seed)."""
+        chosen = self.labelled(0)
+        return len(self.data["train"]) if chosen is None else len(chosen)
+
+    def num_pretext_images(self) -> int:
+        """How many 2D images an epoch of the TPP stage covers: the training split's and ``pretext.data``'s."""
+        extra = 0 if self.pretext_extra is None else len(self.pretext_extra)
+        return self.num_images("train") + extra
+
+    def pretext_batch(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Normalised images ``idx`` of the TPP stage's pool: the training split's pretext images first, then
+        ``pretext.data``'s; augmented when a generator is given. Never labels."""
+        if self.pretext_extra is None:
+            return self.batch("train", idx, gen)
+        n = self.num_images("train")
+        idx = idx.to(self.device)
+        own, extra = idx < n, idx >= n
+        data = self.data["train"]
+        extra_images = self.pretext_extra[idx[extra] - n]
+        own_images = (input_pixels(self.task.pretext_images(data)[idx[own]], data.size) if own.any()
+                      else extra_images.new_empty(0, data.images.shape[-3], *extra_images.shape[-2:]))
+        channels = max(own_images.shape[1], extra_images.shape[1])
+        images = torch.empty(len(idx), channels, *extra_images.shape[-2:], device=self.device)
+        images[own] = own_images.expand(-1, channels, -1, -1)
+        images[extra] = extra_images.expand(-1, channels, -1, -1)
+        if gen is not None:
+            images = self.augment(images, gen)
+        return self.normalise(images)
 
     def batch(self, split: str, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Normalised 2D images ``idx`` of ``split`` as the TPP stage sees them (the task's pretext images:
@@ -92,7 +149,23 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
         f"device {device}" + (f" ({threads} threads)" if threads else "") + f", {precision_text}"
         + (f"; {world} processes, global batches shared between them" if world > 1 else ""))
+    extra, sources = _pretext_extra(cfg, backbone.image_size, log)
     return Context(cfg, device, data.to(device), backbone, torch.tensor(backbone.mean, device=device),
                    torch.tensor(backbone.std, device=device), log, task, precision,
-                   frozen_state_digest(backbone.model))
+                   frozen_state_digest(backbone.model), None if extra is None else extra.to(device), sources)
+
+
+def _pretext_extra(cfg: Config, size: int, log: Callable[[str], None]) -> tuple[torch.Tensor | None, list[dict]]:
+    """``pretext.data``: more unlabelled training images for the TPP stage, at the model's input size."""
+    if not cfg.pretext.data:
+        return None, []
+    own = resolve(cfg.data.path)
+    own_sha = file_sha256(own) if own.is_file() else None
+    images, sources = load_pool(cfg.pretext.data, size, None, lambda line: log(f"pretext.data {line}"))
+    for src in sources:
+        if src["sha256"] == own_sha:
+            raise ConfigError(f"pretext.data: {src['path']} is the run's own data file ({cfg.data.path}); its "
+                              "training images are in the TPP stage already")
+    log(f"pretext.data: {len(images):,} more unlabelled images for the TPP stage only")
+    return images, sources
 

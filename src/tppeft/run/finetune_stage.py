@@ -63,12 +63,14 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             append_jsonl(metrics_path, {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val})
         return {f"val_{k}": v for k, v in val.items()}
 
+    labelled = ctx.labelled(seed)  # data.label_fraction / labels_per_class: this seed's labelled subset
+
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
-        inputs, targets = task.train_batch(ctx, idx, aug)
+        inputs, targets = task.train_batch(ctx, idx if labelled is None else labelled[idx], aug)
         return task.loss(forward(inputs), targets)
 
     result = train(
-        groups, step_loss, len(ctx.data["train"]), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        groups, step_loss, ctx.num_labelled(), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune", generators={"augment": aug},
         checkpoints=ckpts, resume=resumed, extra=best, on_nonfinite=ctx.cfg.train.on_nonfinite,

@@ -20,7 +20,11 @@ def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
     count += sum(p.numel() for p in ctx.task.build_model(run.vit).head.parameters())
     if pretext:
         task = get_pretext(ctx.cfg.pretext)(ctx.backbone, run.vit, ctx.cfg.pretext)
-        count += sum(p.numel() for g in task.head_param_groups(1.0) for p in g["params"])
+        head = [p for g in task.head_param_groups(1.0) for p in g["params"] if p.requires_grad]
+        count += sum(p.numel() for p in head)
+        if ctx.cfg.pretext.head_warmup_epochs and not head:
+            raise ConfigError(f"pretext.head_warmup_epochs: the {task.name} task has no head to train here "
+                              f"({task.describe()}); set it to 0, or use a fresh head (e.g. pretext.decoder=fresh)")
         if task.batch_coupled and distributed.world_size() > 1:
             raise ConfigError(f"pretext.method '{task.name}' computes its loss over the whole batch (negatives, "
                               "centring), which a batch shared between processes would change; run it in one "

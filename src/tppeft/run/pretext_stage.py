@@ -12,13 +12,15 @@ from tppeft import distributed
 from tppeft.config import PretextConfig
 from tppeft.data import iterate_batches
 from tppeft.engine import train
-from tppeft.engine.checkpoint import prefixed, unprefixed
+from tppeft.engine.checkpoint import copy_into, prefixed, unprefixed
 from tppeft.engine.devices import compile_blocks
 from tppeft.io import append_jsonl
+from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
 from tppeft.run.checkpoints import resume_stage, stage_checkpointer
 from tppeft.run.context import Context
-from tppeft.run.model import RunModel
+from tppeft.run.diagnostics import probe_targets, target_movement
+from tppeft.run.model import RunModel, build_run_model
 from tppeft.run.seeds import generator
 from tppeft.rundir import RunPaths
 
@@ -75,6 +77,49 @@ class PretextBuffers:
                 b.copy_(tensors[n])
 
 
+def head_warmup(ctx: Context, run: RunModel, task: nn.Module, cfg: PretextConfig, seed: int, out_dir: Path,
+                tag: str) -> dict:
+    """``pretext.head_warmup_epochs``: train the pretext head alone (target parameters frozen) before the stage.
+
+    A fresh decoder or projection head first learns to read the backbone as it is, so that the TPP stage proper
+    does not push the target parameters to serve a random head. Checkpointed and resumed as its own stage.
+    """
+    groups = task.head_param_groups(cfg.lr)
+    if not any(p.requires_grad for g in groups for p in g["params"]):  # preflight says so before any output
+        raise ConfigError(f"pretext.head_warmup_epochs: the {cfg.method} task has no head to train here")
+    head = [p for g in groups for p in g["params"]]
+    ckpts = stage_checkpointer(ctx, out_dir, "pretext_head", seed)
+    resumed = resume_stage(ckpts)
+    if resumed is not None and resumed.done:
+        copy_into(head, [resumed.tensors[f"head.{i}"] for i in range(len(head))])
+        ctx.log(f"{tag} pretext head warm-up already done ({resumed.path})")
+        return ckpts.meta["summary"]
+    targets = run.target_params()
+    for p in targets:
+        p.requires_grad_(False)
+    gen = generator(seed, "head_warmup", ctx.device)
+    view_gen = None if task.own_views else gen
+    step = distributed.wrap_ddp(PretextStep(task))
+    try:
+        result = train(groups, lambda idx: step(ctx.pretext_batch(idx, view_gen), gen), ctx.num_pretext_images(),
+                       epochs=cfg.head_warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                       weight_decay=cfg.weight_decay, warmup_epochs=min(cfg.warmup_epochs, cfg.head_warmup_epochs),
+                       generator=generator(seed, "head_warmup"), log=ctx.log, tag=f"{tag} pretext head warm-up",
+                       generators={"augment": gen}, checkpoints=ckpts, resume=resumed,
+                       extra=PretextBuffers(task, run.vit), on_nonfinite=ctx.cfg.train.on_nonfinite,
+                       precision=ctx.precision)
+    finally:
+        for p in targets:
+            p.requires_grad_(True)
+    loss = pretext_eval_loss(ctx, task, seed)
+    ctx.log(f"{tag} pretext head warm-up done: held-out pretext loss {loss:.5f} ({result.seconds:.0f}s)")
+    summary = {"epochs": cfg.head_warmup_epochs, "loss_end": loss, "seconds": result.seconds,
+               "train_loss_curve": [h["train_loss"] for h in result.history]}
+    ckpts.meta["summary"] = summary
+    ckpts.save(prefixed("head.", {str(i): p for i, p in enumerate(head)}), {}, done=True)
+    return summary
+
+
 def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str,
                    pretext: PretextConfig | None = None) -> dict:
     """TPP: train the target parameters with the pretext objective (``pretext``, default the config's); save
@@ -90,13 +135,20 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     task = get_pretext(cfg)(ctx.backbone, run.vit, cfg).to(ctx.device)
     if ctx.cfg.train.compile:
         compile_blocks(task)
+    probing = cfg.probe and ctx.single_label
+    # where the target parameters started (after a resume: the same seeded init, made again)
+    init = {n: t.detach().clone() for n, t in
+            (run if resumed is None else build_run_model(ctx, seed)).target_tensors().items()}
     if resumed is None:
         ckpts.meta["loss_start"] = pretext_eval_loss(ctx, task, seed)
+        if probing:
+            ckpts.meta["probe_before"] = probe_targets(ctx, run, seed)
     loss_start = ckpts.meta["loss_start"]
     ctx.log(f"{tag} TPP stage: {task.describe()}, held-out pretext loss {loss_start:.4f}")
+    metrics_path = RunPaths(out_dir).metrics
+    warmup = head_warmup(ctx, run, task, cfg, seed, out_dir, tag) if cfg.head_warmup_epochs else None
     order = generator(seed, "pretext")
     aug = generator(seed, "pretext", ctx.device)
-    metrics_path = RunPaths(out_dir).metrics
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
         if distributed.is_main():
@@ -108,8 +160,8 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
 
     result = train(
         run.target_params() + task.head_param_groups(cfg.lr),
-        lambda idx: step(ctx.batch("train", idx, view_gen), aug),
-        ctx.num_images("train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        lambda idx: step(ctx.pretext_batch(idx, view_gen), aug),
+        ctx.num_pretext_images(), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, after_step=task.after_step, log=ctx.log, tag=f"{tag} pretext",
         generators={"augment": aug}, checkpoints=ckpts, resume=resumed, extra=PretextBuffers(task, run.vit),
@@ -128,7 +180,16 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
                "loss_start": loss_start, "loss_end": loss_end,
                "train_loss_curve": [h["train_loss"] for h in result.history],
                "epochs": cfg.epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
-               "seconds": result.seconds}
+               "seconds": result.seconds, "images": ctx.num_pretext_images()}
+    if warmup is not None:
+        summary["head_warmup"] = warmup
+    if probing:
+        summary["probe_before"] = ckpts.meta["probe_before"]
+        summary["probe_after"] = probe_targets(ctx, run, seed)
+        ctx.log(f"{tag} linear probe of the features ({summary['probe_after']['metric']}, test): "
+                f"{summary['probe_before']['test']:.4f} at initialisation -> {summary['probe_after']['test']:.4f} "
+                "after the TPP stage")
+    summary["movement"] = target_movement(run, init)
     if distributed.is_main():
         append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
     ckpts.meta["summary"] = summary

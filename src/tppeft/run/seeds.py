@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 # Offsets that give each source of randomness of a run its own stream, the same in every arm.
-_STREAMS = {"targets": 11, "pretext": 23, "head": 37, "finetune": 41, "pretext_eval": 53, "eva": 59}
+_STREAMS = {"targets": 11, "pretext": 23, "head": 37, "finetune": 41, "pretext_eval": 53, "eva": 59,
+            "labels": 61, "head_warmup": 67}
 
 
 def stream_seed(seed: int, stream: str) -> int:

@@ -1,0 +1,92 @@
+"""Few labels and more unlabelled images: the labelled subset fine-tuning sees, pretext.data, the pretext head
+warm-up and the TPP diagnostics (linear probe, movement) in the run records."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from tppeft.cli import main
+from tppeft.config import ConfigError, load_config
+from tppeft.run.budget import matched_budget
+from tppeft.run.context import prepare_context
+
+SMALL = ["data.limit=40", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "pretext.batch_size=8",
+         "finetune.batch_size=8"]
+
+
+def _sets(*extra):
+    return [a for s in [*tiny_config()[1], *SMALL, "seeds=1", *extra] for a in ("--set", s)]
+
+
+def _ctx(*extra):
+    return prepare_context(load_config(None, [*tiny_config()[1], *SMALL, *extra]), log=lambda s: None)
+
+
+def test_labelled_subset_is_stratified_per_seed_and_counted_once():
+    ctx = _ctx("data.label_fraction=0.25")
+    labels = ctx.data["train"].labels.cpu().numpy()
+    first, second = ctx.labelled(0).numpy(), ctx.labelled(1).numpy()
+    assert len(first) == len(second) == ctx.num_labelled() < len(labels)
+    assert not np.array_equal(first, second) and np.array_equal(first, ctx.labelled(0).numpy())
+    for c in np.unique(labels):  # every class keeps about a quarter of its images
+        assert sum(labels[first] == c) == max(1, round(0.25 * sum(labels == c)))
+    per_class = _ctx("data.labels_per_class=3")
+    assert np.bincount(labels[per_class.labelled(0).numpy()]).tolist() == [3, 3]
+    assert _ctx().labelled(0) is None and _ctx().num_labelled() == len(labels)  # neutral: all of them
+
+
+def test_few_labels_run_uses_the_subset_and_says_so(tmp_path):
+    out = tmp_path / "few"
+    assert main(["run", "-o", str(out), *_sets("data.label_fraction=0.25")]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["data"]["train"] == _ctx("data.label_fraction=0.25").num_labelled() < 40
+    assert s["data"]["pretext_train"] == 40 and s["split_sizes"]["train"] == 40  # TPP sees every training image
+    steps = [r["pretext"]["steps"] for r in s["arms"]["tpp"]["runs"]]
+    assert steps == [40 // 8]  # an epoch of the TPP stage covers all 40 images
+    report = (out / "report.md").read_text()
+    assert f"Fine-tuning saw a labelled subset of {s['data']['train']} training images (25% per class" in report
+    assert "## Did the TPP stage improve the features before any label?" in report
+    # baseline_matched's budget counts the labelled images of a fine-tuning epoch: few labels, more extra epochs
+    few, every = matched_budget(_ctx("data.label_fraction=0.25")), matched_budget(_ctx())
+    assert few["finetune_flops_per_epoch"] < every["finetune_flops_per_epoch"]
+    assert few["extra_epochs"] > every["extra_epochs"]
+
+
+def test_pretext_data_adds_training_images_to_the_tpp_stage_only(tmp_path):
+    extra = tmp_path / "more.npz"
+    rng = np.random.default_rng(0)
+    np.savez(extra, train_images=rng.integers(0, 256, (12, 20, 20), dtype=np.uint8),
+             train_labels=np.zeros((12, 1), np.int64))
+    ctx = _ctx(f"pretext.data=[{{path: {extra}, splits: [train]}}]")
+    assert ctx.num_pretext_images() == 52 and ctx.num_labelled() == 40
+    mixed = ctx.pretext_batch(torch.tensor([0, 45, 3, 51]))
+    assert mixed.shape == (4, 3, 32, 32)
+    assert torch.equal(mixed[[0, 2]], ctx.batch("train", torch.tensor([0, 3])))  # the split's own, unchanged
+    with pytest.raises(ConfigError, match="training splits only"):
+        load_config(None, [f"pretext.data=[{{path: {extra}, splits: [train, test]}}]"])
+    with pytest.raises(ConfigError, match="the run's own data file"):
+        _ctx("data.path=bundled:breastmnist", "pretext.data=[{path: bundled:breastmnist, splits: [train]}]")
+
+
+def test_head_warm_up_leaves_the_target_parameters_alone_and_the_probe_reads_them(tmp_path):
+    """With no TPP epochs after a head warm-up, tpp must still equal baseline: the warm-up trained the head only."""
+    out = tmp_path / "warm"
+    assert main(["run", "-o", str(out), *_sets("pretext.epochs=0", "pretext.head_warmup_epochs=1",
+                                                "pretext.decoder=fresh")]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    tpp, base = s["arms"]["tpp"]["runs"][0], s["arms"]["baseline"]["runs"][0]
+    assert tpp["test"] == base["test"]
+    pre = tpp["pretext"]
+    assert pre["head_warmup"]["epochs"] == 1 and pre["head_warmup"]["loss_end"] < pre["loss_start"]
+    assert pre["probe_before"] == pre["probe_after"] and pre["probe_before"]["metric"] == "auc"
+    assert pre["movement"]["change_norm"] == 0.0 and pre["movement"]["lora_update_ratio"]["max"] == 0.0
+
+
+def test_head_warm_up_needs_a_head_to_train(tmp_path, capsys):
+    code = main(["run", "-o", str(tmp_path / "frozen"), *_sets("pretext.head_warmup_epochs=1",
+                                                               "pretext.decoder=pretrained")])
+    assert code == 2 and "has no head to train" in capsys.readouterr().err
+    assert not (tmp_path / "frozen").exists()  # refused before anything was written
