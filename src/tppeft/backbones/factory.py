@@ -27,15 +27,12 @@ from timm.models.vision_transformer import VisionTransformer
 
 from tppeft.backbones.config import BackboneConfig
 from tppeft.bundled import resolve
+from tppeft.errors import BackboneError
 from tppeft.io import file_sha256
 
 # The convention of checkpoints made by MAE on [0, 1] images (b0's): (x - 0.5) / 0.5.
 DEFAULT_LOCAL_MEAN = (0.5, 0.5, 0.5)
 DEFAULT_LOCAL_STD = (0.5, 0.5, 0.5)
-
-
-class BackboneError(ValueError):
-    """A backbone that cannot be built; the message says why and what to use instead."""
 
 
 @dataclass

@@ -10,12 +10,9 @@ import numpy as np
 import torch
 
 from tppeft.data.transforms import input_pixels
+from tppeft.errors import DataError
 
 SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """A data file that cannot be used; the message names the file and what was expected."""
 
 
 @dataclass

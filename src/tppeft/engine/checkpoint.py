@@ -25,14 +25,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
+from tppeft.errors import CheckpointError
 from tppeft.io import atomic_write_bytes
 
 FORMAT = "tppeft-checkpoint-1"
 _NAME = re.compile(r"^ckpt-(\d{6})\.safetensors$")
-
-
-class CheckpointError(RuntimeError):
-    """No usable checkpoint where one is needed: every candidate is corrupt or belongs to another run."""
 
 
 def _digest(meta_json: str, tensors: dict[str, torch.Tensor]) -> str:

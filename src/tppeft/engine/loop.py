@@ -45,6 +45,7 @@ from tppeft.engine.checkpoint import (
 )
 from tppeft.engine.devices import autocast
 from tppeft.engine.signals import RunInterrupted, stop_requested
+from tppeft.errors import NonFiniteLossError
 
 # With several processes a stop request (SIGTERM/SIGINT) is agreed on every this many steps (one collective).
 STOP_POLL_STEPS = 10
@@ -81,10 +82,6 @@ def epoch_steps(num_items: int, batch_size: int) -> tuple[int, bool]:
     """Optimizer steps per epoch and whether the last partial batch is dropped (it is when a full one exists)."""
     drop_last = num_items > batch_size
     return max(1, num_items // batch_size if drop_last else math.ceil(num_items / batch_size)), drop_last
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradients became NaN or infinite; the run stops rather than writing invalid metrics."""
 
 
 def _grads_finite(params: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor:

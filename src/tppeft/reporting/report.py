@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from tppeft.errors import ReportError
 from tppeft.io import write_text
 from tppeft.reporting.document import (
     Block,
@@ -20,10 +21,6 @@ from tppeft.reporting.document import (
     to_markdown,
 )
 from tppeft.rundir import SUMMARY, RunFolder
-
-
-class ReportError(ValueError):
-    """A folder that holds no readable run summary."""
 
 
 def is_missing(v) -> bool:

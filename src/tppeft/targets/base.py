@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tppeft
+from tppeft.errors import TargetParamError
 from tppeft.io import file_sha256
 from tppeft.targets.config import PeftConfig
 
@@ -33,10 +34,6 @@ FORMAT = "tppeft.target_params"
 FORMAT_VERSION = 1
 # Backbone identity keys that must agree for saved target parameters to mean anything on a backbone.
 _IDENTITY_KEYS = ("name", "sha256")
-
-
-class TargetParamError(ValueError):
-    """Target parameters that cannot be attached, saved, loaded or merged as asked."""
 
 
 @dataclass

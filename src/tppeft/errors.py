@@ -1,0 +1,35 @@
+"""The errors a user can cause, in one torch-free module: the command line catches them (one line, exit code 2)
+without importing the code that raises them. Each is re-exported where it is raised."""
+
+from __future__ import annotations
+
+from tppeft.io import JsonLinesError
+from tppeft.options import ConfigError
+
+
+class DataError(ValueError):
+    """A data file that cannot be used; the message names the file and what was expected."""
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be built; the message says why and what to use instead."""
+
+
+class TargetParamError(ValueError):
+    """Target parameters that cannot be attached, saved, loaded or merged as asked."""
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint where one is needed: every candidate is corrupt or belongs to another run."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradients became NaN or infinite; the run stops rather than writing invalid metrics."""
+
+
+class ReportError(ValueError):
+    """A folder that holds no readable run summary."""
+
+
+__all__ = ["BackboneError", "CheckpointError", "ConfigError", "DataError", "JsonLinesError", "NonFiniteLossError",
+           "ReportError", "TargetParamError"]
