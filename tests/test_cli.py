@@ -78,6 +78,9 @@ def test_pretrain_then_finetune_and_peft_loads_the_files(tmp_path, capsys):
     target = pre / "target_params"
     info = json.loads((pre / "pretext.json").read_text())
     assert info["target_params"] > 0 and "loss_end" in info
+    card = (target / "README.md").read_text()  # our model card, not peft's empty template
+    assert card.startswith("# lora target parameters (tppeft)") and "the TPP stage: `mae` pretext task" in card
+    assert f"{info['loss_start']:.4f} -> {info['loss_end']:.4f}" in card and "PeftModel.from_pretrained" in card
     # the saved files load with peft alone into the plain timm backbone and match the tool's own model
     cfg, _ = tiny_config()
     ctx = prepare_context(cfg, log=lambda s: None)
@@ -90,6 +93,7 @@ def test_pretrain_then_finetune_and_peft_loads_the_files(tmp_path, capsys):
         assert main(["finetune", "-o", str(out), "--init", init, *TINY]) == 0
         rec = json.loads((out / "results.jsonl").read_text())
         assert set(rec["test"]) >= {"acc", "auc"}
+        assert "fine-tuning on 48 labelled images" in (out / "finetuned" / "README.md").read_text()
     assert main(["finetune", "-o", str(tmp_path / "bad"), "--init", str(tmp_path / "nowhere"), *TINY]) == 2
 
 

@@ -87,7 +87,10 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             task.after_test(ctx, model, out_dir, seed)
         final_dir.mkdir(parents=True, exist_ok=True)
         if run.method is not None:  # a linear probe has no target parameters; full fine-tuning keeps no weights
-            run.method.save(run.handle, final_dir)
+            run.method.save(run.handle, final_dir, {
+                "made by": f"fine-tuning on {ctx.num_labelled():,} labelled images of {ctx.data.name}, best of "
+                           f"{epochs} epochs on validation {select}, seed {seed}",
+                "test": ", ".join(f"{k} {v:.4f}" for k, v in test.items())})
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
                   str(RunPaths(out_dir).head))
     record = {"stage": "finetune", "event": "end", "best_epoch": best.epoch, "val": best.val,

@@ -173,7 +173,10 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
                 f"{MIN_PRETEXT_GAIN:.0%} ({loss_start:.4f} -> {loss_end:.4f}): it has barely pre-trained anything")
     target_dir = RunPaths(out_dir).target_params
     if distributed.is_main():
-        run.method.save(run.handle, target_dir)
+        run.method.save(run.handle, target_dir, {
+            "made by": f"the TPP stage: `{cfg.method}` pretext task ({task.describe()}), {cfg.epochs} epochs on "
+                       f"{ctx.num_pretext_images():,} unlabelled images of {ctx.data.name}, seed {seed}",
+            "held-out pretext loss": f"{loss_start:.4f} -> {loss_end:.4f}"})
     ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
             f"({result.seconds:.0f}s); target parameters in {target_dir}")
     summary = {"method": cfg.method, "setup": task.describe(), "decoder": getattr(task, "decoder_source", None),

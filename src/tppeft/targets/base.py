@@ -26,6 +26,7 @@ from torch import nn
 import tppeft
 from tppeft.errors import TargetParamError
 from tppeft.io import file_sha256
+from tppeft.targets.card import write_model_card
 from tppeft.targets.config import PeftConfig
 
 TENSORS_FILE = "target_params.safetensors"
@@ -110,8 +111,9 @@ class TargetMethod:
     def hyper_parameters(self) -> dict:
         return {k: _dotted(self.cfg, k) for k in self.hyper_keys}
 
-    def save(self, handle: Attached, directory: Path) -> None:
-        """Write the target parameters alone (see the module docstring for the format)."""
+    def save(self, handle: Attached, directory: Path, facts: dict[str, str] | None = None) -> None:
+        """Write the target parameters alone (see the module docstring for the format) and a model card
+        (``README.md``) with ``facts`` the caller knows (pretext task, data, losses)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {n: t.detach().cpu().contiguous() for n, t in self.target_state(handle.vit, handle.names).items()}
@@ -125,6 +127,7 @@ class TargetMethod:
         }
         (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
         self.save_extra(handle, directory)
+        write_model_card(directory, meta, facts)
 
     def check_meta(self, meta: dict, directory: Path) -> None:
         """Saved method, hyper-parameters and backbone must be this run's; else one clear error."""
