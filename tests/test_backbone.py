@@ -71,6 +71,9 @@ def test_unreachable_hub_uses_the_local_cache_or_fails_at_once(monkeypatch, tmp_
     model = build_backbone(cfg).model
     assert torch.equal(model.state_dict()["blocks.3.mlp.fc1.weight"], ref["blocks.3.mlp.fc1.weight"])
     assert huggingface_hub.constants.HF_HUB_OFFLINE is False
+    # the same weights named as a checkpoint: timm:NAME
+    named = build_backbone(BackboneConfig(checkpoint="timm:vit_tiny_patch16_224"))
+    assert named.identity["layout"] == "timm" and frozen_state_digest(named.model) == frozen_state_digest(model)
 
 
 def test_hub_probe(monkeypatch):
