@@ -52,8 +52,8 @@ def exactness(args: argparse.Namespace) -> None:
             f"pretext.epochs={args.pretext_epochs}", f"finetune.epochs={args.finetune_epochs}"]
     base += [f"data.limit={args.limit}"] if args.limit else []
     runs = {}
-    for name, sets in layouts.items():
-        out = work / name.split()[-1].replace(".", "")
+    for i, (name, sets) in enumerate(layouts.items()):
+        out = work / f"run{i}"
         start = time.perf_counter()
         assert main(["run", "-o", str(out), *[a for s in base + sets for a in ("--set", s)]]) == 0
         records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]

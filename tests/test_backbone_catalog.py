@@ -25,10 +25,20 @@ def test_info_names_family_heads_and_normalisation(folder, capsys):
     out = capsys.readouterr().out
     for text in ("layout         hf:vit_mae (family mae)", f"32 px, patch {PATCH} (4 x 4 patches", "eps 1e-12",
                  "MAE decoder    width 32, depth 2, 4 heads", "patches ordered (row, column, channel)",
-                 "DINO head      none", "from the mae family's default", "parameters     encoder "):
+                 "DINO head      none", "from the mae family's default", "parameters     encoder ",
+                 "trained on per-patch normalised pixels"):
         assert text in out, (text, out)
     assert main(["backbone", "info", "bundled:b0"]) == 0
     assert "1e-06 in the blocks, 1e-05 at the end (b0's)" in capsys.readouterr().out
+
+
+def test_a_decoder_trained_on_raw_pixels_is_flagged(tmp_path):
+    raw = tmp_path / "raw"
+    hf_vit_mae(raw, norm_pix_loss=False)
+    backbone = build_backbone(BackboneConfig(checkpoint=str(raw)))
+    assert backbone.decoder_meta["norm_pix_loss"] is False
+    assert "WARNING: the decoder was trained with norm_pix_loss=False" in mae_task(backbone).describe()
+    assert "WARNING" not in mae_task(backbone, norm_pix_loss=False).describe()
 
 
 def test_import_writes_the_tools_layout_with_the_same_numbers(folder, tmp_path, capsys):
@@ -92,3 +102,31 @@ def test_hub_names_offline_come_from_the_local_cache(folder, tmp_path, monkeypat
     from_timm = build_backbone(BackboneConfig(checkpoint="hf-hub:org/tiny-timm"))
     assert from_timm.identity["layout"] == "timm" and from_timm.image_size == 32
     assert frozen_state_digest(from_timm.model) == frozen_state_digest(vit.eval())
+
+
+def test_export_rebuilds_a_backbone_read_from_its_shapes(tmp_path, capsys):
+    """A merged export of target parameters trained on a `.pth` backbone (timm name chosen from the shapes,
+    heads from backbone.heads) rebuilds that backbone from target_params.json alone."""
+    from test_backbone_formats import HEADS, SIZE, MaeReference, randomise
+
+    from tppeft.config import PeftConfig
+    from tppeft.targets import get_target_method
+
+    ref = MaeReference()
+    randomise(ref)
+    torch.save({"model": ref.state_dict()}, tmp_path / "mae.pth")
+    backbone = build_backbone(BackboneConfig(checkpoint=str(tmp_path / "mae.pth"), heads=HEADS))
+    assert backbone.identity["name_source"] == "shapes"
+    vit = backbone.fresh_model()
+    method = get_target_method(PeftConfig(), backbone.identity)
+    handle, _ = method.attach(vit)
+    method.save(handle, tmp_path / "target")
+    assert main(["export", str(tmp_path / "target"), "-o", str(tmp_path / "merged"), "--merged"]) == 0
+    assert "merged into the backbone" in capsys.readouterr().out
+    x = images()
+    import timm
+
+    merged = timm.create_model(f"local-dir:{tmp_path / 'merged'}", pretrained=True).eval()
+    with torch.no_grad():
+        assert (merged(x) - vit.eval()(x)).abs().max() < 1e-4
+    assert x.shape[-1] == SIZE

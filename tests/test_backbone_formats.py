@@ -53,7 +53,7 @@ def keep_restore(noise: torch.Tensor, mask_ratio: float) -> tuple[torch.Tensor, 
 
 
 def mae_task(backbone, **options) -> MaskedReconstruction:
-    cfg = PretextConfig(method="mae", mask_ratio=0.75, norm_pix_loss=True, **options)
+    cfg = PretextConfig(**{"method": "mae", "mask_ratio": 0.75, "norm_pix_loss": True, **options})
     return MaskedReconstruction(backbone, backbone.fresh_model(), cfg).eval()
 
 
@@ -62,10 +62,10 @@ def mae_task(backbone, **options) -> MaskedReconstruction:
 def hf_vit_mae(folder, decoder: bool = True, **config):
     from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 
-    cfg = ViTMAEConfig(hidden_size=DIM, num_hidden_layers=DEPTH, num_attention_heads=HEADS, intermediate_size=2 * DIM,
-                       image_size=SIZE, patch_size=PATCH, decoder_hidden_size=32, decoder_num_hidden_layers=2,
-                       decoder_num_attention_heads=4, decoder_intermediate_size=64, norm_pix_loss=True,
-                       mask_ratio=0.75, **config)
+    cfg = ViTMAEConfig(**{"hidden_size": DIM, "num_hidden_layers": DEPTH, "num_attention_heads": HEADS,
+                          "intermediate_size": 2 * DIM, "image_size": SIZE, "patch_size": PATCH,
+                          "decoder_hidden_size": 32, "decoder_num_hidden_layers": 2, "decoder_num_attention_heads": 4,
+                          "decoder_intermediate_size": 64, "norm_pix_loss": True, "mask_ratio": 0.75, **config})
     model = (ViTMAEForPreTraining if decoder else ViTMAEModel)(cfg)
     randomise(model)
     model.save_pretrained(folder)
@@ -302,6 +302,8 @@ def test_dino_checkpoint_head_and_centre(tmp_path, parametrized):
     task = SelfDistillation(backbone, backbone.fresh_model(), cfg)
     assert task.head_source.startswith("pretrained DINO head (DINO teacher head")
     assert torch.equal(task.criterion.center, center) and task.student.head.prototypes.shape == (64, 16)
+    with torch.no_grad():
+        assert torch.isfinite(task.eval().loss(x, torch.Generator().manual_seed(0)))
     fresh = SelfDistillation(backbone, backbone.fresh_model(), cfg.model_copy(update={"dino": cfg.dino.model_copy(
         update={"head": "fresh"})}))
     assert fresh.head_source == "fresh DINO head" and fresh.student.head.prototypes.shape[0] == cfg.dino.out_dim

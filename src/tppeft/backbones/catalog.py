@@ -14,6 +14,7 @@ from tppeft.backbones.formats.base import TIMM_NORM_EPS, DecoderWeights
 from tppeft.rundir import OutputError
 
 PATCH_ORDER_TEXT = {"chw": "(channel, row, column)", "hwc": "(row, column, channel)"}
+PIXELS_TEXT = {True: "per-patch normalised pixels", False: "raw pixels", None: "pixels it does not record"}
 
 
 def _eps_text(eps: float | None) -> str:
@@ -44,7 +45,8 @@ def info(backbone: Backbone) -> dict[str, str]:
     lines["MAE decoder"] = (
         f"width {m['dim']}, depth {m['depth']}, {m['heads']} heads, mlp ratio {m['mlp_ratio']:g}, "
         f"{'with' if m['qkv_bias'] else 'no'} qkv bias, LayerNorm eps {_eps_text(m['norm_eps'])}, patches ordered "
-        f"{PATCH_ORDER_TEXT[m['patch_order']]}; {_count(backbone.decoder_state):,} parameters ({m['origin']})"
+        f"{PATCH_ORDER_TEXT[m['patch_order']]}, trained on {PIXELS_TEXT[m['norm_pix_loss']]}; "
+        f"{_count(backbone.decoder_state):,} parameters ({m['origin']})"
         if backbone.decoder_state else "none")
     h = backbone.dino_head
     lines["DINO head"] = (
@@ -90,7 +92,7 @@ def import_backbone(cfg: BackboneConfig, out: Path, stem: str = "backbone", over
     if backbone.decoder_state:
         m = backbone.decoder_meta
         decoder = DecoderWeights(backbone.decoder_state, heads=m["heads"], norm_eps=m["norm_eps"],
-                                 patch_order=m["patch_order"], origin=m["origin"])
+                                 patch_order=m["patch_order"], origin=m["origin"], norm_pix_loss=m["norm_pix_loss"])
     return native.write(out, stem, backbone.model.state_dict(), meta, decoder, backbone.dino_head)
 
 
@@ -104,7 +106,7 @@ def write_foreign(backbone: Backbone, layout: str, out: Path) -> Path:
     if backbone.decoder_state:
         m = backbone.decoder_meta
         decoder = DecoderWeights(backbone.decoder_state, heads=m["heads"], norm_eps=m["norm_eps"],
-                                 patch_order=m["patch_order"], origin=m["origin"])
+                                 patch_order=m["patch_order"], origin=m["origin"], norm_pix_loss=m["norm_pix_loss"])
     encoder = backbone.model.state_dict()
     eps = backbone.identity.get("norm_eps", TIMM_NORM_EPS)
     if layout == "hf:vit_mae":

@@ -41,6 +41,7 @@ class DecoderWeights:
     norm_eps: float | None = None  # None: b0's, timm's Block LayerNorm (1e-6) in the blocks, torch's (1e-5) at the end
     patch_order: str = "chw"  # how each predicted patch vector is ordered (see tppeft.pretext.masking)
     origin: str = ""
+    norm_pix_loss: bool | None = None  # whether it was trained on per-patch normalised pixels, where known
 
     @property
     def dim(self) -> int:
@@ -55,7 +56,7 @@ class DecoderWeights:
         return {"dim": self.dim, "depth": self.depth, "heads": self.heads,
                 "mlp_ratio": self.state["dec_blocks.0.mlp.fc1.weight"].shape[0] / self.dim,
                 "qkv_bias": "dec_blocks.0.attn.qkv.bias" in self.state, "norm_eps": self.norm_eps,
-                "patch_order": self.patch_order, "origin": self.origin}
+                "patch_order": self.patch_order, "origin": self.origin, "norm_pix_loss": self.norm_pix_loss}
 
     def check(self, source: str) -> None:
         if self.dim % self.heads:

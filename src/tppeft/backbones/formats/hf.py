@@ -174,7 +174,8 @@ def read(folder: Path, source: str, decoder_heads: int | None = None) -> Backbon
                                 f"(decoder_num_attention_heads {heads}); leave backbone.decoder_heads null")
         weights.decoder = DecoderWeights(decoder_to_ours(without_prefix(state, "decoder.")), heads=heads,
                                          norm_eps=weights.norm_eps, patch_order=HF_PATCH_ORDER,
-                                         origin="Hugging Face ViTMAEForPreTraining decoder")
+                                         origin="Hugging Face ViTMAEForPreTraining decoder",
+                                         norm_pix_loss=config.get("norm_pix_loss"))
     elif model_type == "vit_mae":
         weights.notes.append("the ViTMAE folder holds no decoder weights (a ViTMAEModel): encoder only")
     return weights
@@ -201,7 +202,8 @@ def write_vit_mae(folder: Path, encoder: dict[str, torch.Tensor], num_heads: int
     config = ViTMAEConfig(
         hidden_size=dim, num_hidden_layers=depth, num_attention_heads=num_heads,
         intermediate_size=encoder["blocks.0.mlp.fc1.weight"].shape[0], image_size=grid * patch, patch_size=patch,
-        num_channels=channels, qkv_bias=True, layer_norm_eps=norm_eps, hidden_act="gelu", norm_pix_loss=True,
+        num_channels=channels, qkv_bias=True, layer_norm_eps=norm_eps, hidden_act="gelu",
+        norm_pix_loss=True if decoder is None or decoder.norm_pix_loss is None else decoder.norm_pix_loss,
         decoder_hidden_size=decoder.dim if decoder else 512, decoder_num_hidden_layers=decoder.depth if decoder else 8,
         decoder_num_attention_heads=decoder.heads if decoder else 16,
         decoder_intermediate_size=dec["dec_blocks.0.mlp.fc1.weight"].shape[0] if decoder else 2048)

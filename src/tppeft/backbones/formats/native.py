@@ -63,7 +63,7 @@ def read(ckpt: Path, source: str, decoder_heads: int | None = None) -> BackboneW
         weights.decoder = DecoderWeights(
             _load(dec_path), heads=d.get("heads") or decoder_heads or MAE_DECODER_HEADS,
             norm_eps=d.get("norm_eps"), patch_order=d.get("patch_order", "chw"),
-            origin=d.get("origin") or dec_path.name)
+            origin=d.get("origin") or dec_path.name, norm_pix_loss=d.get("norm_pix_loss"))
     if dino_path.is_file():
         state = _load(dino_path)
         center = state.pop("center", None)

@@ -53,13 +53,19 @@ class MaskedReconstruction(PretextTask):
         if use_pretrained:
             self.decoder_source = "resampled pretrained" if backbone.decoder_resampled else "pretrained"
         origin = backbone.decoder_meta.get("origin") if use_pretrained else None
+        self.decoder_norm_pix = backbone.decoder_meta.get("norm_pix_loss")  # the target it was trained for
         self.head_source = f"{self.decoder_source} MAE decoder" + (f" ({origin})" if origin else "")
         train_decoder = cfg.train_decoder if cfg.train_decoder is not None else not use_pretrained
         self.decoder.requires_grad_(train_decoder)
 
     def describe(self) -> str:
         trained = "trained" if any(p.requires_grad for p in self.decoder.parameters()) else "frozen"
-        return f"mae ({self.decoder_source} decoder, {trained}; mask ratio {self.cfg.mask_ratio})"
+        text = f"mae ({self.decoder_source} decoder, {trained}; mask ratio {self.cfg.mask_ratio})"
+        own = self.decoder_norm_pix if self.decoder_source != "fresh" else None
+        if own is not None and own != self.cfg.norm_pix_loss:
+            text += (f"; WARNING: the decoder was trained with norm_pix_loss={own}, scored with "
+                     f"pretext.norm_pix_loss={self.cfg.norm_pix_loss}")
+        return text
 
     def head_param_groups(self, lr: float) -> list[dict]:
         params = [p for p in self.decoder.parameters() if p.requires_grad]
