@@ -26,6 +26,10 @@ def run(tmp_path, name: str, sets: list[str]) -> dict:
     out = tmp_path / name
     assert main(["run", "-o", str(out), *[a for s in RUN + sets for a in ("--set", s)]]) == 0
     (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "summary.json").read_text())
+    # summary.json and the report say where the pretext head came from
+    assert summary["arms"]["tpp"]["pretext_head"] == record["pretext"]["head"]
+    assert f"Pretext heads: `tpp` {record['pretext']['head']}" in (out / "report.md").read_text()
     return record
 
 
