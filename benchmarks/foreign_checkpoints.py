@@ -32,12 +32,13 @@ import torch
 from tppeft.backbones import build_backbone
 from tppeft.backbones.catalog import write_foreign
 from tppeft.backbones.formats import DecoderWeights, DinoHeadWeights, dino, mae_pth
-from tppeft.budget import images_per_epoch, matched_budget
 from tppeft.cli import main
 from tppeft.config import BackboneConfig, load_config
 from tppeft.pretext import get_pretext
 from tppeft.pretext.heads import DINOHead, MAEDecoder
-from tppeft.stages import build_run_model, prepare_context
+from tppeft.run.budget import images_per_epoch, matched_budget
+from tppeft.run.context import prepare_context
+from tppeft.run.model import build_run_model
 
 PTH_KEYS = ["backbone.decoder_heads=4", "backbone.mean=[0.5,0.5,0.5]", "backbone.std=[0.5,0.5,0.5]"]
 
