@@ -57,9 +57,9 @@ def test_unreachable_hub_uses_the_local_cache_or_fails_at_once(monkeypatch, tmp_
     import huggingface_hub.constants
     import timm
 
-    from tppeft.backbones import factory
+    from tppeft.backbones.formats import hub
 
-    monkeypatch.setattr(factory, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     cfg = BackboneConfig(name="vit_tiny_patch16_224", checkpoint=None, pretrained=True)
     _hub_cache(monkeypatch, tmp_path / "empty", None)
@@ -71,12 +71,15 @@ def test_unreachable_hub_uses_the_local_cache_or_fails_at_once(monkeypatch, tmp_
     model = build_backbone(cfg).model
     assert torch.equal(model.state_dict()["blocks.3.mlp.fc1.weight"], ref["blocks.3.mlp.fc1.weight"])
     assert huggingface_hub.constants.HF_HUB_OFFLINE is False
+    # the same weights named as a checkpoint: timm:NAME
+    named = build_backbone(BackboneConfig(checkpoint="timm:vit_tiny_patch16_224"))
+    assert named.identity["layout"] == "timm" and frozen_state_digest(named.model) == frozen_state_digest(model)
 
 
 def test_hub_probe(monkeypatch):
     import huggingface_hub.constants
 
-    from tppeft.backbones.factory import PROXY_VARIABLES, hub_reachable
+    from tppeft.backbones.formats.hub import PROXY_VARIABLES, hub_reachable
 
     for v in PROXY_VARIABLES:
         monkeypatch.delenv(v, raising=False)
@@ -93,12 +96,18 @@ def test_random_init_and_missing_checkpoint(tmp_path):
         build_backbone(BackboneConfig(checkpoint=str(tmp_path / "x.safetensors")))
 
 
-def test_checkpoint_that_does_not_fit_the_architecture(tmp_path, b0):
+def test_checkpoint_without_metadata_is_read_from_its_shapes(tmp_path, b0):
     import shutil
-    # without its metadata, b0's encoder meets the default 224px / patch-16 model: shapes differ
+    # without its metadata, b0's encoder is read from its shapes: 64 px, patch 8, width 192, depth 12
     shutil.copy(b0_path(), tmp_path / "weights.safetensors")
-    with pytest.raises(BackboneError, match="does not fit"):
-        build_backbone(BackboneConfig(checkpoint=str(tmp_path / "weights.safetensors")))
+    plain = build_backbone(BackboneConfig(checkpoint=str(tmp_path / "weights.safetensors")))
+    assert (plain.image_size, plain.patch_size, plain.identity["name"]) == (64, 8, "vit_tiny_patch16_224")
+    assert plain.identity["arch_kwargs"]["num_heads"] == 3 and plain.decoder_state is None
+    assert frozen_state_digest(plain.model) == frozen_state_digest(b0.model)
+    # a timm name that disagrees with the shapes (patch 16, 224 px) is an error naming both
+    with pytest.raises(BackboneError, match=r"backbone.name 'vit_tiny_patch16_224' \(width 192, depth 12, patch 16, "
+                       r"224 px\) disagrees with .*weights.safetensors' \(width 192, depth 12, patch 8, 64 px\)"):
+        build_backbone(BackboneConfig(name="vit_tiny_patch16_224", checkpoint=str(tmp_path / "weights.safetensors")))
 
 
 def b0_path():

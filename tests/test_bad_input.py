@@ -101,7 +101,34 @@ CASES = [
     ("decoder the backbone lacks", lambda t: ["backbone.checkpoint=null", "backbone.name=vit_tiny_patch16_224",
                                               "data.image_size=32", "pretext.decoder=pretrained"],
      ["pretext.decoder=pretrained", "no MAE decoder"]),
+    ("decoder a checkpoint lacks", lambda t: ["backbone.checkpoint=" + _encoder_only(t), "pretext.decoder=pretrained"],
+     ["pretext.decoder=pretrained", "enc.pth' has no MAE decoder", "decoder_embed"]),
+    ("DINO head a checkpoint lacks", lambda t: ["pretext.method=dino", "pretext.dino.head=pretrained"],
+     ["pretext.dino.head=pretrained", "backbone.checkpoint 'bundled:b0' has no DINO head"]),
+    ("unsupported checkpoint layout", lambda t: ["backbone.checkpoint=" + _torch_file(t, {"w": np.zeros(2)})],
+     ["junk.pth': unsupported layout", "patch_embed.proj.weight"]),
+    ("timm name that disagrees with the checkpoint", lambda t: ["backbone.checkpoint=" + _encoder_only(t),
+                                                                 "backbone.name=vit_small_patch16_224"],
+     ["backbone.name 'vit_small_patch16_224' (width 384", "disagrees with backbone.checkpoint", "(width 192"]),
 ]
+
+
+def _torch_file(tmp_path: Path, state: dict) -> str:
+    import torch
+
+    torch.save({k: torch.as_tensor(v) for k, v in state.items()}, tmp_path / "junk.pth")
+    return str(tmp_path / "junk.pth")
+
+
+def _encoder_only(tmp_path: Path) -> str:
+    """b0's encoder as a bare state dict (.pth): no decoder, no metadata."""
+    import torch
+    from safetensors.torch import load_file
+
+    from tppeft.bundled import resolve
+
+    torch.save(load_file(resolve("bundled:b0")), tmp_path / "enc.pth")
+    return str(tmp_path / "enc.pth")
 
 
 def _write(path: Path, data: bytes) -> str:

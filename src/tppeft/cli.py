@@ -346,6 +346,20 @@ def cmd_backbone_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backbone(args: argparse.Namespace) -> int:
+    from tppeft.backbones.catalog import import_backbone, info, info_text
+    from tppeft.backbones.factory import build_backbone
+
+    cfg = load_config(None, [*(args.set or []), f"backbone.checkpoint={json.dumps(args.source)}"]).backbone
+    if args.backbone_command == "info":
+        print(info_text(info(build_backbone(cfg))))
+        return 0
+    files = import_backbone(cfg, args.output, args.stem, args.overwrite)
+    print("\n".join(str(f) for f in files))
+    print(f"use it: tppeft run --set backbone.checkpoint={files[0]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tppeft", description="Target-Parameter Pre-training before PEFT.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -419,6 +433,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "writes a checkpoint that backbone.checkpoint loads")
     common(sp, resume=True)
     sp.set_defaults(fn=cmd_backbone_pretrain)
+    sp = sub.add_parser("backbone", help="what a checkpoint holds (info), or the checkpoint in the tool's own "
+                        "layout (import)")
+    bsub = sp.add_subparsers(dest="backbone_command", required=True)
+    for verb, text in (("info", "print family, architecture, input and patch size, pretext heads, normalisation "
+                                "and parameter count of a checkpoint"),
+                       ("import", "write a checkpoint (with its MAE decoder and DINO head) in the tool's own "
+                                  "layout, which backbone.checkpoint reads without the source's library or network")):
+        bp = bsub.add_parser(verb, help=text)
+        bp.add_argument("source", help="anything backbone.checkpoint accepts: a file, a folder, hf-hub:ORG/NAME, "
+                        "timm:NAME, bundled:b0")
+        bp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a backbone key the file cannot tell, e.g. backbone.decoder_heads=16 (repeatable)")
+        if verb == "import":
+            bp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+            bp.add_argument("--stem", default="backbone", help="file stem: <stem>_encoder.safetensors, ...")
+            bp.add_argument("--overwrite", action="store_true", help="replace an earlier import in --output")
+        bp.set_defaults(fn=cmd_backbone)
     return p
 
 

@@ -62,7 +62,10 @@ def rebuild(target_dir: Path, checkpoint: str | None = None) -> tuple[Backbone, 
     identity = meta.get("backbone")
     if not identity:
         raise TargetParamError(f"{target_dir / META_FILE}: records no backbone identity; cannot rebuild it")
-    cfg = BackboneConfig(name=identity["name"], checkpoint=checkpoint or identity.get("checkpoint"),
+    # a name the tool chose as a stand-in of the checkpoint's width is chosen again from the shapes
+    name = None if identity.get("name_source") == "shapes" else identity["name"]
+    heads = identity.get("arch_kwargs", {}).get("num_heads") if name is None else None
+    cfg = BackboneConfig(name=name, heads=heads, checkpoint=checkpoint or identity.get("checkpoint"),
                          pretrained=bool(identity.get("pretrained", False)))
     backbone = build_backbone(cfg, identity.get("arch_kwargs", {}).get("img_size"))
     method = get_target_method(PeftConfig.model_validate(meta["peft_config"]), backbone.identity)

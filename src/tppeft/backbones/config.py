@@ -8,18 +8,38 @@ from tppeft.options import Section
 
 
 class BackboneConfig(Section):
-    name: str = Field("vit_tiny_patch16_224", description="timm model name of a VisionTransformer.")
+    name: str | None = Field(
+        None,
+        description="timm model name of a VisionTransformer; null = from the checkpoint (its metadata, or timm's "
+        "standard ViT of the width its shapes show), `vit_tiny_patch16_224` without one. A name whose width, depth, "
+        "patch or image size disagrees with the checkpoint's shapes is an error.",
+    )
     checkpoint: str | None = Field(
         "bundled:b0",
-        description="Local encoder weights (.safetensors, with `<stem>_meta.json` or `meta.json` beside it), "
-        "or `bundled:b0`; null = timm's pretrained weights if `pretrained`, else random init.",
+        description="Backbone weights: `bundled:b0`; the tool's .safetensors layout (with `<stem>_meta.json` or "
+        "`meta.json` beside it); a local Hugging Face folder of a `vit_mae` (with its decoder), `vit` or `dinov2` "
+        "model; a timm folder; an MAE / RETFound `.pth` (with its decoder when present) or a DINO training "
+        "checkpoint (with its projection head); `hf-hub:ORG/NAME` or `timm:NAME` (from the local hub cache when "
+        "offline). null = timm's pretrained weights of `name` if `pretrained`, else random init.",
     )
     pretrained: bool = Field(
-        False, description="Load timm's pretrained weights (needs internet or a local hub cache)."
+        False, description="With `checkpoint: null`: load timm's pretrained weights (needs internet or a local hub "
+        "cache)."
     )
     mean: tuple[float, float, float] | None = Field(
-        None, description="Input normalisation mean; null = from checkpoint metadata or timm's config."
+        None, description="Input normalisation mean; null = the checkpoint's (metadata, `preprocessor_config.json`, "
+        "timm's config), else its family's convention (ImageNet's for MAE, RETFound, DINO, DINOv2; 0.5 otherwise).",
     )
     std: tuple[float, float, float] | None = Field(
-        None, description="Input normalisation std; null = from checkpoint metadata or timm's config."
+        None, description="Input normalisation std; null = as for `mean`."
+    )
+    heads: int | None = Field(
+        None, gt=0,
+        description="Attention heads of the encoder where the checkpoint does not say (a `.pth`, a bare state dict); "
+        "null = those of the timm name (given, or timm's standard ViT of that width), else width / 64.",
+    )
+    decoder_heads: int | None = Field(
+        None, gt=0,
+        description="Attention heads of a checkpoint's MAE decoder where the file does not say (an MAE `.pth`); "
+        "null = MAE's 16.",
     )

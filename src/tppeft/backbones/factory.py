@@ -1,38 +1,35 @@
-"""Build a backbone from a timm model name plus a local checkpoint (safetensors + metadata JSON).
+"""Build the frozen backbone a ``backbone`` section names: a timm ViT with the weights of ``backbone.checkpoint``.
 
-Checkpoint layout (that of the bundled ``b0``): ``<stem>_encoder.safetensors`` with timm
-``VisionTransformer`` keys, ``<stem>_meta.json`` (``arch_kwargs`` passed to ``timm.create_model``,
-optional ``mean``/``std``, optional ``decoder`` description) and optionally ``<stem>_decoder.safetensors``
-holding an MAE decoder. A file not named ``*_encoder.safetensors`` looks for ``meta.json`` beside it.
+The checkpoint's layout is read by :mod:`tppeft.backbones.formats` (the tool's own, Hugging Face folders, MAE /
+RETFound / DINO pickles, hub names) into timm keys plus optional pretext heads; :mod:`tppeft.backbones.architecture`
+turns its shapes into a timm model. Without a checkpoint, timm's own pretrained weights (``backbone.pretrained``)
+or a random initialisation.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import json
-import os
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
-import timm
 import torch
-from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
+from tppeft.backbones import architecture
 from tppeft.backbones.config import BackboneConfig
-from tppeft.bundled import resolve
+from tppeft.backbones.formats import BackboneWeights, DinoHeadWeights, read
+from tppeft.backbones.formats.base import TIMM_NORM_EPS, family_normalisation
+from tppeft.backbones.formats.hub import PROXY_VARIABLES, create_timm, hub_offline, hub_reachable
 from tppeft.errors import BackboneError
 from tppeft.io import file_sha256
 
-# The convention of checkpoints made by MAE on [0, 1] images (b0's): (x - 0.5) / 0.5.
-DEFAULT_LOCAL_MEAN = (0.5, 0.5, 0.5)
-DEFAULT_LOCAL_STD = (0.5, 0.5, 0.5)
+__all__ = ["PROXY_VARIABLES", "Backbone", "BackboneError", "build_backbone", "frozen_state_digest", "hub_offline",
+           "hub_reachable", "seen_splits"]
+
+_create = create_timm  # the name backbone pre-training imports
 
 
 @dataclass
@@ -48,6 +45,8 @@ class Backbone:
     decoder_state: dict[str, torch.Tensor] | None = None
     decoder_meta: dict = field(default_factory=dict)
     decoder_resampled: bool = False  # the decoder's position table was resampled to another input size
+    dino_head: DinoHeadWeights | None = None
+    provenance: dict = field(default_factory=dict)  # layout, family, where normalisation and heads came from
 
     @property
     def embed_dim(self) -> int:
@@ -56,6 +55,13 @@ class Backbone:
     def fresh_model(self) -> VisionTransformer:
         """An independent copy of the frozen backbone, for one run."""
         return copy.deepcopy(self.model)
+
+    def describe_source(self) -> str:
+        """The checkpoint, as error messages name it."""
+        ckpt = self.identity.get("checkpoint")
+        if ckpt:
+            return f"backbone.checkpoint '{ckpt}'"
+        return f"the backbone (timm '{self.identity.get('name')}', backbone.checkpoint null)"
 
 
 def frozen_state_digest(model: torch.nn.Module, exclude: set[str] = frozenset()) -> str:
@@ -79,132 +85,116 @@ def seen_splits(identity: dict, data_file: Path) -> list[str]:
     return sorted({split for s in sources if s["sha256"] == digest for split in s.get("splits", {})})
 
 
-def _meta_for(ckpt: Path) -> tuple[dict, Path | None]:
-    stem = ckpt.name.removesuffix(".safetensors")
-    if stem.endswith("_encoder"):
-        prefix = stem.removesuffix("_encoder")
-        meta_path, dec_path = ckpt.with_name(f"{prefix}_meta.json"), ckpt.with_name(f"{prefix}_decoder.safetensors")
-    else:
-        meta_path, dec_path = ckpt.with_name("meta.json"), ckpt.with_name("decoder.safetensors")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return meta, dec_path if dec_path.is_file() else None
+def _set_norm_eps(model: nn.Module, eps: float) -> None:
+    """Every LayerNorm's eps (a source's own; timm builds 1e-6)."""
+    for m in model.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.eps = eps
 
 
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub's host answers a TCP connection within ``timeout`` seconds.
-
-    Behind a proxy (a ``*_PROXY`` variable set) there is nothing to probe directly: assumed reachable.
-    """
-    from huggingface_hub import constants
-
-    if any(os.environ.get(v) for v in PROXY_VARIABLES):
-        return True
-    url = urlparse(constants.ENDPOINT)
+def _load_encoder(model: VisionTransformer, state: dict[str, torch.Tensor], where: str, name: str,
+                  kwargs: dict) -> None:
+    state = dict(state)
+    pos = state.get("pos_embed")
+    if pos is not None and pos.shape != model.pos_embed.shape:
+        grid = model.patch_embed.grid_size
+        state["pos_embed"] = resample_abs_pos_embed(
+            pos, new_size=list(grid), num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens)
     try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
-    except OSError:
-        return False
-    return True
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # tensor shapes differ
+        raise BackboneError(f"{where} does not fit timm '{name}' with {kwargs}: {str(e)[:300]}") from None
+    if missing or unexpected:
+        raise BackboneError(f"{where} does not fit timm '{name}' with {kwargs}: missing {missing[:5]}, "
+                            f"unexpected {unexpected[:5]}")
 
 
-@contextlib.contextmanager
-def hub_offline() -> Iterator[None]:
-    """huggingface_hub's offline mode (``HF_HUB_OFFLINE``) within the block: weights come from the local cache
-    or the call fails at once, instead of retrying an unreachable host for about a minute."""
-    from huggingface_hub import constants
+def _architecture(weights: BackboneWeights, cfg: BackboneConfig) -> tuple[str, dict, str]:
+    """(timm name, create_model keyword arguments, where the name came from)."""
+    if weights.arch_given:  # the tool's own metadata: its arch_kwargs override whatever the name builds
+        name = cfg.name or weights.timm_name or architecture.STANDARD.get(weights.arch.get("embed_dim"),
+                                                                          architecture.DEFAULT_NAME)
+        return name, dict(weights.arch), "backbone.name" if cfg.name else "checkpoint"
+    arch = architecture.from_shapes(weights.encoder, weights.source)
+    if cfg.heads is not None and weights.num_heads not in (None, cfg.heads):
+        raise BackboneError(f"backbone.heads {cfg.heads} disagrees with backbone.checkpoint '{weights.source}' "
+                            f"({weights.num_heads} heads); leave backbone.heads null")
+    name, kwargs = architecture.resolve(cfg.name, arch, weights.num_heads or cfg.heads, weights.source,
+                                        weights.timm_name, weights.family)
+    return name, kwargs, "backbone.name" if cfg.name else ("checkpoint" if weights.timm_name else "shapes")
 
-    before, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = before
+
+def _from_checkpoint(cfg: BackboneConfig, image_size: int | None) -> Backbone:
+    weights = read(cfg.checkpoint, cfg.decoder_heads)
+    name, kwargs, name_source = _architecture(weights, cfg)
+    if image_size is not None:
+        kwargs["img_size"] = image_size
+    model = create_timm(name, False, **kwargs)
+    if weights.norm_eps != TIMM_NORM_EPS:
+        _set_norm_eps(model, weights.norm_eps)
+    where = str(weights.files[0]) if weights.files else cfg.checkpoint
+    _load_encoder(model, weights.encoder, where, name, kwargs)
+    decoder_state, decoder_meta, resampled = None, {}, False
+    if weights.decoder is not None:
+        weights.decoder.check(cfg.checkpoint)
+        decoder_state, decoder_meta = dict(weights.decoder.state), weights.decoder.meta()
+        dec_pos = decoder_state.get("dec_pos")
+        grid = model.patch_embed.grid_size
+        if dec_pos is not None and dec_pos.shape[1] != 1 + grid[0] * grid[1]:  # another input size
+            decoder_state["dec_pos"] = resample_abs_pos_embed(dec_pos, new_size=list(grid), num_prefix_tokens=1)
+            resampled = True
+    if weights.dino_head is not None and weights.dino_head.in_dim != model.num_features:
+        raise BackboneError(f"backbone.checkpoint '{cfg.checkpoint}': its DINO head takes {weights.dino_head.in_dim} "
+                            f"features, the encoder gives {model.num_features}")
+    mean, std = family_normalisation(weights.family)
+    norm_source = f"the {weights.family} family's default"
+    if weights.mean is not None and weights.std is not None:
+        mean, std, norm_source = weights.mean, weights.std, weights.norm_source
+    identity = {"name": name, "checkpoint": cfg.checkpoint, "arch_kwargs": kwargs}
+    if weights.files:
+        identity["sha256"] = weights.sha256()
+    identity["layout"] = weights.layout
+    if name_source == "shapes":
+        identity["name_source"] = name_source  # a stand-in of that width: the shapes decide, not the name
+    if weights.norm_eps != TIMM_NORM_EPS:
+        identity["norm_eps"] = weights.norm_eps
+    seen = weights.meta.get("sources") or weights.meta.get("pool")  # what it was pre-trained on, if it says
+    if seen:
+        identity["trained_on"] = seen
+    provenance = {"layout": weights.layout, "family": weights.family, "normalisation": norm_source,
+                  "mae_decoder": decoder_meta.get("origin") if decoder_state else None,
+                  "dino_head": weights.dino_head.origin if weights.dino_head else None, "notes": weights.notes}
+    return _finish(model, cfg, mean, std, identity, decoder_state, decoder_meta, resampled, weights.dino_head,
+                   provenance)
 
 
-def _create(name: str, pretrained: bool, **kwargs) -> torch.nn.Module:
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
-        raise BackboneError(f"backbone.name '{name}' is not a timm model; similar names: {close}")
-    offline = pretrained and not hub_reachable()
-    try:
-        with hub_offline() if offline else contextlib.nullcontext():
-            return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
-    except Exception as e:  # hub download errors come in many types
-        if not pretrained:
-            raise BackboneError(f"cannot build timm model '{name}' with {kwargs}: {e}") from None
-        why = ("the Hugging Face Hub is unreachable and the weights are not in the local hub cache"
-               if offline else f"{type(e).__name__}: {e}")
-        raise BackboneError(
-            f"cannot load timm's pretrained weights for '{name}' ({why}). Use a local checkpoint instead: "
-            "--set backbone.pretrained=false --set backbone.checkpoint=PATH/TO/encoder.safetensors "
-            "(or the bundled reference, backbone.checkpoint=bundled:b0)"
-        ) from None
+def _finish(model: nn.Module, cfg: BackboneConfig, mean: tuple, std: tuple, identity: dict,
+            decoder_state: dict | None = None, decoder_meta: dict | None = None, resampled: bool = False,
+            dino_head: DinoHeadWeights | None = None, provenance: dict | None = None) -> Backbone:
+    if not isinstance(model, VisionTransformer) or model.cls_token is None or model.pos_embed is None:
+        raise BackboneError(f"'{identity['name']}' is not a timm VisionTransformer with a class token and absolute "
+                            "position embedding, which this version supports")
+    model.requires_grad_(False)
+    model.eval()
+    return Backbone(
+        model=model, mean=tuple(cfg.mean or mean), std=tuple(cfg.std or std), image_size=model.patch_embed.img_size[0],
+        patch_size=model.patch_embed.patch_size[0], identity=identity, decoder_state=decoder_state,
+        decoder_meta=decoder_meta or {}, decoder_resampled=resampled, dino_head=dino_head,
+        provenance={**(provenance or {}), "normalisation": "backbone.mean / backbone.std" if cfg.mean or cfg.std
+                    else (provenance or {}).get("normalisation")})
 
 
 def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbone:
     """Build the frozen backbone that ``cfg`` names, optionally at another input size."""
-    meta: dict = {}
-    decoder_state = None
-    decoder_resampled = False
     if cfg.checkpoint:
-        ckpt = resolve(cfg.checkpoint)
-        if not ckpt.is_file():
-            raise BackboneError(f"backbone.checkpoint '{ckpt}' does not exist")
-        meta, dec_path = _meta_for(ckpt)
-        arch = dict(meta.get("arch_kwargs", {}))
-        if image_size is not None:
-            arch["img_size"] = image_size
-        model = _create(cfg.name, False, **arch)
-        try:
-            state = {k: v.float() for k, v in load_file(ckpt).items()}
-        except Exception as e:
-            raise BackboneError(f"{ckpt}: cannot read safetensors ({e})") from None
-        pos = state.get("pos_embed")
-        if pos is not None and pos.shape != model.pos_embed.shape:
-            grid = model.patch_embed.grid_size
-            state["pos_embed"] = resample_abs_pos_embed(
-                pos, new_size=list(grid), num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens)
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # tensor shapes differ
-            raise BackboneError(f"{ckpt} does not fit timm '{cfg.name}' with {arch}: {str(e)[:300]}") from None
-        if missing or unexpected:
-            raise BackboneError(f"{ckpt} does not fit timm '{cfg.name}' with {arch}: missing {missing[:5]}, "
-                                f"unexpected {unexpected[:5]}")
-        if dec_path is not None:
-            decoder_state = {k: v.float() for k, v in load_file(dec_path).items()}
-            dec_pos = decoder_state.get("dec_pos")
-            grid = model.patch_embed.grid_size
-            if dec_pos is not None and dec_pos.shape[1] != 1 + grid[0] * grid[1]:  # another input size
-                decoder_state["dec_pos"] = resample_abs_pos_embed(dec_pos, new_size=list(grid), num_prefix_tokens=1)
-                decoder_resampled = True
-        mean = tuple(meta.get("mean", DEFAULT_LOCAL_MEAN))
-        std = tuple(meta.get("std", DEFAULT_LOCAL_STD))
-        identity = {"name": cfg.name, "checkpoint": cfg.checkpoint, "sha256": file_sha256(ckpt),
-                    "arch_kwargs": arch}
-        seen = meta.get("sources") or meta.get("pool")  # what the checkpoint was pre-trained on, if it says
-        if seen:
-            identity["trained_on"] = seen
-    else:
-        kwargs = {"img_size": image_size} if image_size is not None else {}
-        model = _create(cfg.name, cfg.pretrained, **kwargs)
-        pcfg = getattr(model, "pretrained_cfg", {}) or {}
-        mean, std = tuple(pcfg.get("mean", (0.5,) * 3)), tuple(pcfg.get("std", (0.5,) * 3))
-        identity = {"name": cfg.name, "pretrained": cfg.pretrained, "arch_kwargs": kwargs}
-    if not isinstance(model, VisionTransformer) or model.cls_token is None or model.pos_embed is None:
-        raise BackboneError(f"'{cfg.name}' is not a timm VisionTransformer with a class token and absolute "
-                            "position embedding, which this version supports")
-    if cfg.mean is not None:
-        mean = cfg.mean
-    if cfg.std is not None:
-        std = cfg.std
-    model.requires_grad_(False)
-    model.eval()
-    return Backbone(
-        model=model, mean=mean, std=std, image_size=model.patch_embed.img_size[0],
-        patch_size=model.patch_embed.patch_size[0], identity=identity,
-        decoder_state=decoder_state, decoder_meta=meta.get("decoder", {}) if decoder_state else {},
-        decoder_resampled=decoder_resampled,
-    )
+        return _from_checkpoint(cfg, image_size)
+    name = cfg.name or architecture.DEFAULT_NAME
+    kwargs = {"img_size": image_size} if image_size is not None else {}
+    model = create_timm(name, cfg.pretrained, **kwargs)
+    pcfg = getattr(model, "pretrained_cfg", {}) or {}
+    mean, std = tuple(pcfg.get("mean", (0.5,) * 3)), tuple(pcfg.get("std", (0.5,) * 3))
+    identity = {"name": name, "pretrained": cfg.pretrained, "arch_kwargs": kwargs}
+    source = "timm's pretrained_cfg" if cfg.pretrained else "timm's config"
+    return _finish(model, cfg, mean, std, identity,
+                   provenance={"layout": "timm" if cfg.pretrained else "random", "family": "timm",
+                               "normalisation": source, "mae_decoder": None, "dino_head": None, "notes": []})

@@ -35,6 +35,9 @@ class PretextTask(nn.Module):
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__()
         self.cfg = cfg
+        # Where the temporary head came from, for the log, results.jsonl and summary.json; a task that can
+        # start from a checkpoint's own head (MAE's decoder, DINO's projection head) says which.
+        self.head_source = f"fresh {self.name} head"
 
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

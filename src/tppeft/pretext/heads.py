@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
+from timm.layers import LayerNorm
 from timm.models.vision_transformer import Block
 from torch import nn
 
@@ -11,17 +14,22 @@ class MAEDecoder(nn.Module):
     """MAE's light decoder: embed visible latents, insert mask tokens, transformer blocks, predict pixels.
 
     Parameter names match the bundled b0 decoder (``dec_embed``, ``mask_token``, ``dec_pos``,
-    ``dec_blocks``, ``dec_norm``, ``dec_pred``) so that a checkpoint's decoder loads as it is.
+    ``dec_blocks``, ``dec_norm``, ``dec_pred``) so that a checkpoint's decoder loads as it is. The defaults are
+    b0's: no qkv bias, and ``norm_eps`` None = timm's Block LayerNorm (eps 1e-6) in the blocks and torch's
+    (eps 1e-5) at the end. An imported decoder brings its own (MAE's code: qkv bias, eps 1e-6 everywhere;
+    Hugging Face's ViTMAE: its ``qkv_bias`` and ``layer_norm_eps`` everywhere).
     """
 
     def __init__(self, embed_dim: int, num_patches: int, patch_dim: int, dim: int = 128, depth: int = 2,
-                 heads: int = 4):
+                 heads: int = 4, mlp_ratio: float = 4.0, qkv_bias: bool = False, norm_eps: float | None = None):
         super().__init__()
+        block_norm = {} if norm_eps is None else {"norm_layer": partial(LayerNorm, eps=norm_eps)}
         self.dec_embed = nn.Linear(embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.dec_pos = nn.Parameter(torch.zeros(1, num_patches + 1, dim))
-        self.dec_blocks = nn.Sequential(*[Block(dim, heads, qkv_bias=False) for _ in range(depth)])
-        self.dec_norm = nn.LayerNorm(dim)
+        self.dec_blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, **block_norm)
+                                          for _ in range(depth)])
+        self.dec_norm = nn.LayerNorm(dim, eps=1e-5 if norm_eps is None else norm_eps)
         self.dec_pred = nn.Linear(dim, patch_dim)
         nn.init.trunc_normal_(self.dec_pos, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
@@ -56,9 +64,14 @@ class ProjectionHead(nn.Module):
 
 class DINOHead(nn.Module):
     """DINO's head: a 3-layer MLP to an L2-normalised bottleneck, then a prototype layer whose weight rows
-    are L2-normalised (DINO's weight-normalised last layer with its gain fixed to 1: cosine logits)."""
+    are L2-normalised (DINO's weight-normalised last layer with its gain fixed to 1: cosine logits).
 
-    def __init__(self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128):
+    ``gain``: a per-prototype factor on the logits, DINO's trained weight-norm gain ``g`` (a checkpoint made
+    with ``norm_last_layer=False``); without it every gain is 1.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128,
+                 gain: bool = False):
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden_dim), nn.GELU(),
@@ -71,10 +84,12 @@ class DINOHead(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
         nn.init.trunc_normal_(self.prototypes, std=0.02)
+        self.gain = nn.Parameter(torch.ones(out_dim)) if gain else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = nn.functional.normalize(self.mlp(x), dim=-1)
-        return z @ nn.functional.normalize(self.prototypes, dim=-1).T
+        logits = z @ nn.functional.normalize(self.prototypes, dim=-1).T
+        return logits if self.gain is None else logits * self.gain
 
 
 class PixelHead(nn.Module):

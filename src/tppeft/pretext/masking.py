@@ -18,9 +18,20 @@ def random_keep_indices(
     return ids_shuffle[:, :keep], ids_shuffle.argsort(dim=1)
 
 
-def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, L, C*p*p), each patch ordered (channel, row, column) as ``F.unfold`` gives."""
-    return F.unfold(images, patch, stride=patch).transpose(1, 2)
+# How the values of one patch are ordered in a patch vector: (channel, row, column) as ``F.unfold`` gives (the
+# tool's own layout, b0's), or (row, column, channel) as MAE's own code and Hugging Face's ViTMAE order them.
+PATCH_ORDERS = ("chw", "hwc")
+
+
+def patchify(images: torch.Tensor, patch: int, order: str = "chw") -> torch.Tensor:
+    """(B, C, H, W) -> (B, L, C*p*p), patches in row-major order, each patch vector in ``order``."""
+    if order == "chw":
+        return F.unfold(images, patch, stride=patch).transpose(1, 2)
+    if order != "hwc":
+        raise ValueError(f"patch order '{order}' is not one of {PATCH_ORDERS}")
+    b, c, h, w = images.shape
+    x = images.reshape(b, c, h // patch, patch, w // patch, patch).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, (h // patch) * (w // patch), patch * patch * c)
 
 
 def mask_from_keep(keep: torch.Tensor, tokens: int) -> torch.Tensor:

@@ -264,6 +264,19 @@ def _backbone_text(summary: dict) -> str | None:
     return text
 
 
+def _heads_text(summary: dict) -> str | None:
+    """Where the backbone's checkpoint and each TPP arm's pretext head came from."""
+    prov = summary.get("backbone_provenance") or {}
+    heads = {arm: e["pretext_head"] for arm, e in summary.get("arms", {}).items() if e.get("pretext_head")}
+    if not prov and not heads:
+        return None
+    text = (f"Checkpoint layout: {prov.get('layout')} ({prov.get('family')} family); input normalisation from "
+            f"{prov.get('normalisation')}." if prov else "")
+    if heads:
+        text += " Pretext heads: " + "; ".join(f"`{arm}` {head}" for arm, head in heads.items()) + "."
+    return text.strip()
+
+
 def _matched_text(summary: dict) -> str | None:
     m = summary.get("baseline_matched")
     if not m:
@@ -284,7 +297,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
     if box:
         blocks.append(box)
     blocks.append(Para(_setup_text(summary)))
-    blocks += [Para(t) for t in (data_text(summary), _backbone_text(summary), _matched_text(summary)) if t]
+    blocks += [Para(t) for t in (data_text(summary), _backbone_text(summary), _heads_text(summary),
+                                 _matched_text(summary)) if t]
     blocks += [Heading("Test metrics"), arms_rows(summary),
                Para("mean ± sample std over seeds; the 95% interval is a percentile bootstrap of the mean over seeds.")]
     if summary.get("metric_note"):

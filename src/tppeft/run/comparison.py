@@ -99,6 +99,7 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
         if pre:
             entry["pretext_loss_start"] = mean_std([p["loss_start"] for p in pre])[0]
             entry["pretext_loss_end"] = mean_std([p["loss_end"] for p in pre])[0]
+            entry["pretext_head"] = pre[0].get("head")  # where the pretext head came from
         entry["finetune_epochs"] = runs[0]["finetune_epochs"] if runs else None
         entry["seconds_mean"] = mean_std([r["seconds"] for r in runs])[0]
         arms[arm] = entry
@@ -142,7 +143,8 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             "data": {"train": ctx.num_labelled(), "pretext_train": ctx.num_pretext_images(),
                      "label_fraction": cfg.data.label_fraction, "labels_per_class": cfg.data.labels_per_class,
                      "pretext_sources": ctx.pretext_sources},
-            "backbone": ctx.backbone.identity, "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
+            "backbone": ctx.backbone.identity, "backbone_provenance": ctx.backbone.provenance,
+            "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
             "finetune": {**cfg.finetune.model_dump(), "select_metric": task.select_metric()},
             "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,
             "seeds": list(range(cfg.seeds)), "device": str(ctx.device),

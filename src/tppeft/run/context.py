@@ -146,7 +146,7 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
     shape = "x".join(str(d) for d in data["train"].pixels(torch.arange(1)).shape[1:])
     log(f"data: {data.name} ({task.name}, {data.num_classes} classes) train/val/test = "
         f"{len(data['train'])}/{len(data['val'])}/{len(data['test'])}, input {shape}; "
-        f"backbone: {cfg.backbone.name} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
+        f"backbone: {backbone.identity['name']} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
         f"device {device}" + (f" ({threads} threads)" if threads else "") + f", {precision_text}"
         + (f"; {world} processes, global batches shared between them" if world > 1 else ""))
     extra, sources = _pretext_extra(cfg, backbone.image_size, log)

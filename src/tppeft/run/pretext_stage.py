@@ -180,6 +180,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     ctx.log(f"{tag} TPP stage done: held-out pretext loss {loss_start:.5f} -> {loss_end:.5f} "
             f"({result.seconds:.0f}s); target parameters in {target_dir}")
     summary = {"method": cfg.method, "setup": task.describe(), "decoder": getattr(task, "decoder_source", None),
+               "head": task.head_source,  # where the pretext head came from (a checkpoint's own, or fresh)
                "loss_start": loss_start, "loss_end": loss_end,
                "train_loss_curve": [h["train_loss"] for h in result.history],
                "epochs": cfg.epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,

@@ -39,15 +39,28 @@ class SelfDistillation(PretextTask):
         if cfg.views.local_crops and cfg.views.local_size % backbone.patch_size:
             raise ConfigError(f"pretext.views.local_size {cfg.views.local_size} is not a multiple of the "
                               f"backbone's patch size {backbone.patch_size}")
-        head = DINOHead(vit.num_features, d.out_dim, d.hidden_dim, d.bottleneck_dim)
+        saved = backbone.dino_head
+        if d.head == "pretrained" and saved is None:
+            raise ConfigError(f"pretext.dino.head=pretrained but {backbone.describe_source()} has no DINO head "
+                              "(expected a DINO checkpoint whose teacher or student holds head.mlp.* and "
+                              "head.last_layer.*); use pretext.dino.head=fresh")
+        if saved is not None and d.head != "fresh":
+            head = DINOHead(vit.num_features, saved.out_dim, saved.hidden_dim, saved.bottleneck_dim, gain=saved.gain)
+            head.load_state_dict(saved.state)
+            out_dim, self.head_source = saved.out_dim, f"pretrained DINO head ({saved.origin})"
+        else:
+            head = DINOHead(vit.num_features, d.out_dim, d.hidden_dim, d.bottleneck_dim)
+            out_dim, self.head_source = d.out_dim, "fresh DINO head"
         self.student = ViewEncoder(vit, head)
         self.teacher = EMATeacher(self.student)
         self.views = MultiCropViews(cfg.views, torch.tensor(backbone.mean), torch.tensor(backbone.std))
-        self.criterion = DINOLoss(d.out_dim, d.student_temp, d.teacher_temp, d.center_momentum)
+        self.criterion = DINOLoss(out_dim, d.student_temp, d.teacher_temp, d.center_momentum)
+        if saved is not None and d.head != "fresh" and saved.center is not None:
+            self.criterion.center.copy_(saved.center.reshape(1, -1))  # the centre DINO saved with the head
 
     def describe(self) -> str:
         v = self.cfg.views
-        return (f"dino (2 global + {v.local_crops} local {v.local_size}px crops, "
+        return (f"dino ({self.head_source}; 2 global + {v.local_crops} local {v.local_size}px crops, "
                 f"EMA momentum {self.cfg.dino.momentum})")
 
     def head_param_groups(self, lr: float) -> list[dict]:
