@@ -11,9 +11,8 @@ import torch
 
 from tppeft import distributed
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
-from tppeft.bundled import resolve
 from tppeft.config import Config
-from tppeft.data import ImageDataset, augment_batch, input_pixels, load_dataset, to_model_input
+from tppeft.data import ImageDataset, augment_batch, data_from_config, input_pixels, to_model_input
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
 from tppeft.options import ConfigError
@@ -81,7 +80,7 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         ", compiled blocks" if cfg.train.compile else "")
     backbone = build_backbone(cfg.backbone, cfg.data.image_size)
     t = cfg.task
-    data = load_dataset(resolve(cfg.data.path), t.type, cfg.data.limit, t.slices, t.slice_span)
+    data = data_from_config(cfg.data, t.type, t.slices, t.slice_span, backbone.image_size, log)
     task = task_for(cfg, data)
     task.select_metric()  # a metric the task lacks is a config error before any training
     task.prepare(data, backbone.image_size)
