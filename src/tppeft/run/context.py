@@ -17,6 +17,7 @@ from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
 from tppeft.options import ConfigError
 from tppeft.tasks import Task, task_for
+from tppeft.tracking import check_available
 
 
 @dataclass
@@ -75,6 +76,7 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         if size < world:
             raise ConfigError(f"{key} is the global batch, shared by the {world} processes; it needs at least "
                               f"{world} (got {size})")
+    check_available(cfg.log)  # log.tensorboard without tensorboard: an error before anything runs
     precision = autocast_dtype(cfg.train.precision, device)
     precision_text = ("bf16 autocast" if precision is not None else "float32") + (
         ", compiled blocks" if cfg.train.compile else "")
