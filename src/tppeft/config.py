@@ -140,6 +140,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     for text in overrides:
         apply_override(tree, *parse_override(text))
         source = f"{source} + --set"
+    return config_from_tree(tree, source)
+
+
+def config_from_tree(tree: dict, source: str = "config") -> Config:
+    """Validate a mapping of keys (as a YAML file holds them); errors name ``source`` and the key."""
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
