@@ -59,16 +59,25 @@ def _ambiguous(folder: Path, why: str) -> DataError:
     return DataError(f"{folder}: ambiguous folder ({why}); {ACCEPTED}")
 
 
-def _unread(manifests: list[Path]) -> str:
-    if not manifests:
-        return ""
-    return f" (not read beside it: {', '.join(m.name for m in manifests)}; data.path may name a CSV instead)"
+def _manifests(folder: Path) -> list[Path]:
+    """CSV files of ``folder`` whose header has a ``path`` column."""
+    found = []
+    for f in sorted(folder.glob("*.csv")):
+        try:
+            with open(f, encoding="utf-8-sig") as fh:
+                header = fh.readline()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "path" in (h.strip().strip('"') for h in header.split(",")):
+            found.append(f)
+    return found
 
 
 def _folder_layout(folder: Path) -> Layout:
-    manifests = sorted(folder.glob("*.csv"))
+    """Split folders first (image/mask pairs or class folders), then one CSV manifest, then class folders."""
     splits = split_folders(folder)
     others = [d.name for d in _visible_dirs(folder) if d not in splits.values()]
+    manifests = _manifests(folder)
     if splits:
         if others:
             raise _ambiguous(folder, f"split folders {sorted(d.name for d in splits.values())} beside other "
@@ -88,19 +97,20 @@ def _folder_layout(folder: Path) -> Layout:
             return Layout("segmentation_folder", "segmentation", folder,
                           "segmentation folder DIR/{train,val,test}/{images,masks}/")
         given = ",".join(s for s in SPLIT_FOLDERS if s in splits)
-        return Layout("image_folder", "classification", folder,
-                      f"image folder DIR/{{{given}}}/<class>/*" + _unread(manifests))
+        unread = f" (not read beside it: {', '.join(m.name for m in manifests)})" if manifests else ""
+        return Layout("image_folder", "classification", folder, f"image folder DIR/{{{given}}}/<class>/*{unread}")
+    if len(manifests) > 1:
+        raise _ambiguous(folder, f"{len(manifests)} CSV manifests ({', '.join(m.name for m in manifests[:3])}); "
+                         "set data.path to one of them")
+    if manifests:
+        return Layout("manifest", "classification", manifests[0], "CSV manifest")
     if others:
         if set(others) >= PAIR_FOLDERS:
             raise _ambiguous(folder, "'images' and 'masks' without split folders; image/mask pairs go in "
                              "DIR/{train,val,test}/{images,masks}/")
-        return Layout("image_folder", "classification", folder,
-                      "image folder DIR/<class>/* (no split folders)" + _unread(manifests))
-    if len(manifests) == 1:
-        return Layout("manifest", "classification", manifests[0], "CSV manifest")
-    if manifests:
-        raise _ambiguous(folder, f"{len(manifests)} CSV files and no class folders; set data.path to the manifest")
-    raise DataError(f"{folder}: no data layout found (no split, class or image/mask folders, no CSV); {ACCEPTED}")
+        return Layout("image_folder", "classification", folder, "image folder DIR/<class>/* (no split folders)")
+    raise DataError(f"{folder}: no data layout found (no split, class or image/mask folders, no CSV manifest with a "
+                    f"'path' column); {ACCEPTED}")
 
 
 def detect_layout(path: str | Path) -> Layout:

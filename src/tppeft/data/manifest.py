@@ -48,10 +48,7 @@ def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def _single_labels(rows: list[dict[str, str]], column: str, path: Path) -> tuple[np.ndarray, list[str]]:
     values = [r[column] for r in rows]
-    blank = [str(i + 2) for i, v in enumerate(values) if not v]
-    if blank:
-        raise DataError(f"{path}: {len(blank)} row(s) without a label (line {named(blank)})")
-    if any(";" in v for v in values):  # several labels in one cell: multi-label
+    if any(";" in v for v in values):  # several labels in one cell: multi-label (an empty cell: no label)
         tokens = [[t.strip() for t in v.split(";") if t.strip()] for v in values]
         names = _sort_names({t for row in tokens for t in row})
         index = {n: i for i, n in enumerate(names)}
@@ -59,6 +56,9 @@ def _single_labels(rows: list[dict[str, str]], column: str, path: Path) -> tuple
         for i, row in enumerate(tokens):
             labels[i, [index[t] for t in row]] = 1
         return labels, names
+    blank = [str(i + 2) for i, v in enumerate(values) if not v]
+    if blank:
+        raise DataError(f"{path}: {len(blank)} row(s) without a label (line {named(blank)})")
     names = _sort_names(set(values))
     index = {n: i for i, n in enumerate(names)}
     return np.array([index[v] for v in values], np.int64), names
