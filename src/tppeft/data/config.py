@@ -45,7 +45,7 @@ class DataConfig(Section):
         None, gt=0, description="Use only N images of each split, evenly spaced through it (quick checks); null = all."
     )
     split: SplitConfig = Field(default_factory=SplitConfig)
-    cache: bool | Literal["auto"] = Field(
+    cache: Literal["auto", True, False] = Field(
         "auto", description="Image folders and CSV manifests: decode the images once into a uint8 array file in "
         "`data.cache_dir`, read memory-mapped afterwards; `auto` = only when the decoded images would not fit in "
         "half the free memory.")

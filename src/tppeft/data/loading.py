@@ -38,7 +38,7 @@ def load_dataset(path: str | Path, kind: str = "auto", limit: int | None = None,
     """
     layout = detect_layout(path)
     if kind != "auto" and kind != layout.kind:
-        raise DataError(f"{path}: holds {layout.kind} data ({layout.text}) but task.type is '{kind}'; set "
+        raise DataError(f"{path}: holds {layout.kind} data but task.type is '{kind}' (found: {layout.text}); set "
                         f"task.type: auto or {layout.kind}")
     log(f"data: {layout.describe()}")
     if layout.name in ("image_folder", "manifest"):
