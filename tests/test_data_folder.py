@@ -253,3 +253,16 @@ def test_the_shared_brain_mri_folder_and_its_manifest_agree():
         assert torch.equal(folder[s].images, manifest[s].images)
         assert torch.equal(folder[s].labels, manifest[s].labels)
     assert folder["train"].images.shape == (12, 1, 128, 128)
+
+
+def test_the_bundled_brain_mri_config_reads_the_shared_folder(monkeypatch):
+    from tppeft.bundled import bundled_configs
+    from tppeft.config import load_config
+
+    cfg = load_config(bundled_configs()["brain_mri"])
+    repo = Path(__file__).resolve().parents[1]
+    assert (repo / cfg.data.path).resolve() == (repo.parent / "shared" / "data" / "classification" / "brain_mri")
+    if not (repo / cfg.data.path).is_dir():
+        pytest.skip("shared brain_mri data not found beside the checkout")
+    monkeypatch.chdir(repo)
+    assert detect_layout(cfg.data.path).name == "image_folder"
