@@ -31,8 +31,9 @@ from tppeft.api_inputs import (
     trained_of,
     unlabelled_dataset,
 )
+from tppeft.arms import get_arm
 from tppeft.bundled import bundled_configs, resolve
-from tppeft.config import Config, ConfigError, apply_override, config_from_tree, load_config, pretext_of_arm
+from tppeft.config import Config, ConfigError, apply_override, config_from_tree, load_config
 from tppeft.data import ImageDataset, load_dataset
 from tppeft.data.config import SplitConfig
 from tppeft.rundir import OutputError, RunFolder, RunPaths, estimate_run_bytes
@@ -74,7 +75,7 @@ def _check_pretexts(cfg: Config) -> None:
 
     get_pretext(cfg.pretext)
     for arm in cfg.arms:
-        variant = pretext_of_arm(arm, cfg.pretext)
+        variant = get_arm(arm).pretext_config(cfg.pretext)
         if variant is not None:
             try:
                 get_pretext(variant)
@@ -87,14 +88,13 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
         log: Callable[[str], None] = print) -> dict:
     """``tppeft run``: every arm over every seed into the folder ``output`` (default ``runs/run-<time>``);
     returns the summary (what ``summary.json`` holds). Everything is checked before the folder is created."""
-    from tppeft.protocol import run_comparison
-    from tppeft.stages import preflight, prepare_context
+    from tppeft.run import preflight, prepare_context, run_comparison
 
     cfg = as_config(config, overrides)
     _check_pretexts(cfg)
     folder = RunFolder.at(output, "run").check_new(overwrite)
     ctx = prepare_context(cfg, log)
-    pretext = any(pretext_of_arm(a, cfg.pretext) for a in cfg.arms)
+    pretext = any(get_arm(a).has_tpp_stage for a in cfg.arms)
     need = estimate_run_bytes(preflight(ctx, pretext), cfg.seeds * len(cfg.arms), cfg.checkpoint.keep_finished)
     folder.check_new(overwrite, need)
     folder.create(overwrite, cfg, {"command": "run"})
@@ -161,7 +161,7 @@ def pretrain(model: Any, images: Any, method: str = "lora", pretext: str = "mae"
     (``target_params/``, ``metrics.jsonl``).
     """
     from tppeft.pretext import get_pretext
-    from tppeft.stages import build_run_model, pretrain_stage
+    from tppeft.run import build_run_model, pretrain_stage
 
     cfg = stage_config("pretext", {"peft": {"method": method}, "pretext": {"method": pretext, "epochs": epochs}},
                        options)
@@ -191,7 +191,7 @@ def finetune(model: Any, data: Any, *, method: str | None = None, epochs: int = 
     backbone's input size) to logits: ``.vit`` with the fine-tuned target parameters and ``.head``;
     :func:`evaluate` scores it. ``history``: one ``{"epoch", "train_loss", "val": {...}}`` per epoch.
     """
-    from tppeft.stages import build_run_model, finetune_stage
+    from tppeft.run import build_run_model, finetune_stage
 
     trained = trained_of(model)
     if trained is not None and method not in (None, getattr(trained.run.method, "name", None)):
