@@ -25,6 +25,7 @@ from tppeft.engine.devices import autocast_dtype
 from tppeft.run.context import Context
 from tppeft.run.model import RunModel
 from tppeft.tasks import task_for
+from tppeft.tracking import check_available
 
 ATTRIBUTE = "tppeft"  # the attribute of a returned model that holds its :class:`Trained`
 TOP_LEVEL = ("device", "threads", "eval_batch_size")
@@ -264,6 +265,7 @@ def labelled_dataset(data: Any, split: SplitConfig, num_classes: int | None = No
 def make_context(cfg: Config, backbone: Backbone, data: ImageDataset, log: Callable[[str], None]) -> Context:
     """The :class:`Context` of one API call: what ``prepare_context`` makes for a configuration, for a
     backbone and data given as objects. Global torch settings change only where the options ask."""
+    check_available(cfg.log)
     device = resolve_device(cfg.device)
     if cfg.threads and device.type == "cpu":
         set_threads(cfg.threads)
