@@ -81,3 +81,19 @@ def write_segmentation_npz(path: Path, n=(6, 3, 3), size=32, rgb=False, classes=
     split = np.repeat([0, 1, 2], n).astype(np.uint8)
     np.savez(path, images=images, masks=masks, split=split)
     return path
+
+
+def write_image_folder(root: Path, counts=(8, 3, 3), classes=("cat", "dog"), size=16, splits=True, seed=0) -> Path:
+    """An image folder DIR/{train,val,test}/<class>/*.png (``splits`` False: DIR/<class>/*) of random grey PNGs
+    whose brightness depends on the class, so a model can learn it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "val", "test"), counts, strict=True):
+        for k, name in enumerate(classes):
+            folder = root / split / name if splits else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 128, (size, size)) + 100 * k
+                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{split}_{i}.png")
+    return root

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config, write_medmnist, write_segmentation_npz
+from conftest import tiny_config, write_image_folder, write_medmnist, write_segmentation_npz
 
 import tppeft.engine.loop as loop_mod
 import tppeft.rundir as rundir_mod
@@ -48,6 +48,31 @@ def _segmentation(name: str, change: Callable[[dict], None]) -> Callable[[Path],
     return make
 
 
+def _folder(change: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    """--set data.path=<a small image folder with ``change`` applied>."""
+    def make(t: Path) -> list[str]:
+        root = write_image_folder(t / "imgs")
+        change(root)
+        return ["data.path=" + str(root)]
+    return make
+
+
+def _manifest(rows: Callable[[list[str]], list[str]]) -> Callable[[Path], list[str]]:
+    """--set data.path=<a CSV manifest of a small image folder's files: ``rows`` turns its lines into others>."""
+    def make(t: Path) -> list[str]:
+        root = write_image_folder(t / "imgs")
+        lines = [f"{p.relative_to(root)},{p.parent.name},{p.parent.parent.name},{p.stem}"
+                 for p in sorted(root.rglob("*.png"))]
+        (root / "labels.csv").write_text("\n".join(["path,label,split,group", *rows(lines)]) + "\n")
+        return ["data.path=" + str(root / "labels.csv")]
+    return make
+
+
+def _garbage(root: Path) -> None:
+    for i in range(4):
+        (root / "val" / "cat" / f"bad{i}.png").write_bytes(b"not an image")
+
+
 def _nan_pixels(a: dict) -> None:
     x = a["val_images"].astype(np.float32) / 255
     x[0, 0, 0] = np.nan
@@ -83,6 +108,15 @@ CASES = [
      ["mf.npz", "'masks' has dtype float64", "integer class ids"]),
     ("segmentation split out of range", _segmentation("sp.npz", _edit("split", lambda x: x + 1)),
      ["sp.npz", "'split' must be", "0/1/2"]),
+    ("unreadable images", _folder(_garbage), ["4 file(s) cannot be read as images", "val/cat/bad0.png", "and 1 more"]),
+    ("empty class folder", _folder(lambda r: (r / "train" / "owl").mkdir()), ["empty class", "train/owl"]),
+    ("ambiguous folder", _folder(lambda r: (r / "extra").mkdir()), ["ambiguous folder", "accepted layouts"]),
+    ("manifest of missing files", _manifest(lambda lines: [*lines, "gone1.png,cat,train,x", "gone2.png,cat,train,y"]),
+     ["labels.csv", "2 image file(s) do not exist: gone1.png, gone2.png"]),
+    ("manifest label not in train", _manifest(lambda lines: [*lines, lines[-1].replace(",dog,", ",owl,")]),
+     ["labels.csv", "not in the training split: 'owl' (val 1)"]),
+    ("manifest group across splits", _manifest(lambda lines: [line.rsplit(",", 1)[0] + ",g" for line in lines]),
+     ["labels.csv", "1 group(s) have images in more than one split: 'g' (train and val and test)"]),
     ("unknown key", lambda t: ["finetune.epoch=3"], ["unknown key 'finetune.epoch'"]),
     ("wrong type", lambda t: ["finetune.epochs=many"], ["'finetune.epochs'", "integer"]),
     ("negative epochs", lambda t: ["pretext.epochs=-1"], ["'pretext.epochs'", "greater than or equal to 0"]),

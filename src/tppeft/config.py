@@ -29,6 +29,7 @@ from tppeft.options import MOVED_KEY, ConfigError, Section
 from tppeft.pretext.config import PretextConfig
 from tppeft.targets.config import PeftConfig
 from tppeft.tasks.config import TaskConfig
+from tppeft.tracking.config import LogConfig
 
 
 class Config(Section):
@@ -53,6 +54,7 @@ class Config(Section):
     eva: EvaArmConfig = Field(default_factory=EvaArmConfig)
     full_finetune: FullFinetuneConfig = Field(default_factory=FullFinetuneConfig)
     backbone_pretrain: BackbonePretrainConfig = Field(default_factory=BackbonePretrainConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
 
     @field_validator("arms")
     @classmethod
@@ -138,6 +140,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     for text in overrides:
         apply_override(tree, *parse_override(text))
         source = f"{source} + --set"
+    return config_from_tree(tree, source)
+
+
+def config_from_tree(tree: dict, source: str = "config") -> Config:
+    """Validate a mapping of keys (as a YAML file holds them); errors name ``source`` and the key."""
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
@@ -145,7 +152,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
 
 
 # Keys that change how a run is executed but not its results: they may differ on --resume.
-RUNTIME_KEYS = ("threads", "checkpoint")
+RUNTIME_KEYS = ("threads", "checkpoint", "log")
 
 
 def results_identity(cfg: Config) -> dict:

@@ -50,6 +50,7 @@ TARGET_PARAMS = "target_params"
 FINETUNED = "finetuned"
 HEAD = "head.safetensors"
 EXAMPLES = "examples.npz"
+TENSORBOARD = "tensorboard"
 PRETEXT_RECORD = "pretext.json"
 SWEEP = "sweep.json"
 SWEEP_MD = "sweep.md"
@@ -104,6 +105,11 @@ class RunPaths:
     def examples(self) -> Path:
         """Segmentation: predicted masks of a few test images (seed 0)."""
         return self.root / EXAMPLES
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files of both stages (``log.tensorboard``)."""
+        return self.root / TENSORBOARD
 
     @property
     def pretext_record(self) -> Path:

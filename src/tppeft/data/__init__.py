@@ -1,4 +1,4 @@
-"""Data: readers that give one in-memory shape (:class:`ImageDataset`) and batched tensor transforms.
+"""Data: readers of every accepted layout that give one shape (:class:`ImageDataset`) and batched tensor transforms.
 
 Torch-free to import (``tppeft.config`` reads ``data/config.py``): the names below load on first use.
 """
@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from tppeft.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from tppeft.data.loading import detect_kind, load_dataset
+    from tppeft.data.detect import Layout, detect_layout
+    from tppeft.data.loading import data_from_config, detect_kind, load_dataset
     from tppeft.data.medmnist import KINDS, DataError, ImageDataset, Split, load_medmnist
     from tppeft.data.segmentation import load_segmentation_folder, load_segmentation_npz
     from tppeft.data.transforms import (
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from tppeft.data.volumes import load_volumes, slice_indices
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "tppeft.data.loading": ["detect_kind", "load_dataset"],
+    "tppeft.data.detect": ["Layout", "detect_layout"],
+    "tppeft.data.loading": ["data_from_config", "detect_kind", "load_dataset"],
     "tppeft.data.medmnist": ["KINDS", "DataError", "ImageDataset", "Split", "load_medmnist"],
     "tppeft.data.segmentation": ["load_segmentation_folder", "load_segmentation_npz"],
     "tppeft.data.transforms": ["augment_batch", "float_pixels", "input_pixels", "iterate_batches", "resize_images",
@@ -35,9 +37,12 @@ __all__ = [
     "KINDS",
     "DataError",
     "ImageDataset",
+    "Layout",
     "Split",
     "augment_batch",
+    "data_from_config",
     "detect_kind",
+    "detect_layout",
     "float_pixels",
     "input_pixels",
     "iterate_batches",

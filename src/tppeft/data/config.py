@@ -10,11 +10,24 @@ from pydantic import Field, field_validator, model_validator
 from tppeft.options import Section, check_area_range
 
 
+class SplitConfig(Section):
+    """How a split is made for data that has none (a folder without split folders, a CSV without a split column)."""
+
+    val: float = Field(0.1, gt=0, lt=0.5, description="Fraction of the images put in the validation split.")
+    test: float = Field(0.2, gt=0, lt=0.5, description="Fraction of the images put in the test split.")
+    group_by: str | None = Field(
+        None, description="CSV column whose value (patient, exam, ...) keeps all its images in one split; null = "
+        "the `group` column when the manifest has one. Also checked in a split the manifest gives.")
+    seed: int = Field(0, ge=0, description="Seed of the split (fixed across the comparison's seeds).")
+
+
 class DataConfig(Section):
     path: str = Field(
         "bundled:breastmnist",
         description="MedMNIST-format .npz (2D images or 3D volumes), a segmentation .npz (`images`, `masks`, "
-        "`split`), a folder of image/mask pairs, or `bundled:breastmnist`; relative paths from the working folder.",
+        "`split`), a folder of image/mask pairs, an image folder (`DIR/{train,val,test}/<class>/*` or "
+        "`DIR/<class>/*`), a CSV manifest (`path,label[,split][,group]`), or `bundled:breastmnist`; relative "
+        "paths from the working folder.",
     )
     image_size: int | None = Field(
         None, gt=0, description="Input side in pixels; null = the backbone's own input size."
@@ -31,6 +44,13 @@ class DataConfig(Section):
     limit: int | None = Field(
         None, gt=0, description="Use only N images of each split, evenly spaced through it (quick checks); null = all."
     )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    cache: Literal["auto", True, False] = Field(
+        "auto", description="Image folders and CSV manifests: decode the images once into a uint8 array file in "
+        "`data.cache_dir`, read memory-mapped afterwards; `auto` = only when the decoded images would not fit in "
+        "half the free memory.")
+    cache_dir: str | None = Field(
+        None, description="Folder of `data.cache` files; null = `$XDG_CACHE_HOME/tppeft` (else `~/.cache/tppeft`).")
 
     label_fraction: float | None = Field(
         None, gt=0, le=1,

@@ -1,57 +1,74 @@
-"""One entry point for every data format: detect what a path holds and read it with its reader."""
+"""One entry point for every data layout: detect what a path holds, say it, and read it with its reader."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tppeft.data.medmnist import (
-    MEDMNIST_KEYS,
-    DataError,
-    ImageDataset,
-    check_medmnist_keys,
-    load_medmnist,
-    open_npz,
-)
-from tppeft.data.segmentation import SEGMENTATION_KEYS, load_segmentation_folder, load_segmentation_npz
+from tppeft.data.detect import detect_layout
+from tppeft.data.medmnist import DataError, ImageDataset, load_medmnist
+from tppeft.data.segmentation import load_segmentation_folder, load_segmentation_npz
 from tppeft.data.volumes import load_volumes
 
-
-def _npy_shape(npz: np.lib.npyio.NpzFile, key: str) -> tuple[int, ...]:
-    """Shape of one array of an ``.npz`` from its header, without reading the data."""
-    with npz.zip.open(f"{key}.npy") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        return read(f)[0]
+if TYPE_CHECKING:
+    from tppeft.data.config import DataConfig, SplitConfig
 
 
 def detect_kind(path: str | Path) -> str:
-    """What ``path`` holds: ``segmentation`` (a folder, or an npz with images/masks/split), ``volume``
-    (a MedMNIST-format npz of (N,D,H,W) volumes) or ``classification`` (MedMNIST-format 2D images)."""
-    path = Path(path)
-    if path.is_dir():
-        return "segmentation"
-    with open_npz(path) as npz:
-        if all(k in npz.files for k in SEGMENTATION_KEYS):
-            return "segmentation"
-        if all(k in npz.files for k in MEDMNIST_KEYS):
-            shape = _npy_shape(npz, "train_images")
-            return "volume" if len(shape) == 4 and shape[-1] not in (1, 3) else "classification"
-        if any(k in npz.files for k in MEDMNIST_KEYS):  # a MedMNIST-format file with keys missing: name them
-            check_medmnist_keys(npz, path)
-    raise DataError(f"{path}: not a known data layout; expected MedMNIST keys {list(MEDMNIST_KEYS)} "
-                    f"or segmentation keys {list(SEGMENTATION_KEYS)}")
+    """What ``path`` holds: ``segmentation`` (image/mask folders, or an npz with images/masks/split), ``volume``
+    (a MedMNIST-format npz of (N,D,H,W) volumes) or ``classification`` (MedMNIST-format 2D images, an image
+    folder or a CSV manifest)."""
+    return detect_layout(path).kind
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def load_dataset(path: str | Path, kind: str = "auto", limit: int | None = None, slices: int | None = None,
-                 slice_span: float = 1.0) -> ImageDataset:
-    """Read ``path`` as ``kind`` (``auto`` = detected); a kind the file does not hold is a :class:`DataError`."""
-    found = detect_kind(path)
-    if kind != "auto" and kind != found:
-        raise DataError(f"{path}: holds {found} data but task.type is '{kind}'; set task.type: auto or {found}")
-    if found == "segmentation":
-        return (load_segmentation_folder if Path(path).is_dir() else load_segmentation_npz)(path, limit)
-    if found == "volume":
-        return load_volumes(path, limit, slices, slice_span)
-    return load_medmnist(path, limit)
+                 slice_span: float = 1.0, *, size: int | None = None, split: SplitConfig | None = None,
+                 cache: bool | str = "auto", cache_dir: str | None = None,
+                 log: Callable[[str], None] = _quiet) -> ImageDataset:
+    """Read ``path`` as ``kind`` (``auto`` = detected); a kind the data does not hold is a :class:`DataError`.
+
+    ``size`` (the model's input side) is where images of several sizes are resized to on reading; ``split``,
+    ``cache`` and ``cache_dir`` are ``data.split``, ``data.cache`` and ``data.cache_dir`` (image folders and
+    CSV manifests). ``log`` hears the layout found and any conversion, once.
+    """
+    layout = detect_layout(path)
+    if kind != "auto" and kind != layout.kind:
+        raise DataError(f"{path}: holds {layout.kind} data but task.type is '{kind}' (found: {layout.text}); set "
+                        f"task.type: auto or {layout.kind}")
+    log(f"data: {layout.describe()}")
+    if layout.name in ("image_folder", "manifest"):
+        from tppeft.data.folder import read_image_folder
+        from tppeft.data.listing import load_listing
+        from tppeft.data.manifest import read_manifest
+
+        listing = (read_image_folder(layout.path) if layout.name == "image_folder"
+                   else read_manifest(layout.path, split.group_by if split else None))
+        data = load_listing(listing, limit=limit, size=size, split_cfg=split, cache=cache, cache_dir=cache_dir,
+                            log=log)
+    elif layout.name == "segmentation_folder":
+        data = load_segmentation_folder(path, limit)
+    elif layout.name == "segmentation_npz":
+        data = load_segmentation_npz(path, limit)
+    elif layout.name == "volumes":
+        data = load_volumes(path, limit, slices, slice_span)
+    else:
+        data = load_medmnist(path, limit)
+    data.layout = layout.text
+    if data.class_names:
+        log(f"data: {len(data.class_names)} {'labels' if data.task == 'multilabel' else 'classes'}: "
+            + ", ".join(data.class_names))
+    return data
+
+
+def data_from_config(cfg: DataConfig, task_type: str = "auto", slices: int | None = None, slice_span: float = 1.0,
+                     size: int | None = None, log: Callable[[str], None] = _quiet) -> ImageDataset:
+    """The dataset the ``data`` section names (``bundled:`` paths resolved), read for a model of input ``size``."""
+    from tppeft.bundled import resolve
+
+    return load_dataset(resolve(cfg.path), task_type, cfg.limit, slices, slice_span, size=size, split=cfg.split,
+                        cache=cfg.cache, cache_dir=cfg.cache_dir, log=log)

@@ -57,13 +57,15 @@ class ImageDataset:
     task: str  # "multiclass" (binary, ordinal and segmentation masks included) or "multilabel"
     num_classes: int  # classes (multiclass; background included for masks) or labels (multilabel)
     kind: str = "classification"  # one of KINDS
+    class_names: list[str] | None = None  # what each class id (or label column) means, where the data says
+    layout: str = ""  # how the data was read (see tppeft.data.detect)
 
     def __getitem__(self, split: str) -> Split:
         return self.splits[split]
 
     def to(self, device: torch.device | str) -> ImageDataset:
         return ImageDataset(self.name, {k: v.to(device) for k, v in self.splits.items()}, self.task,
-                            self.num_classes, self.kind)
+                            self.num_classes, self.kind, self.class_names, self.layout)
 
 
 def _images_to_tensor(arr: np.ndarray, key: str, path: Path) -> torch.Tensor:

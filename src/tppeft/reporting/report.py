@@ -232,7 +232,10 @@ def _target_text(summary: dict) -> str:
 def _setup_text(summary: dict) -> str:
     b = summary.get("backbone", {})
     pre, ft = summary.get("pretext", {}), summary.get("finetune", {})
-    return (f"Task: {summary.get('task')} with {summary.get('num_classes')} classes; splits "
+    names = summary.get("class_names")
+    word = "labels" if summary.get("labels") == "multilabel" else "classes"
+    classes = f"{summary.get('num_classes')} {word}" + (f" ({', '.join(names)})" if names else "")
+    return (f"Task: {summary.get('task')} with {classes}; splits "
             f"{splits_text(summary.get('split_sizes'))}. "
             f"Backbone: `{b.get('name')}` from `{b.get('checkpoint') or 'timm'}`. "
             f"Target parameters: {_target_text(summary)}. "

@@ -137,7 +137,8 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     results_path = folder.results
     ctx = ctx or prepare_context(cfg, log)
     task = ctx.task
-    meta = {"dataset": ctx.data.name, "task": task.name, "labels": ctx.data.task,
+    meta = {"dataset": ctx.data.name, "data_layout": ctx.data.layout, "class_names": ctx.data.class_names,
+            "task": task.name, "labels": ctx.data.task,
             "num_classes": ctx.data.num_classes, "metric_note": task.metric_note(),
             "split_sizes": {k: len(v) for k, v in ctx.data.splits.items()},
             "data": {"train": ctx.num_labelled(), "pretext_train": ctx.num_pretext_images(),

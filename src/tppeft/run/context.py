@@ -12,9 +12,8 @@ import torch
 
 from tppeft import distributed
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
-from tppeft.bundled import resolve
 from tppeft.config import Config
-from tppeft.data import ImageDataset, augment_batch, input_pixels, load_dataset, to_model_input
+from tppeft.data import ImageDataset, augment_batch, data_from_config, input_pixels, to_model_input
 from tppeft.data.fewshot import labelled_subset
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_deterministic, set_threads
@@ -23,6 +22,7 @@ from tppeft.io import file_sha256
 from tppeft.options import ConfigError
 from tppeft.run.seeds import stream_seed
 from tppeft.tasks import Task, task_for
+from tppeft.tracking import check_available
 
 
 @dataclass
@@ -133,12 +133,13 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         if size < world:
             raise ConfigError(f"{key} is the global batch, shared by the {world} processes; it needs at least "
                               f"{world} (got {size})")
+    check_available(cfg.log)  # log.tensorboard without tensorboard: an error before anything runs
     precision = autocast_dtype(cfg.train.precision, device)
     precision_text = ("bf16 autocast" if precision is not None else "float32") + (
         ", compiled blocks" if cfg.train.compile else "")
     backbone = build_backbone(cfg.backbone, cfg.data.image_size)
     t = cfg.task
-    data = load_dataset(resolve(cfg.data.path), t.type, cfg.data.limit, t.slices, t.slice_span)
+    data = data_from_config(cfg.data, t.type, t.slices, t.slice_span, backbone.image_size, log)
     task = task_for(cfg, data)
     task.select_metric()  # a metric the task lacks is a config error before any training
     task.prepare(data, backbone.image_size)

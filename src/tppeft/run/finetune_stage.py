@@ -21,6 +21,7 @@ from tppeft.run.model import RunModel
 from tppeft.run.seeds import generator, stream_seed
 from tppeft.rundir import RunPaths
 from tppeft.tasks import TaskModel
+from tppeft.tracking import scheduled_lr, track_epoch
 
 
 def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str,
@@ -60,7 +61,10 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             val = task.evaluate(ctx, model, "val")
         best.update(sign * val[select], epoch, val)
         if distributed.is_main():
-            append_jsonl(metrics_path, {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val})
+            line = {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val}
+            append_jsonl(metrics_path, line)
+            track_epoch(ctx.cfg.log, out_dir, line, scheduled_lr(cfg.lr, epochs, cfg.batch_size, cfg.warmup_epochs,
+                                                                 len(ctx.data["train"]), epoch))
         return {f"val_{k}": v for k, v in val.items()}
 
     labelled = ctx.labelled(seed)  # data.label_fraction / labels_per_class: this seed's labelled subset

@@ -23,6 +23,7 @@ from tppeft.run.diagnostics import probe_targets, target_movement
 from tppeft.run.model import RunModel, build_run_model
 from tppeft.run.seeds import generator
 from tppeft.rundir import RunPaths
+from tppeft.tracking import scheduled_lr, track_epoch
 
 # A TPP stage whose held-out pretext loss falls by less than this fraction is reported as not moving.
 MIN_PRETEXT_GAIN = 0.01
@@ -152,7 +153,10 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
         if distributed.is_main():
-            append_jsonl(metrics_path, {"stage": "pretext", "epoch": epoch, "train_loss": loss})
+            line = {"stage": "pretext", "epoch": epoch, "train_loss": loss}
+            append_jsonl(metrics_path, line)
+            track_epoch(ctx.cfg.log, out_dir, line, scheduled_lr(cfg.lr, cfg.epochs, cfg.batch_size,
+                                                                 cfg.warmup_epochs, ctx.num_images("train"), epoch))
         return {}
 
     view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
