@@ -12,6 +12,7 @@ import torch
 
 from tppeft import distributed
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
+from tppeft.bundled import resolve
 from tppeft.config import Config
 from tppeft.data import ImageDataset, augment_batch, data_from_config, input_pixels, to_model_input
 from tppeft.data.fewshot import labelled_subset
