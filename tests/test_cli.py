@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -143,3 +144,17 @@ def test_console_script_list():
                           ("configs:", "default"), ("configs:", "busi"), ("configs:", "adrenalmnist3d")]:
         i = lines.index(heading)
         assert f"  {name}" in lines[i + 1:]
+
+
+def test_version_and_a_torch_free_command_line(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip().startswith("tppeft ")
+    code = ("import sys, tppeft.cli; assert 'torch' not in sys.modules, 'tppeft.cli imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_closed_pipe_ends_quietly():
+    exe = shutil.which("tppeft")
+    proc = subprocess.run(f"'{exe}' config --docs | head -1", shell=True, capture_output=True, text=True)
+    assert proc.stdout.startswith("| key |") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import errno
 import json
+import os
 import signal
 import sys
 import time
@@ -18,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tppeft import distributed
+import tppeft
+from tppeft import ranks
 from tppeft.arms import get_arm, list_arms
-from tppeft.backbones import BackboneError
 from tppeft.bundled import bundled_configs
 from tppeft.config import (
     RUNTIME_KEYS,
@@ -31,14 +32,19 @@ from tppeft.config import (
     load_config,
     parse_override,
 )
-from tppeft.data.medmnist import DataError
-from tppeft.engine.checkpoint import CheckpointError
-from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
-from tppeft.io import JsonLinesError, append_jsonl, read_jsonl, write_json, write_text
-from tppeft.reporting.report import ReportError
+from tppeft.errors import (
+    BackboneError,
+    CheckpointError,
+    DataError,
+    JsonLinesError,
+    NonFiniteLossError,
+    ReportError,
+    TargetParamError,
+)
+from tppeft.io import append_jsonl, read_jsonl, write_json, write_text
 from tppeft.rundir import OutputError, RunFolder, RunPaths, estimate_run_bytes
-from tppeft.targets import TargetParamError, list_target_methods
+from tppeft.targets import list_target_methods
 
 if TYPE_CHECKING:
     from tppeft.run.context import Context
@@ -52,13 +58,13 @@ TRAINING_COMMANDS = ("run", "pretrain", "finetune", "sweep")
 
 
 def log(msg: str) -> None:
-    if distributed.is_main():
+    if ranks.is_main():
         print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
 def say(text: str) -> None:
     """Print a result (the first process only, under torchrun)."""
-    if distributed.is_main():
+    if ranks.is_main():
         print(text)
 
 
@@ -120,8 +126,10 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]
     else:
         folder.check_new(args.overwrite, need)
         check_stop()  # a signal during the checks: stop before anything is written
+        from tppeft import distributed
+
         distributed.barrier()  # every process has checked the folder before the first one creates it
-        if distributed.is_main():
+        if ranks.is_main():
             folder.create(args.overwrite, cfg, {"command": args.command, **(invocation or {})})
         distributed.barrier()
     args.out_dir = folder.root
@@ -161,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     say(comparison_text(summary))
     say(f"\nwall time {summary['wall_seconds']:.0f} s; summary: {folder.summary}; report: {folder.report_md}")
     failed = sum(len(e.get("failed", [])) for e in summary["arms"].values())
-    if failed and distributed.is_main():
+    if failed and ranks.is_main():
         print(f"tppeft: {failed} run(s) failed and are left out of the statistics (see Problems above)",
               file=sys.stderr)
         return 1
@@ -176,7 +184,7 @@ def _invocation(args: argparse.Namespace) -> dict:
 
 
 def _finish_stage_folder(cfg: Config, folder: RunFolder) -> None:
-    if distributed.is_main():
+    if ranks.is_main():
         folder.finish_stage(cfg.checkpoint.keep_finished)
 
 
@@ -193,7 +201,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         run = build_run_model(ctx, seed)
         log(run.counts_text())
         result = pretrain_stage(ctx, run, seed, folder.root, f"[pretrain seed {seed}]")
-        if distributed.is_main():
+        if ranks.is_main():
             write_json(record, {"seed": seed, **run.counts(), **result})
     _finish_stage_folder(cfg, folder)
     say(f"target parameters: {folder.own_run.target_params}\n"
@@ -226,7 +234,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     result = finetune_stage(ctx, run, seed, folder.root, tag)
     record = {"seed": seed, "init": str(init) if init else None, **run.counts(), **result,
               "backbone_unchanged": backbone_unchanged(ctx, run, tag)}
-    if distributed.is_main():
+    if ranks.is_main():
         append_jsonl(results, record)
     _finish_stage_folder(cfg, folder)
     say(json.dumps({"test": result["test"], "best_epoch": result["best_epoch"]}))
@@ -262,7 +270,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tppeft.sweep import run_sweep, table
 
-    if distributed.world_size() > 1:
+    if ranks.world_size() > 1:
         raise ConfigError("tppeft sweep runs in one process; under torchrun use tppeft run per cell, or spread "
                           "the cells as independent jobs")
     spec = args.config
@@ -362,6 +370,7 @@ def cmd_backbone(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tppeft", description="Target-Parameter Pre-training before PEFT.")
+    p.add_argument("--version", action="version", version=f"tppeft {tppeft.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser, output: bool = True, resume: bool = False) -> None:
@@ -469,7 +478,7 @@ def _one_line(e: BaseException) -> str:
 
 def _tag() -> str:
     """How error lines start: ``tppeft:``, naming the process under torchrun when it is not the first."""
-    return "tppeft:" if distributed.is_main() else f"tppeft [process {distributed.rank()}]:"
+    return "tppeft:" if ranks.is_main() else f"tppeft [process {ranks.rank()}]:"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -496,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_tag()} interrupted at once; the checkpoints on disk are intact{_resume_hint(args)}",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tppeft config --docs | head`: the reader has gone; end quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
         if e.errno not in WRITE_ERRNOS:
             raise
@@ -503,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     finally:
-        distributed.shutdown()
+        if "tppeft.distributed" in sys.modules:  # only a command that trained imported torch
+            sys.modules["tppeft.distributed"].shutdown()
 
 
 if __name__ == "__main__":

@@ -12,45 +12,17 @@ With one process (no ``WORLD_SIZE`` > 1 in the environment) every function here 
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 
+from tppeft.ranks import _env_int, is_main, local_rank, local_world_size, rank, world_size  # noqa: F401
+
 # (start, stop, total) of this process's rows of the batch the current training step works on.
 _share: tuple[int, int, int] | None = None
 _device: torch.device = torch.device("cpu")  # where collectives put their tensors (CUDA for NCCL)
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-def world_size() -> int:
-    """Processes of this job (``WORLD_SIZE`` from torchrun; 1 without it)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else _env_int("WORLD_SIZE", 1)
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else _env_int("RANK", 0)
-
-
-def local_rank() -> int:
-    return _env_int("LOCAL_RANK", 0)
-
-
-def local_world_size() -> int:
-    return _env_int("LOCAL_WORLD_SIZE", 1)
-
-
-def is_main() -> bool:
-    """Process 0 (the only one when not distributed): it writes the outputs and prints."""
-    return rank() == 0
 
 
 def setup(device: torch.device) -> torch.device:
