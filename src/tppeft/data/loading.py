@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tppeft.data import nifti
 from tppeft.data.medmnist import (
     MEDMNIST_KEYS,
     DataError,
@@ -28,8 +29,11 @@ def _npy_shape(npz: np.lib.npyio.NpzFile, key: str) -> tuple[int, ...]:
 
 def detect_kind(path: str | Path) -> str:
     """What ``path`` holds: ``segmentation`` (a folder, or an npz with images/masks/split), ``volume``
-    (a MedMNIST-format npz of (N,D,H,W) volumes) or ``classification`` (MedMNIST-format 2D images)."""
+    (a MedMNIST-format npz of (N,D,H,W) volumes), ``segmentation3d`` (NIfTI volumes: an MSD folder or a CSV of
+    image/label paths) or ``classification`` (MedMNIST-format 2D images)."""
     path = Path(path)
+    if nifti.holds_volumes(path):
+        return nifti.KIND
     if path.is_dir():
         return "segmentation"
     with open_npz(path) as npz:
@@ -45,11 +49,14 @@ def detect_kind(path: str | Path) -> str:
 
 
 def load_dataset(path: str | Path, kind: str = "auto", limit: int | None = None, slices: int | None = None,
-                 slice_span: float = 1.0) -> ImageDataset:
-    """Read ``path`` as ``kind`` (``auto`` = detected); a kind the file does not hold is a :class:`DataError`."""
+                 slice_span: float = 1.0, volume: nifti.VolumeDataConfig | None = None) -> ImageDataset:
+    """Read ``path`` as ``kind`` (``auto`` = detected); a kind the file does not hold is a :class:`DataError`.
+    ``volume`` holds the options of NIfTI volumes."""
     found = detect_kind(path)
     if kind != "auto" and kind != found:
         raise DataError(f"{path}: holds {found} data but task.type is '{kind}'; set task.type: auto or {found}")
+    if found == nifti.KIND:
+        return nifti.load_nifti_dataset(path, volume, limit)
     if found == "segmentation":
         return (load_segmentation_folder if Path(path).is_dir() else load_segmentation_npz)(path, limit)
     if found == "volume":
