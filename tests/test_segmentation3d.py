@@ -78,3 +78,16 @@ def test_comparison_on_nifti_volumes(tmp_path, capsys):
     test = summary["arms"]["tpp"]["runs"][0]["test"]
     assert all(0 <= test[k] <= 1 for k in ("dice", "dice_1", "iou_2"))
     assert np.isclose(test["dice"], (test["dice_1"] + test["dice_2"]) / 2)
+
+
+def test_bundled_volume_configs():
+    from tppeft.bundled import bundled_configs
+    from tppeft.config import load_config
+
+    configs = bundled_configs()
+    slice_wise = load_config(configs["hippocampus"])
+    assert slice_wise.task.type == "segmentation3d" and slice_wise.backbone.dims == 2
+    assert slice_wise.task.neighbour_slices == 1 and slice_wise.data.path == "data/hippocampus"
+    for name, task in (("hippocampus_vit3d", "segmentation3d"), ("adrenalmnist3d_vit3d", "volume")):
+        cfg = load_config(configs[name])
+        assert cfg.backbone.dims == 3 and cfg.task.type == task and cfg.pretext.method == "mae"

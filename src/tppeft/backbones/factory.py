@@ -205,9 +205,14 @@ def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbo
         std = cfg.std
     model.requires_grad_(False)
     model.eval()
-    return Backbone(
+    backbone = Backbone(
         model=model, mean=mean, std=std, image_size=model.patch_embed.img_size[0],
         patch_size=model.patch_embed.patch_size[0], identity=identity,
         decoder_state=decoder_state, decoder_meta=meta.get("decoder", {}) if decoder_state else {},
         decoder_resampled=decoder_resampled,
     )
+    if cfg.dims == 3:  # the 3D ViT made from this 2D one (backbones/vit3d.py)
+        from tppeft.backbones.vit3d import inflate_backbone
+
+        return inflate_backbone(backbone, cfg)
+    return backbone

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
+from tppeft.options import ConfigError
 from tppeft.pretext.config import PretextConfig
 
 
@@ -35,6 +36,9 @@ class PretextTask(nn.Module):
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__()
         self.cfg = cfg
+        if self.own_views and len(vit.patch_embed.patch_size) == 3:
+            raise ConfigError(f"pretext.method '{self.name}' makes 2D views of images; with backbone.dims: 3 use a "
+                              "masked-image task (mae, simmim, featdistill)")
 
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

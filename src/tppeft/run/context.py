@@ -81,7 +81,8 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         ", compiled blocks" if cfg.train.compile else "")
     backbone = build_backbone(cfg.backbone, cfg.data.image_size)
     t = cfg.task
-    data = load_dataset(resolve(cfg.data.path), t.type, cfg.data.limit, t.slices, t.slice_span, cfg.data.volume)
+    slices, span = (t.slices, t.slice_span) if cfg.backbone.dims == 2 else (None, 1.0)  # a 3D ViT: whole volumes
+    data = load_dataset(resolve(cfg.data.path), t.type, cfg.data.limit, slices, span, cfg.data.volume)
     task = task_for(cfg, data)
     task.select_metric()  # a metric the task lacks is a config error before any training
     task.prepare(data, backbone.image_size)
