@@ -13,6 +13,10 @@ class Volume3DClassificationTask(ClassificationTask):
     description = "volume classification with the 3D ViT (backbone.dims: 3), linear head on the class token"
     primary_metric = "auc"
 
+    def __init__(self, cfg, data: ImageDataset):
+        super().__init__(cfg, data)
+        self.size = cfg.data.image_size or 0  # the in-plane input size, set by prepare
+
     def metric_note(self) -> str:
         d, s = self.cfg.backbone.volume_depth, self.size
         return (f"Per-volume ACC and AUC as MedMNIST v2 computes them; each whole volume, resized to {d}x{s}x{s}, "
