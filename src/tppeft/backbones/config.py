@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from tppeft.options import Section
 
@@ -43,3 +45,19 @@ class BackboneConfig(Section):
         description="Attention heads of a checkpoint's MAE decoder where the file does not say (an MAE `.pth`); "
         "null = MAE's 16.",
     )
+    dims: Literal[2, 3] = Field(
+        2, description="2 = the 2D ViT (volumes slice by slice); 3 = a 3D ViT made from it: patch embedding "
+        "inflated to `patch_depth` x patch x patch patches (weights spread over depth), position embedding repeated "
+        "over the depth grid. Volume data only (NIfTI volumes, MedMNIST-3D).")
+    patch_depth: int = Field(
+        4, gt=0, description="3D backbone: depth of a patch in slices (b0: 4 x 8 x 8 patches).")
+    volume_depth: int = Field(
+        32, gt=0, description="3D backbone: depth of its input in slices (a multiple of `patch_depth`); volumes are "
+        "resized to it, and in-plane to `data.image_size`.")
+
+    @model_validator(mode="after")
+    def _depth_fits_patches(self) -> BackboneConfig:
+        if self.dims == 3 and self.volume_depth % self.patch_depth:
+            raise ValueError(f"backbone.volume_depth ({self.volume_depth}) must be a multiple of "
+                             f"backbone.patch_depth ({self.patch_depth})")
+        return self

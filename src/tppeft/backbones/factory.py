@@ -187,7 +187,7 @@ def _finish(model: nn.Module, cfg: BackboneConfig, mean: tuple, std: tuple, iden
 def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbone:
     """Build the frozen backbone that ``cfg`` names, optionally at another input size."""
     if cfg.checkpoint:
-        return _from_checkpoint(cfg, image_size)
+        return _dims(_from_checkpoint(cfg, image_size), cfg)
     name = cfg.name or architecture.DEFAULT_NAME
     kwargs = {"img_size": image_size} if image_size is not None else {}
     model = create_timm(name, cfg.pretrained, **kwargs)
@@ -195,6 +195,15 @@ def build_backbone(cfg: BackboneConfig, image_size: int | None = None) -> Backbo
     mean, std = tuple(pcfg.get("mean", (0.5,) * 3)), tuple(pcfg.get("std", (0.5,) * 3))
     identity = {"name": name, "pretrained": cfg.pretrained, "arch_kwargs": kwargs}
     source = "timm's pretrained_cfg" if cfg.pretrained else "timm's config"
-    return _finish(model, cfg, mean, std, identity,
+    return _dims(_finish(model, cfg, mean, std, identity,
                    provenance={"layout": "timm" if cfg.pretrained else "random", "family": "timm",
-                               "normalisation": source, "mae_decoder": None, "dino_head": None, "notes": []})
+                               "normalisation": source, "mae_decoder": None, "dino_head": None, "notes": []}), cfg)
+
+
+def _dims(backbone: Backbone, cfg: BackboneConfig) -> Backbone:
+    """``backbone.dims: 3``: the 3D ViT made from this 2D one (backbones/vit3d.py); 2 keeps it."""
+    if cfg.dims == 3:
+        from tppeft.backbones.vit3d import inflate_backbone
+
+        return inflate_backbone(backbone, cfg)
+    return backbone

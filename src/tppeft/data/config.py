@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from tppeft.data.nifti.config import VolumeDataConfig
 from tppeft.options import Section, check_area_range
 
 
@@ -26,8 +27,9 @@ class DataConfig(Section):
         "bundled:breastmnist",
         description="MedMNIST-format .npz (2D images or 3D volumes), a segmentation .npz (`images`, `masks`, "
         "`split`), a folder of image/mask pairs, an image folder (`DIR/{train,val,test}/<class>/*` or "
-        "`DIR/<class>/*`), a CSV manifest (`path,label[,split][,group]`), or `bundled:breastmnist`; relative "
-        "paths from the working folder.",
+        "`DIR/<class>/*`), a CSV manifest (`path,label[,split][,group]`), an MSD folder of NIfTI volumes "
+        "(`imagesTr/`, `labelsTr/`, `dataset.json`) or a CSV of NIfTI image/label paths, or `bundled:breastmnist`; "
+        "relative paths from the working folder.",
     )
     image_size: int | None = Field(
         None, gt=0, description="Input side in pixels; null = the backbone's own input size."
@@ -62,6 +64,7 @@ class DataConfig(Section):
         None, gt=0, description="Few labels: fine-tuning sees this many training images per class (single-label "
         "classification; a class with fewer keeps all); instead of `label_fraction`. null = all labels.",
     )
+    volume: VolumeDataConfig = Field(default_factory=VolumeDataConfig)
 
     @field_validator("crop_scale")
     @classmethod

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tppeft.data import nifti
 from tppeft.data.detect import detect_layout
 from tppeft.data.medmnist import DataError, ImageDataset, load_medmnist
 from tppeft.data.segmentation import load_segmentation_folder, load_segmentation_npz
@@ -18,7 +19,10 @@ if TYPE_CHECKING:
 def detect_kind(path: str | Path) -> str:
     """What ``path`` holds: ``segmentation`` (image/mask folders, or an npz with images/masks/split), ``volume``
     (a MedMNIST-format npz of (N,D,H,W) volumes) or ``classification`` (MedMNIST-format 2D images, an image
-    folder or a CSV manifest)."""
+    folder or a CSV manifest) or ``segmentation3d`` (NIfTI volumes: an MSD folder or a CSV of image/label
+    paths)."""
+    if nifti.holds_volumes(Path(path)):
+        return nifti.KIND
     return detect_layout(path).kind
 
 
@@ -29,13 +33,20 @@ def _quiet(_: str) -> None:
 def load_dataset(path: str | Path, kind: str = "auto", limit: int | None = None, slices: int | None = None,
                  slice_span: float = 1.0, *, size: int | None = None, split: SplitConfig | None = None,
                  cache: bool | str = "auto", cache_dir: str | None = None,
-                 log: Callable[[str], None] = _quiet) -> ImageDataset:
+                 log: Callable[[str], None] = _quiet, volume: nifti.VolumeDataConfig | None = None) -> ImageDataset:
     """Read ``path`` as ``kind`` (``auto`` = detected); a kind the data does not hold is a :class:`DataError`.
 
     ``size`` (the model's input side) is where images of several sizes are resized to on reading; ``split``,
     ``cache`` and ``cache_dir`` are ``data.split``, ``data.cache`` and ``data.cache_dir`` (image folders and
-    CSV manifests). ``log`` hears the layout found and any conversion, once.
+    CSV manifests). ``log`` hears the layout found and any conversion, once. ``volume`` holds the options of
+    NIfTI volumes (``data.volume``).
     """
+    if nifti.holds_volumes(Path(path)):
+        if kind not in ("auto", nifti.KIND):
+            raise DataError(f"{path}: holds {nifti.KIND} data but task.type is '{kind}'; set task.type: auto or "
+                            f"{nifti.KIND}")
+        log(f"data: NIfTI volumes in {path}")
+        return nifti.load_nifti_dataset(path, volume, limit)
     layout = detect_layout(path)
     if kind != "auto" and kind != layout.kind:
         raise DataError(f"{path}: holds {layout.kind} data but task.type is '{kind}' (found: {layout.text}); set "
@@ -71,4 +82,4 @@ def data_from_config(cfg: DataConfig, task_type: str = "auto", slices: int | Non
     from tppeft.bundled import resolve
 
     return load_dataset(resolve(cfg.path), task_type, cfg.limit, slices, slice_span, size=size, split=cfg.split,
-                        cache=cfg.cache, cache_dir=cfg.cache_dir, log=log)
+                        cache=cfg.cache, cache_dir=cfg.cache_dir, log=log, volume=cfg.volume)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tppeft.backbones import Backbone
+from tppeft.options import ConfigError
 from tppeft.pretext.config import PretextConfig
 
 
@@ -38,6 +39,9 @@ class PretextTask(nn.Module):
         # Where the temporary head came from, for the log, results.jsonl and summary.json; a task that can
         # start from a checkpoint's own head (MAE's decoder, DINO's projection head) says which.
         self.head_source = f"fresh {self.name} head"
+        if self.own_views and len(vit.patch_embed.patch_size) == 3:
+            raise ConfigError(f"pretext.method '{self.name}' makes 2D views of images; with backbone.dims: 3 use a "
+                              "masked-image task (mae, simmim, featdistill)")
 
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

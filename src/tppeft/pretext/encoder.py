@@ -14,7 +14,7 @@ from torch import nn
 def embed_patches(vit: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Patch embeddings (B, L, D) of images of any side that is a multiple of the patch size."""
     pe = vit.patch_embed
-    if tuple(images.shape[-2:]) == tuple(pe.img_size):
+    if tuple(images.shape[-2:]) == tuple(pe.img_size) or len(pe.img_size) == 3:  # 3D: volumes of its own size
         return pe(images)
     # timm's PatchEmbed asserts its own input size; the same projection and norm work at any size.
     return pe.norm(pe.proj(images).flatten(2).transpose(1, 2))
@@ -48,8 +48,13 @@ def run_blocks(vit: nn.Module, patches: torch.Tensor) -> torch.Tensor:
     return vit.norm(vit.blocks(x))
 
 
-def _grid(vit: nn.Module, images: torch.Tensor) -> tuple[int, int]:
+def _grid(vit: nn.Module, images: torch.Tensor) -> tuple[int, ...]:
     p = vit.patch_embed.patch_size
+    if len(p) == 3:  # a 3D ViT (backbones/vit3d.py) reads volumes (B, D, H, W) of its own input size only
+        if tuple(images.shape[-3:]) != tuple(vit.patch_embed.img_size):
+            raise ValueError(f"the 3D backbone takes volumes of size {vit.patch_embed.img_size}, "
+                             f"got {tuple(images.shape[-3:])}")
+        return tuple(vit.patch_embed.grid_size)
     return images.shape[-2] // p[0], images.shape[-1] // p[1]
 
 

@@ -34,6 +34,27 @@ def patchify(images: torch.Tensor, patch: int, order: str = "chw") -> torch.Tens
     return x.reshape(b, (h // patch) * (w // patch), patch * patch * c)
 
 
+def patchify_volumes(volumes: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
+    """Grey (B, D, H, W) -> (B, L, pd*p*p) in the token order of a 3D ViT (depth, rows, columns), each patch
+    ordered (slice, row, column)."""
+    (b, d, h, w), (pd, ph, pw) = volumes.shape, patch
+    x = volumes.reshape(b, d // pd, pd, h // ph, ph, w // pw, pw)
+    return x.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, -1, pd * ph * pw)
+
+
+def patch_targets(vit: torch.nn.Module, images: torch.Tensor, order: str = "chw") -> torch.Tensor:
+    """The pixel patches a masked-image task predicts for ``vit``'s tokens: (B, L, 3*p*p) of a 2D ViT's
+    (B, 3, H, W) input (each patch in ``order``), (B, L, pd*p*p) of a 3D ViT's grey volumes (B, D, H, W)."""
+    patch = vit.patch_embed.patch_size
+    return patchify_volumes(images, patch) if len(patch) == 3 else patchify(images, patch[0], order)
+
+
+def patch_dim(vit: torch.nn.Module) -> int:
+    """Length of one pixel patch of ``vit``'s input: 3*p*p in 2D, pd*p*p for a 3D ViT's grey volumes."""
+    patch = vit.patch_embed.patch_size
+    return patch[0] * patch[1] * patch[2] if len(patch) == 3 else 3 * patch[0] ** 2
+
+
 def mask_from_keep(keep: torch.Tensor, tokens: int) -> torch.Tensor:
     """Boolean mask (B, L), true where a token is hidden, from the kept indices (B, K)."""
     masked = torch.ones(keep.shape[0], tokens, dtype=torch.bool, device=keep.device)

@@ -14,7 +14,7 @@ from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.encoder import encode_with_mask_tokens
 from tppeft.pretext.heads import PixelHead
 from tppeft.pretext.losses import masked_patch_loss
-from tppeft.pretext.masking import mask_from_keep, normalised_patches, patchify, random_keep_indices
+from tppeft.pretext.masking import mask_from_keep, normalised_patches, patch_dim, patch_targets, random_keep_indices
 
 
 class SimMIM(PretextTask):
@@ -24,10 +24,9 @@ class SimMIM(PretextTask):
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__(backbone, vit, cfg)
         self.vit = vit
-        self.patch = backbone.patch_size
         self.mask_token = nn.Parameter(torch.zeros(1, 1, vit.embed_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.head = PixelHead(vit.embed_dim, 3 * self.patch ** 2)
+        self.head = PixelHead(vit.embed_dim, patch_dim(vit))
 
     def describe(self) -> str:
         return f"simmim (mask ratio {self.cfg.mask_ratio})"
@@ -42,7 +41,7 @@ class SimMIM(PretextTask):
         masked = mask_from_keep(keep, length)
         tokens = encode_with_mask_tokens(self.vit, images, masked, self.mask_token)
         pred = self.head(tokens[:, self.vit.num_prefix_tokens:])
-        target = patchify(images, self.patch)
+        target = patch_targets(self.vit, images)
         if self.cfg.norm_pix_loss:
             target = normalised_patches(target)
         return masked_patch_loss(pred, target, masked, "l1")

@@ -140,7 +140,8 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         ", compiled blocks" if cfg.train.compile else "")
     backbone = build_backbone(cfg.backbone, cfg.data.image_size)
     t = cfg.task
-    data = data_from_config(cfg.data, t.type, t.slices, t.slice_span, backbone.image_size, log)
+    slices, span = (t.slices, t.slice_span) if cfg.backbone.dims == 2 else (None, 1.0)  # a 3D ViT: whole volumes
+    data = data_from_config(cfg.data, t.type, slices, span, backbone.image_size, log)
     task = task_for(cfg, data)
     task.select_metric()  # a metric the task lacks is a config error before any training
     task.prepare(data, backbone.image_size)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from tppeft.lazy import lazy_exports, load
 from tppeft.options import ConfigError, Section
 from tppeft.tasks.segmentation.config import SegmentationOptions
+from tppeft.tasks.segmentation3d.config import Segmentation3DOptions
 from tppeft.tasks.volume.config import VolumeOptions
 
 if TYPE_CHECKING:
@@ -38,6 +39,14 @@ TASK_TYPES: dict[str, Registered] = {
     "classification": Registered("tppeft.tasks.classification:ClassificationTask"),
     "segmentation": Registered("tppeft.tasks.segmentation.task:SegmentationTask", SegmentationOptions),
     "volume": Registered("tppeft.tasks.volume.task:VolumeTask", VolumeOptions),
+    "segmentation3d": Registered("tppeft.tasks.segmentation3d.task:SliceSegmentationTask", Segmentation3DOptions),
+}
+
+
+# With backbone.dims: 3 (the 3D ViT) a data kind is read by its volumetric task instead.
+VOLUMETRIC_TASKS: dict[str, str] = {
+    "segmentation3d": "tppeft.tasks.vit3d.segmentation:Volume3DSegmentationTask",
+    "volume": "tppeft.tasks.vit3d.classification:Volume3DClassificationTask",
 }
 
 
@@ -47,6 +56,11 @@ def task_class(name: str) -> type[Task]:
 
 def task_for(cfg: TaskSettings, data: ImageDataset) -> Task:
     """The task of this data kind (the reader already checked ``task.type`` against the data)."""
+    if getattr(getattr(cfg, "backbone", None), "dims", 2) == 3:
+        if data.kind not in VOLUMETRIC_TASKS:
+            raise ConfigError(f"backbone.dims: 3 reads volumes (NIfTI volumes or MedMNIST-3D); {data.name} holds "
+                              f"{data.kind} data")
+        return load(VOLUMETRIC_TASKS[data.kind])(cfg, data)
     for name in TASK_TYPES:
         cls = task_class(name)
         if cls.kind == data.kind:
@@ -76,6 +90,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "TASKS",
     "TASK_TYPES",
+    "VOLUMETRIC_TASKS",
     "ClassificationTask",
     "Classifier",
     "Registered",

@@ -9,18 +9,19 @@ from pydantic import Field
 
 from tppeft.options import Section
 from tppeft.tasks.segmentation.config import SegmentationOptions
+from tppeft.tasks.segmentation3d.config import Segmentation3DOptions
 from tppeft.tasks.volume.config import VolumeOptions
 
 
 class TaskChoice(Section):
     """Which task the fine-tuning stage runs."""
 
-    type: Literal["auto", "classification", "segmentation", "volume"] = Field(
+    type: Literal["auto", "classification", "segmentation", "volume", "segmentation3d"] = Field(
         "auto",
         description="Task of the fine-tuning stage; `auto` = from the data (masks: segmentation, (N,D,H,W) "
-        "volumes: volume classification, else classification).",
+        "volumes: volume classification, NIfTI volumes with label maps: segmentation3d, else classification).",
     )
 
 
-class TaskConfig(VolumeOptions, SegmentationOptions, TaskChoice):
+class TaskConfig(Segmentation3DOptions, VolumeOptions, SegmentationOptions, TaskChoice):
     """The ``task`` section."""

@@ -14,7 +14,7 @@ from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.encoder import encode_visible
 from tppeft.pretext.heads import MAEDecoder
 from tppeft.pretext.losses import masked_patch_loss
-from tppeft.pretext.masking import mask_from_keep, normalised_patches, patchify, random_keep_indices
+from tppeft.pretext.masking import mask_from_keep, normalised_patches, patch_dim, patch_targets, random_keep_indices
 
 __all__ = ["MaskedReconstruction", "encode_visible"]
 
@@ -26,9 +26,8 @@ class MaskedReconstruction(PretextTask):
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__(backbone, vit, cfg)
         self.vit = vit
-        self.patch = backbone.patch_size
         num_patches = vit.patch_embed.num_patches
-        patch_dim = 3 * self.patch ** 2
+        pixels = patch_dim(vit)
         # auto: the checkpoint's decoder only at the size it was trained at; elsewhere its position table is
         # resampled, which `pretrained` asks for explicitly
         use_pretrained = cfg.decoder == "pretrained" or (
@@ -41,13 +40,13 @@ class MaskedReconstruction(PretextTask):
                                   "decoder_norm, decoder_pred, or a ViTMAEForPreTraining folder); use "
                                   "pretext.decoder=fresh")
             meta = backbone.decoder_meta
-            self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, meta.get("dim", 128),
+            self.decoder = MAEDecoder(vit.embed_dim, num_patches, pixels, meta.get("dim", 128),
                                       meta.get("depth", 4), meta.get("heads", 4), mlp_ratio=meta.get("mlp_ratio", 4.0),
                                       qkv_bias=meta.get("qkv_bias", False), norm_eps=meta.get("norm_eps"))
             self.decoder.load_state_dict(backbone.decoder_state)
             self.patch_order = meta.get("patch_order", "chw")  # an imported decoder is scored in the order it predicts
         else:
-            self.decoder = MAEDecoder(vit.embed_dim, num_patches, patch_dim, cfg.decoder_dim, cfg.decoder_depth,
+            self.decoder = MAEDecoder(vit.embed_dim, num_patches, pixels, cfg.decoder_dim, cfg.decoder_depth,
                                       cfg.decoder_heads)
         self.decoder_source = "fresh"
         if use_pretrained:
@@ -83,7 +82,7 @@ class MaskedReconstruction(PretextTask):
         """The loss with a given mask: kept patch indices (B, K) and the permutation restoring order (B, L)."""
         latent = encode_visible(self.vit, images, keep)
         pred = self.decoder(latent, ids_restore, self.vit.num_prefix_tokens)
-        target = patchify(images, self.patch, self.patch_order)
+        target = patch_targets(self.vit, images, self.patch_order)
         if self.cfg.norm_pix_loss:
             target = normalised_patches(target)
         return masked_patch_loss(pred, target, mask_from_keep(keep, ids_restore.shape[1]), "mse")

@@ -178,5 +178,5 @@ class SegmentationTask(Task):
             return []
         images = self.preview["images"].cpu().numpy()
         write_mask_grid(folder.figure(EXAMPLES_FIGURE), images, self.preview["masks"].cpu().numpy(), columns,
-                        [f"test #{i}" for i in self.preview["indices"]])
+                        self.preview.get("labels") or [f"test #{i}" for i in self.preview["indices"]])
         return [EXAMPLES_FIGURE]
