@@ -34,11 +34,11 @@ from tppeft.backbones.catalog import write_foreign
 from tppeft.backbones.formats import DecoderWeights, DinoHeadWeights, dino, mae_pth
 from tppeft.cli import main
 from tppeft.config import BackboneConfig, load_config
+from tppeft.experiment.budget import images_per_epoch, matched_budget
+from tppeft.experiment.context import prepare_context
+from tppeft.experiment.model import build_run_model
 from tppeft.pretext import get_pretext
 from tppeft.pretext.heads import DINOHead, MAEDecoder
-from tppeft.run.budget import images_per_epoch, matched_budget
-from tppeft.run.context import prepare_context
-from tppeft.run.model import build_run_model
 
 PTH_KEYS = ["backbone.decoder_heads=4", "backbone.mean=[0.5,0.5,0.5]", "backbone.std=[0.5,0.5,0.5]"]
 

@@ -39,9 +39,9 @@ from tppeft.bundled import resolve
 from tppeft.config import load_config
 from tppeft.engine import train
 from tppeft.engine.devices import autocast, compile_blocks
+from tppeft.experiment.context import prepare_context
+from tppeft.experiment.model import build_run_model
 from tppeft.pretext import get_pretext
-from tppeft.run.context import prepare_context
-from tppeft.run.model import build_run_model
 from tppeft.tasks import Classifier, classification_loss
 
 CASES = {

@@ -12,10 +12,10 @@ from tppeft.arms import get_arm
 from tppeft.arms.eva import lora_ranks
 from tppeft.cli import main
 from tppeft.config import ConfigError, load_config
-from tppeft.run.budget import matched_budget
-from tppeft.run.context import prepare_context
-from tppeft.run.finetune_stage import finetune_stage
-from tppeft.run.model import build_run_model
+from tppeft.experiment.budget import matched_budget
+from tppeft.experiment.context import prepare_context
+from tppeft.experiment.finetune_stage import finetune_stage
+from tppeft.experiment.model import build_run_model
 
 ALL_ARMS = ["baseline", "tpp", "baseline_matched", "eva", "linear_probe", "full_finetune"]
 RUN_ARMS = [*ALL_ARMS, "tpp_featdistill"]  # and one tpp arm with another pretext task

@@ -12,7 +12,7 @@ from tppeft.arms import Arm, arms_markdown, get_arm, list_arms, register_arm, re
 from tppeft.arms.linear_probe import build as build_linear_probe
 from tppeft.cli import main
 from tppeft.config import Config, ConfigError, load_config
-from tppeft.run.context import prepare_context
+from tppeft.experiment.context import prepare_context
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BUILT_IN = ["baseline", "baseline_matched", "eva", "full_finetune", "linear_probe", "tpp", "tpp_<pretext>"]

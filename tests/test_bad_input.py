@@ -15,8 +15,8 @@ from conftest import tiny_config, write_image_folder, write_medmnist, write_segm
 import tppeft.engine.loop as loop_mod
 import tppeft.rundir as rundir_mod
 from tppeft.cli import main
-from tppeft.run.context import prepare_context
-from tppeft.run.model import build_run_model
+from tppeft.experiment.context import prepare_context
+from tppeft.experiment.model import build_run_model
 
 TINY = ["--set", "threads=1", "--set", "seeds=1", "--set", "data.limit=16", "--set", "pretext.epochs=1",
         "--set", "finetune.epochs=1", "--set", "pretext.batch_size=8", "--set", "finetune.batch_size=8"]

@@ -7,8 +7,8 @@ import pytest
 
 from tppeft.config import load_config
 from tppeft.engine.loop import epoch_steps
-from tppeft.run.budget import images_per_epoch, matched_budget
-from tppeft.run.context import prepare_context
+from tppeft.experiment.budget import images_per_epoch, matched_budget
+from tppeft.experiment.context import prepare_context
 
 # b0: 64 patches of 8x8x3 and a class token, width 192, 12 blocks, MLP 4x; b0's MAE decoder: width 128, 4 blocks.
 PATCHES, PATCH_IN, WIDTH, DEPTH, DEC_WIDTH, DEC_DEPTH, PIXELS_PER_PATCH = 64, 8 * 8 * 3, 192, 12, 128, 4, 192

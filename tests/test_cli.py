@@ -13,10 +13,10 @@ from peft import PeftModel
 from tppeft.backbones import build_backbone
 from tppeft.cli import main
 from tppeft.config import BackboneConfig
-from tppeft.run.context import prepare_context
-from tppeft.run.finetune_stage import finetune_stage
-from tppeft.run.model import build_run_model
-from tppeft.run.pretext_stage import pretrain_stage
+from tppeft.experiment.context import prepare_context
+from tppeft.experiment.finetune_stage import finetune_stage
+from tppeft.experiment.model import build_run_model
+from tppeft.experiment.pretext_stage import pretrain_stage
 
 TINY = [a for s in tiny_config()[1] for a in ("--set", s)]
 

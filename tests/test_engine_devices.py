@@ -8,13 +8,13 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import tppeft.run.finetune_stage as finetune_stage_mod
-import tppeft.run.pretext_stage as pretext_stage_mod
+import tppeft.experiment.finetune_stage as finetune_stage_mod
+import tppeft.experiment.pretext_stage as pretext_stage_mod
 from tppeft.cli import main
 from tppeft.engine.devices import autocast, autocast_dtype, compile_blocks
 from tppeft.engine.loop import NonFiniteLossError, train
-from tppeft.run.context import prepare_context
-from tppeft.run.model import build_run_model
+from tppeft.experiment.context import prepare_context
+from tppeft.experiment.model import build_run_model
 
 
 @pytest.mark.parametrize("precision,device,supported,expected", [

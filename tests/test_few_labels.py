@@ -10,8 +10,8 @@ from conftest import tiny_config
 
 from tppeft.cli import main
 from tppeft.config import ConfigError, load_config
-from tppeft.run.budget import matched_budget
-from tppeft.run.context import prepare_context
+from tppeft.experiment.budget import matched_budget
+from tppeft.experiment.context import prepare_context
 
 SMALL = ["data.limit=40", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "pretext.batch_size=8",
          "finetune.batch_size=8"]

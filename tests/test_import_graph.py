@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "tppeft"
 
 
 def unit(module: str) -> str:
-    """``tppeft.run.model`` -> ``tppeft.run``: the top-level package or module a module belongs to."""
+    """``tppeft.experiment.model`` -> ``tppeft.experiment``: the top-level package or module a module belongs to."""
     return ".".join(module.split(".")[:2])
 
 
@@ -65,6 +65,6 @@ def test_the_finder_sees_a_cycle():
 
 def test_tppeft_has_no_import_cycle():
     graph = import_graph()
-    assert {"tppeft.arms", "tppeft.run", "tppeft.config", "tppeft.tasks"} <= set(graph)
-    assert "tppeft.arms" in graph["tppeft.run"] and "tppeft.config" in graph["tppeft.run"]
+    assert {"tppeft.arms", "tppeft.experiment", "tppeft.config", "tppeft.tasks"} <= set(graph)
+    assert "tppeft.arms" in graph["tppeft.experiment"] and "tppeft.config" in graph["tppeft.experiment"]
     assert cycles(graph) == []

@@ -11,9 +11,9 @@ from conftest import tiny_config
 
 from tppeft.cli import main
 from tppeft.config import load_config
+from tppeft.experiment.comparison import summarize
 from tppeft.io import write_json
 from tppeft.reporting.report import ReportError, verdict
-from tppeft.run.comparison import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

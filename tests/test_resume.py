@@ -20,10 +20,10 @@ from conftest import write_segmentation_npz
 
 import tppeft.engine.checkpoint as checkpoint_mod
 import tppeft.engine.loop as loop_mod
+import tppeft.experiment.comparison as comparison_mod
+import tppeft.experiment.finetune_stage as finetune_stage_mod
+import tppeft.experiment.pretext_stage as pretext_stage_mod
 import tppeft.io as io_mod
-import tppeft.run.comparison as comparison_mod
-import tppeft.run.finetune_stage as finetune_stage_mod
-import tppeft.run.pretext_stage as pretext_stage_mod
 from tppeft.cli import main
 from tppeft.rundir import comparable_outputs
 from tppeft.tasks.classification import ClassificationTask

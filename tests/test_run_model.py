@@ -4,10 +4,10 @@ and a change of the frozen weights or of the shared template is an error naming 
 import pytest
 import torch
 
-import tppeft.run.comparison as comparison
+import tppeft.experiment.comparison as comparison
 from tppeft.config import load_config
-from tppeft.run.context import prepare_context
-from tppeft.run.model import BackboneChangedError, backbone_unchanged, build_run_model
+from tppeft.experiment.context import prepare_context
+from tppeft.experiment.model import BackboneChangedError, backbone_unchanged, build_run_model
 
 SMALL = ["seeds=1", "data.limit=16", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "arms=[baseline]"]
 RECORD = {"test": {"auc": 0.5}, "val": {"auc": 0.5}, "best_epoch": 1, "seconds": 0.0}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tppeft.config import load_config
+from tppeft.experiment.comparison import summarize
 from tppeft.reporting.stats import bootstrap_ci, mean_std, paired_difference, sign_test_p
-from tppeft.run.comparison import summarize
 
 
 def exact_bootstrap_quantiles(values, level=0.95):

@@ -10,10 +10,10 @@ from test_targets_methods import METHODS
 
 from tppeft.cli import main
 from tppeft.config import PeftConfig
-from tppeft.run.context import prepare_context
-from tppeft.run.finetune_stage import finetune_stage
-from tppeft.run.model import build_run_model
-from tppeft.run.pretext_stage import pretrain_stage
+from tppeft.experiment.context import prepare_context
+from tppeft.experiment.finetune_stage import finetune_stage
+from tppeft.experiment.model import build_run_model
+from tppeft.experiment.pretext_stage import pretrain_stage
 from tppeft.targets.base import META_FILE
 
 # Tiny: 16 images per split (both classes present), one step per stage at batch 16, 32 px input (16 patches;

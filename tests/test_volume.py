@@ -4,7 +4,7 @@ import torch
 from conftest import shared_file
 
 from tppeft.config import load_config
-from tppeft.run.context import prepare_context
+from tppeft.experiment.context import prepare_context
 from tppeft.tasks.volume import AttentionPool, MeanPool, SliceAggregationHead, SliceClassifier
 
 

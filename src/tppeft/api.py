@@ -88,9 +88,9 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
         log: Callable[[str], None] = print) -> dict:
     """``tppeft run``: every arm over every seed into the folder ``output`` (default ``runs/run-<time>``);
     returns the summary (what ``summary.json`` holds). Everything is checked before the folder is created."""
-    from tppeft.run.comparison import run_comparison
-    from tppeft.run.context import prepare_context
-    from tppeft.run.preflight import preflight
+    from tppeft.experiment.comparison import run_comparison
+    from tppeft.experiment.context import prepare_context
+    from tppeft.experiment.preflight import preflight
 
     cfg = as_config(config, overrides)
     _check_pretexts(cfg)
@@ -162,9 +162,9 @@ def pretrain(model: Any, images: Any, method: str = "lora", pretext: str = "mae"
     one ``{"epoch", "train_loss"}`` per epoch. ``output``: a new folder to keep the files in
     (``target_params/``, ``metrics.jsonl``).
     """
+    from tppeft.experiment.model import build_run_model
+    from tppeft.experiment.pretext_stage import pretrain_stage
     from tppeft.pretext import get_pretext
-    from tppeft.run.model import build_run_model
-    from tppeft.run.pretext_stage import pretrain_stage
 
     cfg = stage_config("pretext", {"peft": {"method": method}, "pretext": {"method": pretext, "epochs": epochs}},
                        options)
@@ -194,8 +194,8 @@ def finetune(model: Any, data: Any, *, method: str | None = None, epochs: int = 
     backbone's input size) to logits: ``.vit`` with the fine-tuned target parameters and ``.head``;
     :func:`evaluate` scores it. ``history``: one ``{"epoch", "train_loss", "val": {...}}`` per epoch.
     """
-    from tppeft.run.finetune_stage import finetune_stage
-    from tppeft.run.model import build_run_model
+    from tppeft.experiment.finetune_stage import finetune_stage
+    from tppeft.experiment.model import build_run_model
 
     trained = trained_of(model)
     if trained is not None and method not in (None, getattr(trained.run.method, "name", None)):

@@ -22,8 +22,8 @@ from tppeft.data.medmnist import SPLITS, subset
 from tppeft.data.split import draw
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast_dtype
-from tppeft.run.context import Context
-from tppeft.run.model import RunModel
+from tppeft.experiment.context import Context
+from tppeft.experiment.model import RunModel
 from tppeft.tasks import task_for
 from tppeft.tracking import check_available
 

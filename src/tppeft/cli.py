@@ -47,7 +47,7 @@ from tppeft.rundir import OutputError, RunFolder, RunPaths, estimate_run_bytes
 from tppeft.targets import list_target_methods
 
 if TYPE_CHECKING:
-    from tppeft.run.context import Context
+    from tppeft.experiment.context import Context
 
 USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamError, CheckpointError, ReportError,
                JsonLinesError,
@@ -109,8 +109,8 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]
     ``plan(cfg)`` says whether a TPP stage will run and how many runs the folder will hold; ``invocation``
     (seed, init) is stored beside the config for a later --resume. Returns (config, folder, context, resuming).
     """
-    from tppeft.run.context import prepare_context
-    from tppeft.run.preflight import preflight
+    from tppeft.experiment.context import prepare_context
+    from tppeft.experiment.preflight import preflight
 
     resume = args.resume is not None
     if resume:
@@ -149,8 +149,8 @@ def _only_runs(specs: list[str], cfg: Config) -> set[tuple[str, int]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tppeft.experiment.comparison import run_comparison
     from tppeft.reporting.report import comparison_text
-    from tppeft.run.comparison import run_comparison
 
     if args.resume is not None and args.only:
         raise ConfigError("--resume continues the runs DIR was made for; drop --only")
@@ -189,8 +189,8 @@ def _finish_stage_folder(cfg: Config, folder: RunFolder) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from tppeft.run.model import build_run_model
-    from tppeft.run.pretext_stage import pretrain_stage
+    from tppeft.experiment.model import build_run_model
+    from tppeft.experiment.pretext_stage import pretrain_stage
 
     seed = _invocation(args).get("seed", args.seed)
     cfg, folder, ctx, resume = _prepare(args, lambda c: (True, 1), invocation={"seed": seed})
@@ -210,8 +210,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from tppeft.run.finetune_stage import finetune_stage
-    from tppeft.run.model import backbone_unchanged, build_run_model
+    from tppeft.experiment.finetune_stage import finetune_stage
+    from tppeft.experiment.model import backbone_unchanged, build_run_model
 
     saved = _invocation(args)
     seed, init_arg = saved.get("seed", args.seed), saved.get("init", args.init)

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 from tppeft.config import load_config, results_identity
+from tppeft.experiment.comparison import summarize
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report
-from tppeft.run.comparison import summarize
 from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
 
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).

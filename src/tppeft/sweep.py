@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from tppeft.config import Config, load_config, parse_override
+from tppeft.experiment.comparison import run_comparison
 from tppeft.io import write_json, write_text
 from tppeft.options import ConfigError
 from tppeft.reporting.report import fmt_num, fmt_signed, verdict
-from tppeft.run.comparison import run_comparison
 from tppeft.rundir import RunFolder
 from tppeft.targets import method_class
 

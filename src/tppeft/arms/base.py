@@ -1,7 +1,7 @@
 """What an arm of a comparison is, and the registry of arms.
 
 Every arm sees the same data, splits, augmentation and evaluation and, for a seed, the same head init and data
-order (the streams of :mod:`tppeft.run.seeds`); arms differ only in what is trained and from where, whether a
+order (the streams of :mod:`tppeft.experiment.seeds`); arms differ only in what is trained and from where, whether a
 TPP stage comes first, and how many fine-tuning epochs they get. An :class:`Arm` states these facts; its
 ``build`` makes its model. Torch-free: ``tppeft.config`` validates arm names against the registry, so an arm's
 module imports what its builder needs inside the builder.
@@ -18,9 +18,9 @@ from tppeft.options import ConfigError
 
 if TYPE_CHECKING:
     from tppeft.config import Config
+    from tppeft.experiment.context import Context
+    from tppeft.experiment.model import RunModel
     from tppeft.pretext.config import PretextConfig
-    from tppeft.run.context import Context
-    from tppeft.run.model import RunModel
 
     Builder = Callable[[Context, int], tuple[RunModel, dict]]
 
@@ -30,7 +30,7 @@ class Arm:
     """One arm: its facts, read by the configuration, the comparison, ``tppeft list`` and the docs.
 
     ``pretext`` maps (arm name, ``pretext`` section) to the pretext config of the arm's TPP stage; None: no TPP
-    stage. ``extra_epochs`` maps the matched budget (:func:`tppeft.run.budget.matched_budget`) to fine-tuning
+    stage. ``extra_epochs`` maps the matched budget (:func:`tppeft.experiment.budget.matched_budget`) to fine-tuning
     epochs beyond ``finetune.epochs``; None: none, and no budget is needed. ``check`` names what is wrong with a
     configuration that lists the arm, or returns None. A family (``pattern`` set) stands for every name that
     fully matches the pattern; :func:`get_arm` returns it under that name.
@@ -65,7 +65,7 @@ class Arm:
         if self.extra_epochs is None:
             return epochs
         if budget is None:
-            raise ValueError(f"arm {self.name} needs the matched budget (tppeft.run.budget.matched_budget)")
+            raise ValueError(f"arm {self.name} needs the matched budget (tppeft.experiment.budget.matched_budget)")
         return epochs + self.extra_epochs(budget)
 
 

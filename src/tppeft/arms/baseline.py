@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 from tppeft.arms.base import Arm, register_arm
 
 if TYPE_CHECKING:
-    from tppeft.run.context import Context
-    from tppeft.run.model import RunModel
+    from tppeft.experiment.context import Context
+    from tppeft.experiment.model import RunModel
 
 
 def build_with_targets(ctx: Context, seed: int) -> tuple[RunModel, dict]:
     """A backbone copy with the method's target parameters, initialised from the seed's ``targets`` stream."""
-    from tppeft.run.model import build_run_model
+    from tppeft.experiment.model import build_run_model
 
     return build_run_model(ctx, seed), {}
 

@@ -1,5 +1,5 @@
 """``baseline_matched``: ``baseline`` given extra fine-tuning epochs equal in training compute to the TPP stage
-(:mod:`tppeft.run.budget`), so that a gain of ``tpp`` cannot be explained by more training."""
+(:mod:`tppeft.experiment.budget`), so that a gain of ``tpp`` cannot be explained by more training."""
 
 from __future__ import annotations
 

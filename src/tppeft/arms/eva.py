@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     import torch
 
     from tppeft.config import Config
-    from tppeft.run.context import Context
-    from tppeft.run.model import RunModel
+    from tppeft.experiment.context import Context
+    from tppeft.experiment.model import RunModel
 
 
 class EvaArmConfig(Section):
@@ -39,7 +39,7 @@ class EvaArmConfig(Section):
 def eva_batches(ctx: Context, seed: int) -> list[torch.Tensor]:
     """Training images as model input, not augmented, in the seed's own order (``eva`` stream)."""
     from tppeft.data import iterate_batches
-    from tppeft.run.seeds import generator
+    from tppeft.experiment.seeds import generator
 
     n = len(ctx.data["train"])
     order = generator(seed, "eva")
@@ -56,8 +56,8 @@ def build(ctx: Context, seed: int) -> tuple[RunModel, dict]:
     import torch
 
     from tppeft.backbones import frozen_state_digest
-    from tppeft.run.model import RunModel
-    from tppeft.run.seeds import stream_seed
+    from tppeft.experiment.model import RunModel
+    from tppeft.experiment.seeds import stream_seed
     from tppeft.targets.eva import attach_eva_lora
 
     vit = ctx.backbone.fresh_model().to(ctx.device)

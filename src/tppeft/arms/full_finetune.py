@@ -10,8 +10,8 @@ from tppeft.arms.base import Arm, register_arm
 from tppeft.options import Section
 
 if TYPE_CHECKING:
-    from tppeft.run.context import Context
-    from tppeft.run.model import RunModel
+    from tppeft.experiment.context import Context
+    from tppeft.experiment.model import RunModel
 
 
 class FullFinetuneConfig(Section):
@@ -24,7 +24,7 @@ class FullFinetuneConfig(Section):
 def build(ctx: Context, seed: int) -> tuple[RunModel, dict]:
     """A backbone copy whose own weights are the trainable set, at ``full_finetune.lr_scale``."""
     from tppeft.backbones import frozen_state_digest
-    from tppeft.run.model import RunModel
+    from tppeft.experiment.model import RunModel
 
     vit = ctx.backbone.fresh_model().to(ctx.device)
     own = sum(p.numel() for p in vit.parameters())

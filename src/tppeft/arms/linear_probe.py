@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 from tppeft.arms.base import Arm, register_arm
 
 if TYPE_CHECKING:
-    from tppeft.run.context import Context
-    from tppeft.run.model import RunModel
+    from tppeft.experiment.context import Context
+    from tppeft.experiment.model import RunModel
 
 
 def build(ctx: Context, seed: int) -> tuple[RunModel, dict]:
     """A plain backbone copy: no target parameters, nothing of the backbone trainable."""
     from tppeft.backbones import frozen_state_digest
-    from tppeft.run.model import RunModel
+    from tppeft.experiment.model import RunModel
 
     vit = ctx.backbone.fresh_model().to(ctx.device)
     own = sum(p.numel() for p in vit.parameters())

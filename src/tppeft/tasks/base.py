@@ -29,7 +29,7 @@ class TaskSettings(Protocol):
 
 
 class TaskContext(Protocol):
-    """What a task reads of a run's shared context (``tppeft.run.context.Context`` has it)."""
+    """What a task reads of a run's shared context (``tppeft.experiment.context.Context`` has it)."""
 
     cfg: TaskSettings
     device: torch.device

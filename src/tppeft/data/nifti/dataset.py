@@ -47,7 +47,8 @@ class VolumeDataset(ImageDataset):
 
     def to(self, device: torch.device | str) -> VolumeDataset:
         return VolumeDataset(self.name, {k: v.to(device) for k, v in self.splits.items()}, self.task,
-                             self.num_classes, self.kind, self.label_names, self.split_origin)
+                             self.num_classes, self.kind, self.class_names, self.layout,
+                             label_names=self.label_names, split_origin=self.split_origin)
 
 
 def _stack(volumes: list[Volume], shape: tuple[int, int, int]) -> VolumeSplit:
@@ -96,4 +97,5 @@ def load_nifti_dataset(path: str | Path, cfg: VolumeDataConfig | None = None,
         names = ["background", *(str(k) for k in range(1, num_classes))]
     if num_classes < 2:
         raise DataError(f"{path}: every label volume is background only; segmentation needs a foreground class")
-    return VolumeDataset(source.name, splits, "multiclass", num_classes, KIND, names, origin)
+    return VolumeDataset(source.name, splits, "multiclass", num_classes, KIND, class_names=names,
+                         label_names=names, split_origin=origin)

@@ -19,21 +19,21 @@ from tppeft.bundled import resolve
 from tppeft.config import Config
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
+from tppeft.experiment.budget import matched_budget
+from tppeft.experiment.context import Context, prepare_context
+from tppeft.experiment.finetune_stage import finetune_stage
+from tppeft.experiment.model import backbone_unchanged
+from tppeft.experiment.pretext_stage import pretrain_stage
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
-from tppeft.run.budget import matched_budget
-from tppeft.run.context import Context, prepare_context
-from tppeft.run.finetune_stage import finetune_stage
-from tppeft.run.model import backbone_unchanged
-from tppeft.run.pretext_stage import pretrain_stage
 from tppeft.rundir import RunFolder
 
 
 def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | None = None) -> dict:
     """One arm, one seed: [TPP stage] + fine-tuning; returns the run's record.
 
-    ``budget`` (from :func:`tppeft.run.budget.matched_budget`) gives an arm that needs it (``baseline_matched``)
+    ``budget`` (from :func:`tppeft.experiment.budget.matched_budget`) gives an arm that needs it (``baseline_matched``)
     its extra epochs.
     """
     start = time.perf_counter()

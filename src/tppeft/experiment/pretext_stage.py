@@ -14,14 +14,14 @@ from tppeft.data import iterate_batches
 from tppeft.engine import train
 from tppeft.engine.checkpoint import copy_into, prefixed, unprefixed
 from tppeft.engine.devices import compile_blocks
+from tppeft.experiment.checkpoints import resume_stage, stage_checkpointer
+from tppeft.experiment.context import Context
+from tppeft.experiment.diagnostics import probe_possible, probe_targets, target_movement
+from tppeft.experiment.model import RunModel, build_run_model
+from tppeft.experiment.seeds import generator
 from tppeft.io import append_jsonl
 from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
-from tppeft.run.checkpoints import resume_stage, stage_checkpointer
-from tppeft.run.context import Context
-from tppeft.run.diagnostics import probe_targets, target_movement
-from tppeft.run.model import RunModel, build_run_model
-from tppeft.run.seeds import generator
 from tppeft.rundir import RunPaths
 from tppeft.tracking import scheduled_lr, track_epoch
 
@@ -136,7 +136,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     task = get_pretext(cfg)(ctx.backbone, run.vit, cfg).to(ctx.device)
     if ctx.cfg.train.compile:
         compile_blocks(task)
-    probing = cfg.probe and ctx.single_label
+    probing = cfg.probe and ctx.single_label and probe_possible(ctx, seed)
     # where the target parameters started (after a resume: the same seeded init, made again)
     init = {n: t.detach().clone() for n, t in
             (run if resumed is None else build_run_model(ctx, seed)).target_tensors().items()}

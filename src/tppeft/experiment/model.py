@@ -12,11 +12,11 @@ from torch import nn
 
 from tppeft.backbones import frozen_state_digest
 from tppeft.engine.checkpoint import copy_into
-from tppeft.run.seeds import stream_seed
+from tppeft.experiment.seeds import stream_seed
 from tppeft.targets import Attached, TargetMethod, get_target_method
 
 if TYPE_CHECKING:
-    from tppeft.run.context import Context
+    from tppeft.experiment.context import Context
 
 
 @dataclass

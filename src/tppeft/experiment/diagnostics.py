@@ -6,9 +6,16 @@ from __future__ import annotations
 import torch
 
 from tppeft.data import iterate_batches
+from tppeft.experiment.context import Context
+from tppeft.experiment.model import RunModel
 from tppeft.probe import lora_update_norms, movement, probe_run
-from tppeft.run.context import Context
-from tppeft.run.model import RunModel
+
+
+def probe_possible(ctx: Context, seed: int) -> bool:
+    """A probe needs two classes or more in the labelled training images and in validation and test."""
+    chosen = ctx.labelled(seed)
+    train = ctx.data["train"].labels if chosen is None else ctx.data["train"].labels[chosen.to(ctx.device)]
+    return all(len(torch.unique(y)) > 1 for y in (train, ctx.data["val"].labels, ctx.data["test"].labels))
 
 
 def probe_targets(ctx: Context, run: RunModel, seed: int) -> dict:

@@ -14,11 +14,11 @@ from tppeft.engine.checkpoint import prefixed, unprefixed
 from tppeft.engine.devices import compile_blocks
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.selection import BestSoFar
+from tppeft.experiment.checkpoints import resume_stage, stage_checkpointer
+from tppeft.experiment.context import Context
+from tppeft.experiment.model import RunModel
+from tppeft.experiment.seeds import generator, stream_seed
 from tppeft.io import append_jsonl
-from tppeft.run.checkpoints import resume_stage, stage_checkpointer
-from tppeft.run.context import Context
-from tppeft.run.model import RunModel
-from tppeft.run.seeds import generator, stream_seed
 from tppeft.rundir import RunPaths
 from tppeft.tasks import TaskModel
 from tppeft.tracking import scheduled_lr, track_epoch

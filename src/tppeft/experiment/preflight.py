@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tppeft import distributed
+from tppeft.experiment.context import Context
+from tppeft.experiment.model import build_run_model
 from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
-from tppeft.run.context import Context
-from tppeft.run.model import build_run_model
 
 
 def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 from tppeft import distributed
 from tppeft.config import results_identity
 from tppeft.engine.checkpoint import Checkpoint, Checkpointer, fingerprint
-from tppeft.run.context import Context
+from tppeft.experiment.context import Context
 from tppeft.rundir import RunPaths
 
 

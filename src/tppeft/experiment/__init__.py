@@ -14,22 +14,22 @@ from typing import TYPE_CHECKING
 from tppeft.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from tppeft.run.budget import matched_budget
-    from tppeft.run.comparison import run_arm, run_comparison, summarize
-    from tppeft.run.context import Context, prepare_context
-    from tppeft.run.finetune_stage import finetune_stage
-    from tppeft.run.model import BackboneChangedError, RunModel, build_run_model
-    from tppeft.run.preflight import preflight
-    from tppeft.run.pretext_stage import pretrain_stage
+    from tppeft.experiment.budget import matched_budget
+    from tppeft.experiment.comparison import run_arm, run_comparison, summarize
+    from tppeft.experiment.context import Context, prepare_context
+    from tppeft.experiment.finetune_stage import finetune_stage
+    from tppeft.experiment.model import BackboneChangedError, RunModel, build_run_model
+    from tppeft.experiment.preflight import preflight
+    from tppeft.experiment.pretext_stage import pretrain_stage
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "tppeft.run.budget": ["matched_budget"],
-    "tppeft.run.comparison": ["run_arm", "run_comparison", "summarize"],
-    "tppeft.run.context": ["Context", "prepare_context"],
-    "tppeft.run.finetune_stage": ["finetune_stage"],
-    "tppeft.run.model": ["BackboneChangedError", "RunModel", "build_run_model"],
-    "tppeft.run.preflight": ["preflight"],
-    "tppeft.run.pretext_stage": ["pretrain_stage"],
+    "tppeft.experiment.budget": ["matched_budget"],
+    "tppeft.experiment.comparison": ["run_arm", "run_comparison", "summarize"],
+    "tppeft.experiment.context": ["Context", "prepare_context"],
+    "tppeft.experiment.finetune_stage": ["finetune_stage"],
+    "tppeft.experiment.model": ["BackboneChangedError", "RunModel", "build_run_model"],
+    "tppeft.experiment.preflight": ["preflight"],
+    "tppeft.experiment.pretext_stage": ["pretrain_stage"],
 })
 
 __all__ = ["BackboneChangedError", "Context", "RunModel", "build_run_model", "finetune_stage", "matched_budget",

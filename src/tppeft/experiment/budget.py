@@ -18,9 +18,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tppeft.engine.loop import epoch_steps
+from tppeft.experiment.context import Context
+from tppeft.experiment.model import build_run_model
 from tppeft.pretext import get_pretext
-from tppeft.run.context import Context
-from tppeft.run.model import build_run_model
 
 RULE = ("extra epochs = ceil(pretext.epochs x TPP training FLOPs per epoch / fine-tuning training FLOPs per epoch); "
         "FLOPs of forward + backward counted with torch FlopCounterMode")

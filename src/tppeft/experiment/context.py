@@ -19,9 +19,9 @@ from tppeft.data.fewshot import labelled_subset
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
+from tppeft.experiment.seeds import stream_seed
 from tppeft.io import file_sha256
 from tppeft.options import ConfigError
-from tppeft.run.seeds import stream_seed
 from tppeft.tasks import Task, task_for
 from tppeft.tracking import check_available
 
