@@ -95,6 +95,9 @@ def valid_trees(draw) -> dict:
         node[leaf] = list(value) if isinstance(value, tuple) else value
     if "eva" in tree.get("arms", []) and tree.get("peft", {}).get("method", "lora") != "lora":
         tree["peft"]["method"] = "lora"  # cross-field rule: the eva arm initialises LoRA
+    data = tree.get("data", {})
+    if data.get("label_fraction") is not None and data.get("labels_per_class") is not None:
+        del data["labels_per_class"]  # cross-field rule: one way of choosing the labelled subset
     return tree
 
 
