@@ -26,6 +26,8 @@ def test_import_is_torch_free_and_offers_the_api():
     code = "import sys, tppeft; print('torch' in sys.modules, sorted(tppeft.__all__))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split(" ", 1)[0] == "False"
+    import tppeft.experiment.context  # noqa: F401 (loaded: the API's names stay functions)
+
     for name in ("run", "pretrain", "finetune", "evaluate", "load_data", "load_backbone"):
         assert name in out and callable(getattr(tppeft, name))
 

@@ -166,8 +166,9 @@ def pretrain(model: Any, images: Any, method: str = "lora", pretext: str = "mae"
     from tppeft.experiment.pretext_stage import pretrain_stage
     from tppeft.pretext import get_pretext
 
-    cfg = stage_config("pretext", {"peft": {"method": method}, "pretext": {"method": pretext, "epochs": epochs}},
-                       options)
+    # no linear probe by default: the images may come without labels (probe=True asks for it on labelled data)
+    tree = {"peft": {"method": method}, "pretext": {"method": pretext, "epochs": epochs, "probe": False}}
+    cfg = stage_config("pretext", tree, options)
     get_pretext(cfg.pretext)
     ctx = make_context(cfg, as_backbone(model, cfg), unlabelled_dataset(images, val_images), log)
     run_model = build_run_model(ctx, seed)
