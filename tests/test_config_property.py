@@ -29,6 +29,16 @@ SPECIAL = {
     # cross-field rule: decoder_dim must be divisible by decoder_heads
     "pretext.decoder_dim": st.integers(1, 64).map(lambda k: 4 * k),
     "pretext.decoder_heads": st.sampled_from([1, 2, 4]),
+    # NIfTI volumes: ordered pairs, positive spacings, fractions summing to 1, one axis code per axis
+    "data.volume.window": st.tuples(st.floats(-2000, 0, exclude_max=True), st.floats(0, 2000)),
+    "data.volume.percentiles": st.tuples(st.floats(0, 50, exclude_max=True), st.floats(50, 100)),
+    "data.volume.spacing": st.none() | st.tuples(*[st.floats(0.1, 5.0)] * 3),
+    "data.volume.split_fractions": st.sampled_from([(0.7, 0.1, 0.2), (0.5, 0.25, 0.25), (0.8, 0.1, 0.1)]),
+    "data.volume.orientation": st.none() | st.permutations("RAS").map("".join),
+    "backbone.std": st.none() | st.tuples(*[st.floats(0.01, 2.0)] * 3),
+    # cross-field rule: the 3D input depth is a multiple of the patch depth
+    "backbone.patch_depth": st.just(4),
+    "backbone.volume_depth": st.integers(1, 16).map(lambda k: 4 * k),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tppeft.options import Section
 
@@ -54,6 +54,13 @@ class BackboneConfig(Section):
     volume_depth: int = Field(
         32, gt=0, description="3D backbone: depth of its input in slices (a multiple of `patch_depth`); volumes are "
         "resized to it, and in-plane to `data.image_size`.")
+
+    @field_validator("std")
+    @classmethod
+    def _check_std(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is not None and min(v) <= 0:
+            raise ValueError("needs three positive values")
+        return v
 
     @model_validator(mode="after")
     def _depth_fits_patches(self) -> BackboneConfig:
