@@ -24,6 +24,10 @@ def test_other_input_size_resamples_position_embedding():
 def test_unknown_timm_name_is_clear():
     with pytest.raises(BackboneError, match="not a timm model"):
         build_backbone(BackboneConfig(name="vit_nonexistent_model_42"))
+    with pytest.raises(BackboneError, match="closest ViT names: vit_tiny_patch16_224"):
+        build_backbone(BackboneConfig(name="vit_tiny_patch16_22", checkpoint=None))
+    with pytest.raises(BackboneError, match="a timm model is named as timm:NAME"):
+        build_backbone(BackboneConfig(checkpoint="vit_small_patch16_224"))
 
 
 def test_pretrained_offline_names_local_alternative(monkeypatch):

@@ -154,6 +154,42 @@ def test_version_and_a_torch_free_command_line(capsys):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["list", "-v"], ["config"], ["config", "--docs"],
+                                  ["config", "hippocampus_vit3d", "--set", "peft.method=ssf"]])
+def test_help_list_and_config_import_no_torch(argv):
+    code = ("import contextlib, io, sys, tppeft.cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            f"    tppeft.cli.main({argv!r})\n"
+            "assert 'torch' not in sys.modules, 'imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["run", "--set", "finetune.epoch=3"], "unknown key 'finetune.epoch' (did you mean 'finetune.epochs'"),
+    (["run", "--set", "train.epochs=3"], "did you mean 'pretext.epochs' or 'finetune.epochs'"),
+    (["run", "--set", "fintune.lr=0.1"], "unknown key 'fintune' (did you mean 'finetune'"),
+    (["run", "hipocampus"], "neither a file nor a bundled config (did you mean 'hippocampus'"),
+    (["config", "--set", "pretext.method=simclrr"], "'simclrr' is unknown (did you mean 'simclr'?)"),
+    (["config", "--set", "peft.method=lorra"], "'lorra' is unknown (did you mean 'lora'"),
+    (["config", "--set", "arms=[baselin]"], "unknown arm(s) ['baselin'] (did you mean 'baseline'"),
+])
+def test_mistyped_names_get_a_suggestion(argv, expected, tmp_path, capsys):
+    assert main([*argv, *(["-o", str(tmp_path / "out")] if argv[0] == "run" else [])]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["run", "--epochs", "3"], "--set finetune.epochs=3 (or pretext.epochs, backbone_pretrain.epochs)"),
+    (["run", "--finetune-lr=0.1"], "--set finetune.lr=0.1"),
+    (["run", "--fast"], "config keys are set with --set KEY=VALUE (`tppeft config --docs` lists them)"),
+])
+def test_a_config_key_given_as_a_flag_gets_the_set_form(argv, expected, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2 and expected in capsys.readouterr().err
+
+
 def test_a_closed_pipe_ends_quietly():
     exe = shutil.which("tppeft")
     proc = subprocess.run(f"'{exe}' config --docs | head -1", shell=True, capture_output=True, text=True)

@@ -32,7 +32,7 @@ from tppeft.api_inputs import (
     unlabelled_dataset,
 )
 from tppeft.arms import get_arm
-from tppeft.bundled import bundled_configs, resolve
+from tppeft.bundled import config_path, resolve
 from tppeft.config import Config, ConfigError, apply_override, config_from_tree, load_config
 from tppeft.data import ImageDataset, load_dataset
 from tppeft.data.config import SplitConfig
@@ -49,10 +49,8 @@ def as_config(config: Config | Mapping | str | Path | None = None,
               overrides: Mapping[str, Any] | Sequence[str] = ()) -> Config:
     """A :class:`Config` from a Config, a mapping of keys (as a YAML file holds them), a YAML file or the name of
     a bundled config (None: the defaults); ``overrides`` are ``{"finetune.epochs": 3}`` or ``["finetune.epochs=3"]``."""
-    if isinstance(config, str | Path) and not Path(config).exists() and str(config) in bundled_configs():
-        config = bundled_configs()[str(config)]
     if isinstance(config, str | Path):
-        tree = load_config(config).model_dump(mode="json")
+        tree = load_config(config_path(config)).model_dump(mode="json")
     elif isinstance(config, Config):
         tree = config.model_dump(mode="json")
     else:

@@ -27,3 +27,21 @@ def resolve(spec: str) -> Path:
 def bundled_configs() -> dict[str, Path]:
     """Bundled YAML recipes by name (file stem)."""
     return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def config_path(spec: str | Path) -> Path:
+    """A YAML file, or the bundled config of that name; anything else is a :class:`ConfigError` that suggests the
+    closest bundled name."""
+    from tppeft.errors import ConfigError, did_you_mean
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    configs = bundled_configs()
+    if str(spec) in configs:
+        return configs[str(spec)]
+    if path.exists():
+        raise ConfigError(f"config '{spec}' is a folder, not a YAML file")
+    hint = did_you_mean(path.stem, configs)
+    raise ConfigError(f"config '{spec}' is neither a file nor a bundled config{hint}; `tppeft list` shows the "
+                      "bundled configs")

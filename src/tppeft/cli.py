@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING
 import tppeft
 from tppeft import ranks
 from tppeft.arms import get_arm, list_arms
-from tppeft.bundled import bundled_configs
+from tppeft.bundled import bundled_configs, config_path
 from tppeft.config import (
     RUNTIME_KEYS,
     Config,
     ConfigError,
     config_to_yaml,
     docs_markdown,
+    iter_fields,
     load_config,
     parse_override,
 )
@@ -69,18 +70,18 @@ def say(text: str) -> None:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    spec = args.config
-    if spec is not None and not Path(spec).exists() and spec in bundled_configs():
-        spec = bundled_configs()[spec]
+    spec = None if args.config is None else config_path(args.config)
     cfg = load_config(spec, args.set or [])
-    from tppeft.pretext import get_pretext
+    from tppeft.pretext import check_pretext
+    from tppeft.targets import check_method
 
-    get_pretext(cfg.pretext)  # an unknown pretext task is a config error before any output is written
+    check_method(cfg.peft.method)  # unknown names are config errors before any output is written
+    check_pretext(cfg.pretext)
     for arm in cfg.arms:
         variant = get_arm(arm).pretext_config(cfg.pretext)
         if variant is not None:
             try:
-                get_pretext(variant)
+                check_pretext(variant)
             except ConfigError as e:
                 raise ConfigError(f"arms: '{arm}': {e}") from None
     return cfg
@@ -273,9 +274,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if ranks.world_size() > 1:
         raise ConfigError("tppeft sweep runs in one process; under torchrun use tppeft run per cell, or spread "
                           "the cells as independent jobs")
-    spec = args.config
-    if spec is not None and not Path(spec).exists() and spec in bundled_configs():
-        spec = bundled_configs()[spec]
+    spec = None if args.config is None else config_path(args.config)
     folder = RunFolder.at(args.output, "sweep")
     args.out_dir = folder.root
     sweep = run_sweep(spec, args.set or [], args.grid, folder.root, resume=args.resume, overwrite=args.overwrite,
@@ -481,8 +480,30 @@ def _tag() -> str:
     return "tppeft:" if ranks.is_main() else f"tppeft [process {ranks.rank()}]:"
 
 
+def _flag_hint(extra: list[str], argv: list[str]) -> str:
+    """For ``--epochs 3``: the ``--set`` override(s) that the user probably meant."""
+    flag = next((a for a in extra if a.startswith("--")), None)
+    if flag is None:
+        return ""
+    name, _, value = flag[2:].partition("=")
+    if not value:  # argparse may have taken the value as a positional argument: read it from the command line
+        at = argv.index(flag) + 1 if flag in argv else len(argv)
+        value = argv[at] if at < len(argv) and not argv[at].startswith("-") else "VALUE"
+    name = name.replace("-", "_")
+    keys = sorted((k for k, *_ in iter_fields()), key=lambda k: not k.startswith("finetune."))
+    matches = [k for k in keys if name in (k, k.rsplit(".", 1)[-1], k.replace(".", "_"))]
+    if not matches:
+        return "; config keys are set with --set KEY=VALUE (`tppeft config --docs` lists them)"
+    also = f" (or {', '.join(matches[1:])})" if matches[1:] else ""
+    return f"; config keys are set with --set KEY=VALUE: --set {matches[0]}={value}{also}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        given = sys.argv[1:] if argv is None else argv
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{_flag_hint(extra, given)}")
     guard = graceful_stop(log) if args.command in TRAINING_COMMANDS else contextlib.nullcontext()
     try:
         with guard:

@@ -10,6 +10,7 @@ the documentation (``tppeft config --docs`` prints it). Unknown keys and wrong t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -25,6 +26,7 @@ from tppeft.backbone_pretrain.config import BackbonePretrainConfig
 from tppeft.backbones.config import BackboneConfig
 from tppeft.data.config import DataConfig
 from tppeft.engine.config import CheckpointConfig, FinetuneConfig, TrainConfig
+from tppeft.errors import did_you_mean
 from tppeft.options import MOVED_KEY, ConfigError, Section
 from tppeft.pretext.config import PretextConfig
 from tppeft.targets.config import PeftConfig
@@ -61,7 +63,8 @@ class Config(Section):
     def _check_arms(cls, v: list[str]) -> list[str]:
         unknown = [a for a in v if find_arm(a) is None]
         if unknown:
-            raise ValueError(f"unknown arm(s) {unknown}; choose from {list(list_arms())}")
+            hint = "".join(did_you_mean(a, list_arms()) for a in unknown)
+            raise ValueError(f"unknown arm(s) {unknown}{hint}; choose from {list(list_arms())}")
         if len(set(v)) != len(v):
             raise ValueError("arms must not repeat")
         return v
@@ -81,14 +84,30 @@ def _format_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{key}'")
+            lines.append(f"{source}: unknown key '{key}'{_key_hint(key)}")
         elif e["type"] == MOVED_KEY:
             lines += [f"{source}: {key}.{old} moved to {new}" for old, new in e["ctx"]["moved"]]
         else:
             got = e.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"  # a section-level check: its message says it
             lines.append(f"{source}: '{key}': {e['msg']}{shown}")
+    if any(e["type"] == "extra_forbidden" for e in err.errors()):
+        lines[-1] += " (`tppeft config --docs` lists every key)"
     return "; ".join(lines)
+
+
+def _key_hint(key: str) -> str:
+    """`` (did you mean ...?)`` for an unknown dotted key: the same key name in another section, else the
+    closest known key."""
+    key = re.sub(r"\.\d+(?=\.|$)", "[]", key)  # backbone_pretrain.sources.0.x -> backbone_pretrain.sources[].x
+    if "." not in key:  # a top-level key or section
+        return did_you_mean(key, Config.model_fields)
+    known = [k for k, *_ in iter_fields()]
+    leaf = key.rsplit(".", 1)[-1]
+    elsewhere = [k for k in known if k.rsplit(".", 1)[-1] == leaf]
+    if elsewhere:
+        return f" (did you mean {' or '.join(repr(k) for k in elsewhere[:3])}?)"
+    return did_you_mean(key, known)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

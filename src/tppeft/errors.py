@@ -3,6 +3,9 @@ without importing the code that raises them. Each is re-exported where it is rai
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 from tppeft.io import JsonLinesError
 from tppeft.options import ConfigError
 
@@ -31,5 +34,11 @@ class ReportError(ValueError):
     """A folder that holds no readable run summary."""
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``word``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
 __all__ = ["BackboneError", "CheckpointError", "ConfigError", "DataError", "JsonLinesError", "NonFiniteLossError",
-           "ReportError", "TargetParamError"]
+           "ReportError", "TargetParamError", "did_you_mean"]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from tppeft.errors import did_you_mean
 from tppeft.options import ConfigError
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def get_arm(name: str) -> Arm:
     """The arm called ``name``; an unknown name is a :class:`ConfigError`."""
     arm = find_arm(name)
     if arm is None:
-        raise ConfigError(f"unknown arm '{name}'; choose from {list(_ARMS)}")
+        raise ConfigError(f"unknown arm '{name}'{did_you_mean(name, _ARMS)}; choose from {list(_ARMS)}")
     return arm
 
 

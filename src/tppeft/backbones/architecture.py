@@ -7,6 +7,7 @@ the number of attention heads is not: it comes from the checkpoint's config wher
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 
@@ -73,6 +74,16 @@ def _text(a: dict) -> str:
     return f"width {a['embed_dim']}, depth {a['depth']}, patch {a['patch_size']}, {a['img_size']} px"
 
 
+def check_timm_name(name: str) -> None:
+    """A name timm does not know is a :class:`BackboneError` naming the closest ViTs timm has."""
+    if timm.is_model(name):
+        return
+    vits = [m for m in timm.list_models("*vit*") if "vit" in m.split("_")[0]]
+    close = difflib.get_close_matches(name, vits, n=4, cutoff=0.5)
+    hint = f"closest ViT names: {', '.join(close)}" if close else "`timm.list_models('vit*')` lists the ViTs"
+    raise BackboneError(f"backbone.name '{name}' is not a timm model ({hint})")
+
+
 def resolve(name: str | None, arch: dict, num_heads: int | None, source: str, suggested: str | None = None,
             family: str = "") -> tuple[str, dict]:
     """(timm name, keyword arguments) for a checkpoint whose architecture ``arch`` was read from its shapes.
@@ -80,9 +91,8 @@ def resolve(name: str | None, arch: dict, num_heads: int | None, source: str, su
     A given ``name`` must agree with the shapes; without one the checkpoint's own suggestion or timm's standard
     ViT of that width is used. Heads: the checkpoint's ``num_heads`` if it says, else the name's.
     """
-    if name is not None and not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
-        raise BackboneError(f"backbone.name '{name}' is not a timm model; similar names: {close}")
+    if name is not None:
+        check_timm_name(name)
     chosen = name or suggested
     if chosen is None:
         table = DINOV2 if family == "dinov2" else STANDARD

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from tppeft.errors import did_you_mean
 from tppeft.lazy import lazy_exports, load
 from tppeft.options import ConfigError, Section
 from tppeft.pretext.dino.config import DinoConfig
@@ -35,27 +36,46 @@ class Registered(NamedTuple):
     (besides the stage's keys and, for the masked-image tasks, ``mask_ratio`` and ``norm_pix_loss``)."""
 
     implementation: str
+    description: str
     options: type[Section] | None = None
 
 
 PRETEXTS: dict[str, Registered] = {
-    "mae": Registered("tppeft.pretext.mae.task:MaskedReconstruction", MaeOptions),
-    "simmim": Registered("tppeft.pretext.simmim:SimMIM"),
-    "dino": Registered("tppeft.pretext.dino.task:SelfDistillation", DinoConfig),
-    "simclr": Registered("tppeft.pretext.simclr.task:Contrastive", SimclrConfig),
-    "featdistill": Registered("tppeft.pretext.featdistill.task:MaskedFeatureDistillation", FeatDistillConfig),
+    "mae": Registered(
+        "tppeft.pretext.mae.task:MaskedReconstruction",
+        "MAE masked-image reconstruction: encoder on visible patches, decoder predicts the rest", MaeOptions),
+    "simmim": Registered(
+        "tppeft.pretext.simmim:SimMIM",
+        "SimMIM: mask tokens inside the encoder, linear pixel head, L1 on masked patches"),
+    "dino": Registered(
+        "tppeft.pretext.dino.task:SelfDistillation",
+        "DINO self-distillation: EMA teacher of the target parameters, multi-crop, centring, sharpening", DinoConfig),
+    "simclr": Registered(
+        "tppeft.pretext.simclr.task:Contrastive",
+        "SimCLR contrastive learning: two augmented views, projection head, NT-Xent", SimclrConfig),
+    "featdistill": Registered(
+        "tppeft.pretext.featdistill.task:MaskedFeatureDistillation",
+        "feature distillation: predict the frozen backbone's full-image features from a masked view",
+        FeatDistillConfig),
 }
+
+
+def check_pretext(cfg: PretextConfig) -> None:
+    """An unknown ``pretext.method`` is a :class:`ConfigError` (nothing is imported)."""
+    if cfg.method not in PRETEXTS:
+        raise ConfigError(f"pretext.method '{cfg.method}' is unknown{did_you_mean(cfg.method, PRETEXTS)}; choose "
+                          f"from {sorted(PRETEXTS)}")
 
 
 def get_pretext(cfg: PretextConfig) -> type[PretextTask]:
     """The task class of ``pretext.method``; an unknown name is a :class:`ConfigError`."""
-    if cfg.method not in PRETEXTS:
-        raise ConfigError(f"pretext.method '{cfg.method}' is unknown; choose from {sorted(PRETEXTS)}")
+    check_pretext(cfg)
     return load(PRETEXTS[cfg.method].implementation)
 
 
 def list_pretexts() -> dict[str, str]:
-    return {name: load(PRETEXTS[name].implementation).description for name in sorted(PRETEXTS)}
+    """Each pretext task's one-line description, by name (no implementation is imported)."""
+    return {name: PRETEXTS[name].description for name in sorted(PRETEXTS)}
 
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -68,4 +88,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 })
 
 __all__ = ["PRETEXTS", "Contrastive", "MaskedFeatureDistillation", "MaskedReconstruction", "PretextTask", "Registered",
-           "SelfDistillation", "SimMIM", "get_pretext", "list_pretexts"]
+           "SelfDistillation", "SimMIM", "check_pretext", "get_pretext",
+           "list_pretexts"]

@@ -26,7 +26,6 @@ class PretextTask(nn.Module):
     """
 
     name: ClassVar[str]
-    description: ClassVar[str] = ""
     # True when the task makes its own views of each image; the stage then gives it un-augmented batches.
     own_views: ClassVar[bool] = False
     # True when the loss couples the images of a batch (negatives, a batch centre): a batch shared between

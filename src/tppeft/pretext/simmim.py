@@ -19,7 +19,6 @@ from tppeft.pretext.masking import mask_from_keep, normalised_patches, patch_dim
 
 class SimMIM(PretextTask):
     name = "simmim"
-    description = "SimMIM: mask tokens inside the encoder, linear pixel head, L1 on masked patches"
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__(backbone, vit, cfg)

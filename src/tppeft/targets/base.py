@@ -71,15 +71,19 @@ class TargetMethod:
     """One PEFT family. Subclasses set the class attributes and implement ``inject`` (and ``merge_into``)."""
 
     name: ClassVar[str]
-    description: ClassVar[str] = ""
     # Keys of the `peft` config section that fix the target parameters' shapes and meaning.
     hyper_keys: ClassVar[tuple[str, ...]] = ()
-    # Whether the trained method can be folded into the backbone's own weights (a plain timm model).
-    mergeable: ClassVar[bool] = False
 
     def __init__(self, cfg: PeftConfig, backbone_identity: dict | None = None):
         self.cfg = cfg
         self.backbone_identity = backbone_identity
+
+    @property
+    def mergeable(self) -> bool:
+        """Whether the trained method can be folded into the backbone's own weights (its registry entry)."""
+        from tppeft.targets import METHODS
+
+        return METHODS[self.name].mergeable
 
     # --- what a subclass provides -------------------------------------------------------------------
     def inject(self, vit: nn.Module) -> Attached:

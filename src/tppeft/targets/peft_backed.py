@@ -24,7 +24,6 @@ PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 class PeftBackedMethod(TargetMethod):
     """Base of the peft families; a subclass says which ``peft`` config to build."""
 
-    mergeable = True
     peft_type: ClassVar[str]  # peft's name, as written in adapter_config.json ("LORA", "LOHA", ...)
     # peft config fields that must agree when loading a folder that has only peft's files.
     peft_keys: ClassVar[tuple[str, ...]] = ()

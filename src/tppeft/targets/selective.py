@@ -14,7 +14,6 @@ from tppeft.targets.base import Attached, TargetMethod
 
 
 class _Selective(TargetMethod):
-    mergeable = True
 
     def select(self, vit: nn.Module) -> list[str]:
         raise NotImplementedError
@@ -28,7 +27,6 @@ class _Selective(TargetMethod):
 
 class BitFitMethod(_Selective):
     name = "bitfit"
-    description = "BitFit: trains the backbone's own biases (all of them), nothing added"
 
     def select(self, vit: nn.Module) -> list[str]:
         return [n for n, _ in vit.named_parameters() if n.endswith(".bias")]
@@ -36,7 +34,6 @@ class BitFitMethod(_Selective):
 
 class LayerNormMethod(_Selective):
     name = "layernorm"
-    description = "LayerNorm tuning: trains the weight and bias of every LayerNorm, nothing added"
 
     def select(self, vit: nn.Module) -> list[str]:
         return [f"{m}.{p}" for m, mod in vit.named_modules() if isinstance(mod, nn.LayerNorm)

@@ -32,21 +32,37 @@ class Registered(NamedTuple):
     """A task: its implementation (``"module:Class"``, imported on first use) and its options, if any."""
 
     implementation: str
+    description: str
     options: type[Section] | None = None
 
 
 TASK_TYPES: dict[str, Registered] = {
-    "classification": Registered("tppeft.tasks.classification:ClassificationTask"),
-    "segmentation": Registered("tppeft.tasks.segmentation.task:SegmentationTask", SegmentationOptions),
-    "volume": Registered("tppeft.tasks.volume.task:VolumeTask", VolumeOptions),
-    "segmentation3d": Registered("tppeft.tasks.segmentation3d.task:SliceSegmentationTask", Segmentation3DOptions),
+    "classification": Registered(
+        "tppeft.tasks.classification:ClassificationTask",
+        "image classification (binary, multi-class, ordinal, multi-label); ACC and AUC"),
+    "segmentation": Registered(
+        "tppeft.tasks.segmentation.task:SegmentationTask",
+        "2D segmentation: UNETR-style decoder, Dice + cross-entropy; Dice and IoU per foreground class",
+        SegmentationOptions),
+    "volume": Registered(
+        "tppeft.tasks.volume.task:VolumeTask",
+        "volume classification: 2D backbone per slice + learned slice aggregation; ACC and AUC", VolumeOptions),
+    "segmentation3d": Registered(
+        "tppeft.tasks.segmentation3d.task:SliceSegmentationTask",
+        "3D segmentation with the 2D backbone slice by slice (UNETR-style decoder per slice); Dice and IoU per "
+        "class per volume in 3D", Segmentation3DOptions),
 }
 
 
 # With backbone.dims: 3 (the 3D ViT) a data kind is read by its volumetric task instead.
-VOLUMETRIC_TASKS: dict[str, str] = {
-    "segmentation3d": "tppeft.tasks.vit3d.segmentation:Volume3DSegmentationTask",
-    "volume": "tppeft.tasks.vit3d.classification:Volume3DClassificationTask",
+VOLUMETRIC_TASKS: dict[str, Registered] = {
+    "segmentation3d": Registered(
+        "tppeft.tasks.vit3d.segmentation:Volume3DSegmentationTask",
+        "3D segmentation with the 3D ViT (backbone.dims: 3) and a 3D UNETR-style decoder; Dice and IoU per class "
+        "per volume"),
+    "volume": Registered(
+        "tppeft.tasks.vit3d.classification:Volume3DClassificationTask",
+        "volume classification with the 3D ViT (backbone.dims: 3), linear head on the class token"),
 }
 
 
@@ -60,7 +76,7 @@ def task_for(cfg: TaskSettings, data: ImageDataset) -> Task:
         if data.kind not in VOLUMETRIC_TASKS:
             raise ConfigError(f"backbone.dims: 3 reads volumes (NIfTI volumes or MedMNIST-3D); {data.name} holds "
                               f"{data.kind} data")
-        return load(VOLUMETRIC_TASKS[data.kind])(cfg, data)
+        return load(VOLUMETRIC_TASKS[data.kind].implementation)(cfg, data)
     for name in TASK_TYPES:
         cls = task_class(name)
         if cls.kind == data.kind:
@@ -69,7 +85,9 @@ def task_for(cfg: TaskSettings, data: ImageDataset) -> Task:
 
 
 def list_tasks() -> dict[str, str]:
-    return {name: task_class(name).description for name in TASK_TYPES}
+    """Each task's one-line description, by name, the 3D ViT's as ``NAME (3D ViT)``; nothing is imported."""
+    return {name: entry.description for name, entry in TASK_TYPES.items()} | {
+        f"{name} (3D ViT)": entry.description for name, entry in VOLUMETRIC_TASKS.items()}
 
 
 _lazy_getattr, __dir__ = lazy_exports(__name__, {

@@ -55,7 +55,6 @@ class Task:
 
     name: ClassVar[str]
     kind: ClassVar[str]
-    description: ClassVar[str] = ""
     primary_metric: ClassVar[str]
 
     def __init__(self, cfg: TaskSettings, data: ImageDataset):

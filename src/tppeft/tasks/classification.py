@@ -66,7 +66,6 @@ class ClassificationTask(Task):
     """Image classification (binary, multi-class, ordinal, multi-label): linear head on the class token."""
 
     name = kind = "classification"
-    description = "image classification (binary, multi-class, ordinal, multi-label); ACC and AUC"
     primary_metric = "auc"
 
     @property

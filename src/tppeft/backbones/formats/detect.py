@@ -33,7 +33,10 @@ def read_path(path: Path, source: str, decoder_heads: int | None = None) -> Back
             return read_path(weights[0], source, decoder_heads)
         raise unsupported(source, "a folder without config.json and not exactly one weight file")
     if not path.is_file():
-        raise BackboneError(f"backbone.checkpoint '{path}' does not exist")
+        looks_like_name = not path.suffix and len(path.parts) == 1
+        hint = f"; a timm model is named as timm:NAME, a Hub repository as {hub.HF_HUB}ORG/NAME" if looks_like_name \
+            else ""
+        raise BackboneError(f"backbone.checkpoint '{path}' does not exist{hint}")
     if path.suffix == ".safetensors":
         return native.read(path, source, decoder_heads)
     if path.suffix in PICKLE_SUFFIXES:

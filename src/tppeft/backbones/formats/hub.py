@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import timm
 import torch
 
+from tppeft.backbones.architecture import check_timm_name
 from tppeft.backbones.formats.base import BackboneWeights, tensors_only
 from tppeft.errors import BackboneError
 
@@ -61,9 +62,7 @@ def hub_offline() -> Iterator[None]:
 
 def create_timm(name: str, pretrained: bool, **kwargs) -> torch.nn.Module:
     """``timm.create_model(name, num_classes=0)``; pretrained weights from the hub or, offline, its local cache."""
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
-        raise BackboneError(f"backbone.name '{name}' is not a timm model; similar names: {close}")
+    check_timm_name(name)
     offline = pretrained and not hub_reachable()
     try:
         with hub_offline() if offline else contextlib.nullcontext():

@@ -29,7 +29,6 @@ from tppeft.pretext.views.transform import MultiCropViews
 
 class SelfDistillation(PretextTask):
     name = "dino"
-    description = "DINO self-distillation: EMA teacher of the target parameters, multi-crop, centring, sharpening"
     own_views = True
     batch_coupled = True
 

@@ -29,7 +29,6 @@ from tppeft.pretext.masking import mask_from_keep, random_keep_indices
 
 class MaskedFeatureDistillation(PretextTask):
     name = "featdistill"
-    description = "feature distillation: predict the frozen backbone's full-image features from a masked view"
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__(backbone, vit, cfg)

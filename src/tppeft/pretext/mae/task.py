@@ -21,7 +21,6 @@ __all__ = ["MaskedReconstruction", "encode_visible"]
 
 class MaskedReconstruction(PretextTask):
     name = "mae"
-    description = "MAE masked-image reconstruction: encoder on visible patches, decoder predicts the rest"
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__(backbone, vit, cfg)

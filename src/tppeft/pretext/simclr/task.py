@@ -22,7 +22,6 @@ from tppeft.pretext.views.transform import MultiCropViews
 
 class Contrastive(PretextTask):
     name = "simclr"
-    description = "SimCLR contrastive learning: two augmented views, projection head, NT-Xent"
     own_views = True
     batch_coupled = True
 

@@ -70,7 +70,6 @@ def _wrap_mlps(vit: nn.Module, make) -> Attached:
 
 class AdapterMethod(TargetMethod):
     name = "adapter"
-    description = "Adapter: sequential bottleneck after every block's MLP (up projection starts at zero)"
     hyper_keys = ("adapter",)
 
     def inject(self, vit: nn.Module) -> Attached:
@@ -79,7 +78,6 @@ class AdapterMethod(TargetMethod):
 
 class AdaptFormerMethod(TargetMethod):
     name = "adaptformer"
-    description = "AdaptFormer: scaled bottleneck in parallel with every block's MLP (up starts at zero)"
     hyper_keys = ("adaptformer",)
 
     def inject(self, vit: nn.Module) -> Attached:

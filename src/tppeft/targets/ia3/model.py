@@ -15,7 +15,6 @@ from tppeft.targets.peft_backed import PeftBackedMethod
 
 class Ia3Method(PeftBackedMethod):
     name = "ia3"
-    description = "(IA)³ (peft): per-channel scales (start at 1) on the chosen linears' outputs / fc2's input"
     peft_type = "IA3"
     hyper_keys = ("targets", "ia3")
     peft_keys = ("feedforward_modules",)

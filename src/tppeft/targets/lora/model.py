@@ -15,7 +15,6 @@ __all__ = ["LoraMethod", "target_modules_regex"]
 
 class LoraMethod(PeftBackedMethod):
     name = "lora"
-    description = "LoRA (peft): A random, B zero, on the chosen block linears; options rsLoRA, DoRA"
     peft_type = "LORA"
     hyper_keys = ("r", "alpha", "targets", "use_rslora", "use_dora")
     peft_keys = ("r", "lora_alpha", "use_rslora", "use_dora")

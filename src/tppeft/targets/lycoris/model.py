@@ -18,7 +18,6 @@ from tppeft.targets.peft_backed import PeftBackedMethod
 
 class LohaMethod(PeftBackedMethod):
     name = "loha"
-    description = "LoHa (peft): Hadamard product of two low-rank updates on the chosen block linears"
     peft_type = "LOHA"
     hyper_keys = ("r", "alpha", "targets")
     peft_keys = ("r", "alpha")
@@ -30,7 +29,6 @@ class LohaMethod(PeftBackedMethod):
 
 class LokrMethod(PeftBackedMethod):
     name = "lokr"
-    description = "LoKr (peft): Kronecker product of a small and a low-rank factor on the chosen block linears"
     peft_type = "LOKR"
     hyper_keys = ("r", "alpha", "targets", "lokr")
     peft_keys = ("r", "alpha", "decompose_both", "decompose_factor")

@@ -53,9 +53,7 @@ def _ssf_sites(vit: nn.Module, targets: list[str], norms: bool) -> list[tuple[st
 
 class SsfMethod(TargetMethod):
     name = "ssf"
-    description = "SSF: per-channel scale and shift after the chosen block linears and every LayerNorm"
     hyper_keys = ("targets", "ssf")
-    mergeable = True
 
     def inject(self, vit: nn.Module) -> Attached:
         for name, module, channels in _ssf_sites(vit, self.cfg.targets, self.cfg.ssf.norms):

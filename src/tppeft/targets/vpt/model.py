@@ -66,11 +66,9 @@ class _Vpt(TargetMethod):
 
 class VptShallowMethod(_Vpt):
     name = "vpt_shallow"
-    description = "VPT-shallow: learnable prompt tokens after the class token, at the first block only"
     deep = False
 
 
 class VptDeepMethod(_Vpt):
     name = "vpt_deep"
-    description = "VPT-deep: new learnable prompt tokens after the class token at every block"
     deep = True

@@ -63,7 +63,6 @@ def preview_indices(masks: torch.Tensor, count: int = 4) -> list[int]:
 
 class SegmentationTask(Task):
     name = kind = "segmentation"
-    description = "2D segmentation: UNETR-style decoder, Dice + cross-entropy; Dice and IoU per foreground class"
     primary_metric = "dice"
 
     def __init__(self, cfg, data: ImageDataset):

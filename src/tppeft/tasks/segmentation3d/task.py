@@ -29,8 +29,6 @@ def preview_slices(split: SliceSplit, count: int = 4) -> list[int]:
 
 class SliceSegmentationTask(SegmentationTask):
     name = kind = "segmentation3d"
-    description = ("3D segmentation with the 2D backbone slice by slice (UNETR-style decoder per slice); "
-                   "Dice and IoU per class per volume in 3D")
     primary_metric = "dice"
 
     def __init__(self, cfg, data: ImageDataset):

@@ -10,7 +10,6 @@ from tppeft.tasks.classification import ClassificationTask
 
 class Volume3DClassificationTask(ClassificationTask):
     name = kind = "volume"
-    description = "volume classification with the 3D ViT (backbone.dims: 3), linear head on the class token"
     primary_metric = "auc"
 
     def __init__(self, cfg, data: ImageDataset):

@@ -34,8 +34,6 @@ def preview_volumes(labels: torch.Tensor, count: int = 4) -> list[tuple[int, int
 
 class Volume3DSegmentationTask(SegmentationTask):
     name = kind = "segmentation3d"
-    description = ("3D segmentation with the 3D ViT (backbone.dims: 3) and a 3D UNETR-style decoder; Dice and IoU "
-                   "per class per volume")
     primary_metric = "dice"
 
     def __init__(self, cfg, data: ImageDataset):

@@ -66,7 +66,6 @@ class SliceClassifier(nn.Module):
 
 class VolumeTask(ClassificationTask):
     name = kind = "volume"
-    description = "volume classification: 2D backbone per slice + learned slice aggregation; ACC and AUC"
     primary_metric = "auc"
 
     def metric_note(self) -> str:
