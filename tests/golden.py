@@ -1,7 +1,7 @@
 """Numbers a comparison must keep across refactors: every run's metrics and every statistic of summary.json.
 
 ``numbers(folder)`` extracts them (no timings, no paths); the tests compare a fresh run's numbers with the ones
-recorded in ``tests/data/golden.json`` by the code as it was before a refactor. Regenerate a case with
+recorded in ``tests/fixtures/golden.json`` by the code as it was before a refactor. Regenerate a case with
 ``python tests/golden.py CASE FOLDER`` only when a change is *meant* to change results, and say so in its commit.
 """
 
@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-GOLDEN = Path(__file__).parent / "data" / "golden.json"
+GOLDEN = Path(__file__).parent / "fixtures" / "golden.json"
 RUN_KEYS = ("arm", "seed", "status", "test", "val", "best_epoch", "finetune_epochs", "target_params",
             "backbone_params", "eva_ranks", "skipped_steps")
 PRETEXT_KEYS = ("method", "loss_start", "loss_end", "train_loss_curve", "epochs", "steps")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-ONE = "test_data_segmentation.py::test_busi_npz_has_its_documented_splits_and_binary_masks"
+ONE = "data/test_data_segmentation.py::test_busi_npz_has_its_documented_splits_and_binary_masks"
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("", "1 skipped"), ("true", "1 failed")])

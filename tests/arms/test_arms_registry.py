@@ -14,7 +14,7 @@ from tppeft.cli import main
 from tppeft.config import Config, ConfigError, load_config
 from tppeft.experiment.context import prepare_context
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BUILT_IN = ["baseline", "baseline_matched", "eva", "full_finetune", "linear_probe", "tpp", "tpp_<pretext>"]
 SMALL = ["seeds=1", "data.limit=32", "data.image_size=32", "peft.targets=[qkv]", "eva.batch_size=16", "eva.rho=1",
          "threads=1", "finetune.epochs=1", "pretext.epochs=1", "finetune.batch_size=16", "pretext.batch_size=16"]
