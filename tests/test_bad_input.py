@@ -18,7 +18,8 @@ from tppeft.cli import main
 from tppeft.experiment.context import prepare_context
 from tppeft.experiment.model import build_run_model
 
-TINY = ["--set", "threads=1", "--set", "seeds=1", "--set", "data.limit=16", "--set", "pretext.epochs=1",
+TINY = ["--set", "pretext.probe=false", "--set", "threads=1", "--set", "seeds=1", "--set", "data.limit=16", "--set",
+        "pretext.epochs=1",
         "--set", "finetune.epochs=1", "--set", "pretext.batch_size=8", "--set", "finetune.batch_size=8"]
 
 

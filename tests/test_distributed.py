@@ -28,8 +28,9 @@ from tppeft.cli import main
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Finetune batch 7 on 2 processes: shares of 4 and 3 rows, so the loss weighting is exercised.
-SETS = ["threads=1", "seeds=1", "data.limit=24", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=8",
-        "finetune.batch_size=7"]
+SETS = ["pretext.probe=false", "data.image_size=32", "threads=1",
+        "seeds=1", "data.limit=24", "pretext.epochs=1", "finetune.epochs=1",
+        "pretext.batch_size=8", "finetune.batch_size=7"]
 ARGS = [a for s in SETS for a in ("--set", s)]
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from tppeft.cli import main
 
-SETS = ["threads=1", "seeds=2", "data.limit=16", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=8",
-        "finetune.batch_size=8"]
+SETS = ["pretext.probe=false", "data.image_size=32", "threads=1",
+        "seeds=2", "data.limit=16", "pretext.epochs=1", "finetune.epochs=1",
+        "pretext.batch_size=8", "finetune.batch_size=8"]
 ARGS = [a for s in SETS for a in ("--set", s)]
 
 

@@ -91,7 +91,8 @@ def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
     assert all(np.isfinite(loss) for _, loss in meta["loss_curve"])
     # the checkpoint is what `backbone.checkpoint` reads, decoder included, and the run records what it saw
     run = tmp_path / "run"
-    sets = ["seeds=1", "data.limit=24", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=8",
+    sets = ["pretext.probe=false", "seeds=1", "data.limit=24", "pretext.epochs=1", "finetune.epochs=1",
+            "pretext.batch_size=8",
             "finetune.batch_size=8", "threads=1", f"backbone.checkpoint={out / 'backbone_encoder.safetensors'}"]
     assert main(["run", "-o", str(run), *[a for s in sets for a in ("--set", s)]]) == 0
     summary = json.loads((run / "summary.json").read_text())

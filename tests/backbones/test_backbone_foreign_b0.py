@@ -16,8 +16,8 @@ from tppeft.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 # b0's own 64 px, so `pretext.decoder: auto` takes the checkpoint's decoder; one seed, one TPP arm
-RUN = ["seeds=1", "arms=[tpp]", "data.limit=32", "data.image_size=64", "pretext.epochs=1", "finetune.epochs=1",
-       "pretext.batch_size=16", "finetune.batch_size=16", "peft.targets=[qkv]", "threads=1"]
+RUN = ["pretext.probe=false", "seeds=1", "arms=[tpp]", "data.limit=32", "data.image_size=64", "pretext.epochs=1",
+       "finetune.epochs=1", "pretext.batch_size=16", "finetune.batch_size=16", "peft.targets=[qkv]", "threads=1"]
 # what the .pth cannot say: b0's decoder heads and normalisation
 PTH_KEYS = ["backbone.decoder_heads=4", "backbone.mean=[0.5,0.5,0.5]", "backbone.std=[0.5,0.5,0.5]"]
 

@@ -87,7 +87,7 @@ def test_3d_decoder_levels_and_shapes(b3):
         load_config(None, ["backbone.dims=3", "backbone.volume_depth=10"])
 
 
-TINY = ["threads=1", "seeds=1", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=4",
+TINY = ["pretext.probe=false", "threads=1", "seeds=1", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=4",
         "finetune.batch_size=4", "data.image_size=32", "backbone.dims=3", "backbone.volume_depth=8"]
 
 

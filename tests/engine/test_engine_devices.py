@@ -70,7 +70,7 @@ def test_config_selects_precision_and_compile(tmp_path, monkeypatch, one_thread)
     bf16 = prepare_context(tiny_config(**{"train.precision": "bf16"})[0], log=lambda s: None)
     assert bf16.precision is torch.bfloat16
     assert prepare_context(tiny_config()[0], log=lambda s: None).precision is None
-    sets = ["threads=1", "seeds=1", "data.limit=16", "pretext.epochs=1", "finetune.epochs=1",
+    sets = ["pretext.probe=false", "threads=1", "seeds=1", "data.limit=16", "pretext.epochs=1", "finetune.epochs=1",
             "pretext.batch_size=8", "finetune.batch_size=8"]
     args = [a for s in sets for a in ("--set", s)]
     assert main(["run", "-o", str(tmp_path / "plain"), *args]) == 0

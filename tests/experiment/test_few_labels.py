@@ -40,7 +40,7 @@ def test_labelled_subset_is_stratified_per_seed_and_counted_once():
 
 def test_few_labels_run_uses_the_subset_and_says_so(tmp_path):
     out = tmp_path / "few"
-    assert main(["run", "-o", str(out), *_sets("data.label_fraction=0.25")]) == 0
+    assert main(["run", "-o", str(out), *_sets("data.label_fraction=0.25", "pretext.probe=true")]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["data"]["train"] == _ctx("data.label_fraction=0.25").num_labelled() < 40
     assert s["data"]["pretext_train"] == 40 and s["split_sizes"]["train"] == 40  # TPP sees every training image
@@ -75,7 +75,7 @@ def test_head_warm_up_leaves_the_target_parameters_alone_and_the_probe_reads_the
     """With no TPP epochs after a head warm-up, tpp must still equal baseline: the warm-up trained the head only."""
     out = tmp_path / "warm"
     assert main(["run", "-o", str(out), *_sets("pretext.epochs=0", "pretext.head_warmup_epochs=1",
-                                                "pretext.decoder=fresh")]) == 0
+                                                "pretext.decoder=fresh", "pretext.probe=true")]) == 0
     s = json.loads((out / "summary.json").read_text())
     tpp, base = s["arms"]["tpp"]["runs"][0], s["arms"]["baseline"]["runs"][0]
     assert tpp["test"] == base["test"]

@@ -8,8 +8,8 @@ from tppeft.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["threads=1", "seeds=1", "arms=[tpp]", "data.limit=8", "pretext.epochs=2", "finetune.epochs=1",
-        "pretext.batch_size=4", "finetune.batch_size=8"]
+TINY = ["pretext.probe=false", "threads=1", "seeds=1", "arms=[tpp]", "data.limit=8", "pretext.epochs=2",
+        "finetune.epochs=1", "pretext.batch_size=4", "finetune.batch_size=8"]
 
 
 @pytest.mark.parametrize("method", ["mae", "simmim", "dino", "simclr", "featdistill"])

@@ -15,7 +15,7 @@ def _sets(*pairs: str) -> list[str]:
     return [a for s in pairs for a in ("--set", s)]
 
 
-TINY = ("seeds=1", "pretext.epochs=1", "finetune.epochs=1", "threads=1")
+TINY = ("pretext.probe=false", "seeds=1", "pretext.epochs=1", "finetune.epochs=1", "threads=1")
 
 
 @pytest.fixture(scope="module")

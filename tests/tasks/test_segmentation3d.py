@@ -67,7 +67,8 @@ def test_slice_split_keeps_the_items_on_a_move(tmp_path):
 def test_comparison_on_nifti_volumes(tmp_path, capsys):
     root = write_msd(tmp_path / "msd", n=10)
     out = tmp_path / "run"
-    sets = ["threads=1", "seeds=1", "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=8",
+    sets = ["pretext.probe=false", "threads=1", "seeds=1", "pretext.epochs=1", "finetune.epochs=1",
+            "pretext.batch_size=8",
             "finetune.batch_size=8", "data.image_size=32", "task.neighbour_slices=1", f"data.path={root}"]
     assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
     summary = json.loads((out / "summary.json").read_text())
