@@ -35,6 +35,7 @@ from tppeft.config import (
 )
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
 from tppeft.errors import (
+    BackboneChangedError,
     BackboneError,
     CheckpointError,
     DataError,
@@ -511,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"{_tag()} error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, BackboneChangedError) as e:
         print(f"{_tag()} error: {_one_line(e)}", file=sys.stderr)
         return 1
     except RunInterrupted as e:

@@ -30,6 +30,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss or the gradients became NaN or infinite; the run stops rather than writing invalid metrics."""
 
 
+class BackboneChangedError(RuntimeError):
+    """The frozen backbone's weights changed during a run: a bug, never a result; the run stops."""
+
+
 class ReportError(ValueError):
     """A folder that holds no readable run summary."""
 
@@ -40,5 +44,5 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
-__all__ = ["BackboneError", "CheckpointError", "ConfigError", "DataError", "JsonLinesError", "NonFiniteLossError",
-           "ReportError", "TargetParamError", "did_you_mean"]
+__all__ = ["BackboneChangedError", "BackboneError", "CheckpointError", "ConfigError", "DataError", "JsonLinesError",
+           "NonFiniteLossError", "ReportError", "TargetParamError", "did_you_mean"]

@@ -62,3 +62,27 @@ def test_a_changed_template_is_an_error(ctx, tmp_path, monkeypatch):
             weight.copy_(before)
     run = build_run_model(ctx, 0)
     assert backbone_unchanged(ctx, run, "t") is True  # restored
+
+
+def test_a_run_that_trains_a_frozen_weight_stops_with_one_line_and_no_summary(tmp_path, monkeypatch, capsys):
+    """Fault injection: a method that wrongly lists a backbone weight among its targets (so the optimizer trains
+    it) in a real run from the command line; the check itself is left alone."""
+    from tppeft.cli import main
+    from tppeft.experiment.model import RunModel
+
+    real = RunModel.target_params
+
+    def leaky(self):
+        weight = self.vit.blocks[0].mlp.fc1.weight  # frozen: LoRA here is on qkv only
+        weight.requires_grad_(True)
+        return [*real(self), weight]
+    monkeypatch.setattr(RunModel, "target_params", leaky)
+    monkeypatch.setattr(RunModel, "target_tensors", lambda self: dict(zip(self.target_names, real(self), strict=True)))
+    out = tmp_path / "leak"
+    code = main(["run", "-o", str(out), *[a for s in [*SMALL, "finetune.epochs=1", "pretext.probe=false"]
+                                          for a in ("--set", s)]])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and last == "tppeft: error: [baseline seed 0]: frozen backbone weights changed during the run"
+    assert not (out / "summary.json").exists()
+    results = out / "results.jsonl"
+    assert not results.exists() or "backbone_unchanged" not in results.read_text()

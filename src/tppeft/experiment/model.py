@@ -12,6 +12,7 @@ from torch import nn
 
 from tppeft.backbones import frozen_state_digest
 from tppeft.engine.checkpoint import copy_into
+from tppeft.errors import BackboneChangedError
 from tppeft.experiment.seeds import stream_seed
 from tppeft.targets import Attached, TargetMethod, get_target_method
 
@@ -74,10 +75,6 @@ def build_run_model(ctx: Context, seed: int, init: Path | None = None) -> RunMod
     digest = frozen_state_digest(vit, set(names))
     return RunModel(vit, method, handle, names, digest, backbone_params)
 
-
-
-class BackboneChangedError(RuntimeError):
-    """The frozen backbone's weights changed during a run: a bug, never a result."""
 
 
 def backbone_unchanged(ctx: Context, run: RunModel, tag: str) -> bool:
