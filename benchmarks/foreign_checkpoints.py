@@ -7,7 +7,7 @@ after the TPP stage and test metrics, per layout, and the largest difference fro
 
 ``cost``: for each supported family, a randomly initialised checkpoint of its real shape written in its own
 layout (the weights' values do not change the cost), read as ``backbone.checkpoint``, with the run settings the
-README gives for it: parameters, counted FLOPs of one training step per image of each stage (torch's
+docs give for it (docs/backbones.md): parameters, counted FLOPs of one training step per image of each stage (torch's
 ``FlopCounterMode``, as ``baseline_matched`` counts them), float32 activation memory per image kept for the
 backward pass (counted with autograd's saved-tensor hooks), and from these the memory at a batch of 64 and the
 time of one BreastMNIST epoch at an assumed sustained rate (``--rate``). With ``--device cuda`` it also times
@@ -110,7 +110,7 @@ def _dino_vits16(path: Path) -> None:
     dino.write(path, vit.state_dict(), DinoHeadWeights(head.state_dict(), torch.zeros(1, 65536)))
 
 
-# name -> (writer, file name, run settings as the README gives them)
+# name -> (writer, file name, run settings as docs/backbones.md gives them)
 FAMILIES: dict[str, tuple[Callable[[Path], None], str, list[str]]] = {
     "b0 (bundled, ViT-Ti/8, 64 px, MAE)": (lambda p: None, "", []),
     "MAE ViT-B/16 (facebook/vit-mae-base, HF)": (_hf_vit_mae_base, "vit-mae-base", ["data.image_size=224"]),

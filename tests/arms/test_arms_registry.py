@@ -14,7 +14,7 @@ from tppeft.cli import main
 from tppeft.config import Config, ConfigError, load_config
 from tppeft.experiment.context import prepare_context
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ARMS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "arms.md"
 BUILT_IN = ["baseline", "baseline_matched", "eva", "full_finetune", "linear_probe", "tpp", "tpp_<pretext>"]
 SMALL = ["seeds=1", "data.limit=32", "data.image_size=32", "peft.targets=[qkv]", "eva.batch_size=16", "eva.rho=1",
          "threads=1", "finetune.epochs=1", "pretext.epochs=1", "finetune.batch_size=16", "pretext.batch_size=16"]
@@ -50,11 +50,11 @@ def test_registry_lists_every_arm_with_help(capsys):
     assert arms == [f"  {name}\t{help_text}" for name, help_text in list_arms().items()]
 
 
-def test_readme_arms_table_is_the_registry():
-    readme = README.read_text()
-    block = readme.split("<!-- arms:start -->\n")[1].split("\n<!-- arms:end -->")[0]
-    assert block == arms_markdown(), "README's arms table is stale: paste tppeft.arms.arms_markdown() between " \
-        "its markers"
+def test_docs_arms_table_is_the_registry():
+    page = ARMS_PAGE.read_text()
+    block = page.split("<!-- arms:start -->\n")[1].split("\n<!-- arms:end -->")[0]
+    assert block == arms_markdown(), "docs/arms.md's arms table is stale: paste tppeft.arms.arms_markdown() " \
+        "between its markers"
     assert all(f"| `{name}` |" in block for name in BUILT_IN)
 
 

@@ -78,7 +78,7 @@ def test_documented_budget_follows_from_the_counts(default_budget):
     assert images_per_epoch(n, cfg.finetune.batch_size) == 17 * 32
     assert b["pretext_flops_per_epoch"] == b["pretext_flops_per_image_step"] * 512
     assert b["finetune_flops_per_epoch"] == b["finetune_flops_per_image_step"] * 544
-    # the README's numbers: 1.03 vs 1.60 GFLOPs per image, 6 TPP epochs = 3.6 fine-tuning epochs -> +4
+    # the numbers of docs/arms.md: 1.03 vs 1.60 GFLOPs per image, 6 TPP epochs = 3.6 fine-tuning epochs -> +4
     assert round(b["pretext_flops_per_image_step"] / 1e9, 2) == 1.03
     assert round(b["finetune_flops_per_image_step"] / 1e9, 2) == 1.60
     assert round(b["tpp_stage_in_finetune_epochs"], 1) == 3.6

@@ -111,7 +111,7 @@ def registered_arms() -> list[Arm]:
 
 
 def arms_markdown() -> str:
-    """The arms as a Markdown table (the README's, between its ``arms`` markers)."""
+    """The arms as a Markdown table (docs/arms.md's, between its ``arms`` markers)."""
     rows = ["| arm | what it is | fine-tuning trains (and the task's head) | TPP stage | fine-tuning epochs |",
             "|---|---|---|---|---|"]
     for arm in _ARMS.values():

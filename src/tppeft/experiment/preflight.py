@@ -28,6 +28,6 @@ def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
         if task.batch_coupled and distributed.world_size() > 1:
             raise ConfigError(f"pretext.method '{task.name}' computes its loss over the whole batch (negatives, "
                               "centring), which a batch shared between processes would change; run it in one "
-                              "process per job (see the README, \"Speed and scale\")")
+                              "process per job (see the docs, \"Speed and scale\": tppeft run --only and tppeft merge)")
     return count
 
