@@ -3,6 +3,8 @@ expected, and no output folder left behind."""
 
 from __future__ import annotations
 
+import builtins
+import errno
 import json
 import shutil
 from collections.abc import Callable
@@ -80,6 +82,12 @@ def _nan_pixels(a: dict) -> None:
     a["val_images"] = x
 
 
+def _inf_pixels(a: dict) -> None:
+    x = a["val_images"].astype(np.float32) / 255
+    x[1, 2, 3] = np.inf
+    a["val_images"] = x
+
+
 def _empty_test(a: dict) -> None:
     a.update(test_images=a["test_images"][:0], test_labels=a["test_labels"][:0])
 
@@ -87,7 +95,8 @@ def _empty_test(a: dict) -> None:
 # (case, --set overrides built from tmp_path, what the error line must contain)
 CASES = [
     ("missing data file", lambda t: ["data.path=" + str(t / "nope.npz")], ["nope.npz", "does not exist"]),
-    ("not an npz", lambda t: ["data.path=" + _write(t / "junk.npz", b"not a zip")], ["junk.npz", "cannot read"]),
+    ("not an npz", lambda t: ["data.path=" + _write(t / "junk.npz", b"not a zip")],
+     ["junk.npz", "not an .npz archive", "not a zip"]),
     ("npz lacking keys", _data("k.npz", lambda a: a.pop("test_labels")), ["k.npz", "missing key", "test_labels"]),
     ("lengths differ", _data("len.npz", _edit("val_labels", lambda x: x[:-1])),
      ["len.npz", "val_images has 6 items but val_labels has 5"]),
@@ -100,6 +109,7 @@ CASES = [
     ("one class", _data("one.npz", _edit("train_labels", lambda x: x * 0)), ["one.npz", "single class"]),
     ("empty split", _data("e.npz", _empty_test), ["e.npz", "split 'test' is empty"]),
     ("NaN pixels", _data("nan.npz", _nan_pixels), ["nan.npz", "'val_images'", "NaN"]),
+    ("inf pixels", _data("inf.npz", _inf_pixels), ["inf.npz", "'val_images'", "infinite"]),
     ("int16 pixels", _data("i.npz", _edit("train_images", lambda x: x.astype(np.int16))),
      ["i.npz", "'train_images' has dtype int16", "uint8"]),
     ("object array", _data("o.npz", _edit("train_labels", lambda x: x.astype(object))), ["o.npz", "'train_labels'"]),
@@ -189,6 +199,28 @@ def test_bad_input_exits_2_with_one_line_and_no_output(case, tmp_path, capsys):
     sets = [a for s in make(tmp_path) for a in ("--set", s)]
     code = main(["run", "-o", str(out), *TINY, *sets])
     _check(code, capsys.readouterr().err, expected, out)
+
+
+def _forbid(monkeypatch, path: Path) -> None:
+    """Reading ``path`` fails as a file without read permission does (chmod is no test when run as root)."""
+    real = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if Path(str(file)).resolve() == path.resolve():
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", guarded)
+
+
+def test_files_without_read_permission(tmp_path, monkeypatch, capsys):
+    data = write_medmnist(tmp_path / "locked.npz")
+    _forbid(monkeypatch, data)
+    code = main(["run", "-o", str(tmp_path / "a"), *TINY, "--set", f"data.path={data}"])
+    _check(code, capsys.readouterr().err, ["locked.npz: cannot be read (Permission denied)"], tmp_path / "a")
+    root = write_image_folder(tmp_path / "imgs")
+    _forbid(monkeypatch, sorted((root / "val").rglob("*.png"))[0])
+    code = main(["run", "-o", str(tmp_path / "b"), *TINY, "--set", f"data.path={root}"])
+    _check(code, capsys.readouterr().err, ["1 file(s) cannot be read as images", "val/"], tmp_path / "b")
 
 
 def test_bad_config_file_names_the_file(tmp_path, capsys):

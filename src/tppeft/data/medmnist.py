@@ -131,6 +131,14 @@ def open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
     if not path.is_file():
         raise DataError(f"data file '{path}' is not a file")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    if magic != b"PK":  # else numpy reads any other bytes as a pickle and says only that
+        raise DataError(f"{path}: not an .npz archive (numpy.savez writes a zip of .npy arrays; this file is not a "
+                        "zip)")
+    try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: cannot read as .npz ({e})") from None

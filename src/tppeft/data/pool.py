@@ -8,7 +8,6 @@ Every image is resized to the backbone's input size; grey and RGB files can be m
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 
 from tppeft.bundled import resolve
 from tppeft.data.config import PoolSourceConfig
-from tppeft.data.medmnist import DataError, _images_to_tensor
+from tppeft.data.medmnist import DataError, _images_to_tensor, open_npz
 from tppeft.data.transforms import resize_images
 from tppeft.io import file_sha256
 
@@ -63,10 +62,7 @@ def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None
         path = source_path(src.path, root)
         if not path.is_file():
             raise DataError(f"backbone_pretrain.sources: data file '{path}' does not exist")
-        try:
-            npz = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise DataError(f"{path}: cannot read as .npz ({e})") from None
+        npz = open_npz(path)
         counts: dict[str, int] = {}
         volume = False
         with npz:
