@@ -7,7 +7,8 @@ A comparison folder (``tppeft run``)::
     command.json       the command that made the folder (for --resume)
     results.jsonl      one line per finished run (arm x seed)
     summary.json       every number; its presence marks a complete comparison
-    report.md, report.html, <figure>.png   (examples.png: segmentation's example masks)
+    report.md, report.html, <figure>.png   (examples.png: segmentation's example masks; roc_curves.png:
+                                           classification's ROC curves)
     runs/<arm>/seed<k>/   one run: see :class:`RunPaths`
 
 A stage command's folder (``tppeft pretrain`` / ``finetune``) is a :class:`RunFolder` whose root is also the
@@ -50,12 +51,14 @@ TARGET_PARAMS = "target_params"
 FINETUNED = "finetuned"
 HEAD = "head.safetensors"
 EXAMPLES = "examples.npz"
+TEST_SCORES = "test_scores.npz"
 TENSORBOARD = "tensorboard"
 PRETEXT_RECORD = "pretext.json"
 SWEEP = "sweep.json"
 SWEEP_MD = "sweep.md"
 CELLS = "cells"
 EXAMPLES_FIGURE = "examples.png"
+ROC_FIGURE = "roc_curves.png"
 DEFAULT_PARENT = "runs"  # where a command's folder goes when no --output is given
 TIMING_KEYS = ("seconds", "finetune_seconds")  # what differs between an interrupted run and an uninterrupted one
 
@@ -105,6 +108,11 @@ class RunPaths:
     def examples(self) -> Path:
         """Segmentation: predicted masks of a few test images (seed 0)."""
         return self.root / EXAMPLES
+
+    @property
+    def test_scores(self) -> Path:
+        """Classification: the test split's scores and labels (for the ROC curves)."""
+        return self.root / TEST_SCORES
 
     @property
     def tensorboard(self) -> Path:

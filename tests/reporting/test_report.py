@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import tiny_config
 
@@ -43,11 +44,12 @@ def test_report_files_and_html_is_self_contained(run_dir):
         assert (run_dir / name).is_file(), name
     html = (run_dir / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     embedded = [base64.b64decode(s.split(",", 1)[1]) for s in sources]
     assert embedded[0] == (run_dir / "metric_by_arm.png").read_bytes()
     assert embedded[1] == (run_dir / "paired_differences.png").read_bytes()
     assert embedded[2] == (run_dir / "loss_curves.png").read_bytes()
+    assert embedded[3] == (run_dir / "roc_curves.png").read_bytes()
     assert all(png.startswith(PNG_MAGIC) for png in embedded)
     assert not re.search(r'(href|src)="(https?:)?//', html) and "<link" not in html and "<script" not in html
     md = (run_dir / "report.md").read_text()
@@ -56,6 +58,33 @@ def test_report_files_and_html_is_self_contained(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     for arm, e in summary["arms"].items():  # the table shows the summary's numbers
         assert f"| {arm} | {e['n']} |" in md and f"{e['mean']['auc']:.3f} ± {e['std']['auc']:.3f}" in md
+
+
+def test_roc_curves_are_drawn_from_each_runs_test_scores(run_dir):
+    from tppeft.tasks.classification import classification_metrics, roc_points
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["figures"] == ["roc_curves.png"] and "## ROC curves" in (run_dir / "report.md").read_text()
+    for arm, entry in summary["arms"].items():
+        for r in entry["runs"]:
+            with np.load(run_dir / "runs" / arm / f"seed{r['seed']}" / "test_scores.npz") as f:
+                scores, labels = f["scores"], f["labels"]
+            assert scores.shape == (summary["split_sizes"]["test"], 2)
+            assert classification_metrics(labels, scores, "binary-class")["auc"] == pytest.approx(r["test"]["auc"])
+            fpr, tpr, auc = roc_points(labels, scores, "binary-class")
+            assert auc == pytest.approx(r["test"]["auc"]) and fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
+
+
+def test_roc_points_of_several_classes_pool_one_vs_rest():
+    from tppeft.tasks.classification import roc_points
+
+    labels = np.array([0, 1, 2, 2])
+    perfect = np.eye(3)[labels]
+    assert roc_points(labels, perfect, "multi-class")[2] == 1.0
+    assert roc_points(labels, perfect[:, ::-1], "multi-class")[2] < 0.5
+    assert roc_points(np.zeros(4, int), np.full((4, 2), 0.5), "binary-class") is None  # one class: no curve
+    multilabel = np.array([[1, 0], [0, 1], [1, 1]])
+    assert roc_points(multilabel, multilabel * 0.9, "multilabel")[2] == 1.0
 
 
 def test_loss_curves_come_from_the_run_folders(run_dir):

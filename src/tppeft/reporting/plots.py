@@ -111,6 +111,28 @@ def plot_metric_by_arm(summary: dict, path: Path) -> Path:
     return path
 
 
+def plot_roc(curves: dict[str, list[tuple[np.ndarray, np.ndarray, float]]], path: Path, pooled: bool) -> Path:
+    """Test ROC curves: one thin line per seed, one colour per arm, the arm's mean AUC over seeds in the legend.
+    ``pooled``: the curves are one-vs-rest over every (image, class) pair (micro average; the reported AUC is the
+    mean of the per-class AUCs, so the two may differ)."""
+    colours = _colours(list(curves))
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
+    for arm, runs in curves.items():
+        for k, (fpr, tpr, _) in enumerate(runs):
+            ax.plot(fpr, tpr, color=colours[arm], linewidth=1.0, alpha=0.8,
+                    label=f"{arm} (AUC {np.mean([r[2] for r in runs]):.3f}, {len(runs)} seed(s))" if k == 0 else None)
+    ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title("test ROC, one-vs-rest pooled over classes" if pooled else "test ROC", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_paired(summary: dict, path: Path) -> Path | None:
     """One row per comparison (TPP minus another arm, primary metric): each seed's difference, the mean with its
     95% bootstrap interval, and zero; the axis spans at least ``MIN_SPAN``."""

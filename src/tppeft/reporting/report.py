@@ -20,7 +20,7 @@ from tppeft.reporting.document import (
     to_html,
     to_markdown,
 )
-from tppeft.rundir import SUMMARY, RunFolder
+from tppeft.rundir import EXAMPLES_FIGURE, ROC_FIGURE, SUMMARY, RunFolder
 
 
 def is_missing(v) -> bool:
@@ -78,6 +78,14 @@ def arms_rows(summary: dict) -> Table:
     return Table(header, rows)
 
 
+# A task's own figures (summary["figures"]): heading and caption.
+FIGURE_TEXT = {
+    EXAMPLES_FIGURE: ("Examples", "Test images (seed 0 of each arm): ground truth filled; predictions filled with the "
+                                  "ground truth outlined in green."),
+    ROC_FIGURE: ("ROC curves", "Test ROC curves, one line per seed (binary: of the positive-class score; several "
+                               "classes: one-vs-rest over every image and class pooled, whose area can differ from "
+                               "the reported AUC, the mean of the per-class AUCs)."),
+}
 FEW_SEEDS = 5  # below this a bootstrap interval over seeds says little: the reading says so
 
 
@@ -334,10 +342,9 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                     "TPP stage. Every run checked that the backbone's own weights were bit-identical at its end "
                     "(for `full_finetune`, which trains a copy, that the shared backbone was).")]
     for fig in summary.get("figures") or []:
-        blocks += [Heading("Examples"),
-                   Para("Test images (seed 0 of each arm): ground truth filled; predictions filled with the ground "
-                        "truth outlined in green."),
-                   Image(RunFolder(run_dir).figure(fig) if run_dir else Path(fig), "examples")]
+        heading, text = FIGURE_TEXT.get(fig, ("Figure", ""))
+        blocks += [Heading(heading), *([Para(text)] if text else []),
+                   Image(RunFolder(run_dir).figure(fig) if run_dir else Path(fig), heading.lower())]
     return blocks
 
 

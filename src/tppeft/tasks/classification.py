@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from tppeft import distributed
 from tppeft.data import iterate_batches
+from tppeft.rundir import ROC_FIGURE, RunFolder, RunPaths
 from tppeft.tasks.base import Task, TaskContext
 
 
@@ -36,6 +39,22 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str,
 
 def scores_from_logits(logits: torch.Tensor, task: str) -> torch.Tensor:
     return torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=1)
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(false-positive rates, true-positive rates, AUC) of one run's test scores: binary, of the positive-class
+    score; otherwise of every (image, class) pair pooled one-vs-rest (micro average). None with one class."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    if task != "multilabel" and scores.shape[1] == 2:
+        truth, score = labels.reshape(-1), scores[:, 1]
+    else:
+        n = scores.shape[1]
+        truth = (labels if task == "multilabel" else np.eye(n, dtype=np.int64)[labels.reshape(-1)]).reshape(-1)
+        score = scores.reshape(-1)
+    if len(np.unique(truth)) < 2:
+        return None
+    fpr, tpr, _ = roc_curve(truth, score)
+    return fpr, tpr, float(roc_auc_score(truth, score))
 
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
@@ -113,4 +132,31 @@ class ClassificationTask(Task):
 
     def evaluate(self, ctx: TaskContext, model: nn.Module, split: str) -> dict[str, float]:
         scores, labels, loss = self.predict(ctx, model, split)
+        if split == "test":
+            self.test_scores = (scores, labels)  # kept for after_test: every process evaluates, one writes
         return {**classification_metrics(labels, scores, self.data_info["task"]), "loss": loss}
+
+    def after_test(self, ctx: TaskContext, model: nn.Module, run_dir: Path, seed: int) -> None:
+        """Save the test split's scores and labels: the ROC curves of the comparison are drawn from them."""
+        scores, labels = self.test_scores
+        np.savez(RunPaths(run_dir).test_scores, scores=scores.astype(np.float32), labels=labels)
+
+    def figures(self, ctx: TaskContext, out_dir: Path, arms: list[str]) -> list[str]:
+        """ROC curves of every arm and seed whose test scores were saved."""
+        from tppeft.reporting.plots import plot_roc
+
+        folder = RunFolder(out_dir)
+        curves: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {}
+        for arm in arms:
+            for seed in range(ctx.cfg.seeds):
+                path = folder.run(arm, seed).test_scores
+                if path.is_file():
+                    with np.load(path) as f:
+                        curve = roc_points(f["labels"], f["scores"], self.data_info["task"])
+                    if curve is not None:
+                        curves.setdefault(arm, []).append(curve)
+        if not curves:
+            return []
+        plot_roc(curves, folder.figure(ROC_FIGURE), pooled=self.data_info["task"] == "multilabel"
+                 or self.num_classes > 2)
+        return [ROC_FIGURE]
