@@ -57,3 +57,22 @@ def test_output_folder_rules(tmp_path):
         RunFolder(other).prepare(overwrite=True)
     write_json(tmp_path / "n.json", {"a": float("nan")})
     assert (tmp_path / "n.json").read_text().strip() == '{\n "a": null\n}'
+
+
+def test_a_long_epoch_logs_its_progress(monkeypatch):
+    import tppeft.engine.loop as loop
+
+    x = torch.randn(16, 2)
+    p = torch.nn.Parameter(torch.zeros(2))
+    lines: list[str] = []
+    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 0.0)  # every step is "long enough ago"
+    train([p], lambda idx: ((x[idx] @ p - 1) ** 2).mean(), 16, epochs=2, batch_size=4, lr=0.1, weight_decay=0,
+          warmup_epochs=0, generator=torch.Generator().manual_seed(0), log=lines.append, tag="[t]")
+    steps = [line.split(" loss ")[0] for line in lines if " step " in line]
+    assert steps == [f"[t] epoch {e}/2 step {k}/4" for e in (1, 2) for k in (1, 2, 3)]  # the epoch's end logs itself
+    assert all("eta" in line for line in lines)
+    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 3600.0)
+    lines.clear()
+    train([p], lambda idx: ((x[idx] @ p - 1) ** 2).mean(), 16, epochs=1, batch_size=4, lr=0.1, weight_decay=0,
+          warmup_epochs=0, generator=torch.Generator().manual_seed(0), log=lines.append, tag="[t]")
+    assert not any(" step " in line for line in lines)

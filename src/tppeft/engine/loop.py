@@ -49,6 +49,7 @@ from tppeft.errors import NonFiniteLossError
 
 # With several processes a stop request (SIGTERM/SIGINT) is agreed on every this many steps (one collective).
 STOP_POLL_STEPS = 10
+PROGRESS_SECONDS = 60.0  # a progress line inside an epoch at most this often (one host read of the loss)
 
 # Called after each epoch with (epoch, mean training loss); returns metrics to log (may be empty).
 EpochEnd = Callable[[int, float], dict]
@@ -155,7 +156,8 @@ class TrainingLoop:
         self.bad_steps = torch.zeros((), dtype=torch.long, device=self.device)  # "stop" mode, read at checkpoints
         self.elapsed_before = 0.0
         self.world = distributed.world_size()
-        self.start = time.perf_counter()  # the clock of ``elapsed``
+        self.start = self.last_progress = time.perf_counter()  # the clock of ``elapsed`` and of progress lines
+        self.first_step = 0  # the step this process started from (after a resume, the checkpoint's)
 
     # -- construction
 
@@ -216,6 +218,7 @@ class TrainingLoop:
         self.scheduler.load_state_dict(ckpt.meta["scheduler"])
         restore_rng(self.generators, ckpt.tensors)
         self.pos = _Position(loop["epoch"], loop["step_in_epoch"], loop["step"], ckpt.tensors["rng.order_epoch_start"])
+        self.first_step = self.pos.step
         self.loss_sum = ckpt.tensors["loop.loss_sum"].to(self.device)
         self.finite_steps = ckpt.tensors["loop.finite_steps"].to(self.device)
         self.result.history, self.result.skipped_steps = list(loop["history"]), loop["skipped_steps"]
@@ -306,6 +309,18 @@ class TrainingLoop:
         mid_epoch = self.pos.step_in_epoch < self.steps_per_epoch  # the epoch's end has its own checkpoint
         if self.checkpoints is not None and mid_epoch and self.checkpoints.due(self.pos.step):
             self.save()
+        if mid_epoch and time.perf_counter() - self.last_progress >= PROGRESS_SECONDS:
+            self.log_progress()
+
+    def log_progress(self) -> None:
+        """A line inside a long epoch: the step, the epoch's running loss, and the estimate of the stage's time
+        left (the epoch's end logs its own)."""
+        self.last_progress = time.perf_counter()
+        done, total = self.pos.step, self.schedule.epochs * self.steps_per_epoch
+        elapsed, loss = self.elapsed(), float(self.loss_sum) / max(1, int(self.finite_steps))
+        eta = elapsed / max(1, done - self.first_step) * (total - done)
+        self._log(f"epoch {self.pos.epoch}/{self.schedule.epochs} step {self.pos.step_in_epoch}/"
+                  f"{self.steps_per_epoch} loss {loss:.4f} [{elapsed:.0f}s, eta {eta:.0f}s]")
 
     # -- epochs
 
