@@ -56,7 +56,7 @@ USER_ERRORS = (ConfigError, DataError, BackboneError, OutputError, TargetParamEr
                FileNotFoundError)
 # Write failures of the environment (full disk, quota, file size limit, read-only or forbidden folder).
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
-TRAINING_COMMANDS = ("run", "pretrain", "finetune", "sweep")
+TRAINING_COMMANDS = ("run", "pretrain", "finetune", "sweep", "backbone-pretrain")
 
 
 def log(msg: str) -> None:

@@ -2,6 +2,8 @@
 that `backbone.checkpoint` loads and that says what it saw."""
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -179,3 +181,20 @@ def test_interrupted_backbone_pretrain_resumes_to_the_same_weights(tmp_path, mon
     meta = [json.loads((d / "backbone_meta.json").read_text()) for d in (whole, cut)]
     assert meta[0]["loss_curve"] == meta[1]["loss_curve"] and len(meta[1]["loss_curve"]) == 3
     assert not (cut / "checkpoints").exists()  # dropped once the checkpoint files are written
+    # SIGTERM mid-epoch: a checkpoint, one line saying how to resume, exit code 143; resuming gives the same weights
+    term, steps[0] = tmp_path / "term", 0
+
+    def term_at_step_2(*a):
+        steps[0] += 1
+        if steps[0] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return grads(*a)
+    monkeypatch.setattr(loop_mod, "_grads_finite", term_at_step_2)
+    capsys.readouterr()
+    assert main(["backbone-pretrain", str(recipe), "-o", str(term)]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"written; resume with: tppeft backbone-pretrain --resume {term}")
+    monkeypatch.setattr(loop_mod, "_grads_finite", grads)
+    assert main(["backbone-pretrain", "--resume", str(term)]) == 0
+    a, b = load_file(whole / "backbone_encoder.safetensors"), load_file(term / "backbone_encoder.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
