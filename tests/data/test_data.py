@@ -79,8 +79,12 @@ def test_bad_files(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="integer labels"):
         load_medmnist(tmp_path / "dtype.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match=r"not an \.npz archive") as refused:
         load_medmnist(tmp_path / "junk.npz")
+    assert "pickle" not in str(refused.value)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:200])  # a zip cut short
+    with pytest.raises(DataError, match="cannot read as .npz"):
+        load_medmnist(tmp_path / "cut.npz")
 
 
 def test_resize_and_normalise():
