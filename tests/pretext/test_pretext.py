@@ -95,3 +95,13 @@ def test_tpp_steps_lower_the_pretext_loss_on_real_data(b0):
     with torch.no_grad():
         after = float(fixed_loss())
     assert after < before - 0.01, (before, after)
+
+
+def test_the_warning_after_a_tpp_stage_says_whether_the_loss_fell_a_little_or_not_at_all():
+    from tppeft.experiment.pretext_stage import gain_warning
+
+    assert gain_warning(0.5, 0.4) is None
+    assert "by less than 1%" in gain_warning(0.5, 0.498)
+    for end in (0.5, 0.6, float("nan")):
+        warning = gain_warning(0.5, end)
+        assert "did not lower" in warning and "less than" not in warning

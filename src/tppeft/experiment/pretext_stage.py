@@ -121,6 +121,17 @@ def head_warmup(ctx: Context, run: RunModel, task: nn.Module, cfg: PretextConfig
     return summary
 
 
+def gain_warning(loss_start: float, loss_end: float) -> str | None:
+    """What to warn about when the TPP stage did not lower the held-out pretext loss by ``MIN_PRETEXT_GAIN``."""
+    if not loss_end < loss_start:  # risen, unchanged or not a number
+        return (f"the TPP stage did not lower the held-out pretext loss ({loss_start:.4f} -> {loss_end:.4f}): it has "
+                "pre-trained nothing the pretext task can measure")
+    if loss_end >= loss_start * (1 - MIN_PRETEXT_GAIN):
+        return (f"the TPP stage lowered the held-out pretext loss by less than {MIN_PRETEXT_GAIN:.0%} "
+                f"({loss_start:.4f} -> {loss_end:.4f}): it has barely pre-trained anything")
+    return None
+
+
 def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str,
                    pretext: PretextConfig | None = None) -> dict:
     """TPP: train the target parameters with the pretext objective (``pretext``, default the config's); save
@@ -172,9 +183,9 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         on_nonfinite=ctx.cfg.train.on_nonfinite, precision=ctx.precision,
     )
     loss_end = pretext_eval_loss(ctx, task, seed)
-    if not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN):
-        ctx.log(f"{tag} WARNING: the TPP stage lowered the held-out pretext loss by less than "
-                f"{MIN_PRETEXT_GAIN:.0%} ({loss_start:.4f} -> {loss_end:.4f}): it has barely pre-trained anything")
+    warning = gain_warning(loss_start, loss_end)
+    if warning:
+        ctx.log(f"{tag} WARNING: {warning}")
     target_dir = RunPaths(out_dir).target_params
     if distributed.is_main():
         run.method.save(run.handle, target_dir, {
