@@ -89,12 +89,12 @@ class Injector:
                 raise Crash
             return evaluate(*a)
 
-        def atomic(path, data):
+        def atomic(path, data, **kw):
             if hit(f"writing {path.name}"):
                 tmp = path.with_name(f".{path.name}.tmp")
                 tmp.write_bytes(data[: len(data) // 2])
                 raise Crash
-            return write(path, data)
+            return write(path, data, **kw)
 
         def line(path, record):
             if hit(f"appending to {path.name}"):
@@ -189,23 +189,32 @@ def test_sigterm_checkpoints_and_says_how_to_resume(reference, tmp_path):
     assert comparable(out) == reference["files"]
 
 
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux's prlimit")
 def test_disk_full_mid_run_is_a_clear_error_and_the_run_resumes(reference, tmp_path):
-    """A file-size limit makes writes fail the way a full disk does, while the run is training."""
+    """Writes start failing the way a full disk makes them fail (a file-size limit set on the running process
+    from outside), after the baseline run and a few checkpoints of the TPP stage were written."""
     out = tmp_path / "full"
-    limit = 300_000  # below one checkpoint (about 4.7 MB): the first checkpoint write fails
-
-    def small_files():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
+    limit = 300_000  # below one checkpoint (about 4.7 MB), above every other file of the run
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run([sys.executable, "-m", "tppeft", "run", "-o", str(out), *ARGS], env=env,
-                          capture_output=True, text=True, preexec_fn=small_files)
-    last = done.stderr.strip().splitlines()[-1]
-    assert done.returncode == 2 and last.startswith("tppeft: error: cannot write ") and \
-        last.endswith(f"resume with: tppeft run --resume {out}"), done.stderr
-    assert not list(out.rglob("*.tmp"))
-    assert main(["run", "--resume", str(out), "--set", "threads=1"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "tppeft", "run", "-o", str(out), *ARGS], env=env,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
+    lines = _wait_for(proc, "[tpp seed 0] pretext epoch 1/2")  # the TPP stage's checkpoints 0 and 1 are written
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (limit, limit))
+    rest = proc.stderr.read()
+    assert proc.wait() == 2, rest
+    stage = out / "runs/tpp/seed0/checkpoints/pretext"
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith(f"tppeft: error: cannot write {stage}/ckpt-") and last.endswith(
+        f".safetensors: File too large; resume with: tppeft run --resume {out}"), rest
+    assert "Traceback" not in rest and sum("error" in x for x in lines + rest.splitlines()) == 1, rest
+    assert [json.loads(x)["arm"] for x in (out / "results.jsonl").read_text().splitlines()] == ["baseline"]
+    failed = int(last.split("/ckpt-")[1][:6])  # the write that failed: the checkpoints before it are intact
+    assert failed >= 2 and sorted(p.name for p in stage.iterdir()) == [
+        f"ckpt-{n:06d}.safetensors" for n in (failed - 2, failed - 1)] and not list(out.rglob("*.tmp"))
+    steps = [checkpoint_mod.read_checkpoint(p).meta["loop"]["step"] for p in sorted(stage.iterdir())]  # checksums
+    assert steps == [failed - 2, failed - 1]  # a checkpoint after every step
+    assert main(["run", "--resume", str(out), "--set", "threads=1"]) == 0  # space freed: no limit
     assert comparable(out) == reference["files"]
 
 

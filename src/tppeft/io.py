@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tppeft import faults
+
 
 class JsonLinesError(ValueError):
     """A JSON-lines file with a bad line that is not an interrupted last write."""
@@ -41,19 +43,41 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+def atomic_write_bytes(path: Path, data: bytes, checkpoint: str | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename.
+
+    ``checkpoint`` (where the checkpoint belongs, given only while a kill point is set) makes the write pass
+    the checkpoint kill points of :mod:`tppeft.faults`: half-way through the temporary file, and before the
+    rename.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            if checkpoint is None:
+                f.write(data)
+            else:
+                half = len(data) // 2
+                f.write(data[:half])
+                f.flush()
+                os.fsync(f.fileno())
+                faults.kill_point("checkpoint-mid-write", checkpoint)
+                f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
+        if checkpoint is not None:
+            faults.kill_point("checkpoint-before-rename", checkpoint)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        _name(e, path)
         raise
     fsync_dir(path.parent)
+
+
+def _name(error: BaseException, path: Path) -> None:
+    """A failed write (a full disk raises from ``write`` with no file name) names the file it was writing."""
+    if isinstance(error, OSError) and error.filename is None:
+        error.filename = str(path)
 
 
 def _clean(value: Any) -> Any:
@@ -78,10 +102,14 @@ def write_json(path: Path, data: Any) -> None:
 
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line with one write, and fsync it: a finished line survives a crash."""
-    with open(path, "a") as f:
-        f.write(json.dumps(_clean(record)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(_clean(record)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        _name(e, Path(path))
+        raise
 
 
 def read_jsonl(path: Path, repair: bool = False) -> list[dict]:

@@ -1,15 +1,23 @@
 """Checkpoints: atomic checksummed files, the last two kept, and an exact resume of the training loop."""
 
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import tppeft.faults as faults
 from tppeft.engine.checkpoint import Checkpointer, CheckpointError, read_checkpoint, write_checkpoint
 from tppeft.engine.loop import LoopOptions, NonFiniteLossError, Schedule, TrainingLoop, train
 from tppeft.engine.selection import BestSoFar
 from tppeft.engine.signals import RunInterrupted, request_stop
+
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_roundtrip_and_checksum_catches_every_kind_of_damage(tmp_path):
@@ -56,6 +64,16 @@ def test_keeps_two_and_falls_back_to_the_previous_good_one(tmp_path):
         Checkpointer(tmp_path / "ck", "other", log=logs.append).resume()
     assert Checkpointer(tmp_path / "none", "fp").resume() is None
 
+
+
+def test_a_log_made_after_the_checkpoint_is_emptied_on_resume(tmp_path):
+    """A run's metrics file is made by its first epoch line, after the stage's first checkpoints: a resume from
+    those cuts the line off rather than writing it a second time."""
+    metrics = tmp_path / "metrics.jsonl"
+    Checkpointer(tmp_path / "ck", "fp", logs=[metrics]).save({"w": torch.zeros(2)}, {})
+    metrics.write_text('{"epoch": 1}\n')  # then the process dies before its next checkpoint
+    assert Checkpointer(tmp_path / "ck", "fp", logs=[metrics]).resume() is not None
+    assert metrics.read_text() == ""
 
 class Crash(BaseException):
     """Stands for a kill: nothing in the loop may catch it."""
@@ -193,3 +211,56 @@ def test_training_loop_object_is_what_train_runs():
     (a, ra), (b, rb) = fit(True), fit(False)
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
     assert (ra.steps, [h["train_loss"] for h in ra.history]) == (rb.steps, [h["train_loss"] for h in rb.history])
+
+
+# Three checkpoints of a stage, one after each step; the kill point named in the environment stops it.
+_SAVES = """
+import sys, torch
+from pathlib import Path
+from tppeft.engine.checkpoint import Checkpointer
+ck = Checkpointer(Path(sys.argv[1]) / "tpp/seed0/checkpoints/pretext", "fp")
+for i in range(3):
+    ck.save({"w": torch.full((4096,), float(i))}, {"loop": {"epoch": 1, "step_in_epoch": i, "steps_per_epoch": 3}})
+"""
+
+
+def test_kill_points_fire_in_a_checkpoint_write_and_leave_the_previous_one_intact(tmp_path, monkeypatch):
+    """TPPEFT_KILL_AT kills the writing process (a real SIGKILL) half-way through its second checkpoint; the
+    first stays loadable and is what a resume takes. Before the rename, likewise (the kill patched in-process)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), faults.ENV: "checkpoint-mid-write:2"}
+    done = subprocess.run([sys.executable, "-c", _SAVES, str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "tppeft: kill point checkpoint-mid-write #2 reached: tpp/seed0 pretext checkpoint ckpt-000001.safetensors, "
+        "epoch 1 step 1/3")
+    stage = tmp_path / "tpp/seed0/checkpoints/pretext"
+    partial = stage / ".ckpt-000001.safetensors.tmp"
+    assert sorted(p.name for p in stage.iterdir()) == [partial.name, "ckpt-000000.safetensors"]
+    with pytest.raises(CheckpointError):
+        read_checkpoint(partial)  # half a file
+    resumed = Checkpointer(stage, "fp").resume()
+    assert resumed.path.name == "ckpt-000000.safetensors" and torch.equal(resumed.tensors["w"], torch.zeros(4096))
+
+    class Killed(BaseException):
+        pass
+
+    seen = {}
+
+    def kill():  # what a SIGKILL at this moment would leave on disk
+        seen["files"] = sorted(p.name for p in stage.iterdir())
+        seen["w"] = read_checkpoint(partial).tensors["w"]
+        raise Killed
+
+    monkeypatch.setattr(faults, "_kill", kill)
+    monkeypatch.setattr(faults, "_reached", {})
+    monkeypatch.setenv(faults.ENV, "checkpoint-before-rename")
+    ck = Checkpointer(stage, "fp")
+    ck.resume()
+    with pytest.raises(Killed):
+        ck.save({"w": torch.ones(4096)}, {"loop": {"epoch": 1, "step_in_epoch": 1, "steps_per_epoch": 3}})
+    assert seen["files"] == [partial.name, "ckpt-000000.safetensors"]  # the stale half file replaced by a whole one
+    assert torch.equal(seen["w"], torch.ones(4096))
+    assert Checkpointer(stage, "fp").resume().path.name == "ckpt-000000.safetensors"
+    monkeypatch.delenv(faults.ENV)
+    assert ck.save({"w": torch.ones(4096)}, {}).name == "ckpt-000001.safetensors" and not partial.exists()

@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
+from tppeft import faults
 from tppeft.errors import CheckpointError
 from tppeft.io import atomic_write_bytes
 
@@ -54,11 +55,13 @@ class Checkpoint:
         return bool(self.meta.get("done"))
 
 
-def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                     where: str | None = None) -> None:
+    """Write one checkpoint atomically; ``where`` (stage, epoch, step) passes the kill points on the way."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta_json = json.dumps({"format": FORMAT, **meta}, sort_keys=True)
     header = {"tppeft": meta_json, "sha256": _digest(meta_json, tensors)}
-    atomic_write_bytes(path, st_save(tensors, metadata=header))
+    atomic_write_bytes(path, st_save(tensors, metadata=header), checkpoint=where)
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
@@ -159,13 +162,25 @@ class Checkpointer:
         files = self._files()
         number = int(_NAME.match(files[-1].name).group(1)) + 1 if files else 0
         path = self.directory / f"ckpt-{number:06d}.safetensors"
-        sizes = {p.name: p.stat().st_size for p in self.logs if p.is_file()}
+        # a log not yet made has size 0: lines a resume must cut may follow in a file made after this checkpoint
+        sizes = {p.name: p.stat().st_size if p.is_file() else 0 for p in self.logs}
+        where = _where(path, meta, done) if faults.armed() else None
         write_checkpoint(path, tensors, {**meta, "fingerprint": self.fingerprint, "done": done,
-                                         "stage": self.meta, "log_sizes": sizes})
+                                         "stage": self.meta, "log_sizes": sizes}, where)
         for old in self._files()[:-self.keep]:
             old.unlink(missing_ok=True)
         self.last_saved = path
         return path
+
+
+def _where(path: Path, meta: dict[str, Any], done: bool) -> str:
+    """A checkpoint's place for a kill point's line: run folder, stage, and epoch/step or the stage's end."""
+    stage_dir = path.parent
+    run = stage_dir.parent.parent
+    loop = meta.get("loop")
+    at = ("stage done" if done or loop is None
+          else f"epoch {loop['epoch']} step {loop['step_in_epoch']}/{loop['steps_per_epoch']}")
+    return f"{run.parent.name}/{run.name} {stage_dir.name} checkpoint {path.name}, {at}"
 
 
 def fingerprint(*parts: Any) -> str:

@@ -24,6 +24,7 @@ from tppeft.experiment.context import Context, prepare_context
 from tppeft.experiment.finetune_stage import finetune_stage
 from tppeft.experiment.model import backbone_unchanged
 from tppeft.experiment.pretext_stage import pretrain_stage
+from tppeft.faults import kill_point
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
@@ -194,6 +195,8 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             records.append(record)
             if main:
                 append_jsonl(results_path, record)
+                kill_point("results-line-written", f"[{arm} seed {seed}] results line written, checkpoints not "
+                           "yet deleted")
                 if is_valid(record) and not cfg.checkpoint.keep_finished:
                     run_paths.drop_checkpoints()
     order = {(seed, arm): i for i, (seed, arm) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}

@@ -19,6 +19,7 @@ from tppeft.experiment.context import Context
 from tppeft.experiment.diagnostics import probe_possible, probe_targets, target_movement
 from tppeft.experiment.model import RunModel, build_run_model
 from tppeft.experiment.seeds import generator
+from tppeft.faults import kill_point
 from tppeft.io import append_jsonl
 from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
@@ -213,5 +214,6 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})
     ckpts.meta["summary"] = summary
     ckpts.save(prefixed("target.", run.target_tensors()), {}, done=True)
+    kill_point("tpp-stage-done", f"{tag} TPP stage's last checkpoint written, fine-tuning not started")
     return summary  # the pretext head goes out of scope here; only the target parameters remain
 
