@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import tiny_config, write_medmnist
 
 from tppeft.cli import main
 from tppeft.config import load_config
 from tppeft.experiment.comparison import summarize
 from tppeft.io import write_json
-from tppeft.reporting.report import ReportError, verdict
+from tppeft.reporting.report import ReportError, verdict, verdict_lines
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -207,3 +207,37 @@ def test_figure_axes_show_the_effect_at_its_scale(tmp_path):
     assert hi - lo >= plots.MIN_SPAN  # a 0.003 spread is drawn on a 0.1 axis, not blown up to fill it
     xlo, xhi = seen["p.png"].get_xlim()
     assert xlo < 0 < xhi and xhi - xlo >= plots.MIN_SPAN and abs(xlo + xhi) < 1e-9  # zero in the middle
+
+
+def test_an_undefined_test_metric_is_named_left_out_and_never_judged(tmp_path, capsys):
+    """A test split of one class: AUC is undefined in every run. summary.json says so with the reason instead of
+    NaN statistics, the report says it in words, and the verdict on it claims nothing; ACC is reported as usual."""
+    data = write_medmnist(tmp_path / "one_class_test.npz", n=(8, 4, 4))
+    arrays = dict(np.load(data))
+    arrays["test_labels"][:] = 1
+    np.savez(data, **arrays)
+    sets = ["pretext.probe=false", "data.image_size=32", "threads=1", "seeds=1", f"data.path={data}",
+            "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=4", "finetune.batch_size=4"]
+    out = tmp_path / "run"
+    assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    reason = "the test split holds images of one class only (1), and AUC needs two"
+    captured = capsys.readouterr()
+    assert f"note: test AUC is undefined: {reason}" in captured.err
+    results = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 2 and all(r["test"]["auc"] is None and 0 <= r["test"]["acc"] <= 1 for r in results)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["undefined_metrics"] == {"auc": reason}
+    for e in summary["arms"].values():
+        assert (e["mean"]["auc"], e["std"]["auc"], e["ci95"]["auc"]) == (None, None, [None, None])
+        assert e["nonfinite"] == {"auc": [0]} and isinstance(e["mean"]["acc"], float) and e["n"] == 1
+    paired = summary["paired"]["tpp-baseline"]
+    assert paired["auc"]["undefined"] == reason and paired["auc"]["n"] == 0 and paired["auc"]["mean"] is None
+    assert paired["acc"]["n"] == 1 and "undefined" not in paired["acc"]
+    assert verdict_lines(summary) == [f"`tpp` vs `baseline`: no verdict: test AUC is undefined ({reason})"]
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert f"test AUC is undefined in every run: {reason}. It has no mean, spread or interval" in text, name
+        assert f"no verdict: test AUC is undefined ({reason})" in text, name
+        assert "AUC | undefined | —" in text or "<td>undefined</td>" in text, name
+        assert not re.search(r"\bnan\b", re.sub(r"data:image/png;base64,[^\"]*", "", text), re.I), name
+    assert "no verdict: test AUC is undefined" in captured.out

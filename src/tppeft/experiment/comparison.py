@@ -73,11 +73,23 @@ def _by_seed(runs: list[dict], metric: str) -> dict[int, float]:
     return {r["seed"]: v for r in runs if (v := r["test"].get(metric)) is not None and math.isfinite(v)}
 
 
+def _undefined_difference(reason: str) -> dict:
+    """The paired difference of a metric no run could define: no numbers, the reason instead."""
+    return {"mean": None, "std": None, "ci95": [None, None], "wins": 0, "ties": 0, "losses": 0, "n": 0,
+            "sign_test_p": None, "per_seed": {}, "undefined": reason}
+
+
 def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], primary: str) -> dict:
     """summary.json: per-arm runs, mean, std and 95% bootstrap CI of each of the task's ``metrics``, and paired
     tpp-minus-other differences; ``primary`` names the task's primary metric. Failed runs and non-finite metrics
     are left out of every statistic and listed (``failed``, ``nonfinite``); runs with skipped updates are listed
-    too."""
+    too. A metric that no run could define (``meta["undefined_metrics"]`` gives the task's reasons, e.g. AUC of a
+    one-class test split) has no statistics at all (null), and ``undefined_metrics`` names it with its reason."""
+    undefined = dict(meta.get("undefined_metrics") or {})
+    valid = [r for r in records if is_valid(r)]
+    for m in metrics:
+        if valid and m not in undefined and not finite([r["test"].get(m) for r in valid]):
+            undefined[m] = f"no run gave a finite test {m.upper()}"
     arms: dict[str, dict] = {}
     for arm in cfg.arms:
         runs = [r for r in records if r["arm"] == arm and is_valid(r)]
@@ -87,9 +99,9 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
             entry["failed"] = failed  # left out of every statistic
         for m in metrics:
             values = [r["test"].get(m) for r in runs]
-            kept = finite(values)
-            entry["mean"][m], entry["std"][m] = mean_std(kept)
-            entry["ci95"][m] = list(bootstrap_ci(kept))
+            kept = [] if m in undefined else finite(values)
+            entry["mean"][m], entry["std"][m] = mean_std(kept) if kept else (None, None)
+            entry["ci95"][m] = list(bootstrap_ci(kept)) if kept else [None, None]
             missing = [r["seed"] for r, v in zip(runs, values, strict=True) if v is None or not math.isfinite(v)]
             if missing:
                 entry.setdefault("nonfinite", {})[m] = missing  # seeds left out of this metric's statistics
@@ -111,14 +123,15 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
             if other in tpp_arms:
                 continue
             paired[f"{tpp}-{other}"] = {
-                m: paired_difference(_by_seed(arms[tpp]["runs"], m), _by_seed(arms[other]["runs"], m))
+                m: (_undefined_difference(undefined[m]) if m in undefined else
+                    paired_difference(_by_seed(arms[tpp]["runs"], m), _by_seed(arms[other]["runs"], m)))
                 for m in metrics}
-    valid = [r for r in records if is_valid(r)]  # the count of an arm that carries the method's target parameters
+    # the count of an arm that carries the method's target parameters
     first = next((r for r in valid if get_arm(r["arm"]).carries_targets), valid[0] if valid else {})
     target = {"method": cfg.peft.method, "count": first.get("target_params"),
               "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
     return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
-            **meta, "target_params": target, "arms": arms, "paired": paired}
+            **meta, "undefined_metrics": undefined, "target_params": target, "arms": arms, "paired": paired}
 
 
 def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print, ctx: Context | None = None,
@@ -153,6 +166,9 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
             "processes": distributed.world_size()}
     arms = [get_arm(a) for a in cfg.arms]
     meta.update({arm.options: getattr(cfg, arm.options).model_dump() for arm in arms if arm.options})
+    meta["undefined_metrics"] = task.undefined_metrics(ctx.data, "test")
+    for m, reason in meta["undefined_metrics"].items():
+        log(f"note: test {m.upper()} is undefined: {reason}; it is left out of the statistics and the verdict")
     overlap = seen_splits(ctx.backbone.identity, resolve(cfg.data.path))
     if overlap:
         meta["backbone_saw_this_data"] = overlap

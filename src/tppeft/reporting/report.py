@@ -62,7 +62,7 @@ def splits_text(sizes: dict | None) -> str:
 
 
 def arms_rows(summary: dict) -> Table:
-    metrics = summary["metrics"]
+    metrics, undefined = summary["metrics"], summary.get("undefined_metrics") or {}
     header = ["arm", "n", "fine-tune epochs"]
     for m in metrics:
         header += [f"test {m.upper()} (mean ± std)", f"{m.upper()} 95% CI"]
@@ -71,6 +71,9 @@ def arms_rows(summary: dict) -> Table:
     for arm, e in summary["arms"].items():
         cells = [arm, str(e["n"]), str(e.get("finetune_epochs") or summary.get("finetune", {}).get("epochs", "?"))]
         for m in metrics:
+            if m in undefined:
+                cells += ["undefined", "—"]
+                continue
             cells += [fmt_spread(e["mean"].get(m), e["std"].get(m), e["n"]), fmt_ci(e.get("ci95", {}).get(m))]
         pre = (f"{fmt_num(e['pretext_loss_start'], 4)} → {fmt_num(e['pretext_loss_end'], 4)}"
                if "pretext_loss_start" in e else "—")
@@ -90,7 +93,10 @@ FEW_SEEDS = 5  # below this a bootstrap interval over seeds says little: the rea
 
 
 def verdict(d: dict) -> str:
-    """TPP better / worse when the paired 95% bootstrap interval excludes zero, else no clear difference."""
+    """TPP better / worse when the paired 95% bootstrap interval excludes zero, else no clear difference; none
+    for a metric that is undefined."""
+    if d.get("undefined"):
+        return "undefined: no verdict"
     lo, hi = d["ci95"]
     if d["n"] < 2 or is_missing(lo) or is_missing(hi):
         return "too few seeds to tell"
@@ -109,6 +115,9 @@ def verdict_lines(summary: dict) -> list[str]:
         if d is None:
             continue
         tpp, other = name.split("-", 1)
+        if d.get("undefined"):
+            lines.append(f"`{tpp}` vs `{other}`: no verdict: test {primary.upper()} is undefined ({d['undefined']})")
+            continue
         text = verdict(d).split(" (only")[0]  # the few-seeds caveat follows, in full
         if d["n"] >= 2:
             text += (f": {tpp} − {other} {fmt_signed(d['mean'])} {primary.upper()}, 95% CI "
@@ -132,6 +141,9 @@ def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
         for m, d in per_metric.items():
             if metrics and m not in metrics:
                 continue
+            if d.get("undefined"):
+                rows.append([name.replace("-", " − ", 1), m.upper(), "undefined", "—", "—", "—", verdict(d)])
+                continue
             record = f"{d['wins']}/{d.get('ties', 0)}/{d.get('losses', d['n'] - d['wins'] - d.get('ties', 0))}"
             diff = (f"{fmt_signed(d['mean'])} (n = 1)" if d["n"] == 1
                     else f"{fmt_signed(d['mean'])} ± {fmt_num(d['std'])}")
@@ -142,13 +154,14 @@ def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
 
 
 def seeds_rows(summary: dict) -> Table:
-    metrics = summary["metrics"]
+    metrics, undefined = summary["metrics"], summary.get("undefined_metrics") or {}
     rows = []
     for arm, e in summary["arms"].items():
         for r in e["runs"]:
             pre = r.get("pretext")
             pre_text = f"{fmt_num(pre['loss_start'], 4)} → {fmt_num(pre['loss_end'], 4)}" if pre else "—"
-            rows.append([arm, str(r["seed"]), *(fmt_num(r["test"].get(m)) for m in metrics), str(r["best_epoch"]),
+            tests = ("undefined" if m in undefined else fmt_num(r["test"].get(m)) for m in metrics)
+            rows.append([arm, str(r["seed"]), *tests, str(r["best_epoch"]),
                          f"{r.get('target_params', 0):,}", pre_text, fmt_num(r["seconds"], 0)])
     return Table(["arm", "seed", *(f"test {m.upper()}" for m in metrics), "best val epoch", "trained parameters",
                   "pretext loss start → end", "seconds"], rows)
@@ -201,12 +214,17 @@ def paired_table(summary: dict) -> str:
 
 
 def problems(summary: dict) -> list[str]:
-    """Runs left out of the statistics or trained with skipped updates, one line each."""
-    lines = []
+    """Metrics no run could define, runs left out of the statistics or trained with skipped updates, one line
+    each."""
+    undefined = summary.get("undefined_metrics") or {}
+    lines = [f"- test {m.upper()} is undefined in every run: {reason}. It has no mean, spread or interval, and is "
+             "left out of the paired differences and the verdict." for m, reason in undefined.items()]
     for arm, e in summary["arms"].items():
         for f in e.get("failed", []):
             lines.append(f"- {arm} seed {f['seed']} FAILED and is left out of every statistic: {f['error']}")
         for m, seeds in e.get("nonfinite", {}).items():
+            if m in undefined:
+                continue
             lines.append(f"- {arm}: test {m.upper()} is undefined (NaN) for seed(s) {seeds}; left out of its mean")
         for seed, n in e.get("skipped_steps", {}).items():
             lines.append(f"- {arm} seed {seed}: {n} update(s) skipped for a non-finite loss or gradient")

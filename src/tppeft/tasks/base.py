@@ -105,6 +105,10 @@ class Task:
         """Metrics (and ``loss``) of ``split``, no augmentation, no gradients."""
         raise NotImplementedError
 
+    def undefined_metrics(self, data: ImageDataset, split: str) -> dict[str, str]:
+        """Metrics that ``split`` cannot define whatever the model predicts, each with the reason in words."""
+        return {}
+
     def after_test(self, ctx: TaskContext, model: TaskModel, run_dir: Path, seed: int) -> None:
         """Hook after the test evaluation of a run (e.g. save example predictions)."""
 

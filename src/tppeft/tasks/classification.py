@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from tppeft import distributed
-from tppeft.data import iterate_batches
+from tppeft.data import ImageDataset, iterate_batches
 from tppeft.rundir import ROC_FIGURE, RunFolder, RunPaths
 from tppeft.tasks.base import Task, TaskContext
 
@@ -94,6 +94,23 @@ class ClassificationTask(Task):
     def metric_note(self) -> str:
         return ("ACC and AUC as MedMNIST v2 computes them (binary: positive-class score, threshold 0.5; "
                 "multi-class: one-vs-rest AUC averaged over classes).")
+
+    def undefined_metrics(self, data: ImageDataset, split: str) -> dict[str, str]:
+        """AUC needs positive and negative images of some class (of some label, multi-label): a split of one class
+        has none, and its AUC is undefined (NaN) for every model."""
+        labels = data[split].labels.cpu().numpy()
+        if not len(labels):
+            return {}
+        if labels.ndim == 2:  # multi-label
+            if any(0 < labels[:, i].sum() < len(labels) for i in range(labels.shape[1])):
+                return {}
+            return {"auc": f"no label of the {split} split is both present and absent there, and AUC needs both"}
+        present = np.unique(labels)
+        if len(present) > 1:
+            return {}
+        names = data.class_names
+        name = names[int(present[0])] if names and int(present[0]) < len(names) else str(int(present[0]))
+        return {"auc": f"the {split} split holds images of one class only ({name}), and AUC needs two"}
 
     def build_model(self, vit: nn.Module) -> Classifier:
         return Classifier(vit, self.num_classes)
