@@ -1,5 +1,7 @@
 """Several processes through torchrun (gloo on CPU): each process's share of a batch, per-image random draws
-made for the whole batch, and a 2-process comparison that matches a 1-process run with the same global batch.
+made for the whole batch, a 2-process comparison that matches a 1-process run with the same global batch, a
+2-process segmentation comparison stopped, killed and resumed to the same numbers, and the refusal of pretext
+tasks that couple the images of a batch.
 
 Tolerance of the 2-process match: at least 99.9% of the saved target-parameter and head values within 1e-6
 and every one within 1e-4; training losses within 1e-5; test metrics within 1e-4. The two runs see the same
@@ -15,16 +17,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_segmentation_npz
 from safetensors.torch import load_file
 
 from tppeft import distributed
 from tppeft.cli import main
+from tppeft.config import load_config
+from tppeft.experiment.preflight import check_unshared_batches
+from tppeft.rundir import comparable_outputs
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Finetune batch 7 on 2 processes: shares of 4 and 3 rows, so the loss weighting is exercised.
@@ -32,6 +41,9 @@ SETS = ["pretext.probe=false", "data.image_size=32", "threads=1",
         "seeds=1", "data.limit=24", "pretext.epochs=1", "finetune.epochs=1",
         "pretext.batch_size=8", "finetune.batch_size=7"]
 ARGS = [a for s in SETS for a in ("--set", s)]
+# Segmentation, the tpp arm, 2 + 2 epochs of 2 steps (a batch of 3 shared 2 + 1), a checkpoint after every step.
+SEG = ["threads=1", "seeds=1", "arms=[tpp]", "pretext.epochs=2", "finetune.epochs=2", "pretext.batch_size=3",
+       "finetune.batch_size=3", "checkpoint.every_steps=1"]
 
 
 @pytest.mark.parametrize("world,total", [(2, 7), (3, 10), (4, 4), (2, 1)])
@@ -169,3 +181,119 @@ def test_segmentation_batch_dice_is_the_whole_batch_s_under_torchrun(tmp_path):
         whole, shared, ref, grad = torch.load(f"{out}.{r}")
         assert shared == pytest.approx(whole, rel=1e-6)
         assert torch.allclose(grad, ref, rtol=1e-5, atol=1e-7), (grad - ref).abs().max()
+
+
+def _torchrun(args: list[str], **kw) -> subprocess.Popen:
+    """``torchrun --nproc_per_node 2 -m tppeft ARGS`` (gloo on CPU), its stderr (every process's) piped."""
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "tppeft", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    rest = proc.communicate(timeout=timeout)[1]
+    return proc.returncode, rest
+
+
+def _wait_for(proc: subprocess.Popen, pattern: str, timeout: float = 300) -> None:
+    lines, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if pattern in line:
+            return
+    raise AssertionError(f"'{pattern}' never appeared:\n{''.join(lines)}")
+
+
+def _kill_all(proc: subprocess.Popen) -> None:
+    """SIGKILL torchrun and its workers (each in a session of its own) at once, as a power loss would."""
+    workers = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _parent(d) == proc.pid]
+    assert len(workers) == 2, workers
+    for pid in [*workers, proc.pid]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _parent(proc_dir: Path) -> int | None:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _comparable(out: Path) -> dict:
+    """What must not depend on interruptions (timings aside): results, metrics lines, weight files, summary."""
+    summary = json.loads((out / "summary.json").read_text())
+    arms = {a: (e["mean"], e["std"], e["n"]) for a, e in summary["arms"].items()}
+    return {**comparable_outputs(out), "summary": arms}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds torchrun's workers in /proc")
+def test_torchrun_segmentation_stopped_killed_and_resumed_matches_the_uninterrupted_run(tmp_path, one_thread):
+    """Segmentation end to end on 2 processes, uninterrupted; then the same comparison stopped by SIGTERM to
+    torchrun during the TPP stage, resumed under torchrun and killed (SIGKILL to every process) during fine-tuning,
+    and resumed under torchrun again: the same files and numbers. A copy of the stopped folder resumed in one
+    process continues too (to the 2-process numbers up to the rounding of another process count)."""
+    data = write_segmentation_npz(tmp_path / "seg.npz")
+    args = [a for s in [*SEG, f"data.path={data}"] for a in ("--set", s)]
+    ref = tmp_path / "ref"
+    code, err = _finish(_torchrun(["run", "-o", str(ref), *args]))
+    assert code == 0, err[-3000:]
+    summary = json.loads((ref / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["primary_metric"] == "dice" and (ref / "examples.png").is_file()
+    assert 0 <= summary["arms"]["tpp"]["mean"]["dice"] <= 1 and summary["arms"]["tpp"]["n"] == 1
+
+    out = tmp_path / "cut"
+    proc = _torchrun(["run", "-o", str(out), *args])
+    _wait_for(proc, "== run 1/1: arm tpp, seed 0")
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it on; the processes agree to stop at the TPP stage's epoch 1
+    code, err = _finish(proc)
+    stops = [x for x in err.splitlines() if "stopped by SIGTERM" in x]
+    assert code != 0 and len(stops) == 1, err[-3000:]  # the first process alone says it
+    assert stops[0].startswith(f"tppeft: stopped by SIGTERM; checkpoint {out}/runs/tpp/seed0/checkpoints/pretext/"
+                               "ckpt-") and stops[0].endswith(f" written; resume with: tppeft run --resume {out}")
+    assert not (out / "summary.json").exists()
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+
+    proc = _torchrun(["run", "--resume", str(out), "--set", "threads=1"])
+    _wait_for(proc, "[tpp seed 0] finetune epoch 1/2")
+    _kill_all(proc)
+    assert list((out / "runs/tpp/seed0/checkpoints/finetune").glob("ckpt-*.safetensors"))
+    code, err = _finish(_torchrun(["run", "--resume", str(out), "--set", "threads=1"]))
+    assert code == 0, err[-3000:]
+    assert _comparable(out) == _comparable(ref)
+
+    assert main(["run", "--resume", str(other), "--set", "threads=1"]) == 0  # one process from here on
+    one = json.loads((other / "summary.json").read_text())
+    assert one["processes"] == 1
+    a, b = summary["arms"]["tpp"]["runs"][0], one["arms"]["tpp"]["runs"][0]
+    assert b["best_epoch"] == a["best_epoch"] and b["pretext"]["train_loss_curve"] == pytest.approx(
+        a["pretext"]["train_loss_curve"], abs=1e-5)
+    assert b["test"]["dice"] == pytest.approx(a["test"]["dice"], abs=1e-3)
+    assert b["test"]["iou"] == pytest.approx(a["test"]["iou"], abs=1e-3)
+
+
+def test_batch_coupled_pretext_tasks_are_refused_under_torchrun(tmp_path, monkeypatch, capsys):
+    """DINO and SimCLR compute their loss over the whole batch: under torchrun (its WORLD_SIZE and RANK, all the
+    check reads: it runs before any process group is joined) every process names every arm that uses one, in one
+    line, before the output folder exists; a stage command names its pretext.method."""
+    out = tmp_path / "refused"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    reason = ("a pretext task that computes its loss over the whole batch (negatives, centring) cannot run under "
+              "torchrun, where each process has a share of the batch; run it in one process per job")
+    for rank, tag in ((0, "tppeft:"), (1, "tppeft [process 1]:")):
+        monkeypatch.setenv("RANK", str(rank))
+        assert main(["run", "-o", str(out), *ARGS, "--set", "pretext.method=dino",
+                     "--set", "arms=[baseline, tpp, tpp_simclr]"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"{tag} error: arms: 'tpp' (pretext task 'dino'), 'tpp_simclr' (pretext task "
+                              f"'simclr'): {reason}") and "\n" not in err, err
+    assert main(["pretrain", "-o", str(out), *ARGS, "--set", "pretext.method=simclr"]) == 2
+    assert f"error: pretext.method (pretext task 'simclr'): {reason}" in capsys.readouterr().err
+    assert not out.exists()
+    cfg = load_config(None, ["pretext.method=dino", "arms=[baseline, tpp]"])
+    check_unshared_batches(cfg, True, ["baseline"])  # a job (--only) without such an arm goes ahead

@@ -88,14 +88,16 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
     returns the summary (what ``summary.json`` holds). Everything is checked before the folder is created."""
     from tppeft.experiment.comparison import run_comparison
     from tppeft.experiment.context import prepare_context
-    from tppeft.experiment.preflight import preflight
+    from tppeft.experiment.preflight import check_unshared_batches, preflight
 
     cfg = as_config(config, overrides)
     _check_pretexts(cfg)
     folder = RunFolder.at(output, "run").check_new(overwrite)
-    ctx = prepare_context(cfg, log)
     pretext = any(get_arm(a).has_tpp_stage for a in cfg.arms)
-    need = estimate_run_bytes(preflight(ctx, pretext), cfg.seeds * len(cfg.arms), cfg.checkpoint.keep_finished)
+    check_unshared_batches(cfg, pretext, cfg.arms)
+    ctx = prepare_context(cfg, log)
+    trainable = preflight(ctx, pretext, arms=cfg.arms)
+    need = estimate_run_bytes(trainable, cfg.seeds * len(cfg.arms), cfg.checkpoint.keep_finished)
     folder.check_new(overwrite, need)
     folder.create(overwrite, cfg, {"command": "run"})
     return run_comparison(cfg, folder.root, log, ctx=ctx)

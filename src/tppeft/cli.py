@@ -104,15 +104,16 @@ def _resume_config(args: argparse.Namespace) -> tuple[Config, RunFolder]:
     return load_config(folder.config, args.set or []), folder
 
 
-def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]], init: Path | None = None,
-             invocation: dict | None = None) -> tuple[Config, RunFolder, Context, bool]:
+def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int, list[str] | None]],
+             init: Path | None = None, invocation: dict | None = None) -> tuple[Config, RunFolder, Context, bool]:
     """Validate everything, then create (or, with --resume, reopen) the output folder.
 
-    ``plan(cfg)`` says whether a TPP stage will run and how many runs the folder will hold; ``invocation``
+    ``plan(cfg)`` says whether a TPP stage will run, how many runs the folder will hold and which arms they are
+    (None: a stage command); ``invocation``
     (seed, init) is stored beside the config for a later --resume. Returns (config, folder, context, resuming).
     """
     from tppeft.experiment.context import prepare_context
-    from tppeft.experiment.preflight import preflight
+    from tppeft.experiment.preflight import check_unshared_batches, preflight
 
     resume = args.resume is not None
     if resume:
@@ -120,9 +121,10 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int]
     else:
         cfg = _config(args)
         folder = RunFolder.at(args.output, args.command).check_new(args.overwrite)  # cheap checks first
+    pretext, runs, arms = plan(cfg)
+    check_unshared_batches(cfg, pretext, arms)  # under torchrun, before joining the process group
     ctx = prepare_context(cfg, log)
-    pretext, runs = plan(cfg)
-    need = estimate_run_bytes(preflight(ctx, pretext, init), runs, cfg.checkpoint.keep_finished)
+    need = estimate_run_bytes(preflight(ctx, pretext, init, arms), runs, cfg.checkpoint.keep_finished)
     if resume:
         folder.check_writable(need)
     else:
@@ -158,10 +160,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--resume continues the runs DIR was made for; drop --only")
     specs = _invocation(args).get("only") or args.only or []
 
-    def plan(c: Config) -> tuple[bool, int]:
+    def plan(c: Config) -> tuple[bool, int, list[str]]:
         only = _only_runs(specs, c)
-        arms = [a for a, _ in only] if only else c.arms
-        return any(get_arm(a).has_tpp_stage for a in arms), len(only) or c.seeds * len(c.arms)
+        arms = sorted({a for a, _ in only}) if only else c.arms
+        return any(get_arm(a).has_tpp_stage for a in arms), len(only) or c.seeds * len(c.arms), arms
 
     cfg, folder, ctx, resume = _prepare(args, plan, invocation={"only": sorted(specs)} if specs else None)
     only = _only_runs(specs, cfg) or None
@@ -195,7 +197,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from tppeft.experiment.pretext_stage import pretrain_stage
 
     seed = _invocation(args).get("seed", args.seed)
-    cfg, folder, ctx, resume = _prepare(args, lambda c: (True, 1), invocation={"seed": seed})
+    cfg, folder, ctx, resume = _prepare(args, lambda c: (True, 1, None), invocation={"seed": seed})
     record = folder.own_run.pretext_record
     if resume and record.is_file():
         result = json.loads(record.read_text())
@@ -224,7 +226,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         init = RunPaths(init).target_params  # a `tppeft pretrain` output folder
     if init is not None and not init.is_dir():
         raise TargetParamError(f"--init '{init}' is not a folder of saved target parameters")
-    cfg, folder, ctx, resume = _prepare(args, lambda c: (False, 1), init=init,
+    cfg, folder, ctx, resume = _prepare(args, lambda c: (False, 1, None), init=init,
                                         invocation={"seed": seed, "init": init_arg})
     results = folder.results
     if resume and results.is_file() and read_jsonl(results, repair=True):
@@ -517,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except RunInterrupted as e:
         name = signal.Signals(e.signum).name
+        if not ranks.is_main():  # under torchrun the first process says where the checkpoint is
+            return 128 + e.signum
         if getattr(args, "out_dir", None) is None:
             print(f"{_tag()} stopped by {name} before anything was written", file=sys.stderr)
         else:

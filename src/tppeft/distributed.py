@@ -61,6 +61,15 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def all_values(t: torch.Tensor) -> torch.Tensor:
+    """Every process's value of the scalar ``t``, in process order (``t`` as a 1-element tensor with one process)."""
+    if world_size() == 1:
+        return t.detach().reshape(1)
+    parts = [torch.empty_like(t.detach().reshape(())) for _ in range(world_size())]
+    dist.all_gather(parts, t.detach().reshape(()).contiguous())
+    return torch.stack(parts)
+
+
 def any_process(flag: bool | torch.Tensor) -> bool:
     """True when ``flag`` is true on any process (one small collective; the value itself with one process)."""
     if world_size() == 1:

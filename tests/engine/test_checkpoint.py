@@ -184,7 +184,7 @@ def test_checkpoint_layout_is_stable(tmp_path):
     ck = read_checkpoint(sorted(tmp_path.glob("ckpt-*.safetensors"))[-1])
     assert {re.sub(r"\.\d+", ".N", k) for k in ck.tensors} == {
         "param.N", "optim.N.exp_avg", "optim.N.exp_avg_sq", "optim.N.step", "rng.augment", "rng.torch_cpu",
-        "rng.order_epoch_start", "loop.loss_sum", "loop.finite_steps", "extra.best.N"}
+        "rng.order_epoch_start", "loop.loss_sum", "loop.loss_sums", "loop.finite_steps", "extra.best.N"}
     assert set(ck.meta) == {"format", "loop", "optimizer", "scheduler", "extra", "fingerprint", "done", "stage",
                             "log_sizes"}
     assert set(ck.meta["loop"]) == {"epoch", "step_in_epoch", "step", "epochs", "steps_per_epoch", "skipped_steps",

@@ -194,7 +194,7 @@ class TrainingLoop:
         tensors = {**prefixed("param.", {str(i): p for i, p in enumerate(self.params)}), **opt_tensors,
                    **rng_tensors(self.generators), "rng.order_epoch_start": self.pos.order_state,
                    "loop.loss_sum": distributed.all_sum(self.loss_sum) / self.world,
-                   "loop.finite_steps": self.finite_steps}
+                   "loop.loss_sums": distributed.all_values(self.loss_sum), "loop.finite_steps": self.finite_steps}
         meta = {"loop": {"epoch": self.pos.epoch, "step_in_epoch": self.pos.step_in_epoch, "step": self.pos.step,
                          "epochs": self.schedule.epochs, "steps_per_epoch": self.steps_per_epoch,
                          "skipped_steps": self.result.skipped_steps, "history": self.result.history,
@@ -219,7 +219,7 @@ class TrainingLoop:
         restore_rng(self.generators, ckpt.tensors)
         self.pos = _Position(loop["epoch"], loop["step_in_epoch"], loop["step"], ckpt.tensors["rng.order_epoch_start"])
         self.first_step = self.pos.step
-        self.loss_sum = ckpt.tensors["loop.loss_sum"].to(self.device)
+        self.loss_sum = self._restored_loss_sum(ckpt.tensors)
         self.finite_steps = ckpt.tensors["loop.finite_steps"].to(self.device)
         self.result.history, self.result.skipped_steps = list(loop["history"]), loop["skipped_steps"]
         self.elapsed_before = loop["elapsed"]
@@ -227,6 +227,15 @@ class TrainingLoop:
             self.options.extra.load_state_dict(unprefixed("extra.", ckpt.tensors), ckpt.meta.get("extra", {}))
         self._log(f"resumed from {ckpt.path}: epoch {self.pos.epoch}, step {self.pos.step_in_epoch}/"
                   f"{self.steps_per_epoch}")
+
+    def _restored_loss_sum(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """This process's loss sum of the epoch so far: its own when as many processes resume as saved (the
+        epoch's loss then sums exactly as without the interruption), else the mean over the saving processes,
+        which gives every process count the same epoch loss."""
+        sums = tensors.get("loop.loss_sums")
+        if sums is not None and len(sums) == self.world:
+            return sums[distributed.rank()].to(self.device)
+        return tensors["loop.loss_sum"].to(self.device)
 
     def check_finite(self) -> None:
         """In "stop" mode, raise :class:`NonFiniteLossError` if any update so far was non-finite (any process)."""

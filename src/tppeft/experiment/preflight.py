@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tppeft import distributed
+from tppeft import ranks
+from tppeft.arms import get_arm
+from tppeft.config import Config
 from tppeft.experiment.context import Context
 from tppeft.experiment.model import build_run_model
 from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
 
 
-def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
+def preflight(ctx: Context, pretext: bool, init: Path | None = None, arms: list[str] | None = None) -> int:
     """Build one run's model, task head (and pretext task) as the runs will, so that a method, head, pretext
-    task or init folder that cannot work fails before any output exists. Returns the trainable parameter count."""
+    task or init folder that cannot work fails before any output exists. ``arms``: the arms that will run (their
+    own pretext tasks are checked too; None: a stage command's ``pretext``). Returns the trainable parameter
+    count."""
+    check_unshared_batches(ctx.cfg, pretext, arms)
     run = build_run_model(ctx, 0, init)
     count = sum(p.numel() for p in run.target_params())
     count += sum(p.numel() for p in ctx.task.build_model(run.vit).head.parameters())
@@ -25,9 +30,22 @@ def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
         if ctx.cfg.pretext.head_warmup_epochs and not head:
             raise ConfigError(f"pretext.head_warmup_epochs: the {task.name} task has no head to train here "
                               f"({task.describe()}); set it to 0, or use a fresh head (e.g. pretext.decoder=fresh)")
-        if task.batch_coupled and distributed.world_size() > 1:
-            raise ConfigError(f"pretext.method '{task.name}' computes its loss over the whole batch (negatives, "
-                              "centring), which a batch shared between processes would change; run it in one "
-                              "process per job (see the docs, \"Speed and scale\": tppeft run --only and tppeft merge)")
     return count
 
+
+def check_unshared_batches(cfg: Config, pretext: bool, arms: list[str] | None) -> None:
+    """Under torchrun (``WORLD_SIZE`` > 1, read before any process group is joined): refuse every pretext task
+    that computes its loss over the whole batch (``batch_coupled``), naming the arms (or the stage command's
+    ``pretext.method``) in one line. ``pretext`` and ``arms`` as for :func:`preflight`."""
+    if ranks.world_size() <= 1:
+        return
+    if arms is None:
+        stages = [("pretext.method", cfg.pretext)] if pretext else []
+    else:
+        stages = [(f"'{a}'", c) for a in arms if (c := get_arm(a).pretext_config(cfg.pretext)) is not None]
+    coupled = [f"{what} (pretext task '{c.method}')" for what, c in stages if get_pretext(c).batch_coupled]
+    if coupled:
+        raise ConfigError(f"{'arms: ' if arms is not None else ''}{', '.join(coupled)}: a pretext task that computes "
+                          "its loss over the whole batch (negatives, centring) cannot run under torchrun, where each "
+                          "process has a share of the batch; run it in one process per job (see the docs, \"Speed "
+                          "and scale\": tppeft run --only and tppeft merge)")
