@@ -15,8 +15,9 @@ equal the reference run's (timings aside). Campaigns repeat until ``--kills`` ki
 small (2 seeds, both arms, 2 + 2 epochs of 3 steps, a checkpoint after every step) so that a kill can land
 anywhere.
 
-Wall time on 2 shared CPU cores: about 40 s for the reference and 1 minute per campaign of about 2.5 kills
-(each kill costs a start-up of 5-10 s); ``--kills 5``: about 3 minutes; ``--kills 50``: about 25-30 minutes.
+Wall time, measured on 2 CPU cores shared with other jobs (load average about 3): 80 s for the reference, then
+about 45 s per kill (a campaign of about 2.5 kills replays one comparison plus a start-up per kill);
+``--kills 5``: 5 minutes; ``--kills 50``: about 40 minutes there (about 20 campaigns), less on free cores.
 """
 
 from __future__ import annotations
