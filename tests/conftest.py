@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,16 @@ def write_image_folder(root: Path, counts=(8, 3, 3), classes=("cat", "dog"), siz
                 pixels = rng.integers(0, 128, (size, size)) + 100 * k
                 Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{split}_{i}.png")
     return root
+
+
+def wait_for(proc: subprocess.Popen, pattern: str, timeout: float = 300) -> list[str]:
+    """Read ``proc``'s stderr until a line holds ``pattern``; the lines read. Fails if it never comes."""
+    lines, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if pattern in line:
+            return lines
+    raise AssertionError(f"'{pattern}' never appeared:\n{''.join(lines)}")

@@ -21,12 +21,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_segmentation_npz
+from conftest import wait_for, write_segmentation_npz
 from safetensors.torch import load_file
 
 from tppeft import distributed
@@ -196,18 +195,6 @@ def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     return proc.returncode, rest
 
 
-def _wait_for(proc: subprocess.Popen, pattern: str, timeout: float = 300) -> None:
-    lines, end = [], time.monotonic() + timeout
-    while time.monotonic() < end:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if pattern in line:
-            return
-    raise AssertionError(f"'{pattern}' never appeared:\n{''.join(lines)}")
-
-
 def _kill_all(proc: subprocess.Popen) -> None:
     """SIGKILL torchrun and its workers (each in a session of its own) at once, as a power loss would."""
     workers = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _parent(d) == proc.pid]
@@ -248,7 +235,7 @@ def test_torchrun_segmentation_stopped_killed_and_resumed_matches_the_uninterrup
 
     out = tmp_path / "cut"
     proc = _torchrun(["run", "-o", str(out), *args])
-    _wait_for(proc, "== run 1/1: arm tpp, seed 0")
+    wait_for(proc, "== run 1/1: arm tpp, seed 0")
     proc.send_signal(signal.SIGTERM)  # torchrun passes it on; the processes agree to stop at the TPP stage's epoch 1
     code, err = _finish(proc)
     stops = [x for x in err.splitlines() if "stopped by SIGTERM" in x]
@@ -260,7 +247,7 @@ def test_torchrun_segmentation_stopped_killed_and_resumed_matches_the_uninterrup
     shutil.copytree(out, other)
 
     proc = _torchrun(["run", "--resume", str(out), "--set", "threads=1"])
-    _wait_for(proc, "[tpp seed 0] finetune epoch 1/2")
+    wait_for(proc, "[tpp seed 0] finetune epoch 1/2")
     _kill_all(proc)
     assert list((out / "runs/tpp/seed0/checkpoints/finetune").glob("ckpt-*.safetensors"))
     code, err = _finish(_torchrun(["run", "--resume", str(out), "--set", "threads=1"]))

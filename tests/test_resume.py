@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_segmentation_npz
+from conftest import wait_for, write_segmentation_npz
 
 import tppeft.engine.checkpoint as checkpoint_mod
 import tppeft.engine.loop as loop_mod
@@ -144,29 +144,17 @@ def _spawn(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tppeft", *args], env=env, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(proc: subprocess.Popen, pattern: str, timeout: float = 300) -> list[str]:
-    lines, end = [], time.monotonic() + timeout
-    while time.monotonic() < end:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if pattern in line:
-            return lines
-    raise AssertionError(f"'{pattern}' never appeared:\n{''.join(lines)}")
-
-
 def test_sigkill_in_both_stages_then_resume_matches(reference, tmp_path):
     """Real SIGKILLs: one during the TPP stage, one during fine-tuning of the resumed process."""
     out = tmp_path / "killed"
     rng = random.Random(11)
     proc = _spawn(["run", "-o", str(out), *ARGS])
-    _wait_for(proc, "[tpp seed 0] TPP stage:")
+    wait_for(proc, "[tpp seed 0] TPP stage:")
     time.sleep(rng.uniform(0, 0.5))
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     proc = _spawn(["run", "--resume", str(out), "--set", "threads=1"])
-    _wait_for(proc, "[tpp seed 0] finetune epoch 1/2")
+    wait_for(proc, "[tpp seed 0] finetune epoch 1/2")
     time.sleep(rng.uniform(0, 0.3))
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
@@ -177,7 +165,7 @@ def test_sigkill_in_both_stages_then_resume_matches(reference, tmp_path):
 def test_sigterm_checkpoints_and_says_how_to_resume(reference, tmp_path):
     out = tmp_path / "term"
     proc = _spawn(["run", "-o", str(out), *ARGS])
-    _wait_for(proc, "[tpp seed 0] pretext epoch 1/2")
+    wait_for(proc, "[tpp seed 0] pretext epoch 1/2")
     proc.send_signal(signal.SIGTERM)
     rest = proc.stderr.read()
     assert proc.wait() == 128 + signal.SIGTERM
@@ -199,7 +187,7 @@ def test_disk_full_mid_run_is_a_clear_error_and_the_run_resumes(reference, tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "tppeft", "run", "-o", str(out), *ARGS], env=env,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
-    lines = _wait_for(proc, "[tpp seed 0] pretext epoch 1/2")  # the TPP stage's checkpoints 0 and 1 are written
+    lines = wait_for(proc, "[tpp seed 0] pretext epoch 1/2")  # the TPP stage's checkpoints 0 and 1 are written
     resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (limit, limit))
     rest = proc.stderr.read()
     assert proc.wait() == 2, rest
