@@ -24,7 +24,6 @@ from tppeft import ranks
 from tppeft.arms import get_arm, list_arms
 from tppeft.bundled import bundled_configs, config_path
 from tppeft.config import (
-    RUNTIME_KEYS,
     Config,
     ConfigError,
     config_to_yaml,
@@ -33,6 +32,7 @@ from tppeft.config import (
     load_config,
     parse_override,
 )
+from tppeft.engine.config import RUNTIME_KEYS
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
 from tppeft.errors import (
     BackboneChangedError,

@@ -170,14 +170,6 @@ def config_from_tree(tree: dict, source: str = "config") -> Config:
         raise ConfigError(_format_error(e, source)) from None
 
 
-# Keys that change how a run is executed but not its results: they may differ on --resume.
-RUNTIME_KEYS = ("threads", "checkpoint", "log")
-
-
-def results_identity(cfg: Config) -> dict:
-    """The config without :data:`RUNTIME_KEYS`: what a checkpoint must agree with to be resumed from."""
-    return cfg.model_dump(mode="json", exclude=set(RUNTIME_KEYS))
-
 
 def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -12,7 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from tppeft.config import load_config, results_identity
+from tppeft.config import load_config
+from tppeft.engine.config import results_identity
 from tppeft.experiment.comparison import summarize
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report

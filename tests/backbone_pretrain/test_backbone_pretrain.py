@@ -195,6 +195,8 @@ def test_interrupted_backbone_pretrain_resumes_to_the_same_weights(tmp_path, mon
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         f"written; resume with: tppeft backbone-pretrain --resume {term}")
     monkeypatch.setattr(loop_mod, "_grads_finite", grads)
-    assert main(["backbone-pretrain", "--resume", str(term)]) == 0
+    # runtime keys (threads, checkpoint, log) may change on resume, as for tppeft run
+    assert main(["backbone-pretrain", "--resume", str(term), "--set", "threads=2"]) == 0
+    assert "resumed from" in capsys.readouterr().err
     a, b = load_file(whole / "backbone_encoder.safetensors"), load_file(term / "backbone_encoder.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)  # another thread count: equal up to rounding

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from tppeft.options import Section
 
@@ -57,3 +57,12 @@ class CheckpointConfig(Section):
         False, description="Keep a run's checkpoints once its result is recorded (by default they are deleted; "
         "target parameters and fine-tuned weights always stay)."
     )
+
+
+# Keys that change how a run is executed but not its results: they may differ on --resume.
+RUNTIME_KEYS = ("threads", "checkpoint", "log")
+
+
+def results_identity(cfg: BaseModel) -> dict:
+    """The config without :data:`RUNTIME_KEYS`: what a checkpoint must agree with to be resumed from."""
+    return cfg.model_dump(mode="json", exclude=set(RUNTIME_KEYS))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tppeft import distributed
-from tppeft.config import results_identity
 from tppeft.engine.checkpoint import Checkpoint, Checkpointer, fingerprint
+from tppeft.engine.config import results_identity
 from tppeft.experiment.context import Context
 from tppeft.rundir import RunPaths
 
