@@ -89,7 +89,8 @@ def _toy(init_seed: int = 0):
     return net, x, y, aug
 
 
-def _run(tmp_path, crash_at: int | None = None, every_steps: int = 0, on_nonfinite="stop", poison=(), init_seed=0):
+def _run(tmp_path, crash_at: int | None = None, every_steps: int = 0, on_nonfinite="stop", poison=(), init_seed=0,
+         log=lambda s: None):
     """Train the toy 3 epochs x 4 steps, resuming from ``tmp_path`` if a checkpoint is there."""
     net, x, y, aug = _toy(init_seed)
     calls = {"n": 0}
@@ -110,9 +111,26 @@ def _run(tmp_path, crash_at: int | None = None, every_steps: int = 0, on_nonfini
     ck = Checkpointer(tmp_path, "toy", every_epochs=1, every_steps=every_steps, log=lambda s: None)
     res = train(list(net.parameters()), step_loss, 40, epochs=3, batch_size=10, lr=0.05, weight_decay=0.01,
                 warmup_epochs=1, generator=torch.Generator().manual_seed(3), generators={"augment": aug},
-                checkpoints=ck, resume=ck.resume(), extra=best, log=lambda s: None, on_nonfinite=on_nonfinite,
+                checkpoints=ck, resume=ck.resume(), extra=best, log=log, on_nonfinite=on_nonfinite,
                 on_epoch_end=on_epoch_end)
     return [p.detach().clone() for p in net.parameters()], res, best
+
+
+def test_progress_after_a_resume_estimates_the_time_left_from_this_process_pace(tmp_path, monkeypatch):
+    import tppeft.engine.loop as loop
+
+    with pytest.raises(Crash):
+        _run(tmp_path, crash_at=6, every_steps=1)
+    newest = max(tmp_path.glob("*.safetensors"))
+    ckpt = read_checkpoint(newest)
+    ckpt.meta["loop"]["elapsed"] = 86400.0  # the steps before the crash took a day (another machine, a busy one)
+    write_checkpoint(newest, ckpt.tensors, ckpt.meta)
+    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 0.0)
+    lines: list[str] = []
+    _run(tmp_path, log=lines.append)
+    progress = [line for line in lines if " step " in line and "eta" in line]
+    assert progress and all(float(line.split("eta ")[1].rstrip("s]")) < 60 for line in progress)
+    assert "[86400s" in progress[0]  # the stage's time so far still counts the day
 
 
 @pytest.mark.parametrize("every_steps", [0, 3])

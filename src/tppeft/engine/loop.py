@@ -327,7 +327,8 @@ class TrainingLoop:
         self.last_progress = time.perf_counter()
         done, total = self.pos.step, self.schedule.epochs * self.steps_per_epoch
         elapsed, loss = self.elapsed(), float(self.loss_sum) / max(1, int(self.finite_steps))
-        eta = elapsed / max(1, done - self.first_step) * (total - done)
+        # this process's own pace: after a resume, elapsed also holds the time before it, for steps not made here
+        eta = (time.perf_counter() - self.start) / max(1, done - self.first_step) * (total - done)
         self._log(f"epoch {self.pos.epoch}/{self.schedule.epochs} step {self.pos.step_in_epoch}/"
                   f"{self.steps_per_epoch} loss {loss:.4f} [{elapsed:.0f}s, eta {eta:.0f}s]")
 
