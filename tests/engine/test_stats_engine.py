@@ -76,3 +76,11 @@ def test_a_long_epoch_logs_its_progress(monkeypatch):
     train([p], lambda idx: ((x[idx] @ p - 1) ** 2).mean(), 16, epochs=1, batch_size=4, lr=0.1, weight_decay=0,
           warmup_epochs=0, generator=torch.Generator().manual_seed(0), log=lines.append, tag="[t]")
     assert not any(" step " in line for line in lines)
+    # epochs shorter than the interval print no progress lines, however long the stage (an epoch's line counts)
+    clock = iter(range(0, 10_000, 7))  # each reading of the clock is 7 s after the last
+    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 60.0)
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
+    lines.clear()
+    train([p], lambda idx: ((x[idx] @ p - 1) ** 2).mean(), 16, epochs=6, batch_size=4, lr=0.1, weight_decay=0,
+          warmup_epochs=0, generator=torch.Generator().manual_seed(0), log=lines.append, tag="[t]")
+    assert len(lines) == 6 and not any(" step " in line for line in lines)

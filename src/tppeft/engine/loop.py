@@ -376,6 +376,7 @@ class TrainingLoop:
         extras = " ".join(f"{k} {v:.4f}" for k, v in record.items()
                           if k not in ("epoch", "train_loss", "seconds") and isinstance(v, float))
         self._log(f"epoch {epoch}/{epochs} loss {mean_loss:.4f} {extras} [{elapsed:.0f}s, eta {eta:.0f}s]")
+        self.last_progress = time.perf_counter()  # a progress line only when no line came for a while
 
     def end_epoch(self, epoch: int) -> None:
         """Close the epoch: record it, move to the next one, log, then stop or checkpoint if due."""
