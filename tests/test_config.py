@@ -67,7 +67,7 @@ def test_every_key_is_documented_here_and_on_the_config_page():
 
 
 def test_config_roundtrip_through_yaml(tmp_path):
-    from tppeft.config import config_to_yaml
+    from tppeft.io import config_to_yaml
     cfg = load_config(None, ["seeds=4", "peft.targets=[qkv, fc2]"])
     p = tmp_path / "r.yaml"
     p.write_text(config_to_yaml(cfg))

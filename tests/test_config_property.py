@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tppeft.arms import registered_arms
-from tppeft.config import Config, ConfigError, config_to_yaml, load_config
+from tppeft.config import Config, ConfigError, load_config
 from tppeft.engine.config import results_identity
+from tppeft.io import config_to_yaml
 
 ARMS = [arm.name for arm in registered_arms() if arm.pattern is None]  # the families' names are templates
 # Fields whose validators check more than their type says.

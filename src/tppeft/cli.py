@@ -26,7 +26,6 @@ from tppeft.bundled import bundled_configs, config_path
 from tppeft.config import (
     Config,
     ConfigError,
-    config_to_yaml,
     docs_markdown,
     iter_fields,
     load_config,
@@ -44,7 +43,7 @@ from tppeft.errors import (
     ReportError,
     TargetParamError,
 )
-from tppeft.io import append_jsonl, read_jsonl, write_json, write_text
+from tppeft.io import append_jsonl, config_to_yaml, read_jsonl, write_json, write_text
 from tppeft.rundir import OutputError, RunFolder, RunPaths, estimate_run_bytes
 from tppeft.targets import list_target_methods
 

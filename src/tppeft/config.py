@@ -171,10 +171,6 @@ def config_from_tree(tree: dict, source: str = "config") -> Config:
 
 
 
-def config_to_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
 def iter_fields(model: type[BaseModel] = Config, prefix: str = ""):
     """Yield (dotted key, type text, default, description) for every leaf key.
 

@@ -11,9 +11,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from tppeft import faults
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 class JsonLinesError(ValueError):
@@ -133,3 +138,8 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
                 break
             raise JsonLinesError(f"{path}: line {i + 1} is not valid JSON") from None
     return records
+
+
+def config_to_yaml(cfg: BaseModel) -> str:
+    """A configuration as the YAML of ``config.yaml`` (its keys in their declared order)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

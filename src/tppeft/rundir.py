@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tppeft.io import file_sha256, read_jsonl, write_json, write_text
+from tppeft.io import config_to_yaml, file_sha256, read_jsonl, write_json, write_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from tppeft.config import Config
+    from pydantic import BaseModel
 
 CONFIG = "config.yaml"
 COMMAND = "command.json"
@@ -246,7 +246,7 @@ class RunFolder:
                               f"and this run needs about {need_bytes / 2**20:.0f} MiB; free space or choose another "
                               "--output")
 
-    def create(self, overwrite: bool, cfg: Config | None = None, command: dict | None = None) -> RunFolder:
+    def create(self, overwrite: bool, cfg: BaseModel | None = None, command: dict | None = None) -> RunFolder:
         """Make the folder ready for a new run (call :meth:`check_new` first): an existing run is replaced only
         with ``overwrite``; then ``config.yaml`` from ``cfg`` and ``command.json`` from ``command``, when given."""
         if self.root.is_dir() and any(self.root.iterdir()) and overwrite:
@@ -258,7 +258,7 @@ class RunFolder:
             self.write_command(command)
         return self
 
-    def prepare(self, overwrite: bool, cfg: Config | None = None) -> RunFolder:
+    def prepare(self, overwrite: bool, cfg: BaseModel | None = None) -> RunFolder:
         """:meth:`check_new`, then :meth:`create`."""
         return self.check_new(overwrite).create(overwrite, cfg)
 
@@ -270,9 +270,9 @@ class RunFolder:
             return self
         return self.prepare(overwrite)
 
-    def write_config(self, cfg: Config | str) -> None:
+    def write_config(self, cfg: BaseModel | str) -> None:
         """``config.yaml``: the resolved configuration (or the text of another folder's)."""
-        write_text(self.config, cfg if isinstance(cfg, str) else _yaml(cfg))
+        write_text(self.config, cfg if isinstance(cfg, str) else config_to_yaml(cfg))
 
     def write_command(self, command: dict) -> None:
         """``command.json``: the command that made the folder (and a stage command's seed and init)."""
@@ -301,9 +301,9 @@ class RunFolder:
             raise OutputError(f"'{self.root}' holds no tppeft run to resume (no {CONFIG})")
         return self.saved_command(command)
 
-    def holds_config(self, cfg: Config) -> bool:
+    def holds_config(self, cfg: BaseModel) -> bool:
         """``config.yaml`` is exactly ``cfg`` (a sweep's cell made with the same configuration)."""
-        return self.config.is_file() and self.config.read_text() == _yaml(cfg)
+        return self.config.is_file() and self.config.read_text() == config_to_yaml(cfg)
 
     def require_complete(self) -> None:
         """A finished comparison, or an :class:`OutputError` that says how to finish it."""
@@ -316,12 +316,6 @@ class RunFolder:
         """A stage command's folder once its stage is done: its checkpoints go unless kept."""
         if not keep_checkpoints:
             self.own_run.drop_checkpoints()
-
-
-def _yaml(cfg: Config) -> str:
-    from tppeft.config import config_to_yaml  # here, so that any module can use the run folder's names
-
-    return config_to_yaml(cfg)
 
 
 def _existing_ancestor(directory: Path) -> Path:
