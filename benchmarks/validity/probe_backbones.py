@@ -5,7 +5,8 @@ writes the numbers as data.
     python benchmarks/validity/probe_backbones.py \
         --backbone b0=bundled:b0 --backbone clean=runs/clean/clean_breast_encoder.safetensors \
         --data breastmnist=bundled:breastmnist --data brain_mri=runs/pool/brain_mri_64.npz \
-        --data pneumoniamnist=DATA/medmnist/pneumoniamnist.npz [--label-fraction 0.1 --seeds 3] [--json out.json]
+        --data pneumoniamnist=DATA/medmnist/pneumoniamnist.npz [--label-fraction 1 --label-fraction 0.1 --seeds 3] \
+        [--json out.json]
 
 The probe is the TPP stage's diagnostic (:mod:`tppeft.probe`): logistic regression on the standardised class
 token and mean patch token, C chosen on validation, scored on test by AUC (binary: of class 1; more classes:
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backbone", action="append", required=True, help="NAME=checkpoint (repeatable)")
     ap.add_argument("--data", action="append", required=True, help="NAME=data path (repeatable)")
-    ap.add_argument("--label-fraction", type=float, default=None, help="probe on this fraction of the labels")
+    ap.add_argument("--label-fraction", type=float, action="append", default=None,
+                    help="probe on this fraction of the labels (repeatable; default: all of them)")
     ap.add_argument("--seeds", type=int, default=3, help="label draws averaged with --label-fraction")
     ap.add_argument("--limit", type=int, default=None, help="data.limit: images kept per split")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
@@ -81,23 +83,21 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             backbone = build_backbone(BackboneConfig(checkpoint=spec))
             feats = features(backbone, data)
-            seeds = range(args.seeds) if args.label_fraction else [None]
-            scores = []
-            for seed in seeds:
-                idx = (None if seed is None else
-                       labelled_subset(labels["train"], args.label_fraction, None, seed))
-                train = (feats["train"], labels["train"]) if idx is None else (feats["train"][idx],
-                                                                               labels["train"][idx])
-                got = linear_probe(train, (feats["val"], labels["val"]), (feats["test"], labels["test"]), "auc",
-                                   seed or 0)
-                scores.append(got)
             in_pool = any(seen.startswith(set_name) for seen in _seen(backbone))
-            rows.append({"data": set_name, "backbone": bb_name, "in_pool": in_pool,
-                         "train_labels": len(labels["train"]) if idx is None else len(idx),
-                         "val_auc": float(np.mean([s["val"] for s in scores])),
-                         "test_auc": float(np.mean([s["test"] for s in scores])),
-                         "test_auc_per_seed": [round(s["test"], 4) for s in scores],
-                         "seconds": round(time.perf_counter() - start, 1)})
+            for fraction in args.label_fraction or [None]:
+                scores, n_labels = [], len(labels["train"])
+                for seed in range(args.seeds) if fraction and fraction < 1 else [0]:
+                    idx = labelled_subset(labels["train"], fraction, None, seed)
+                    train = (feats["train"], labels["train"]) if idx is None else (feats["train"][idx],
+                                                                                   labels["train"][idx])
+                    n_labels = len(train[1])
+                    scores.append(linear_probe(train, (feats["val"], labels["val"]),
+                                               (feats["test"], labels["test"]), "auc", seed))
+                rows.append({"data": set_name, "backbone": bb_name, "in_pool": in_pool, "label_fraction": fraction,
+                             "train_labels": n_labels, "val_auc": float(np.mean([s["val"] for s in scores])),
+                             "test_auc": float(np.mean([s["test"] for s in scores])),
+                             "test_auc_per_seed": [round(s["test"], 4) for s in scores],
+                             "seconds": round(time.perf_counter() - start, 1)})
             print(f"  {set_name} / {bb_name}: test AUC {rows[-1]['test_auc']:.3f} ({rows[-1]['seconds']} s)",
                   file=sys.stderr)
     print("| data | backbone | saw the set in pre-training | training labels | probe val AUC | probe test AUC |")
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['data']} | {r['backbone']} | {'yes' if r['in_pool'] else 'no'} | {r['train_labels']} | "
               f"{r['val_auc']:.3f} | {r['test_auc']:.3f} |")
     if args.json:
-        args.json.write_text(json.dumps({"label_fraction": args.label_fraction, "seeds": args.seeds,
+        args.json.write_text(json.dumps({"seeds": args.seeds,
                                          "limit": args.limit, "rows": rows}, indent=1) + "\n")
     return 0
 
