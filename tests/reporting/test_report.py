@@ -241,3 +241,24 @@ def test_an_undefined_test_metric_is_named_left_out_and_never_judged(tmp_path, c
         assert "AUC | undefined | —" in text or "<td>undefined</td>" in text, name
         assert not re.search(r"\bnan\b", re.sub(r"data:image/png;base64,[^\"]*", "", text), re.I), name
     assert "no verdict: test AUC is undefined" in captured.out
+
+
+def test_the_report_says_whether_the_backbone_saw_the_data(tmp_path):
+    from tppeft.reporting.report import saw_the_data, write_report
+
+    b0_pool = [["pneumoniamnist", 4708], ["breastmnist", 546], ["busi_train", 546]]
+    clean_pool = [{"file": "brain_mri_train.npz", "sha256": "ab", "splits": {"train": 4117}}]
+    cases = [({"trained_on": b0_pool}, {"backbone_saw_this_data_by_name": ["breastmnist"]}, "yes, by name",
+              "By name, breastmnist is this data set: read the comparison as one on images the backbone has seen"),
+             ({"trained_on": clean_pool}, {}, "no", "None of them is this data set: the backbone never saw"),
+             ({"trained_on": clean_pool}, {"backbone_saw_this_data": ["train"]}, "yes: train",
+              "It saw the train split(s) of this very data file"),
+             ({}, {}, "unknown", None)]
+    for k, (backbone, seen, short, sentence) in enumerate(cases):
+        run = synthetic_run(tmp_path / str(k), "breastmnist", {"baseline": [0.9, 0.91], "tpp": [0.9, 0.92]})
+        summary = json.loads((run / "summary.json").read_text())
+        summary.update(seen, backbone={**summary.get("backbone", {}), **backbone})
+        write_json(run / "summary.json", summary)
+        md = write_report(run).read_text()
+        assert saw_the_data(summary) == short
+        assert (sentence in md) if sentence else "pre-trained on" not in md

@@ -14,7 +14,7 @@ from pathlib import Path
 import tppeft
 from tppeft import distributed
 from tppeft.arms import get_arm
-from tppeft.backbones import seen_splits
+from tppeft.backbones import seen_by_name, seen_splits
 from tppeft.bundled import resolve
 from tppeft.config import Config
 from tppeft.engine.loop import NonFiniteLossError
@@ -170,9 +170,13 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     for m, reason in meta["undefined_metrics"].items():
         log(f"note: test {m.upper()} is undefined: {reason}; it is left out of the statistics and the verdict")
     overlap = seen_splits(ctx.backbone.identity, resolve(cfg.data.path))
+    named = [] if overlap else seen_by_name(ctx.backbone.identity, ctx.data.name)
     if overlap:
         meta["backbone_saw_this_data"] = overlap
         log(f"note: the backbone was pre-trained on the {', '.join(overlap)} split(s) of {cfg.data.path}")
+    elif named:
+        meta["backbone_saw_this_data_by_name"] = named
+        log(f"note: the backbone's pre-training sets include {', '.join(named)}: by name, this data set")
     budget = None
     for arm in (a for a in arms if a.uses_budget):
         budget = budget or matched_budget(ctx)

@@ -286,11 +286,26 @@ def _backbone_text(summary: dict) -> str | None:
         else:
             parts.append(str(s))
     text = "The backbone was pre-trained on: " + "; ".join(parts) + "."
-    overlap = summary.get("backbone_saw_this_data")
+    overlap, named = summary.get("backbone_saw_this_data"), summary.get("backbone_saw_this_data_by_name")
     if overlap:
         text += (f" It saw the {', '.join(overlap)} split(s) of this very data file, so a pretext task on those "
                  "images has less left to teach.")
+    elif named:
+        text += (f" By name, {', '.join(named)} is this data set: read the comparison as one on images the backbone "
+                 "has seen, unlabelled (the metadata cannot say which images or splits).")
+    else:
+        text += " None of them is this data set: the backbone never saw these images (as far as its metadata says)."
     return text
+
+
+def saw_the_data(summary: dict) -> str:
+    """Whether the backbone saw this data in pre-training, as its metadata tells: the splits (by checksum),
+    "yes, by name", "no" or "unknown" (the metadata does not list its pre-training data)."""
+    if summary.get("backbone_saw_this_data"):
+        return "yes: " + ", ".join(summary["backbone_saw_this_data"])
+    if summary.get("backbone_saw_this_data_by_name"):
+        return "yes, by name"
+    return "no" if (summary.get("backbone") or {}).get("trained_on") else "unknown"
 
 
 def _heads_text(summary: dict) -> str | None:
