@@ -248,9 +248,10 @@ def test_the_report_says_whether_the_backbone_saw_the_data(tmp_path):
 
     b0_pool = [["pneumoniamnist", 4708], ["breastmnist", 546], ["busi_train", 546]]
     clean_pool = [{"file": "brain_mri_train.npz", "sha256": "ab", "splits": {"train": 4117}}]
-    cases = [({"trained_on": b0_pool}, {"backbone_saw_this_data_by_name": ["breastmnist"]}, "yes, by name",
+    cases = [({"trained_on": b0_pool}, {}, "yes, by name",
               "By name, breastmnist is this data set: read the comparison as one on images the backbone has seen"),
              ({"trained_on": clean_pool}, {}, "no", "None of them is this data set: the backbone never saw"),
+             ({"trained_on": clean_pool}, {"dataset": "brain_mri_64"}, "yes, by name", "By name, brain_mri_train.npz"),
              ({"trained_on": clean_pool}, {"backbone_saw_this_data": ["train"]}, "yes: train",
               "It saw the train split(s) of this very data file"),
              ({}, {}, "unknown", None)]

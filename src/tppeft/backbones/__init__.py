@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 from tppeft.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from tppeft.backbones.factory import Backbone, build_backbone, frozen_state_digest, seen_by_name, seen_splits
+    from tppeft.backbones.factory import Backbone, build_backbone, frozen_state_digest
+    from tppeft.backbones.seen import seen_by_name, seen_splits
     from tppeft.errors import BackboneError
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "tppeft.errors": ["BackboneError"],
-    "tppeft.backbones.factory": ["Backbone", "build_backbone", "frozen_state_digest", "seen_by_name", "seen_splits"],
+    "tppeft.backbones.factory": ["Backbone", "build_backbone", "frozen_state_digest"],
+    "tppeft.backbones.seen": ["seen_by_name", "seen_splits"],
 })
 
 __all__ = ["Backbone", "BackboneError", "build_backbone", "frozen_state_digest", "seen_by_name", "seen_splits"]

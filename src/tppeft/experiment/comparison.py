@@ -174,8 +174,7 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     if overlap:
         meta["backbone_saw_this_data"] = overlap
         log(f"note: the backbone was pre-trained on the {', '.join(overlap)} split(s) of {cfg.data.path}")
-    elif named:
-        meta["backbone_saw_this_data_by_name"] = named
+    elif named:  # the report reads it from the dataset's name and trained_on (older summaries too)
         log(f"note: the backbone's pre-training sets include {', '.join(named)}: by name, this data set")
     budget = None
     for arm in (a for a in arms if a.uses_budget):

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from tppeft.backbones.seen import seen_by_name
 from tppeft.errors import ReportError
 from tppeft.io import write_text
 from tppeft.reporting.document import (
@@ -286,7 +287,7 @@ def _backbone_text(summary: dict) -> str | None:
         else:
             parts.append(str(s))
     text = "The backbone was pre-trained on: " + "; ".join(parts) + "."
-    overlap, named = summary.get("backbone_saw_this_data"), summary.get("backbone_saw_this_data_by_name")
+    overlap, named = summary.get("backbone_saw_this_data"), _seen_by_name(summary)
     if overlap:
         text += (f" It saw the {', '.join(overlap)} split(s) of this very data file, so a pretext task on those "
                  "images has less left to teach.")
@@ -298,12 +299,16 @@ def _backbone_text(summary: dict) -> str | None:
     return text
 
 
+def _seen_by_name(summary: dict) -> list[str]:
+    return seen_by_name(summary.get("backbone") or {}, summary.get("dataset") or "")
+
+
 def saw_the_data(summary: dict) -> str:
     """Whether the backbone saw this data in pre-training, as its metadata tells: the splits (by checksum),
     "yes, by name", "no" or "unknown" (the metadata does not list its pre-training data)."""
     if summary.get("backbone_saw_this_data"):
         return "yes: " + ", ".join(summary["backbone_saw_this_data"])
-    if summary.get("backbone_saw_this_data_by_name"):
+    if _seen_by_name(summary):
         return "yes, by name"
     return "no" if (summary.get("backbone") or {}).get("trained_on") else "unknown"
 
