@@ -1,6 +1,7 @@
 """End to end through the command line on a tiny budget of the bundled data."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,12 @@ def test_run_folder_contents(run_dir):
     assert stages.count("pretext") == 2 and stages.count("finetune") == 2
     report = (run_dir / "report.md").read_text()
     assert "tpp − baseline" in report and "| baseline | 2 |" in report
+    # every output file has the permissions the umask gives (safetensors alone would write 0600)
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.relative_to(run_dir).as_posix(): p.stat().st_mode & 0o777 for p in run_dir.rglob("*") if p.is_file()}
+    assert any(name.endswith(".safetensors") for name in modes)
+    assert {name: mode for name, mode in modes.items() if mode != 0o666 & ~mask} == {}
 
 
 def test_existing_run_is_not_overwritten_silently(run_dir, capsys):

@@ -48,6 +48,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def save_tensors(tensors: dict, path: Path | str, metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file, written atomically with the permissions of any other output file.
+
+    By hand rather than ``safetensors.torch.save_file``: since safetensors 0.8 that creates every file with mode
+    0600 whatever the umask (safetensors issue #782), so other users could not read a shared backbone or adapter.
+    """
+    from safetensors.torch import save
+
+    atomic_write_bytes(Path(path), save(tensors, metadata=metadata))
+
+
+def umask_permissions(path: Path) -> None:
+    """Give a file another library wrote the mode a new file gets here (``0o666`` less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_write_bytes(path: Path, data: bytes, checkpoint: str | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file, fsync and rename.
 

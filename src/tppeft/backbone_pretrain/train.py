@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 from timm.optim import param_groups_weight_decay
 
@@ -33,7 +32,7 @@ from tppeft.engine.checkpoint import Checkpointer, fingerprint
 from tppeft.engine.config import CheckpointConfig, TrainConfig, results_identity
 from tppeft.engine.devices import autocast, autocast_dtype
 from tppeft.engine.loop import epoch_steps
-from tppeft.io import append_jsonl, write_json
+from tppeft.io import append_jsonl, save_tensors, write_json
 from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.mae.task import MaskedReconstruction
 from tppeft.rundir import RunPaths
@@ -119,10 +118,10 @@ def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str],
     seconds = result.seconds
     dtype = torch.float16 if bp.save_dtype == "float16" else torch.float32
     stem = out_dir / bp.checkpoint_name
-    save_file({k: v.detach().to("cpu", dtype).contiguous() for k, v in vit.state_dict().items()},
-              f"{stem}_encoder.safetensors")
-    save_file({k: v.detach().to("cpu", dtype).contiguous() for k, v in task.decoder.state_dict().items()},
-              f"{stem}_decoder.safetensors")
+    save_tensors({k: v.detach().to("cpu", dtype).contiguous() for k, v in vit.state_dict().items()},
+                 f"{stem}_encoder.safetensors")
+    save_tensors({k: v.detach().to("cpu", dtype).contiguous() for k, v in task.decoder.state_dict().items()},
+                 f"{stem}_decoder.safetensors")
     arch = {"img_size": size, "patch_size": patch, "embed_dim": vit.embed_dim, "depth": len(vit.blocks),
             "num_heads": vit.blocks[0].attn.num_heads, "in_chans": vit.patch_embed.proj.in_channels,
             **bp.arch_kwargs}

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from tppeft import distributed
 from tppeft.engine import train
@@ -18,7 +17,7 @@ from tppeft.experiment.checkpoints import resume_stage, stage_checkpointer
 from tppeft.experiment.context import Context
 from tppeft.experiment.model import RunModel
 from tppeft.experiment.seeds import generator, stream_seed
-from tppeft.io import append_jsonl
+from tppeft.io import append_jsonl, save_tensors
 from tppeft.rundir import RunPaths
 from tppeft.tasks import TaskModel
 from tppeft.tracking import scheduled_lr, track_epoch
@@ -95,8 +94,8 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
                 "made by": f"fine-tuning on {ctx.num_labelled():,} labelled images of {ctx.data.name}, best of "
                            f"{epochs} epochs on validation {select}, seed {seed}",
                 "test": ", ".join(f"{k} {v:.4f}" for k, v in test.items())})
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
-                  str(RunPaths(out_dir).head))
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+                     RunPaths(out_dir).head)
     record = {"stage": "finetune", "event": "end", "best_epoch": best.epoch, "val": best.val,
               "test": test, "epochs": epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
               "seconds": result.seconds}

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 import tppeft
 from tppeft.errors import TargetParamError
-from tppeft.io import file_sha256
+from tppeft.io import file_sha256, save_tensors
 from tppeft.targets.card import write_model_card
 from tppeft.targets.config import PeftConfig
 
@@ -121,7 +121,7 @@ class TargetMethod:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {n: t.detach().cpu().contiguous() for n, t in self.target_state(handle.vit, handle.names).items()}
-        save_file(state, str(directory / TENSORS_FILE))
+        save_tensors(state, directory / TENSORS_FILE)
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tppeft_version": tppeft.__version__,
             "method": self.name, "hyper_parameters": self.hyper_parameters(), "peft_config": self.cfg.model_dump(),

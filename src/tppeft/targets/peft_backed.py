@@ -15,6 +15,7 @@ from peft import get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from torch import nn
 
+from tppeft.io import umask_permissions
 from tppeft.targets.base import META_FILE, Attached, TargetMethod, TargetParamError
 
 PEFT_CONFIG_FILE = "adapter_config.json"
@@ -38,6 +39,8 @@ class PeftBackedMethod(TargetMethod):
 
     def save_extra(self, handle: Attached, directory: Path) -> None:
         handle.peft_model.save_pretrained(str(directory))
+        for path in Path(directory).glob("*.safetensors"):  # peft writes through safetensors' save_file
+            umask_permissions(path)
 
     def merge_into(self, handle: Attached) -> nn.Module:
         return handle.peft_model.merge_and_unload()

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from tppeft.backbones.formats.base import (
     MAE_DECODER_HEADS,
@@ -26,7 +26,7 @@ from tppeft.backbones.formats.base import (
     tensors_only,
 )
 from tppeft.errors import BackboneError
-from tppeft.io import write_json
+from tppeft.io import save_tensors, write_json
 
 DECODER_KEYS = "dec_embed, mask_token, dec_pos, dec_blocks.*, dec_norm, dec_pred"
 
@@ -76,7 +76,7 @@ def write(out_dir: Path, stem: str, encoder: dict[str, torch.Tensor], meta: dict
           decoder: DecoderWeights | None = None, dino_head: DinoHeadWeights | None = None) -> list[Path]:
     """Write a checkpoint in this layout (float32); returns the files written, the encoder first."""
     def save(state: dict[str, torch.Tensor], path: Path) -> Path:
-        save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}, str(path))
+        save_tensors({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}, path)
         return path
 
     out_dir.mkdir(parents=True, exist_ok=True)
