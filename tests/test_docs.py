@@ -98,3 +98,12 @@ def test_the_readme_links_to_files_that_exist_and_keeps_its_commands():
     tests, docs = 'pip install -e ".[dev]" && python -m pytest -q', 'pip install -e ".[docs]" && mkdocs serve'
     assert setup in readme and tests in readme and docs in readme
     assert "breastmnist.npz" in readme and "CC BY 4.0" in readme and "Apache-2.0" in readme
+
+
+def test_the_validity_page_shows_the_backbones_probes_from_their_file(hook):
+    probes = json.loads((RESULTS / hook.PROBES).read_text())
+    table = hook.probes_table(probes)
+    row = next(r for r in probes["rows"] if r["backbone"] == "clean" and r["data"] == "breastmnist")
+    line = next(line for line in table.splitlines() if line.startswith(f"| breastmnist | {row['train_labels']:,} |"))
+    assert f"{row['test_auc']:.3f}" in line and "(saw it)" in line  # b0 saw BreastMNIST, the clean one did not
+    assert hook.PROBES_MARKER in (RESULTS.parent / "docs" / hook.PROBES_PAGE).read_text()

@@ -19,6 +19,9 @@ SUMMARY = "summary.json"
 NOTES = "notes.md"  # optional, written by hand beside the tool's files
 CONFIG = "config.yaml"
 LIST_MARKER = "<!-- results:list -->"
+PROBES = "validity/backbone_probes/probes.json"  # linear probes of the backbones, made by a benchmark script
+PROBES_MARKER = "<!-- probes -->"
+PROBES_PAGE = "validity.md"
 NAV_SECTION = "Results"
 
 
@@ -108,6 +111,21 @@ def results_list(results: list[ResultFolder], base: str = RESULTS) -> str:
     return "\n".join(rows)
 
 
+def probes_table(probes: dict) -> str:
+    """The backbones' linear probes (``benchmarks/validity/probe_backbones.py --json``): one row per data set and
+    label count, one column per backbone, each cell the test AUC and whether that backbone saw the set."""
+    backbones = list(dict.fromkeys(r["backbone"] for r in probes["rows"]))
+    cells: dict[tuple, dict] = {}
+    for r in probes["rows"]:
+        cells.setdefault((r["data"], r["train_labels"]), {})[r["backbone"]] = r
+    rows = ["| data | training labels | " + " | ".join(backbones) + " |", "|---|---|" + "---|" * len(backbones)]
+    for (data, labels), by in cells.items():
+        shown = [f"{by[b]['test_auc']:.3f}" + (" (saw it)" if by[b]["in_pool"] else "") if b in by else "—"
+                 for b in backbones]
+        rows.append(f"| {data} | {labels:,} | " + " | ".join(shown) + " |")
+    return "\n".join(rows)
+
+
 def _results_root(config) -> Path:
     return Path(config.config_file_path).resolve().parent / RESULTS
 
@@ -140,4 +158,7 @@ def on_files(files, config):
 def on_page_markdown(markdown, page, config, files):
     if page.file.src_uri == f"{RESULTS}/index.md" and LIST_MARKER in markdown:
         markdown = markdown.replace(LIST_MARKER, results_list(find_results(_results_root(config))))
+    if page.file.src_uri == PROBES_PAGE and PROBES_MARKER in markdown:
+        probes = json.loads((_results_root(config) / PROBES).read_text())
+        markdown = markdown.replace(PROBES_MARKER, probes_table(probes))
     return markdown
