@@ -35,6 +35,9 @@ def test_parts_merge_into_the_whole_comparison(tmp_path, one_thread, capsys):
     assert _numbers(merged) == _numbers(whole)
     assert merged["merged_from"] == [str(tmp_path / "a"), str(tmp_path / "b")]
     assert (tmp_path / "merged" / "runs" / "tpp" / "seed0" / "target_params" / "target_params.safetensors").is_file()
+    assert merged["figures"] == whole["figures"] == ["roc_curves.png"]  # drawn again from the runs' test scores
+    assert (tmp_path / "merged" / "roc_curves.png").is_file() and "roc_curves.png" in (
+        tmp_path / "merged" / "report.md").read_text()
     assert main(["report", str(tmp_path / "merged")]) == 0
 
 

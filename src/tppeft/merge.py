@@ -62,7 +62,12 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
     walls = [s.get("wall_seconds") for s in summaries]
-    meta.update({"figures": [], "merged_from": [str(p) for p in parts], "job_wall_seconds": walls,
+    figures = []
+    if first.get("task") == "classification":  # the ROC curves come from the runs' files; other figures do not
+        from tppeft.tasks.classification import roc_figure
+
+        figures = roc_figure(merged.root, cfg.arms, cfg.seeds, first["labels"], first["num_classes"])
+    meta.update({"figures": figures, "merged_from": [str(p) for p in parts], "job_wall_seconds": walls,
                  "wall_seconds": max((w for w in walls if w is not None), default=None)})
     summary = summarize(records, cfg, meta, first["metrics"], first["primary_metric"])
     write_json(merged.summary, summary)

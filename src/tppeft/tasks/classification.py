@@ -159,21 +159,26 @@ class ClassificationTask(Task):
         np.savez(RunPaths(run_dir).test_scores, scores=scores.astype(np.float32), labels=labels)
 
     def figures(self, ctx: TaskContext, out_dir: Path, arms: list[str]) -> list[str]:
-        """ROC curves of every arm and seed whose test scores were saved."""
-        from tppeft.reporting.plots import plot_roc
+        return roc_figure(out_dir, arms, ctx.cfg.seeds, self.data_info["task"], self.num_classes)
 
-        folder = RunFolder(out_dir)
-        curves: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {}
-        for arm in arms:
-            for seed in range(ctx.cfg.seeds):
-                path = folder.run(arm, seed).test_scores
-                if path.is_file():
-                    with np.load(path) as f:
-                        curve = roc_points(f["labels"], f["scores"], self.data_info["task"])
-                    if curve is not None:
-                        curves.setdefault(arm, []).append(curve)
-        if not curves:
-            return []
-        plot_roc(curves, folder.figure(ROC_FIGURE), pooled=self.data_info["task"] == "multilabel"
-                 or self.num_classes > 2)
-        return [ROC_FIGURE]
+
+def roc_figure(out_dir: Path, arms: list[str], seeds: int, label_task: str, num_classes: int) -> list[str]:
+    """ROC curves of every arm and seed whose run folder holds its test scores (``test_scores.npz``), drawn
+    into the comparison folder; the figure's name, or none when no run saved scores. From files only, so a
+    merged comparison draws them too."""
+    from tppeft.reporting.plots import plot_roc
+
+    folder = RunFolder(out_dir)
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {}
+    for arm in arms:
+        for seed in range(seeds):
+            path = folder.run(arm, seed).test_scores
+            if path.is_file():
+                with np.load(path) as f:
+                    curve = roc_points(f["labels"], f["scores"], label_task)
+                if curve is not None:
+                    curves.setdefault(arm, []).append(curve)
+    if not curves:
+        return []
+    plot_roc(curves, folder.figure(ROC_FIGURE), pooled=label_task == "multilabel" or num_classes > 2)
+    return [ROC_FIGURE]
