@@ -35,10 +35,21 @@ result() {  # STATUS NAME TEXT
   printf '%-4s %s: %s\n' "$1" "$2" "$3"
   case "$1" in PASS) passed=$((passed + 1)) ;; FAIL) failed=$((failed + 1)) ;; *) skipped=$((skipped + 1)) ;; esac
 }
-run_tppeft() {  # LOG_STEM ARGS...: a tppeft command with a time limit, its stderr in LOG_STEM.err
+limited() {  # LOG_STEM COMMAND...: a command with a time limit, its output in LOG_STEM.out and .err
   local stem=$1
   shift
-  (timeout 300 python -m tppeft "$@" >"$stem.out" 2>"$stem.err"; exit $?) 2>/dev/null  # no "Killed" line
+  (timeout 300 "$@" >"$stem.out" 2>"$stem.err"; exit $?) 2>/dev/null  # no "Killed" line
+}
+comparison() {  # NAME LOG_STEM COMMAND...: a comparison with a time limit; sets $secs; FAIL NAME if it fails
+  local name=$1 stem=$2 start=$SECONDS rc
+  shift 2
+  limited "$stem" "$@"
+  rc=$? secs=$((SECONDS - start))
+  [ $rc -eq 0 ] && return 0
+  local why
+  why=$(grep -m1 '^tppeft' "$stem.err" || tail -1 "$stem.err")  # tppeft's own error line, else the last line
+  result FAIL "$name" "the comparison failed (exit $rc): $why"
+  return 1
 }
 check_py() {  # NAME PYTHON_CODE ARGS...: the code prints "STATUS text"
   local name=$1 code=$2 line
@@ -51,12 +62,8 @@ check_py() {  # NAME PYTHON_CODE ARGS...: the code prints "STATUS text"
 # 1. bf16 autocast: what train.precision=auto picks, what a matrix product gives under it, and a whole
 #    comparison at that precision (also the reference of check 3: train.deterministic=true).
 ref="$out/deterministic-ref"
-start=$SECONDS
-run_tppeft "$ref" run -o "$ref" "${common[@]}" --set train.deterministic=true
-rc=$? ref_s=$((SECONDS - start))
-if [ $rc -ne 0 ]; then
-  result FAIL bf16_autocast "the comparison failed (exit $rc): $(tail -1 "$ref.err")"
-else
+if comparison bf16_autocast "$ref" python -m tppeft run -o "$ref" "${common[@]}" --set train.deterministic=true; then
+  ref_s=$secs
   check_py bf16_autocast '
 import json, sys, torch
 from tppeft.engine.devices import autocast, autocast_dtype
@@ -101,12 +108,8 @@ ok = blocks > 0 and graphs > 0 and diff < 1e-3 and gdiff < 1e-2
 print(("PASS" if ok else "FAIL") + f" {blocks} blocks compiled into {graphs} graph(s) in {first:.1f} s; relative "
       f"difference to eager: output {diff:.1e}, gradients {gdiff:.1e}")'
 comp="$out/compiled"
-start=$SECONDS
-run_tppeft "$comp" run -o "$comp" "${common[@]}" --set train.compile=true
-rc=$? comp_s=$((SECONDS - start))
-if [ $rc -ne 0 ]; then
-  result FAIL compile_run "the comparison failed (exit $rc): $(tail -1 "$comp.err")"
-else
+if comparison compile_run "$comp" python -m tppeft run -o "$comp" "${common[@]}" --set train.compile=true; then
+  comp_s=$secs
   check_py compile_run '
 import json, sys
 ref, comp = (json.load(open(p + "/summary.json")) for p in sys.argv[1:3])
@@ -122,11 +125,11 @@ fi
 # 3. train.deterministic: the comparison of check 1 killed (SIGKILL from the kill points) after the TPP stage's
 #    last checkpoint and half-way through a fine-tuning checkpoint, resumed each time: the same files as check 1's.
 cut="$out/deterministic-cut"
-TPPEFT_KILL_AT=tpp-stage-done run_tppeft "$cut.1" run -o "$cut" "${common[@]}" --set train.deterministic=true
+TPPEFT_KILL_AT=tpp-stage-done limited "$cut.1" python -m tppeft run -o "$cut" "${common[@]}" --set train.deterministic=true
 rc1=$?
-TPPEFT_KILL_AT=checkpoint-mid-write:3 run_tppeft "$cut.2" run --resume "$cut"
+TPPEFT_KILL_AT=checkpoint-mid-write:3 limited "$cut.2" python -m tppeft run --resume "$cut"
 rc2=$?
-run_tppeft "$cut.3" run --resume "$cut"
+limited "$cut.3" python -m tppeft run --resume "$cut"
 rc3=$?
 if [ $rc1 -ne 137 ] || [ $rc2 -ne 137 ] || [ $rc3 -ne 0 ]; then
   result FAIL deterministic_resume "exit codes $rc1, $rc2 (137 = killed expected), $rc3 (0 expected): $(tail -1 "$cut.3.err")"
@@ -146,13 +149,8 @@ fi
 #    evaluation, gathered over NCCL) must match one process's.
 if [ "$gpus" -ge 2 ]; then
   nccl="$out/nccl"
-  start=$SECONDS
-  timeout 300 python -m torch.distributed.run --standalone --nproc_per_node 2 -m tppeft run -o "$nccl" \
-    "${common[@]}" >"$nccl.out" 2>"$nccl.err"
-  rc=$? nccl_s=$((SECONDS - start))
-  if [ $rc -ne 0 ]; then
-    result FAIL nccl_torchrun "the 2-process comparison failed (exit $rc): $(grep -m1 'tppeft' "$nccl.err")"
-  else
+  if comparison nccl_torchrun "$nccl" python -m torch.distributed.run --standalone --nproc_per_node 2 -m tppeft \
+    run -o "$nccl" "${common[@]}"; then
     check_py nccl_torchrun '
 import json, sys
 ref, two = (json.load(open(p + "/summary.json")) for p in sys.argv[1:3])
@@ -160,7 +158,7 @@ a, b = (s["arms"]["tpp"]["runs"][0]["pretext"]["loss_start"] for s in (ref, two)
 auc = [s["arms"]["tpp"]["mean"]["auc"] for s in (ref, two)]
 ok = two["processes"] == 2 and abs(a - b) <= 0.01 * abs(a) and auc[1] is not None
 print(("PASS" if ok else "FAIL") + f" 2 processes: held-out pretext loss {b:.5f} vs {a:.5f} on one; test AUC tpp "
-      f"{auc[1]:.4f} vs {auc[0]:.4f}; {sys.argv[3]} s")' "$ref" "$nccl" "$nccl_s"
+      f"{auc[1]:.4f} vs {auc[0]:.4f}; {sys.argv[3]} s")' "$ref" "$nccl" "$secs"
   fi
 else
   result SKIP nccl_torchrun "needs 2+ GPUs; nvidia-smi lists $gpus"
