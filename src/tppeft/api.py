@@ -96,7 +96,7 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
     pretext = any(get_arm(a).has_tpp_stage for a in cfg.arms)
     check_unshared_batches(cfg, pretext, cfg.arms)
     ctx = prepare_context(cfg, log)
-    trainable = preflight(ctx, pretext, arms=cfg.arms)
+    trainable = preflight(ctx, pretext)
     need = estimate_run_bytes(trainable, cfg.seeds * len(cfg.arms), cfg.checkpoint.keep_finished)
     folder.check_new(overwrite, need)
     folder.create(overwrite, cfg, {"command": "run"})

@@ -123,7 +123,7 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
     pretext, runs, arms = plan(cfg)
     check_unshared_batches(cfg, pretext, arms)  # under torchrun, before joining the process group
     ctx = prepare_context(cfg, log)
-    need = estimate_run_bytes(preflight(ctx, pretext, init, arms), runs, cfg.checkpoint.keep_finished)
+    need = estimate_run_bytes(preflight(ctx, pretext, init), runs, cfg.checkpoint.keep_finished)
     if resume:
         folder.check_writable(need)
     else:

@@ -14,12 +14,10 @@ from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
 
 
-def preflight(ctx: Context, pretext: bool, init: Path | None = None, arms: list[str] | None = None) -> int:
+def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
     """Build one run's model, task head (and pretext task) as the runs will, so that a method, head, pretext
-    task or init folder that cannot work fails before any output exists. ``arms``: the arms that will run (their
-    own pretext tasks are checked too; None: a stage command's ``pretext``). Returns the trainable parameter
-    count."""
-    check_unshared_batches(ctx.cfg, pretext, arms)
+    task or init folder that cannot work fails before any output exists. Returns the trainable parameter count.
+    (Under torchrun, :func:`check_unshared_batches` comes first, before the context joins the process group.)"""
     run = build_run_model(ctx, 0, init)
     count = sum(p.numel() for p in run.target_params())
     count += sum(p.numel() for p in ctx.task.build_model(run.vit).head.parameters())
@@ -36,7 +34,8 @@ def preflight(ctx: Context, pretext: bool, init: Path | None = None, arms: list[
 def check_unshared_batches(cfg: Config, pretext: bool, arms: list[str] | None) -> None:
     """Under torchrun (``WORLD_SIZE`` > 1, read before any process group is joined): refuse every pretext task
     that computes its loss over the whole batch (``batch_coupled``), naming the arms (or the stage command's
-    ``pretext.method``) in one line. ``pretext`` and ``arms`` as for :func:`preflight`."""
+    ``pretext.method``) in one line. ``arms``: the arms that will run (their own pretext tasks are checked); None
+    for a stage command, whose ``pretext.method`` is checked when ``pretext`` (a TPP stage runs)."""
     if ranks.world_size() <= 1:
         return
     if arms is None:
