@@ -68,7 +68,7 @@ class Injector:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int | None = None, only: str = ""):
         self.count, self.at, self.where = 0, at, None
         grads, evaluate = loop_mod._grads_finite, ClassificationTask.evaluate
-        write, append = checkpoint_mod.atomic_write_bytes, comparison_mod.append_jsonl
+        write, append = io_mod.atomic_write_bytes, comparison_mod.append_jsonl
 
         def hit(name: str) -> bool:
             if not name.startswith(only):
@@ -105,8 +105,7 @@ class Injector:
 
         monkeypatch.setattr(loop_mod, "_grads_finite", step)
         monkeypatch.setattr(ClassificationTask, "evaluate", ev)
-        monkeypatch.setattr(checkpoint_mod, "atomic_write_bytes", atomic)
-        monkeypatch.setattr(io_mod, "atomic_write_bytes", atomic)
+        monkeypatch.setattr(io_mod, "atomic_write_bytes", atomic)  # checkpoints and weight files write through it
         for module in (pretext_stage_mod, finetune_stage_mod, comparison_mod):
             monkeypatch.setattr(module, "append_jsonl", line)
 

@@ -48,15 +48,17 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def save_tensors(tensors: dict, path: Path | str, metadata: dict[str, str] | None = None) -> None:
-    """A safetensors file, written atomically with the permissions of any other output file.
+def save_tensors(tensors: dict, path: Path | str, metadata: dict[str, str] | None = None,
+                 checkpoint: str | None = None) -> None:
+    """A safetensors file, written atomically with the permissions of any other output file (``checkpoint``: as
+    for :func:`atomic_write_bytes`).
 
     By hand rather than ``safetensors.torch.save_file``: since safetensors 0.8 that creates every file with mode
     0600 whatever the umask (safetensors issue #782), so other users could not read a shared backbone or adapter.
     """
     from safetensors.torch import save
 
-    atomic_write_bytes(Path(path), save(tensors, metadata=metadata))
+    atomic_write_bytes(Path(path), save(tensors, metadata=metadata), checkpoint=checkpoint)
 
 
 def umask_permissions(path: Path) -> None:

@@ -23,11 +23,10 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save as st_save
 
 from tppeft import faults
 from tppeft.errors import CheckpointError
-from tppeft.io import atomic_write_bytes
+from tppeft.io import save_tensors
 
 FORMAT = "tppeft-checkpoint-1"
 _NAME = re.compile(r"^ckpt-(\d{6})\.safetensors$")
@@ -61,7 +60,7 @@ def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[st
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta_json = json.dumps({"format": FORMAT, **meta}, sort_keys=True)
     header = {"tppeft": meta_json, "sha256": _digest(meta_json, tensors)}
-    atomic_write_bytes(path, st_save(tensors, metadata=header), checkpoint=where)
+    save_tensors(tensors, path, metadata=header, checkpoint=where)
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
