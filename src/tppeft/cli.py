@@ -42,9 +42,10 @@ from tppeft.errors import (
     NonFiniteLossError,
     ReportError,
     TargetParamError,
+    WorkerError,
 )
 from tppeft.io import append_jsonl, config_to_yaml, read_jsonl, write_json, write_text
-from tppeft.rundir import OutputError, RunFolder, RunPaths, estimate_run_bytes
+from tppeft.rundir import JOBS_FOLDER_ENV, OutputError, RunFolder, RunPaths, estimate_run_bytes
 from tppeft.targets import list_target_methods
 
 if TYPE_CHECKING:
@@ -157,18 +158,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume is not None and args.only:
         raise ConfigError("--resume continues the runs DIR was made for; drop --only")
-    specs = _invocation(args).get("only") or args.only or []
+    saved = _invocation(args)
+    specs = saved.get("only") or args.only or []
+    jobs = args.jobs or saved.get("jobs")
+    if jobs is not None and args.resume is not None and "jobs" not in saved and jobs > 1:
+        raise ConfigError(f"{args.resume} was made by one process; resume it without --jobs")
+    if jobs is not None and jobs > 1 and ranks.world_size() > 1:
+        raise ConfigError("--jobs starts worker processes of its own; under torchrun leave it out")
+    parallel = jobs is not None and (jobs > 1 or "jobs" in saved)
 
     def plan(c: Config) -> tuple[bool, int, list[str]]:
         only = _only_runs(specs, c)
         arms = sorted({a for a, _ in only}) if only else c.arms
         return any(get_arm(a).has_tpp_stage for a in arms), len(only) or c.seeds * len(c.arms), arms
 
-    cfg, folder, ctx, resume = _prepare(args, plan, invocation={"only": sorted(specs)} if specs else None)
+    invocation = {**({"only": sorted(specs)} if specs else {}), **({"jobs": jobs} if parallel else {})}
+    cfg, folder, ctx, resume = _prepare(args, plan, invocation=invocation or None)
     only = _only_runs(specs, cfg) or None
     log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {folder.root}" + (" (resumed)" if resume else "")
         + (f"; only {', '.join(sorted(specs))}" if only else ""))
-    summary = run_comparison(cfg, folder.root, log, ctx=ctx, resume=resume, only=only)
+    if parallel:
+        from tppeft.jobs import run_jobs
+
+        summary = run_jobs(cfg, folder, ctx, log, jobs, resume=resume, only=only)
+    else:
+        summary = run_comparison(cfg, folder.root, log, ctx=ctx, resume=resume, only=only)
     say(comparison_text(summary))
     say(f"\nwall time {summary['wall_seconds']:.0f} s; summary: {folder.summary}; report: {folder.report_md}")
     failed = sum(len(e.get("failed", [])) for e in summary["arms"].values())
@@ -387,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("run", help="compare arms (baseline, tpp, ...) over seeds; writes summary.json and reports")
     common(sp, resume=True)
+    sp.add_argument("--jobs", "-j", type=_positive, metavar="N",
+                    help="make the runs in N worker processes side by side (each a tppeft run --only ARM:SEED, "
+                    "threads = cores / N unless set); with --resume, N may change")
     sp.add_argument("--only", action="append", metavar="ARM:SEED",
                     help="make only this run of the comparison (repeatable): one job's part, joined to the others "
                     "by tppeft merge")
@@ -463,12 +480,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
+    return int(text)
+
+
 def _resume_hint(args: argparse.Namespace) -> str:
     out = getattr(args, "out_dir", None)
     if out is None:
         return ""
     if args.command == "sweep":
         return f"; resume with the same tppeft sweep command and --resume (folder {out})"
+    if os.environ.get(JOBS_FOLDER_ENV):  # a worker of tppeft run --jobs: the comparison is what resumes
+        return f"; resume the comparison with: tppeft run --resume {os.environ[JOBS_FOLDER_ENV]}"
     return f"; resume with: tppeft {args.command} --resume {out}"
 
 
@@ -515,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (NonFiniteLossError, BackboneChangedError) as e:
         print(f"{_tag()} error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except WorkerError as e:
+        print(f"{_tag()} error: {_one_line(e)}{_resume_hint(args)}", file=sys.stderr)
         return 1
     except RunInterrupted as e:
         name = signal.Signals(e.signum).name

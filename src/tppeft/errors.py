@@ -34,6 +34,10 @@ class BackboneChangedError(RuntimeError):
     """The frozen backbone's weights changed during a run: a bug, never a result; the run stops."""
 
 
+class WorkerError(RuntimeError):
+    """A worker process of ``tppeft run --jobs`` failed; the message names its run and log."""
+
+
 class ReportError(ValueError):
     """A folder that holds no readable run summary."""
 

@@ -57,6 +57,8 @@ PRETEXT_RECORD = "pretext.json"
 SWEEP = "sweep.json"
 SWEEP_MD = "sweep.md"
 CELLS = "cells"
+# Set in the environment of a worker of ``tppeft run --jobs``: the comparison's folder, which a resume names.
+JOBS_FOLDER_ENV = "TPPEFT_JOBS_FOLDER"
 EXAMPLES_FIGURE = "examples.png"
 ROC_FIGURE = "roc_curves.png"
 DEFAULT_PARENT = "runs"  # where a command's folder goes when no --output is given

@@ -134,39 +134,25 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
             **meta, "undefined_metrics": undefined, "target_params": target, "arms": arms, "paired": paired}
 
 
-def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print, ctx: Context | None = None,
-                   resume: bool = False, only: set[tuple[str, int]] | None = None) -> dict:
-    """Run all arms x seeds into ``out_dir`` (a folder made by :meth:`tppeft.rundir.RunFolder.create`, with its
-    config.yaml) and write results.jsonl, summary.json, report.md.
-
-    With ``resume`` the runs already in ``out_dir/results.jsonl`` are kept, and an interrupted run continues
-    from its last checkpoint. A run stopped by a non-finite loss is recorded as failed and left out of the
-    statistics; the comparison goes on. With ``only`` just those (arm, seed) runs are made: one job's part of a
-    comparison spread over several, joined afterwards by :func:`tppeft.merge.merge_parts`. Under torchrun every
-    process runs the comparison (each on its share of every batch) and the first one alone writes.
-    """
-    main = distributed.is_main()
-    start = time.perf_counter()
-    folder = RunFolder(out_dir)
-    results_path = folder.results
-    ctx = ctx or prepare_context(cfg, log)
-    task = ctx.task
+def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tuple[dict, dict | None]:
+    """What summary.json says of the whole comparison (data, backbone, settings), and the matched budget of an arm
+    that needs one (None: no such arm); logs what the user should know before the first run."""
     meta = {"dataset": ctx.data.name, "data_layout": ctx.data.layout, "class_names": ctx.data.class_names,
-            "task": task.name, "labels": ctx.data.task,
-            "num_classes": ctx.data.num_classes, "metric_note": task.metric_note(),
+            "task": ctx.task.name, "labels": ctx.data.task,
+            "num_classes": ctx.data.num_classes, "metric_note": ctx.task.metric_note(),
             "split_sizes": {k: len(v) for k, v in ctx.data.splits.items()},
             "data": {"train": ctx.num_labelled(), "pretext_train": ctx.num_pretext_images(),
                      "label_fraction": cfg.data.label_fraction, "labels_per_class": cfg.data.labels_per_class,
                      "pretext_sources": ctx.pretext_sources},
             "backbone": ctx.backbone.identity, "backbone_provenance": ctx.backbone.provenance,
             "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
-            "finetune": {**cfg.finetune.model_dump(), "select_metric": task.select_metric()},
+            "finetune": {**cfg.finetune.model_dump(), "select_metric": ctx.task.select_metric()},
             "task_config": cfg.task.model_dump(), "image_size": ctx.backbone.image_size,
             "seeds": list(range(cfg.seeds)), "device": str(ctx.device),
             "processes": distributed.world_size()}
     arms = [get_arm(a) for a in cfg.arms]
     meta.update({arm.options: getattr(cfg, arm.options).model_dump() for arm in arms if arm.options})
-    meta["undefined_metrics"] = task.undefined_metrics(ctx.data, "test")
+    meta["undefined_metrics"] = ctx.task.undefined_metrics(ctx.data, "test")
     for m, reason in meta["undefined_metrics"].items():
         log(f"note: test {m.upper()} is undefined: {reason}; it is left out of the statistics and the verdict")
     overlap = seen_splits(ctx.backbone.identity, resolve(cfg.data.path))
@@ -184,6 +170,26 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
         log(f"{arm.name}: {cfg.finetune.epochs} + {arm.extra_epochs(budget)} fine-tuning epochs"
             + (f" (the TPP stage costs {ratio:.2f} fine-tuning epochs in counted FLOPs)" if ratio is not None else
                f" ({budget['rule']})"))
+    return meta, budget
+
+
+def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = print, ctx: Context | None = None,
+                   resume: bool = False, only: set[tuple[str, int]] | None = None) -> dict:
+    """Run all arms x seeds into ``out_dir`` (a folder made by :meth:`tppeft.rundir.RunFolder.create`, with its
+    config.yaml) and write results.jsonl, summary.json, report.md.
+
+    With ``resume`` the runs already in ``out_dir/results.jsonl`` are kept, and an interrupted run continues
+    from its last checkpoint. A run stopped by a non-finite loss is recorded as failed and left out of the
+    statistics; the comparison goes on. With ``only`` just those (arm, seed) runs are made: one job's part of a
+    comparison spread over several, joined afterwards by :func:`tppeft.merge.merge_parts`. Under torchrun every
+    process runs the comparison (each on its share of every batch) and the first one alone writes.
+    """
+    main = distributed.is_main()
+    start = time.perf_counter()
+    folder = RunFolder(out_dir)
+    results_path = folder.results
+    ctx = ctx or prepare_context(cfg, log)
+    meta, budget = comparison_meta(cfg, ctx, log)
     records = read_jsonl(results_path, repair=True) if resume and results_path.is_file() else []
     distributed.barrier()  # every process knows the finished runs before the first one adds to them
     finished = {(r["arm"], r["seed"]) for r in records}
@@ -218,14 +224,21 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
                            "yet deleted")
                 if is_valid(record) and not cfg.checkpoint.keep_finished:
                     run_paths.drop_checkpoints()
+    return finish_comparison(cfg, ctx, folder, records, meta, time.perf_counter() - start, resume)
+
+
+def finish_comparison(cfg: Config, ctx: Context, folder: RunFolder, records: list[dict], meta: dict,
+                      seconds: float, resume: bool) -> dict:
+    """Order the runs' records, draw the task's figures from the run folders and write summary.json and
+    report.md (the first process only); returns the summary."""
+    main = distributed.is_main()
     order = {(seed, arm): i for i, (seed, arm) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
-    records.sort(key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
-    figures = task.figures(ctx, out_dir, cfg.arms) if main else []
+    records = sorted(records, key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
+    figures = ctx.task.figures(ctx, folder.root, cfg.arms) if main else []
     extra = {"resumed": True} if resume else {}
-    summary = summarize(records, cfg, {**meta, "figures": figures,
-                                       "wall_seconds": round(time.perf_counter() - start, 1), **extra},
-                        task.metrics, task.primary_metric)
+    summary = summarize(records, cfg, {**meta, "figures": figures, "wall_seconds": round(seconds, 1), **extra},
+                        ctx.task.metrics, ctx.task.primary_metric)
     if main:
         write_json(folder.summary, summary)
-        write_report(out_dir)
+        write_report(folder.root)
     return summary

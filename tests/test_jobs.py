@@ -1,0 +1,95 @@
+"""`tppeft run --jobs N`: the runs of a comparison in N worker processes give the numbers and the folder of one
+process; a worker that dies stops the others and the comparison resumes from its checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tppeft import jobs
+from tppeft.cli import main
+from tppeft.faults import ENV
+
+SETS = ["pretext.probe=false", "data.image_size=32", "threads=1", "seeds=2", "data.limit=16", "pretext.epochs=1",
+        "finetune.epochs=1", "pretext.batch_size=8", "finetune.batch_size=8"]
+ARGS = [a for s in SETS for a in ("--set", s)]
+
+
+def _numbers(summary: dict) -> dict:
+    runs = {(a, r["seed"]): (r["status"], r["test"], r["best_epoch"], (r["pretext"] or {}).get("loss_end"))
+            for a, e in summary["arms"].items() for r in e["runs"]}
+    return {"runs": runs, "mean": {a: e["mean"] for a, e in summary["arms"].items()}, "paired": summary["paired"]}
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    assert main(["run", "-o", str(out), *ARGS]) == 0
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_jobs_give_the_numbers_and_folder_of_one_process(tmp_path, whole, capsys):
+    out = tmp_path / "jobs"
+    assert main(["run", "-o", str(out), *ARGS, "--jobs", "2"]) == 0
+    err = capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert _numbers(summary) == _numbers(whole)
+    assert summary["jobs"] == 2 and summary["figures"] == whole["figures"]
+    assert json.loads((out / "command.json").read_text()) == {"command": "run", "jobs": 2}
+    assert [json.loads(line)["arm"] for line in (out / "results.jsonl").read_text().splitlines()] == [
+        "baseline", "tpp", "baseline", "tpp"]  # written as each run ended; two at a time, in the comparison's order
+    assert not (out / jobs.PARTS).exists()
+    assert sorted(p.name for p in (out / jobs.LOGS).iterdir()) == [
+        "baseline-seed0.log", "baseline-seed1.log", "tpp-seed0.log", "tpp-seed1.log"]
+    assert (out / "runs" / "tpp" / "seed1" / "target_params" / "target_params.safetensors").is_file()
+    assert not (out / "runs" / "tpp" / "seed1" / "checkpoints").exists()
+    assert "[tpp seed 1] TPP stage done" in err  # the workers' progress lines reach the terminal
+    assert "done in" in err and "(4/4 runs)" in err
+    assert main(["report", str(out)]) == 0
+
+
+def test_a_dead_worker_stops_the_comparison_and_resume_finishes_it(tmp_path, whole, capsys, monkeypatch):
+    out = tmp_path / "jobs"
+    monkeypatch.setenv(ENV, "tpp-stage-done")  # every worker making a TPP run kills itself after its TPP stage
+    assert main(["run", "-o", str(out), *ARGS, "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "error: run tpp seed 0 was killed by SIGKILL; its log:" in err and "kill point tpp-stage-done" in err
+    assert f"resume with: tppeft run --resume {out}" in err
+    assert (out / jobs.PARTS / "tpp-seed0" / "config.yaml").is_file() and not (out / "summary.json").exists()
+    monkeypatch.delenv(ENV)
+    assert main(["run", "--resume", str(out)]) == 0  # --jobs 2 from the folder's command.json
+    err = capsys.readouterr().err
+    assert "[tpp seed 0] resuming its part" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert _numbers(summary) == _numbers(whole) and summary["resumed"] is True
+    assert not (out / jobs.PARTS).exists()
+
+
+def test_jobs_refusals(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "-o", str(tmp_path / "a"), *ARGS, "--jobs", "0"])
+    assert "at least 1" in capsys.readouterr().err
+    one = tmp_path / "one"
+    assert main(["run", "-o", str(one), *ARGS, "--set", "seeds=1", "--set", "arms=[baseline]"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--resume", str(one), "--jobs", "2"]) == 2
+    assert "made by one process; resume it without --jobs" in capsys.readouterr().err
+
+
+def test_worker_threads_share_the_cores(monkeypatch):
+    monkeypatch.setattr(jobs, "cores", lambda: 8)
+    assert jobs.worker_threads(None, 2) == 4 and jobs.worker_threads(None, 16) == 1
+    assert jobs.worker_threads(3, 2) == 3  # threads set in the config win
+
+
+def test_a_workers_messages_name_the_comparison_to_resume(monkeypatch, tmp_path):
+    from argparse import Namespace
+
+    from tppeft.cli import _resume_hint
+    from tppeft.rundir import JOBS_FOLDER_ENV
+
+    args = Namespace(command="run", out_dir=tmp_path / "parts" / "tpp-seed0")
+    assert _resume_hint(args).endswith(f"tppeft run --resume {tmp_path / 'parts' / 'tpp-seed0'}")
+    monkeypatch.setenv(JOBS_FOLDER_ENV, str(tmp_path))
+    assert _resume_hint(args) == f"; resume the comparison with: tppeft run --resume {tmp_path}"
