@@ -46,6 +46,7 @@ def test_jobs_give_the_numbers_and_folder_of_one_process(tmp_path, whole, capsys
     assert not (out / "runs" / "tpp" / "seed1" / "checkpoints").exists()
     assert "[tpp seed 1] TPP stage done" in err  # the workers' progress lines reach the terminal
     assert "done in" in err and "(4/4 runs)" in err
+    assert f"wall time {summary['wall_seconds']:.0f} s (2 runs at a time)" in (out / "report.md").read_text()
     assert main(["report", str(out)]) == 0
 
 

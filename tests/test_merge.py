@@ -38,6 +38,9 @@ def test_parts_merge_into_the_whole_comparison(tmp_path, one_thread, capsys):
     assert merged["figures"] == whole["figures"] == ["roc_curves.png"]  # drawn again from the runs' test scores
     assert (tmp_path / "merged" / "roc_curves.png").is_file() and "roc_curves.png" in (
         tmp_path / "merged" / "report.md").read_text()
+    walls = merged["job_wall_seconds"]
+    assert f"merged from 2 jobs: {max(walls):.0f} s for the longest, {sum(walls):.0f} s for all of them together" in (
+        tmp_path / "merged" / "report.md").read_text()  # not one wall time: the parts may have run one after another
     assert main(["report", str(tmp_path / "merged")]) == 0
 
 

@@ -269,7 +269,17 @@ def _setup_text(summary: dict) -> str:
             f"Pretext: `{pre.get('method')}`, {pre.get('epochs')} epochs, lr {pre.get('lr')}. "
             f"Fine-tuning: {ft.get('epochs')} epochs, lr {ft.get('lr')}, model selection on validation "
             f"{ft.get('select_metric')}. Seeds: {summary.get('seeds')} (paired across arms). "
-            f"Device: {summary.get('device')}; wall time {fmt_num(summary.get('wall_seconds'), 0)} s.")
+            f"Device: {summary.get('device')}; {_wall_text(summary)}.")
+
+
+def _wall_text(summary: dict) -> str:
+    """The wall time; of a merge, its parts' (which may have run at once or one after another)."""
+    parts = [w for w in summary.get("job_wall_seconds") or [] if w is not None]
+    if not parts:
+        jobs = summary.get("jobs")
+        return f"wall time {fmt_num(summary.get('wall_seconds'), 0)} s" + (f" ({jobs} runs at a time)" if jobs else "")
+    return (f"merged from {len(summary['job_wall_seconds'])} jobs: {fmt_num(max(parts), 0)} s for the longest, "
+            f"{fmt_num(sum(parts), 0)} s for all of them together")
 
 
 def _backbone_text(summary: dict) -> str | None:
