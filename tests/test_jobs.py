@@ -1,5 +1,6 @@
-"""`tppeft run --jobs N`: the runs of a comparison in N worker processes give the numbers and the folder of one
-process; a worker that dies stops the others and the comparison resumes from its checkpoints."""
+"""`tppeft run --jobs N` (and ``tppeft.run(jobs=N)``): the runs of a comparison in N worker processes give the
+numbers and the folder of one process; a worker that dies stops the others and the comparison resumes from its
+checkpoints."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 
 import pytest
 
+import tppeft
 from tppeft import jobs
 from tppeft.cli import main
 from tppeft.faults import ENV
@@ -31,8 +33,8 @@ def whole(tmp_path_factory) -> dict:
 
 def test_jobs_give_the_numbers_and_folder_of_one_process(tmp_path, whole, capsys):
     out = tmp_path / "jobs"
-    assert main(["run", "-o", str(out), *ARGS, "--jobs", "2"]) == 0
-    err = capsys.readouterr().err
+    tppeft.run(output=out, overrides=SETS, jobs=2)  # the Python API; the command line is the test below
+    err = "".join(capsys.readouterr())
     summary = json.loads((out / "summary.json").read_text())
     assert _numbers(summary) == _numbers(whole)
     assert summary["jobs"] == 2 and summary["figures"] == whole["figures"]

@@ -82,10 +82,11 @@ def _check_pretexts(cfg: Config) -> None:
 
 
 def run(config: Config | Mapping | str | Path | None = None, output: str | Path | None = None, *,
-        overrides: Mapping[str, Any] | Sequence[str] = (), overwrite: bool = False,
+        overrides: Mapping[str, Any] | Sequence[str] = (), overwrite: bool = False, jobs: int = 1,
         log: Callable[[str], None] = print) -> dict:
     """``tppeft run``: every arm over every seed into the folder ``output`` (default ``runs/run-<time>``);
-    returns the summary (what ``summary.json`` holds). Everything is checked before the folder is created."""
+    returns the summary (what ``summary.json`` holds). Everything is checked before the folder is created.
+    ``jobs`` > 1 makes the runs in that many worker processes side by side (``tppeft run --jobs``)."""
     from tppeft.experiment.comparison import run_comparison
     from tppeft.experiment.context import prepare_context
     from tppeft.experiment.preflight import check_unshared_batches, preflight
@@ -99,6 +100,11 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
     trainable = preflight(ctx, pretext)
     need = estimate_run_bytes(trainable, cfg.seeds * len(cfg.arms), cfg.checkpoint.keep_finished)
     folder.check_new(overwrite, need)
+    if jobs > 1:
+        from tppeft.jobs import run_jobs
+
+        folder.create(overwrite, cfg, {"command": "run", "jobs": jobs})
+        return run_jobs(cfg, folder, ctx, log, jobs)
     folder.create(overwrite, cfg, {"command": "run"})
     return run_comparison(cfg, folder.root, log, ctx=ctx)
 
