@@ -31,7 +31,7 @@ from typing import IO
 from tppeft.config import Config
 from tppeft.engine.signals import RunInterrupted, stop_requested
 from tppeft.errors import WorkerError
-from tppeft.experiment.comparison import comparison_meta, finish_comparison
+from tppeft.experiment.comparison import comparison_meta, finish_comparison, run_order
 from tppeft.experiment.context import Context
 from tppeft.io import append_jsonl, read_jsonl
 from tppeft.rundir import JOBS_FOLDER_ENV, RunFolder
@@ -168,8 +168,7 @@ def run_jobs(cfg: Config, folder: RunFolder, ctx: Context, log: Callable[[str], 
     finished = {(r["arm"], r["seed"]) for r in records}
     for arm, seed in finished:  # a kill after a results line, before its part was removed
         _drop_part(folder, arm, seed)
-    todo = [(a, s) for s in range(cfg.seeds) for a in cfg.arms
-            if (not only or (a, s) in only) and (a, s) not in finished]
+    todo = [run for run in run_order(cfg) if (not only or run in only) and run not in finished]
     total = len(todo) + len(records)
     threads = worker_threads(cfg.threads, jobs)
     log(f"{len(todo)} run(s) in {min(jobs, len(todo)) or jobs} worker process(es) at a time, {threads} thread(s) "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tppeft.config import load_config
 from tppeft.engine.config import results_identity
-from tppeft.experiment.comparison import summarize
+from tppeft.experiment.comparison import sort_records, summarize
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report
 from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
@@ -50,8 +50,7 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
             records.append(r)
     merged = RunFolder(out).check_new(overwrite).create(overwrite)
     cfg = configs[0]
-    order = {(s, a): i for i, (s, a) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
-    records.sort(key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
+    records = sort_records(records, cfg)
     for r in records:
         source = RunFolder(seen[(r["arm"], r["seed"])]).run(r["arm"], r["seed"]).root
         if source.is_dir():

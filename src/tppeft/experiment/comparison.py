@@ -134,6 +134,18 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
             **meta, "undefined_metrics": undefined, "target_params": target, "arms": arms, "paired": paired}
 
 
+def run_order(cfg: Config) -> list[tuple[str, int]]:
+    """(arm, seed) of every run, in the order a comparison makes and records them: seed by seed, the arms in
+    the config's order."""
+    return [(arm, seed) for seed in range(cfg.seeds) for arm in cfg.arms]
+
+
+def sort_records(records: list[dict], cfg: Config) -> list[dict]:
+    """The runs' records in :func:`run_order` (runs the config does not name last)."""
+    order = {run: i for i, run in enumerate(run_order(cfg))}
+    return sorted(records, key=lambda r: order.get((r["arm"], r["seed"]), len(order)))
+
+
 def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tuple[dict, dict | None]:
     """What summary.json says of the whole comparison (data, backbone, settings), and the matched budget of an arm
     that needs one (None: no such arm); logs what the user should know before the first run."""
@@ -197,33 +209,32 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     if records:
         log(f"resuming: {len(records)} finished run(s) kept from {results_path}")
     total = len(only) if only else cfg.seeds * len(cfg.arms)
-    for seed in range(cfg.seeds):
-        for arm in cfg.arms:
-            run_paths = folder.run(arm, seed)
-            run_dir = run_paths.root
-            if only and (arm, seed) not in only:
-                continue
-            if (arm, seed) in finished:
-                if main and not cfg.checkpoint.keep_finished and (arm, seed) in kept_clean:
-                    run_paths.drop_checkpoints()  # a kill came before the cleanup
-                continue
-            if distributed.any_process(stop_requested()):
-                check_stop()
-                raise RunInterrupted()  # another process was asked to stop: stop together
-            log(f"== run {len(records) + 1}/{total}: arm {arm}, seed {seed} "
-                f"[{time.perf_counter() - start:.0f}s elapsed]")
-            try:
-                record = run_arm(ctx, arm, seed, run_dir, budget)
-            except NonFiniteLossError as e:
-                log(f"[{arm} seed {seed}] FAILED: {e}")
-                record = failed_record(arm, seed, e)
-            records.append(record)
-            if main:
-                append_jsonl(results_path, record)
-                kill_point("results-line-written", f"[{arm} seed {seed}] results line written, checkpoints not "
-                           "yet deleted")
-                if is_valid(record) and not cfg.checkpoint.keep_finished:
-                    run_paths.drop_checkpoints()
+    for arm, seed in run_order(cfg):
+        run_paths = folder.run(arm, seed)
+        run_dir = run_paths.root
+        if only and (arm, seed) not in only:
+            continue
+        if (arm, seed) in finished:
+            if main and not cfg.checkpoint.keep_finished and (arm, seed) in kept_clean:
+                run_paths.drop_checkpoints()  # a kill came before the cleanup
+            continue
+        if distributed.any_process(stop_requested()):
+            check_stop()
+            raise RunInterrupted()  # another process was asked to stop: stop together
+        log(f"== run {len(records) + 1}/{total}: arm {arm}, seed {seed} "
+            f"[{time.perf_counter() - start:.0f}s elapsed]")
+        try:
+            record = run_arm(ctx, arm, seed, run_dir, budget)
+        except NonFiniteLossError as e:
+            log(f"[{arm} seed {seed}] FAILED: {e}")
+            record = failed_record(arm, seed, e)
+        records.append(record)
+        if main:
+            append_jsonl(results_path, record)
+            kill_point("results-line-written", f"[{arm} seed {seed}] results line written, checkpoints not "
+                       "yet deleted")
+            if is_valid(record) and not cfg.checkpoint.keep_finished:
+                run_paths.drop_checkpoints()
     return finish_comparison(cfg, ctx, folder, records, meta, time.perf_counter() - start, resume)
 
 
@@ -232,8 +243,7 @@ def finish_comparison(cfg: Config, ctx: Context, folder: RunFolder, records: lis
     """Order the runs' records, draw the task's figures from the run folders and write summary.json and
     report.md (the first process only); returns the summary."""
     main = distributed.is_main()
-    order = {(seed, arm): i for i, (seed, arm) in enumerate((s, a) for s in range(cfg.seeds) for a in cfg.arms)}
-    records = sorted(records, key=lambda r: order.get((r["seed"], r["arm"]), len(order)))
+    records = sort_records(records, cfg)
     figures = ctx.task.figures(ctx, folder.root, cfg.arms) if main else []
     extra = {"resumed": True} if resume else {}
     summary = summarize(records, cfg, {**meta, "figures": figures, "wall_seconds": round(seconds, 1), **extra},
