@@ -100,12 +100,11 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
     trainable = preflight(ctx, pretext)
     need = estimate_run_bytes(trainable, cfg.seeds * len(cfg.arms), cfg.checkpoint.keep_finished)
     folder.check_new(overwrite, need)
+    folder.create(overwrite, cfg, {"command": "run", **({"jobs": jobs} if jobs > 1 else {})})
     if jobs > 1:
         from tppeft.jobs import run_jobs
 
-        folder.create(overwrite, cfg, {"command": "run", "jobs": jobs})
         return run_jobs(cfg, folder, ctx, log, jobs)
-    folder.create(overwrite, cfg, {"command": "run"})
     return run_comparison(cfg, folder.root, log, ctx=ctx)
 
 

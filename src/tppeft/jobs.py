@@ -117,7 +117,7 @@ def _start(folder: RunFolder, arm: str, seed: int, threads: int, log: Callable[[
     cmd += ["--set", f"threads={threads}"]
     path = log_path(folder, arm, seed, finished=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = open(path, "ab")  # noqa: SIM115 - closed when the worker ends (_Worker.close)
+    out = open(path, "ab")  # noqa: SIM115 - closed by run_jobs when the worker has ended
     env = {**os.environ, JOBS_FOLDER_ENV: str(folder.root)}  # its messages name the comparison to resume
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=out, stdin=subprocess.DEVNULL, env=env)
     return _Worker(arm, seed, proc, path, out, echoed=path.stat().st_size)
