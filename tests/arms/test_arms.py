@@ -9,10 +9,10 @@ from conftest import tiny_config
 from golden import check
 
 from tppeft.arms import get_arm
-from tppeft.arms.eva import lora_ranks
 from tppeft.cli import main
 from tppeft.config import ConfigError, load_config
 from tppeft.experiment.budget import matched_budget
+from tppeft.experiment.builders import build_arm_model, lora_ranks
 from tppeft.experiment.context import prepare_context
 from tppeft.experiment.finetune_stage import finetune_stage
 from tppeft.experiment.model import build_run_model
@@ -100,8 +100,8 @@ def test_flop_counts_match_a_hand_estimate(ctx):
 
 
 def test_eva_init_is_data_driven_deterministic_and_differs_from_lora(ctx):
-    eva_a, info = get_arm("eva").build(ctx, seed=0)
-    eva_b, _ = get_arm("eva").build(ctx, seed=0)
+    eva_a, info = build_arm_model(ctx, get_arm("eva"), seed=0)
+    eva_b, _ = build_arm_model(ctx, get_arm("eva"), seed=0)
     plain = build_run_model(ctx, seed=0)
     sa, sb = (dict(m.vit.named_parameters()) for m in (eva_a, eva_b))
     plain_params = dict(plain.vit.named_parameters())
@@ -131,7 +131,7 @@ def test_eva_needs_lora():
 
 
 def test_linear_probe_trains_only_the_head(ctx, tmp_path):
-    run, _ = get_arm("linear_probe").build(ctx, seed=0)
+    run, _ = build_arm_model(ctx, get_arm("linear_probe"), seed=0)
     before = {k: v.clone() for k, v in run.vit.state_dict().items()}
     assert run.target_params() == [] and not any(p.requires_grad for p in run.vit.parameters())
     finetune_stage(ctx, run, 0, tmp_path, "t")
@@ -142,7 +142,7 @@ def test_linear_probe_trains_only_the_head(ctx, tmp_path):
 
 def test_full_finetune_changes_its_copy_never_the_template(ctx, tmp_path):
     template = {k: v.clone() for k, v in ctx.backbone.model.state_dict().items()}
-    run, _ = get_arm("full_finetune").build(ctx, seed=0)
+    run, _ = build_arm_model(ctx, get_arm("full_finetune"), seed=0)
     assert run.lr_scale == ctx.cfg.full_finetune.lr_scale and len(run.target_params()) == len(template)
     finetune_stage(ctx, run, 0, tmp_path, "t")
     changed = [k for k, v in run.vit.state_dict().items() if not torch.equal(template[k], v)]

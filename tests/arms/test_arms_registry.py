@@ -8,10 +8,11 @@ import pytest
 from conftest import tiny_config
 
 import tppeft.arms.base as arms_base
+import tppeft.experiment.builders as builders
 from tppeft.arms import Arm, arms_markdown, get_arm, list_arms, register_arm, registered_arms
-from tppeft.arms.linear_probe import build as build_linear_probe
 from tppeft.cli import main
 from tppeft.config import Config, ConfigError, load_config
+from tppeft.experiment.builders import build_arm_model, builder_names, frozen, register_builder
 from tppeft.experiment.context import prepare_context
 
 ARMS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "arms.md"
@@ -27,15 +28,18 @@ def ctx():
 
 @pytest.fixture()
 def toy(monkeypatch):
-    """A registered arm of this test only: a linear probe with one fine-tuning epoch less than the budget's."""
+    """A registered arm of this test only, with its own model builder: a linear probe with one fine-tuning epoch
+    less than the budget's."""
     monkeypatch.setattr(arms_base, "_ARMS", dict(arms_base._ARMS))
+    monkeypatch.setattr(builders, "_BUILDERS", dict(builders._BUILDERS))
 
     def build(ctx, seed):
-        run, _ = build_linear_probe(ctx, seed)
+        run, _ = frozen(ctx, seed)
         return run, {"toy_note": f"built for seed {seed}"}
 
+    register_builder("toy_model", build)
     return register_arm(Arm(
-        name="toy", help="a test's own arm", trains="nothing but the head", build=build, carries_targets=False,
+        name="toy", help="a test's own arm", trains="nothing but the head", model="toy_model", carries_targets=False,
         extra_epochs=lambda budget: budget["extra_epochs"] - 1,
         check=lambda cfg: "toy needs seeds >= 2" if cfg.seeds < 2 else None,
     ))
@@ -86,10 +90,19 @@ def test_a_family_member_carries_its_own_name_and_pretext():
     assert [a for a in BUILT_IN if get_arm(a.replace("<pretext>", "dino")).has_tpp_stage] == ["tpp", "tpp_<pretext>"]
 
 
+def test_every_arm_names_a_registered_model_builder(ctx):
+    assert {arm.model for arm in registered_arms()} == set(builder_names())
+    stray = Arm(name="stray", help="-", trains="-", model="nosuch")
+    with pytest.raises(ValueError, match="arm 'stray' names model builder 'nosuch', which is not registered"):
+        build_arm_model(ctx, stray, seed=0)
+    with pytest.raises(ValueError, match="already registered"):
+        register_builder("targets", frozen)
+
+
 @pytest.mark.parametrize("name", [a.replace("<pretext>", "simclr") for a in BUILT_IN])
 def test_each_arm_builds_what_it_states(ctx, name):
     arm = get_arm(name)
-    run, info = arm.build(ctx, seed=0)
+    run, info = build_arm_model(ctx, arm, seed=0)
     assert (run.method is not None) == arm.carries_targets
     trainable = {n for n, p in run.vit.named_parameters() if p.requires_grad}
     assert trainable == set(run.target_names) and run.frozen_unchanged()

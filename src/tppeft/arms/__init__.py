@@ -1,9 +1,10 @@
 """The arms of a comparison and their registry: one module per arm, each registering its :class:`Arm`.
 
 An arm says what fine-tuning trains and from where, whether a TPP stage comes first (and with which pretext
-task), how many fine-tuning epochs it gets and how its model is built (:mod:`tppeft.arms.base`). Every module of
-this package registers its arms on import, in the order of the modules' names: adding an arm is adding a module.
-Torch-free: builders import what they need when they are called.
+task), how many fine-tuning epochs it gets, its options and which model builder makes its model
+(:mod:`tppeft.arms.base`; the builders are :mod:`tppeft.experiment.builders`). Every module of this package
+registers its arms on import, in the order of the modules' names: adding an arm is adding a module (and a builder
+only for a new kind of starting model). Torch-free, and below the configuration, which validates against it.
 """
 
 from __future__ import annotations

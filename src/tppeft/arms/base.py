@@ -2,9 +2,9 @@
 
 Every arm sees the same data, splits, augmentation and evaluation and, for a seed, the same head init and data
 order (the streams of :mod:`tppeft.experiment.seeds`); arms differ only in what is trained and from where, whether a
-TPP stage comes first, and how many fine-tuning epochs they get. An :class:`Arm` states these facts; its
-``build`` makes its model. Torch-free: ``tppeft.config`` validates arm names against the registry, so an arm's
-module imports what its builder needs inside the builder.
+TPP stage comes first, and how many fine-tuning epochs they get. An :class:`Arm` states these facts; the model
+builder it names (``model``, one of :mod:`tppeft.experiment.builders`) makes its model. Torch-free and below the
+configuration: ``tppeft.config`` validates arm names and their options against the registry.
 """
 
 from __future__ import annotations
@@ -12,18 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tppeft.errors import did_you_mean
 from tppeft.options import ConfigError
 
 if TYPE_CHECKING:
-    from tppeft.config import Config
-    from tppeft.experiment.context import Context
-    from tppeft.experiment.model import RunModel
     from tppeft.pretext.config import PretextConfig
-
-    Builder = Callable[[Context, int], tuple[RunModel, dict]]
 
 
 @dataclass(frozen=True)
@@ -32,21 +27,22 @@ class Arm:
 
     ``pretext`` maps (arm name, ``pretext`` section) to the pretext config of the arm's TPP stage; None: no TPP
     stage. ``extra_epochs`` maps the matched budget (:func:`tppeft.experiment.budget.matched_budget`) to fine-tuning
-    epochs beyond ``finetune.epochs``; None: none, and no budget is needed. ``check`` names what is wrong with a
-    configuration that lists the arm, or returns None. A family (``pattern`` set) stands for every name that
+    epochs beyond ``finetune.epochs``; None: none, and no budget is needed. ``check`` is given the whole
+    configuration (a :class:`tppeft.config.Config`, which imports this package, hence ``Any``) and names what is
+    wrong with it for this arm, or returns None. A family (``pattern`` set) stands for every name that
     fully matches the pattern; :func:`get_arm` returns it under that name.
     """
 
     name: str  # a family's name is a template, e.g. ``tpp_<pretext>``
     help: str  # one line: what the arm is
     trains: str  # what fine-tuning trains besides the task's new head
-    build: Builder  # (context, seed) -> the run model and facts about its init for the run record
+    model: str = "targets"  # the builder of its model, registered in tppeft.experiment.builders
     carries_targets: bool = True  # whether its model carries the PEFT method's target parameters
     pretext: Callable[[str, PretextConfig], PretextConfig] | None = None
     extra_epochs: Callable[[dict], int] | None = None
     epochs_rule: str = "`finetune.epochs`"  # its fine-tuning epochs, in words
     options: str | None = None  # the configuration section of its own options, recorded in summary.json
-    check: Callable[[Config], str | None] | None = None
+    check: Callable[[Any], str | None] | None = None
     pattern: str | None = None  # a regular expression: the arm is a family
 
     @property

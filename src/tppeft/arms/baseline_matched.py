@@ -6,7 +6,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from tppeft.arms.base import Arm, register_arm
-from tppeft.arms.baseline import build_with_targets
 from tppeft.options import Section
 
 
@@ -23,7 +22,6 @@ BASELINE_MATCHED = register_arm(Arm(
     help="ordinary PEFT given extra fine-tuning epochs equal in training compute to the TPP stage, so a gain of "
     "`tpp` cannot be explained by more training",
     trains="target parameters",
-    build=build_with_targets,
     extra_epochs=lambda budget: budget["extra_epochs"],
     epochs_rule="`finetune.epochs` + the TPP stage's training FLOPs in fine-tuning epochs, rounded up "
     "(or `baseline_matched.extra_epochs`)",

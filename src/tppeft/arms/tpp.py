@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tppeft.arms.base import Arm, register_arm
-from tppeft.arms.baseline import build_with_targets
 
 if TYPE_CHECKING:
     from tppeft.pretext.config import PretextConfig
@@ -24,7 +23,6 @@ TPP = register_arm(Arm(
     help="the same target parameters, first pre-trained by the pretext task (the TPP stage), then the same "
     "fine-tuning",
     trains="target parameters (TPP stage: target parameters + the pretext head)",
-    build=build_with_targets,
     pretext=pretext_of,
 ))
 
@@ -33,7 +31,6 @@ TPP_VARIANT = register_arm(Arm(
     help="`tpp` with another pretext task, e.g. `tpp_simclr` or `tpp_featdistill` (every other `pretext.*` key "
     "is shared), so several pretext tasks are compared with the same baselines in one run",
     trains=TPP.trains,
-    build=build_with_targets,
     pretext=pretext_of,
     pattern=r"tpp_[a-z0-9]+",
 ))

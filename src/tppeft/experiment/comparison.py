@@ -20,6 +20,7 @@ from tppeft.config import Config
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
 from tppeft.experiment.budget import matched_budget
+from tppeft.experiment.builders import build_arm_model
 from tppeft.experiment.context import Context, prepare_context
 from tppeft.experiment.finetune_stage import finetune_stage
 from tppeft.experiment.model import backbone_unchanged
@@ -42,7 +43,7 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
         run_dir.mkdir(parents=True, exist_ok=True)
     tag = f"[{arm} seed {seed}]"
     spec = get_arm(arm)
-    run, init_info = spec.build(ctx, seed)
+    run, init_info = build_arm_model(ctx, spec, seed)
     counts = run.counts()
     ctx.log(f"{tag} {run.counts_text()}")
     pretext_cfg = spec.pretext_config(ctx.cfg.pretext)
