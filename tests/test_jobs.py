@@ -67,6 +67,8 @@ def test_a_dead_worker_stops_the_comparison_and_resume_finishes_it(tmp_path, who
     summary = json.loads((out / "summary.json").read_text())
     assert _numbers(summary) == _numbers(whole) and summary["resumed"] is True
     assert not (out / jobs.PARTS).exists()
+    wall = f"wall time {summary['wall_seconds']:.0f} s since it was last resumed (2 runs at a time)"
+    assert wall in (out / "report.md").read_text()  # not the whole comparison's time
 
 
 def test_jobs_refusals(tmp_path, capsys):

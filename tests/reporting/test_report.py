@@ -114,7 +114,12 @@ def test_report_without_run_folders(tmp_path):
 
     run = synthetic_run(tmp_path / "s", "pneumoniamnist", {"baseline": [0.9, 0.92], "tpp": [0.93, 0.94]})
     md = write_report(run).read_text()
-    assert "TPP better (only 2 seeds: weak)" in md and (run / "loss_curves.png").read_bytes().startswith(PNG_MAGIC)
+    assert "TPP better (only 2 seeds: weak)" in md and (run / "metric_by_arm.png").read_bytes().startswith(PNG_MAGIC)
+    assert not (run / "loss_curves.png").exists() and "loss_curves.png" not in md  # no runs, no curves to draw
+    # a result folder kept without its runs keeps its curves figure when its report is rendered again
+    (run / "loss_curves.png").write_bytes(PNG_MAGIC + b"the curves drawn when the runs were there")
+    assert "(loss_curves.png)" in write_report(run).read_text()
+    assert (run / "loss_curves.png").read_bytes().endswith(b"the curves drawn when the runs were there")
 
 
 def test_verdict_needs_an_interval_that_excludes_zero():

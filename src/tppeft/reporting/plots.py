@@ -200,8 +200,15 @@ def plot_curves(curves: dict, summary: dict, path: Path) -> Path:
 
 
 def write_plots(run_dir: Path, summary: dict) -> dict[str, Path]:
+    """The figures drawn from summary.json, and the training curves from the runs' metrics.jsonl. A folder that
+    keeps no run (a result folder re-rendered from its summary) keeps the curves figure it has, if any, rather
+    than getting an empty one."""
     folder = RunFolder(run_dir)
     plots = {"metric": plot_metric_by_arm(summary, folder.figure(METRIC_PLOT)),
-             "paired": plot_paired(summary, folder.figure(PAIRED_PLOT)),
-             "curves": plot_curves(read_curves(folder.root, summary), summary, folder.figure(CURVES_PLOT))}
+             "paired": plot_paired(summary, folder.figure(PAIRED_PLOT))}
+    curves, kept = read_curves(folder.root, summary), folder.figure(CURVES_PLOT)
+    if curves:
+        plots["curves"] = plot_curves(curves, summary, kept)
+    elif kept.is_file():
+        plots["curves"] = kept
     return {k: v for k, v in plots.items() if v is not None}

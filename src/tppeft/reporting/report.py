@@ -273,11 +273,14 @@ def _setup_text(summary: dict) -> str:
 
 
 def _wall_text(summary: dict) -> str:
-    """The wall time; of a merge, its parts' (which may have run at once or one after another)."""
+    """The wall time (of a resumed comparison, of its last stretch only); of a merge, its parts' (which may have run
+    at once or one after another)."""
     parts = [w for w in summary.get("job_wall_seconds") or [] if w is not None]
     if not parts:
         jobs = summary.get("jobs")
-        return f"wall time {fmt_num(summary.get('wall_seconds'), 0)} s" + (f" ({jobs} runs at a time)" if jobs else "")
+        since = " since it was last resumed" if summary.get("resumed") else ""
+        return (f"wall time {fmt_num(summary.get('wall_seconds'), 0)} s{since}"
+                + (f" ({jobs} runs at a time)" if jobs else ""))
     return (f"merged from {len(summary['job_wall_seconds'])} jobs: {fmt_num(max(parts), 0)} s for the longest, "
             f"{fmt_num(sum(parts), 0)} s for all of them together")
 

@@ -1,0 +1,48 @@
+"""Every result folder kept in the repository is what the command its notes give would run: its config.yaml has
+the results identity of that bundled config with those ``--set`` overrides, so a reader can reproduce it."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tppeft.bundled import bundled_configs
+from tppeft.config import load_config
+from tppeft.engine.config import results_identity
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+FOLDERS = sorted(p.parent for p in RESULTS.rglob("notes.md") if (p.parent / "config.yaml").is_file())
+
+
+def notes_command(notes: str) -> tuple[str, list[str]]:
+    """The bundled config and ``--set`` overrides that the notes' set-up paragraph names: its first
+    `tppeft run NAME ...` in backquotes, else its first `configs/NAME.yaml`."""
+    setup = notes.split("\n\n")[0].replace("\n", " ")
+    command = re.search(r"`tppeft run ([a-z][^`]*)`", setup)
+    if command is None:
+        named = re.search(r"configs/([a-z0-9_]+)\.yaml", setup)
+        assert named, "the notes' set-up paragraph names neither `tppeft run NAME` nor configs/NAME.yaml"
+        return named.group(1), []
+    words = shlex.split(command.group(1))
+    return words[0], [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
+
+
+def test_the_command_is_read_from_the_notes():
+    text = "**Set-up.** `tppeft run hippocampus --set data.limit=24\n--set threads=1` (or `tppeft run --jobs 2`)"
+    assert notes_command(text) == ("hippocampus", ["data.limit=24", "threads=1"])
+    assert notes_command("**Set-up.** `configs/study_x.yaml`: ...\n\nlater `tppeft run other`") == ("study_x", [])
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.relative_to(RESULTS).as_posix())
+def test_a_result_folder_is_reproduced_by_the_command_its_notes_give(folder):
+    name, sets = notes_command((folder / "notes.md").read_text())
+    assert name in bundled_configs(), f"{folder.name}: its notes name '{name}', which is not a bundled config"
+    made, kept = results_identity(load_config(bundled_configs()[name], sets)), \
+        results_identity(load_config(folder / "config.yaml"))
+    assert made == kept, f"{folder.name}: differs from {name} {sets} in {sorted(k for k in made if made[k] != kept[k])}"
+
+
+def test_every_validity_result_has_notes():
+    assert len(FOLDERS) >= 7 and all((p / "notes.md").is_file() for p in (RESULTS / "validity").iterdir()
+                                     if (p / "summary.json").is_file())
