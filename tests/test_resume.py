@@ -159,6 +159,9 @@ def test_sigkill_in_both_stages_then_resume_matches(reference, tmp_path):
     assert proc.wait() == -signal.SIGKILL
     assert main(["run", "--resume", str(out), "--set", "threads=1"]) == 0  # the last resume runs in this process
     assert comparable(out) == reference["files"]
+    (tpp,) = [r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines()) if r["arm"] == "tpp"]
+    # the run's seconds count its stages' time before the resumes too, not only the last process's
+    assert tpp["seconds"] >= tpp["finetune_seconds"] + tpp["pretext"]["seconds"] - 0.01  # both rounded to 0.01
 
 
 def test_sigterm_checkpoints_and_says_how_to_resume(reference, tmp_path):

@@ -32,6 +32,15 @@ from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_differ
 from tppeft.rundir import RunFolder
 
 
+def run_seconds(wall: float, finetune: dict, pretext: dict | None) -> float:
+    """A run's seconds: its wall time in this process, or, when it resumed from a checkpoint, at least the seconds
+    of its stages, which count across resumes (warm-up, TPP stage, fine-tuning)."""
+    stages = finetune["seconds"]
+    if pretext is not None:
+        stages += pretext["seconds"] + (pretext.get("head_warmup") or {}).get("seconds", 0.0)
+    return max(wall, stages)
+
+
 def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | None = None) -> dict:
     """One arm, one seed: [TPP stage] + fine-tuning; returns the run's record.
 
@@ -54,7 +63,7 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
     skipped = ft.get("skipped_steps", 0) + (pretext or {}).get("skipped_steps", 0)
     record = {"arm": arm, "seed": seed, "status": "ok", "test": ft["test"], "val": ft["val"],
               "best_epoch": ft["best_epoch"], "finetune_epochs": epochs,
-              "seconds": round(time.perf_counter() - start, 2),
+              "seconds": round(run_seconds(time.perf_counter() - start, ft, pretext), 2),
               "finetune_seconds": round(ft["seconds"], 2), "pretext": pretext, "skipped_steps": skipped,
               "backbone_unchanged": unchanged, **init_info, **counts}
     return record
