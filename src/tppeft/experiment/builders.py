@@ -46,6 +46,12 @@ def build_arm_model(ctx: Context, arm: Arm, seed: int) -> tuple[RunModel, dict]:
     return _BUILDERS[arm.model](ctx, seed)
 
 
+def fresh_copy(ctx: Context) -> tuple[torch.nn.Module, int]:
+    """A copy of the backbone on the run's device, and its own parameter count."""
+    vit = ctx.backbone.fresh_model().to(ctx.device)
+    return vit, sum(p.numel() for p in vit.parameters())
+
+
 def with_targets(ctx: Context, seed: int) -> tuple[RunModel, dict]:
     """A backbone copy with the method's target parameters, initialised from the seed's ``targets`` stream."""
     return build_run_model(ctx, seed), {}
@@ -53,15 +59,13 @@ def with_targets(ctx: Context, seed: int) -> tuple[RunModel, dict]:
 
 def frozen(ctx: Context, seed: int) -> tuple[RunModel, dict]:
     """A plain backbone copy: no target parameters, nothing of the backbone trainable."""
-    vit = ctx.backbone.fresh_model().to(ctx.device)
-    own = sum(p.numel() for p in vit.parameters())
+    vit, own = fresh_copy(ctx)
     return RunModel(vit, None, None, [], frozen_state_digest(vit), own), {}
 
 
 def whole_backbone(ctx: Context, seed: int) -> tuple[RunModel, dict]:
     """A backbone copy whose own weights are the trainable set, at ``full_finetune.lr_scale``."""
-    vit = ctx.backbone.fresh_model().to(ctx.device)
-    own = sum(p.numel() for p in vit.parameters())
+    vit, own = fresh_copy(ctx)
     names = [n for n, _ in vit.named_parameters()]
     vit.requires_grad_(True)
     return RunModel(vit, None, None, names, frozen_state_digest(vit, set(names)), own, added=False,
@@ -84,8 +88,7 @@ def eva(ctx: Context, seed: int) -> tuple[RunModel, dict]:
     """A backbone copy with LoRA initialised by EVA from the training images; the ranks it chose per layer."""
     from tppeft.targets.eva import attach_eva_lora  # peft's EVA: imported only by the runs that use it
 
-    vit = ctx.backbone.fresh_model().to(ctx.device)
-    own = sum(p.numel() for p in vit.parameters())
+    vit, own = fresh_copy(ctx)
     torch.manual_seed(stream_seed(seed, "targets"))
     method, handle, names, used = attach_eva_lora(vit, ctx.cfg.peft, ctx.cfg.eva, eva_batches(ctx, seed),
                                                   ctx.backbone.identity)
