@@ -10,6 +10,7 @@ from pathlib import Path
 from tppeft.backbones.seen import seen_by_name
 from tppeft.errors import ReportError
 from tppeft.io import write_text
+from tppeft.reporting.budget import budget_lines
 from tppeft.reporting.document import (
     Block,
     Box,
@@ -90,6 +91,7 @@ FIGURE_TEXT = {
                                "classes: one-vs-rest over every image and class pooled, whose area can differ from "
                                "the reported AUC, the mean of the per-class AUCs)."),
 }
+BUDGET_TITLE = "Fine-tuning may be too short"
 FEW_SEEDS = 5  # below this a bootstrap interval over seeds says little: the reading says so
 
 
@@ -242,6 +244,8 @@ def comparison_text(summary: dict) -> str:
     if verdict_lines(summary):
         parts.append(f"Verdict ({summary['primary_metric'].upper()}, primary):\n"
                      + "\n".join(f"- {line.replace('`', '')}" for line in verdict_lines(summary)))
+    if budget_lines(summary):
+        parts.append(f"{BUDGET_TITLE}\n" + "\n".join(f"- {line.replace('`', '')}" for line in budget_lines(summary)))
     return "\n\n".join(parts)
 
 
@@ -358,6 +362,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
     box = verdict_box(summary)
     if box:
         blocks.append(box)
+    if budget_lines(summary):
+        blocks.append(Box(BUDGET_TITLE, budget_lines(summary)))
     blocks.append(Para(_setup_text(summary)))
     blocks += [Para(t) for t in (data_text(summary), _backbone_text(summary), _heads_text(summary),
                                  _matched_text(summary)) if t]

@@ -1,0 +1,53 @@
+"""Was fine-tuning long enough? An arm whose best validation epoch falls in the last quarter of its fine-tuning
+epochs in at least half of its seeds was probably still improving when it stopped, and a difference against it at
+equal epochs may be a difference against an under-trained arm (docs/few-labels.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LATE_SHARE = 0.75  # a best epoch after this share of the budget counts as late
+MIN_EPOCHS = 4  # with fewer epochs "the last quarter" is the last epoch alone: no reading
+
+
+@dataclass(frozen=True)
+class LateBest:
+    """One arm whose best validation epoch came late in most seeds."""
+
+    arm: str
+    epochs: int
+    late: int
+    runs: int
+    best_epochs: tuple[int, ...]
+
+
+def late_best_arms(summary: dict) -> list[LateBest]:
+    """The arms of a summary whose best validation epoch was late (see the module) in at least half their runs."""
+    default = (summary.get("finetune") or {}).get("epochs")
+    found = []
+    for arm, entry in summary.get("arms", {}).items():
+        epochs = entry.get("finetune_epochs") or default
+        best = tuple(r["best_epoch"] for r in entry.get("runs", []) if r.get("best_epoch") is not None)
+        if not best or not isinstance(epochs, int) or epochs < MIN_EPOCHS:
+            continue
+        late = sum(b > LATE_SHARE * epochs for b in best)
+        if 2 * late >= len(best):
+            found.append(LateBest(arm, epochs, late, len(best), best))
+    return found
+
+
+def budget_lines(summary: dict) -> list[str]:
+    """One line per arm that may have stopped too early, then what to do about it; empty when none did."""
+    late = late_best_arms(summary)
+    lines = [f"`{a.arm}`: best validation epoch in the last quarter of its {a.epochs} fine-tuning epochs in "
+             f"{a.late} of {a.runs} seeds ({', '.join(map(str, a.best_epochs))}): it was probably still improving "
+             "when it stopped" for a in late]
+    if not lines:
+        return lines
+    matched = "baseline_matched" in summary.get("arms", {}) and all(a.arm != "baseline_matched" for a in late)
+    lines.append("A difference at equal fine-tuning epochs can then be a difference against an under-trained arm: "
+                 + ("read TPP against `baseline_matched` here, which had the TPP stage's compute as fine-tuning and "
+                    "did not stop late" if matched else
+                    "raise `finetune.epochs` (chosen on validation, never on test) or compare with "
+                    "`baseline_matched`, which gives the baseline the TPP stage's compute as fine-tuning") + ".")
+    return lines

@@ -1,0 +1,57 @@
+"""The report's check that fine-tuning was long enough: arms whose best validation epoch came late in most seeds."""
+
+from tppeft.config import load_config
+from tppeft.experiment.comparison import summarize
+from tppeft.io import write_json
+from tppeft.reporting.budget import MIN_EPOCHS, budget_lines, late_best_arms
+from tppeft.reporting.report import BUDGET_TITLE, comparison_text, write_report
+
+
+def summary(best: dict[str, list[int]], epochs: dict[str, int]) -> dict:
+    """A comparison's summary whose runs stopped at the given best validation epochs of the given budgets."""
+    arms = list(best)
+    cfg = load_config(None, [f"arms=[{', '.join(arms)}]", f"seeds={len(best[arms[0]])}"])
+    records = [{"arm": a, "seed": s, "test": {"acc": 0.8, "auc": 0.7 + 0.01 * s}, "seconds": 2.0, "best_epoch": b,
+                "finetune_epochs": epochs[a], "pretext": None} for a in arms for s, b in enumerate(best[a])]
+    return summarize(records, cfg, {"dataset": "toy"}, ["acc", "auc"], "auc")
+
+
+def test_late_in_half_the_seeds_is_flagged_early_is_not():
+    s = summary({"baseline": [15, 12, 9, 11], "tpp": [9, 10, 11, 12]}, {"baseline": 15, "tpp": 15})
+    (late,) = late_best_arms(s)  # 12 of 15 is past three quarters, 11 is not
+    assert (late.arm, late.epochs, late.late, late.runs, late.best_epochs) == ("baseline", 15, 2, 4, (15, 12, 9, 11))
+    lines = budget_lines(s)
+    assert len(lines) == 2 and lines[0].startswith("`baseline`: ") and "2 of 4 seeds (15, 12, 9, 11)" in lines[0]
+    assert "raise `finetune.epochs`" in lines[1]
+
+
+def test_each_arm_is_judged_by_its_own_budget():
+    # baseline_matched fine-tunes longer: its best epoch 40 is early in 73, though late for the others' 15
+    s = summary({"baseline": [14, 15], "tpp": [15, 13], "baseline_matched": [40, 31]},
+                {"baseline": 15, "tpp": 15, "baseline_matched": 73})
+    assert [a.arm for a in late_best_arms(s)] == ["baseline", "tpp"]
+    assert "read TPP against `baseline_matched` here" in budget_lines(s)[-1]
+    s = summary({"baseline": [14, 15], "tpp": [15, 13], "baseline_matched": [70, 73]},
+                {"baseline": 15, "tpp": 15, "baseline_matched": 73})
+    assert [a.arm for a in late_best_arms(s)] == ["baseline", "tpp", "baseline_matched"]
+    assert "raise `finetune.epochs`" in budget_lines(s)[-1]
+
+
+def test_no_reading_for_very_short_budgets_or_when_nothing_is_late():
+    short = MIN_EPOCHS - 1
+    assert budget_lines(summary({"baseline": [short] * 3, "tpp": [short] * 3}, {"baseline": short, "tpp": short})) == []
+    assert budget_lines(summary({"baseline": [3, 5, 8], "tpp": [2, 12, 4]}, {"baseline": 16, "tpp": 16})) == []
+
+
+def test_the_report_and_the_console_table_show_it(tmp_path):
+    s = summary({"baseline": [8, 7, 8], "tpp": [3, 2, 8]}, {"baseline": 8, "tpp": 8})
+    assert BUDGET_TITLE in comparison_text(s) and "baseline: best validation epoch" in comparison_text(s)
+    write_json(tmp_path / "summary.json", s)
+    md = write_report(tmp_path).read_text()
+    box = md.split(f"> **{BUDGET_TITLE}**", 1)[1].split("\n\n", 1)[0]
+    assert "> - `baseline`: best validation epoch in the last quarter of its 8 fine-tuning epochs in 3 of 3" in box
+    assert "`tpp`:" not in box  # one late seed of three is not most
+    assert BUDGET_TITLE in (tmp_path / "report.html").read_text()
+    write_json(tmp_path / "summary.json", summary({"baseline": [2, 3, 4], "tpp": [3, 2, 4]},
+                                                  {"baseline": 8, "tpp": 8}))
+    assert BUDGET_TITLE not in write_report(tmp_path).read_text()
