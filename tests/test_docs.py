@@ -48,6 +48,9 @@ def test_the_brain_mri_page_has_the_numbers_of_its_summary(hook):
     assert "| tpp | 8 | 15 | 0.611 ± 0.026 | [0.594, 0.628] | 0.839 ± 0.012 | [0.831, 0.846] |" in page
     assert "![paired differences" in page and "## Notes" in page and "```yaml" in page
     assert "`loss_curves.png` is not kept" not in page  # the curves figure is left out with its heading
+    assert "> **Fine-tuning may be too short**" in page  # 15 epochs: best epoch in the last quarter in 5 of 8 seeds
+    (row,) = [line for line in hook.results_list([r]).split("\n") if line.startswith("| [validity/")]
+    assert row.endswith("| `baseline` (5 of 8), `tpp` (5 of 8) |")  # not its 73-epoch baseline_matched
 
 
 def test_a_new_result_folder_is_picked_up_without_any_change(hook, tmp_path):

@@ -94,20 +94,23 @@ def _cell(text: str) -> str:
 def results_list(results: list[ResultFolder], base: str = RESULTS) -> str:
     """The table of all result folders for ``results/index.md`` (links relative to ``base``), with the settings
     that decide whether TPP should help: did the backbone see the data, how many labels, how long a TPP stage."""
+    from tppeft.reporting.budget import late_best_arms
     from tppeft.reporting.report import saw_the_data, verdict_lines
 
     if not results:
         return "No result folder under `results/` yet."
     rows = ["| result | data | task | backbone saw the data | labelled / training images | TPP epochs | seeds | arms "
-            "| verdict on the primary metric |", "|---|---|---|---|---|---|---|---|---|"]
+            "| verdict on the primary metric | fine-tuning may be too short for |", "|---" * 10 + "|"]
     for r in results:
         s = r.summary
         link = Path(r.page).relative_to(base).as_posix()
         verdict = "<br>".join(_cell(line) for line in verdict_lines(s)) or "—"
         labels = f"{(s.get('data') or {}).get('train', '?')} / {(s.get('split_sizes') or {}).get('train', '?')}"
+        short = ", ".join(f"`{a.arm}` ({a.late} of {a.runs})" for a in late_best_arms(s)) or "—"
         rows.append(f"| [{r.name}]({link}) | {_cell(s.get('dataset', '?'))} | {_cell(s.get('task', '?'))} | "
                     f"{_cell(saw_the_data(s))} | {labels} | {(s.get('pretext') or {}).get('epochs', '?')} | "
-                    f"{len(s.get('seeds') or [])} | {', '.join(f'`{a}`' for a in s.get('arms', {}))} | {verdict} |")
+                    f"{len(s.get('seeds') or [])} | {', '.join(f'`{a}`' for a in s.get('arms', {}))} | {verdict} | "
+                    f"{short} |")
     return "\n".join(rows)
 
 
