@@ -7,7 +7,8 @@ from conftest import tiny_config
 
 from tppeft.cli import main
 from tppeft.config import ConfigError
-from tppeft.sweep import cell_configs, expand, parse_grid
+from tppeft.reporting.budget import late_best_arms
+from tppeft.sweep import cell_configs, expand, parse_grid, table
 from tppeft.targets import TargetParamError
 
 
@@ -41,6 +42,9 @@ def test_sweep_runs_every_cell_tabulates_and_resumes(tmp_path, capsys):
         summary = json.loads((tmp_path / "s" / "cells" / cell["cell"] / "summary.json").read_text())
         assert cell["baseline"]["mean"] == summary["arms"]["baseline"]["mean"]["auc"]
         assert cell["target_params"]["count"] == summary["target_params"]["count"] > 0
+        vals = [r["val"]["auc"] for r in summary["arms"]["tpp"]["runs"]]
+        assert cell["tpp"]["val_mean"] == pytest.approx(sum(vals) / len(vals))  # what a setting is chosen on
+        assert cell["too_short"] == [a.arm for a in late_best_arms(summary)]
         # with no TPP epochs the arms are identical, and the table says so rather than claiming a win
         assert cell["tpp_minus_baseline"]["mean"] == 0 and cell["reading"] == "no clear difference"
     assert "| bitfit | breastmnist |" in out.out and "| vpt_shallow |" in (tmp_path / "s" / "sweep.md").read_text()
@@ -49,3 +53,15 @@ def test_sweep_runs_every_cell_tabulates_and_resumes(tmp_path, capsys):
     assert capsys.readouterr().err.count("finished before, reused") == 2
     assert main(["report", str(tmp_path / "s")]) == 0
     assert "| vpt_shallow |" in capsys.readouterr().out
+
+
+def test_the_table_shows_validation_means_and_arms_that_stopped_late():
+    row = {"cell": "lora", "assign": {"peft.method": "lora"}, "dataset": "toy", "metric": "auc",
+           "target_params": {"count": 10, "percent": 1.0}, "too_short": ["baseline"],
+           "baseline": {"mean": 0.7, "std": 0.01, "n": 3, "val_mean": 0.71},
+           "tpp": {"mean": 0.72, "std": 0.02, "n": 3, "val_mean": 0.755, "pretext_loss": [1.0, 0.5]}}
+    text = table({"grid": [["peft.method", ["lora"]]], "cells": [row]})
+    assert "val AUC: baseline / TPP" in text and "| 0.710 / 0.755 |" in text
+    assert text.rstrip().endswith("| 1.0000 → 0.5000 | `baseline` |")
+    row["too_short"] = []
+    assert table({"grid": [["peft.method", ["lora"]]], "cells": [row]}).rstrip().endswith("| 1.0000 → 0.5000 | — |")

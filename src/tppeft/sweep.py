@@ -20,7 +20,8 @@ from tppeft.config import Config, load_config, parse_override
 from tppeft.experiment.comparison import run_comparison
 from tppeft.io import write_json, write_text
 from tppeft.options import ConfigError
-from tppeft.reporting.report import fmt_num, fmt_signed, verdict
+from tppeft.reporting.budget import late_best_arms
+from tppeft.reporting.report import fmt_num, fmt_signed, val_mean, verdict
 from tppeft.rundir import RunFolder
 from tppeft.targets import method_class
 
@@ -82,13 +83,14 @@ def cell_row(name: str, assign: dict[str, Any], summary: dict) -> dict:
                            "target_params": summary.get("target_params"), "seeds": len(summary.get("seeds", [])),
                            "wall_seconds": summary.get("wall_seconds")}
     for arm, e in arms.items():
-        row[arm] = {"mean": e["mean"].get(m), "std": e["std"].get(m), "n": e["n"]}
+        row[arm] = {"mean": e["mean"].get(m), "std": e["std"].get(m), "n": e["n"], "val_mean": val_mean(e, m)}
         if "pretext_loss_start" in e:
             row[arm]["pretext_loss"] = [e["pretext_loss_start"], e["pretext_loss_end"]]
     paired = summary.get("paired", {}).get("tpp-baseline", {}).get(m)
     if paired:
         row["tpp_minus_baseline"] = {k: paired[k] for k in ("mean", "std", "ci95", "wins", "n")}
         row["reading"] = verdict(paired)
+    row["too_short"] = [a.arm for a in late_best_arms(summary)]  # best validation epoch late in most seeds
     return row
 
 
@@ -100,7 +102,7 @@ def table(sweep: dict) -> str:
     m = (rows[0]["metric"] if rows else "primary metric").upper()
     head = [f"`{k}`" for k in keys] + (["dataset"] if show_dataset else []) + [
         "target params", f"baseline {m}", f"TPP {m}", "TPP − baseline [95% CI]", "TPP wins", "reading",
-        "pretext loss (TPP stage)"]
+        f"val {m}: baseline / TPP", "pretext loss (TPP stage)", "fine-tuning may be too short for"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [_slug(r["assign"][k]) for k in keys] + ([str(r["dataset"])] if show_dataset else [])
@@ -115,8 +117,10 @@ def table(sweep: dict) -> str:
                       f"{d['wins']}/{d['n']}", r["reading"]]
         else:
             cells += ["—", "—", "—"]
+        cells.append(" / ".join(fmt_num((r.get(arm) or {}).get("val_mean")) for arm in ("baseline", "tpp")))
         pre = (r.get("tpp") or {}).get("pretext_loss")
         cells.append(f"{fmt_num(pre[0], 4)} → {fmt_num(pre[1], 4)}" if pre else "—")
+        cells.append(", ".join(f"`{a}`" for a in r.get("too_short") or []) or "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -157,4 +161,6 @@ def render(sweep: dict) -> str:
         f"Wall time {fmt_num(sweep.get('wall_seconds'), 0)} s.", "",
         table(sweep), "",
         "Mean ± sample std over seeds of the test metric; the difference is paired by seed, its interval a "
-        "bootstrap over seeds; 'reading' says TPP better or worse only when that interval excludes zero.", ""])
+        "bootstrap over seeds; 'reading' says TPP better or worse only when that interval excludes zero. Choose a "
+        "setting on the validation column (each run at its selected epoch), never on test. The last column names "
+        "arms whose best validation epoch fell in the last quarter of their fine-tuning epochs in most seeds.", ""])

@@ -14,7 +14,7 @@ from tppeft.cli import main
 from tppeft.config import load_config
 from tppeft.experiment.comparison import summarize
 from tppeft.io import write_json
-from tppeft.reporting.report import ReportError, verdict, verdict_lines
+from tppeft.reporting.report import ReportError, arms_rows, verdict, verdict_lines
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -268,3 +268,16 @@ def test_the_report_says_whether_the_backbone_saw_the_data(tmp_path):
         md = write_report(run).read_text()
         assert saw_the_data(summary) == short
         assert (sentence in md) if sentence else "pre-trained on" not in md
+
+
+def test_the_arms_table_shows_the_validation_mean_to_choose_on():
+    cfg = load_config(None, ["arms=[baseline, tpp]", "seeds=2"])
+    records = [{"arm": a, "seed": s, "test": {"acc": 0.8, "auc": 0.6}, "val": {"acc": 0.7, "auc": v},
+                "seconds": 2.0, "best_epoch": 1, "finetune_epochs": 7, "pretext": None}
+               for a, vals in (("baseline", (0.70, 0.74)), ("tpp", (0.80, 0.90))) for s, v in enumerate(vals)]
+    summary = summarize(records, cfg, {"dataset": "toy"}, ["acc", "auc"], "auc")
+    table = arms_rows(summary)
+    col = table.header.index("val AUC (mean)")
+    assert [row[col] for row in table.rows] == ["0.720", "0.850"]
+    summary["arms"]["tpp"]["runs"][0]["val"] = {}  # an older record without validation metrics: left out
+    assert arms_rows(summary).rows[1][col] == "0.900"

@@ -22,6 +22,7 @@ from tppeft.reporting.document import (
     to_html,
     to_markdown,
 )
+from tppeft.reporting.stats import finite, mean_std
 from tppeft.rundir import EXAMPLES_FIGURE, ROC_FIGURE, SUMMARY, RunFolder
 
 
@@ -63,12 +64,20 @@ def splits_text(sizes: dict | None) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in (sizes or {}).items()) or "?"
 
 
+def val_mean(entry: dict, metric: str) -> float | None:
+    """The mean over an arm's runs of the validation ``metric`` at each run's selected epoch: what a setting is
+    chosen on (never the test metric)."""
+    values = finite([(r.get("val") or {}).get(metric) for r in entry.get("runs", [])])
+    return mean_std(values)[0] if values else None
+
+
 def arms_rows(summary: dict) -> Table:
     metrics, undefined = summary["metrics"], summary.get("undefined_metrics") or {}
+    primary = summary["primary_metric"]
     header = ["arm", "n", "fine-tune epochs"]
     for m in metrics:
         header += [f"test {m.upper()} (mean ± std)", f"{m.upper()} 95% CI"]
-    header += ["pretext loss start → end", "s / run"]
+    header += [f"val {primary.upper()} (mean)", "pretext loss start → end", "s / run"]
     rows = []
     for arm, e in summary["arms"].items():
         cells = [arm, str(e["n"]), str(e.get("finetune_epochs") or summary.get("finetune", {}).get("epochs", "?"))]
@@ -79,7 +88,7 @@ def arms_rows(summary: dict) -> Table:
             cells += [fmt_spread(e["mean"].get(m), e["std"].get(m), e["n"]), fmt_ci(e.get("ci95", {}).get(m))]
         pre = (f"{fmt_num(e['pretext_loss_start'], 4)} → {fmt_num(e['pretext_loss_end'], 4)}"
                if "pretext_loss_start" in e else "—")
-        rows.append(cells + [pre, fmt_num(e["seconds_mean"], 0)])
+        rows.append(cells + [fmt_num(val_mean(e, primary)), pre, fmt_num(e["seconds_mean"], 0)])
     return Table(header, rows)
 
 
@@ -368,7 +377,9 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
     blocks += [Para(t) for t in (data_text(summary), _backbone_text(summary), _heads_text(summary),
                                  _matched_text(summary)) if t]
     blocks += [Heading("Test metrics"), arms_rows(summary),
-               Para("mean ± sample std over seeds; the 95% interval is a percentile bootstrap of the mean over seeds.")]
+               Para("mean ± sample std over seeds; the 95% interval is a percentile bootstrap of the mean over seeds. "
+                    "The validation column (each run at its selected epoch) is what to choose settings on; the "
+                    "test columns are for reporting only.")]
     if summary.get("metric_note"):
         blocks.append(Para(summary["metric_note"]))
     if plots and plots.get("metric"):
