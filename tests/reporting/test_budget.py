@@ -3,7 +3,7 @@
 from tppeft.config import load_config
 from tppeft.experiment.comparison import summarize
 from tppeft.io import write_json
-from tppeft.reporting.budget import MIN_EPOCHS, budget_lines, late_best_arms
+from tppeft.reporting.budget import MIN_EPOCHS, budget_lines, late_best_arms, unmatched_compute_line
 from tppeft.reporting.report import BUDGET_TITLE, comparison_text, write_report
 
 
@@ -55,3 +55,15 @@ def test_the_report_and_the_console_table_show_it(tmp_path):
     write_json(tmp_path / "summary.json", summary({"baseline": [2, 3, 4], "tpp": [3, 2, 4]},
                                                   {"baseline": 8, "tpp": 8}))
     assert BUDGET_TITLE not in write_report(tmp_path).read_text()
+
+
+def test_a_comparison_without_baseline_matched_says_its_compute_is_not_matched(tmp_path):
+    line = "No `baseline_matched` arm: the TPP stage's compute is not matched"
+    s = summary({"baseline": [2, 3], "tpp": [3, 2]}, {"baseline": 8, "tpp": 8})
+    assert unmatched_compute_line(s).startswith(line)
+    write_json(tmp_path / "summary.json", s)
+    assert line in write_report(tmp_path).read_text() and line.replace("`", "") in comparison_text(s)
+    matched = summary({"baseline": [2, 3], "tpp": [3, 2], "baseline_matched": [5, 6]},
+                      {"baseline": 8, "tpp": 8, "baseline_matched": 20})
+    assert unmatched_compute_line(matched) is None
+    assert unmatched_compute_line(summary({"baseline": [2, 3]}, {"baseline": 8})) is None  # no TPP arm

@@ -1,6 +1,10 @@
-"""Was fine-tuning long enough? An arm whose best validation epoch falls in the last quarter of its fine-tuning
-epochs in at least half of its seeds was probably still improving when it stopped, and a difference against it at
-equal epochs may be a difference against an under-trained arm (docs/few-labels.md)."""
+"""Is the comparison fair in training budget? Two checks the report puts under its verdict.
+
+- Fine-tuning long enough: an arm whose best validation epoch falls in the last quarter of its fine-tuning epochs
+  in at least half of its seeds was probably still improving when it stopped, and a difference against it at
+  equal epochs may be one against an under-trained arm (docs/few-labels.md).
+- Compute matched: without `baseline_matched` the TPP arm has had more training compute than the baseline.
+"""
 
 from __future__ import annotations
 
@@ -51,3 +55,12 @@ def budget_lines(summary: dict) -> list[str]:
                     "raise `finetune.epochs` (chosen on validation, never on test) or compare with "
                     "`baseline_matched`, which gives the baseline the TPP stage's compute as fine-tuning") + ".")
     return lines
+
+
+def unmatched_compute_line(summary: dict) -> str | None:
+    """A comparison of TPP without `baseline_matched` compares at unequal compute: say so, and how to match it."""
+    if "baseline_matched" in summary.get("arms", {}) or not summary.get("paired"):
+        return None
+    return ("No `baseline_matched` arm: the TPP stage's compute is not matched, so a TPP gain here is a gain at more "
+            "compute. Add `baseline_matched` to `arms` to give the baseline that compute as fine-tuning epochs; in "
+            "every setting measured so far it did better than TPP (\"Does TPP help?\" in the documentation).")

@@ -10,7 +10,7 @@ from pathlib import Path
 from tppeft.backbones.seen import seen_by_name
 from tppeft.errors import ReportError
 from tppeft.io import write_text
-from tppeft.reporting.budget import budget_lines
+from tppeft.reporting.budget import budget_lines, unmatched_compute_line
 from tppeft.reporting.document import (
     Block,
     Box,
@@ -244,17 +244,19 @@ def problems(summary: dict) -> list[str]:
 
 
 def comparison_text(summary: dict) -> str:
-    """The short console table: arms, then paired differences, then any problems."""
+    """The short console table: arms, paired differences, any problems, the budget checks, and the verdict last."""
     parts = [arms_table(summary)]
     if summary.get("paired"):
         parts.append(paired_table(summary))
     if problems(summary):
         parts.append("Problems:\n" + "\n".join(problems(summary)))
-    if verdict_lines(summary):
+    if budget_lines(summary):
+        parts.append(f"{BUDGET_TITLE}:\n" + "\n".join(f"- {line.replace('`', '')}" for line in budget_lines(summary)))
+    if unmatched_compute_line(summary):
+        parts.append(unmatched_compute_line(summary).replace("`", ""))
+    if verdict_lines(summary):  # last, where the eye lands
         parts.append(f"Verdict ({summary['primary_metric'].upper()}, primary):\n"
                      + "\n".join(f"- {line.replace('`', '')}" for line in verdict_lines(summary)))
-    if budget_lines(summary):
-        parts.append(f"{BUDGET_TITLE}\n" + "\n".join(f"- {line.replace('`', '')}" for line in budget_lines(summary)))
     return "\n\n".join(parts)
 
 
@@ -373,6 +375,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
         blocks.append(box)
     if budget_lines(summary):
         blocks.append(Box(BUDGET_TITLE, budget_lines(summary)))
+    if unmatched_compute_line(summary):
+        blocks.append(Para(unmatched_compute_line(summary)))
     blocks.append(Para(_setup_text(summary)))
     blocks += [Para(t) for t in (data_text(summary), _backbone_text(summary), _heads_text(summary),
                                  _matched_text(summary)) if t]
