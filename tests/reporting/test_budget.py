@@ -3,8 +3,8 @@
 from tppeft.config import load_config
 from tppeft.experiment.comparison import summarize
 from tppeft.io import write_json
-from tppeft.reporting.budget import MIN_EPOCHS, budget_lines, late_best_arms, unmatched_compute_line
-from tppeft.reporting.report import BUDGET_TITLE, comparison_text, write_report
+from tppeft.reporting.budget import BUDGET_TITLE, MIN_EPOCHS, budget_lines, late_best_arms, unmatched_compute_line
+from tppeft.reporting.report import comparison_text, write_report
 
 
 def summary(best: dict[str, list[int]], epochs: dict[str, int]) -> dict:

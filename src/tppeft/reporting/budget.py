@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+BUDGET_TITLE = "Fine-tuning may be too short"  # the report's heading of the first check
 LATE_SHARE = 0.75  # a best epoch after this share of the budget counts as late
 MIN_EPOCHS = 4  # with fewer epochs "the last quarter" is the last epoch alone: no reading
 

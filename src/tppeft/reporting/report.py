@@ -10,7 +10,7 @@ from pathlib import Path
 from tppeft.backbones.seen import seen_by_name
 from tppeft.errors import ReportError
 from tppeft.io import write_text
-from tppeft.reporting.budget import budget_lines, unmatched_compute_line
+from tppeft.reporting.budget import BUDGET_TITLE, budget_lines, unmatched_compute_line
 from tppeft.reporting.document import (
     Block,
     Box,
@@ -100,7 +100,6 @@ FIGURE_TEXT = {
                                "classes: one-vs-rest over every image and class pooled, whose area can differ from "
                                "the reported AUC, the mean of the per-class AUCs)."),
 }
-BUDGET_TITLE = "Fine-tuning may be too short"
 FEW_SEEDS = 5  # below this a bootstrap interval over seeds says little: the reading says so
 
 
