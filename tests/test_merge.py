@@ -42,6 +42,16 @@ def test_parts_merge_into_the_whole_comparison(tmp_path, one_thread, capsys):
     assert f"merged from 2 jobs: {max(walls):.0f} s for the longest, {sum(walls):.0f} s for all of them together" in (
         tmp_path / "merged" / "report.md").read_text()  # not one wall time: the parts may have run one after another
     assert main(["report", str(tmp_path / "merged")]) == 0
+    # A finished one-seed comparison extended by a second seed (`--set seeds=2 --only ...`) merges into the
+    # two-seed comparison; the merged config takes the larger number of seeds.
+    assert main(["run", "-o", str(tmp_path / "c"), *ARGS, "--set", "seeds=1", "--only", "tpp:0"]) == 0
+    assert main(["run", "-o", str(tmp_path / "d"), *ARGS, "--only", "baseline:1"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "c"), str(tmp_path / "a"), str(tmp_path / "d"),
+                 "-o", str(tmp_path / "extended")]) == 0
+    extended = json.loads((tmp_path / "extended" / "summary.json").read_text())
+    assert _numbers(extended) == _numbers(whole) and extended["seeds"] == [0, 1]
+    assert "seeds: 2" in (tmp_path / "extended" / "config.yaml").read_text()
 
 
 def test_merge_refuses_other_configs_and_repeated_runs(tmp_path, capsys):
@@ -51,6 +61,11 @@ def test_merge_refuses_other_configs_and_repeated_runs(tmp_path, capsys):
     capsys.readouterr()
     assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "m")]) == 2
     assert "another configuration" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert main(["run", "-o", str(tmp_path / "s"), *ARGS, "--set", "seeds=2", "--set", "arms=[baseline]",
+                 "--set", "finetune.lr=0.002", "--only", "baseline:1"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "s"), "-o", str(tmp_path / "m")]) == 2
+    assert "differs in finetune" in capsys.readouterr().err  # seeds may differ, the rest may not
     assert main(["merge", str(tmp_path / "a"), str(tmp_path / "a"), "-o", str(tmp_path / "m")]) == 2
     assert "in both" in capsys.readouterr().err
     assert main(["run", "-o", str(tmp_path / "c"), *ARGS, "--only", "tpp:5"]) == 2

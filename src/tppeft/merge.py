@@ -3,7 +3,9 @@ per GPU or machine) into one comparison folder, as if one command had made every
 
 Each (arm, seed) run of a comparison depends only on the config and its seed, never on the runs made before it
 in the same process, so runs made apart give the numbers they would give together. The parts must hold
-finished comparisons with the same configuration (runtime keys aside) and no run twice.
+finished comparisons with the same configuration (runtime keys aside) and no run twice. They may differ in
+``seeds`` alone: a finished comparison extended by more seeds (``--set seeds=8 --only tpp:5 ...``) merges
+with the new runs into the comparison with the larger number of seeds.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tppeft.config import load_config
+from tppeft.config import Config, load_config
 from tppeft.engine.config import results_identity
 from tppeft.experiment.comparison import sort_records, summarize
 from tppeft.io import append_jsonl, read_jsonl, write_json
@@ -22,6 +24,11 @@ from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
 _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",
                "wall_seconds", "resumed"}
+
+
+def _identity(cfg: Config) -> dict:
+    """What parts of one comparison share: the results' identity without ``seeds``."""
+    return {k: v for k, v in results_identity(cfg).items() if k != "seeds"}
 
 
 def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
@@ -36,8 +43,8 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
             raise OutputError(f"'{part}' holds no finished comparison ({SUMMARY} or {CONFIG} missing); "
                               f"finish it with tppeft run --resume {part}")
         cfg = load_config(folder.config)
-        if configs and results_identity(cfg) != results_identity(configs[0]):
-            differ = sorted(k for k, v in results_identity(cfg).items() if results_identity(configs[0])[k] != v)
+        if configs and _identity(cfg) != _identity(configs[0]):
+            differ = sorted(k for k, v in _identity(cfg).items() if _identity(configs[0])[k] != v)
             raise OutputError(f"'{part}' was run with another configuration than '{parts[0]}' (differs in "
                               f"{', '.join(differ)}); only parts of one comparison can be merged")
         configs.append(cfg)
@@ -49,14 +56,15 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
             seen[key] = part
             records.append(r)
     merged = RunFolder(out).check_new(overwrite).create(overwrite)
-    cfg = configs[0]
+    widest = max(range(len(parts)), key=lambda i: configs[i].seeds)  # the first of the most seeds
+    cfg = configs[widest]
     records = sort_records(records, cfg)
     for r in records:
         source = RunFolder(seen[(r["arm"], r["seed"])]).run(r["arm"], r["seed"]).root
         if source.is_dir():
             shutil.copytree(source, merged.run(r["arm"], r["seed"]).root)
         append_jsonl(merged.results, r)
-    merged.write_config(RunFolder(parts[0]).config.read_text())
+    merged.write_config(RunFolder(parts[widest]).config.read_text())
     merged.write_command({"command": "merge", "parts": [str(p) for p in parts]})
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
@@ -66,8 +74,8 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
         from tppeft.tasks.classification import roc_figure
 
         figures = roc_figure(merged.root, cfg.arms, cfg.seeds, first["labels"], first["num_classes"])
-    meta.update({"figures": figures, "merged_from": [str(p) for p in parts], "job_wall_seconds": walls,
-                 "wall_seconds": max((w for w in walls if w is not None), default=None)})
+    meta.update({"seeds": list(range(cfg.seeds)), "figures": figures, "merged_from": [str(p) for p in parts],
+                 "job_wall_seconds": walls, "wall_seconds": max((w for w in walls if w is not None), default=None)})
     summary = summarize(records, cfg, meta, first["metrics"], first["primary_metric"])
     write_json(merged.summary, summary)
     write_report(merged.root)
