@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_sweep)
     sp = sub.add_parser("merge", help="join the folders of one comparison run as separate jobs (run --only) "
                         "into one folder with one summary and report")
-    sp.add_argument("parts", nargs="+", help="finished comparison folders of the same configuration")
+    sp.add_argument("parts", nargs="+", help="finished comparison folders of the same configuration (seeds may "
+                    "differ: a finished comparison and its runs of more seeds)")
     sp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
     sp.set_defaults(fn=cmd_merge)
