@@ -63,5 +63,5 @@ def unmatched_compute_line(summary: dict) -> str | None:
     if "baseline_matched" in summary.get("arms", {}) or not summary.get("paired"):
         return None
     return ("No `baseline_matched` arm: the TPP stage's compute is not matched, so a TPP gain here is a gain at more "
-            "compute. Add `baseline_matched` to `arms` to give the baseline that compute as fine-tuning epochs; in "
-            "every setting measured so far it did better than TPP (\"Does TPP help?\" in the documentation).")
+            "compute. Add `baseline_matched` to `arms` to give the baseline that compute as fine-tuning epochs; TPP "
+            "has not beaten it in any setting measured so far (\"Does TPP help?\" in the documentation).")
