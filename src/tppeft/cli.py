@@ -342,7 +342,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from tppeft.reporting.compare import write_compare
 
-    print(write_compare([Path(d) for d in args.run_dirs], args.output), end="")
+    print(write_compare([Path(d) for d in args.run_dirs], args.output, args.pair), end="")
     if args.output:
         print(f"\nwritten to {args.output}")
     return 0
@@ -455,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("compare", help="merge several run folders into one table (arms x runs)")
     sp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     sp.add_argument("--output", "-o", type=Path, help="also write the table here (.md, or .html for HTML)")
+    sp.add_argument("--pair", action="append", default=[], metavar="N:ARM,M:ARM",
+                    help="seed-paired difference of arm ARM of the N-th RUN_DIR minus arm ARM of the M-th (the "
+                         "same folder or two whose seeds saw the same labelled and test images); repeatable")
     sp.set_defaults(fn=cmd_compare)
     sp = sub.add_parser("backbone-pretrain",
                         help="train a whole ViT from random weights with MAE on chosen files/splits; "

@@ -1,13 +1,15 @@
 """Merge several run folders into one table: arms down, runs across (``tppeft compare``).
 
-Built from each folder's summary.json only. A run is labelled by its dataset and folder name; the paired
-differences come from each run's own summary (seed-paired within a run, never across runs).
+Built from each folder's summary.json. A run is labelled by its dataset and folder name; the paired
+differences come from each run's own summary, and ``pair_specs`` (``--pair N:ARM,M:ARM``) add seed-paired differences
+between any two arms, also of two runs whose seeds saw the same images (:mod:`tppeft.reporting.across`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from tppeft.reporting.across import across_blocks
 from tppeft.reporting.document import Block, Heading, Para, Table, to_html, to_markdown
 from tppeft.reporting.report import ReportError, fmt_ci, fmt_num, fmt_signed, load_summary, verdict
 
@@ -25,7 +27,7 @@ def _unique(labels: list[str]) -> list[str]:
     return out
 
 
-def compare_blocks(run_dirs: list[Path]) -> list[Block]:
+def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None) -> list[Block]:
     if not run_dirs:
         raise ReportError("compare needs at least one run folder")
     summaries = [load_summary(d) for d in run_dirs]
@@ -71,12 +73,14 @@ def compare_blocks(run_dirs: list[Path]) -> list[Block]:
         blocks += [Heading("Paired differences within each run"), Table(["comparison", "metric", *labels], rows),
                    Para("Each cell: mean TPP − other over the run's seeds, its 95% bootstrap interval, and the seeds "
                         "TPP won. Runs differ in data and setup, so compare readings, not numbers, across columns.")]
+    if pair_specs:
+        blocks += across_blocks(run_dirs, summaries, labels, pair_specs)
     return blocks
 
 
-def write_compare(run_dirs: list[Path], output: Path | None) -> str:
+def write_compare(run_dirs: list[Path], output: Path | None, pairs: list[str] | None = None) -> str:
     """The merged table as Markdown; also written to ``output`` (HTML when it ends in .html)."""
-    blocks = compare_blocks([Path(d) for d in run_dirs])
+    blocks = compare_blocks([Path(d) for d in run_dirs], pairs)
     text = to_markdown(blocks)
     if output is not None:
         output = Path(output)

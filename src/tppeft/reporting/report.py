@@ -103,15 +103,15 @@ FIGURE_TEXT = {
 FEW_SEEDS = 5  # below this a bootstrap interval over seeds says little: the reading says so
 
 
-def verdict(d: dict) -> str:
-    """TPP better / worse when the paired 95% bootstrap interval excludes zero, else no clear difference; none
-    for a metric that is undefined."""
+def verdict(d: dict, who: str = "TPP") -> str:
+    """``who`` (the left side of the difference) better / worse when the paired 95% bootstrap interval excludes
+    zero, else no clear difference; none for a metric that is undefined."""
     if d.get("undefined"):
         return "undefined: no verdict"
     lo, hi = d["ci95"]
     if d["n"] < 2 or is_missing(lo) or is_missing(hi):
         return "too few seeds to tell"
-    text = "TPP better" if lo > 0 else "TPP worse" if hi < 0 else "no clear difference"
+    text = f"{who} better" if lo > 0 else f"{who} worse" if hi < 0 else "no clear difference"
     if d["n"] < FEW_SEEDS and text != "no clear difference":
         text += f" (only {d['n']} seeds: weak)"
     return text

@@ -1,0 +1,136 @@
+"""Seed-paired differences between any two arms, of one comparison or of two (``tppeft compare --pair``).
+
+Two comparisons can be paired seed by seed only when seed s fine-tuned on the same labelled images and was scored
+on the same validation and test images in both: the same data file, limit, split and labelled-subset keys. What
+else differs between them (fine-tuning length, pretext task, ...) is the question the pairing answers; it is
+listed under the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tppeft.config import Config, load_config
+from tppeft.engine.config import results_identity
+from tppeft.errors import ReportError
+from tppeft.reporting.document import Block, Heading, Para, Table
+from tppeft.reporting.report import fmt_ci, fmt_num, fmt_signed, verdict
+from tppeft.reporting.stats import paired_difference
+from tppeft.rundir import CONFIG
+
+# The data keys that fix the images of each split and the labelled subset each seed draws.
+PAIRING_KEYS = ("data.path", "data.limit", "data.split", "data.label_fraction", "data.labels_per_class",
+                "data.volume.split", "data.volume.split_seed", "data.volume.split_fractions")
+SPLITS = ("test", "val")
+
+
+@dataclass(frozen=True)
+class Side:
+    run: int  # 0-based position of the folder among those compared
+    arm: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    left: Side
+    right: Side
+
+
+def parse_pair(spec: str, n_runs: int) -> Pair:
+    """``N:ARM,M:ARM`` (N, M: 1-based positions of the folders on the command line) as a :class:`Pair`."""
+    sides = []
+    for part in spec.split(","):
+        run, _, arm = part.strip().partition(":")
+        if not run.isdigit() or not arm or not 1 <= int(run) <= n_runs:
+            raise ReportError(f"--pair '{spec}': expected N:ARM,M:ARM with N and M the positions (1..{n_runs}) of "
+                              "the compared folders, e.g. --pair 2:tpp,1:tpp")
+        sides.append(Side(int(run) - 1, arm))
+    if len(sides) != 2:
+        raise ReportError(f"--pair '{spec}': expected two sides, N:ARM,M:ARM")
+    return Pair(*sides)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _pairing_identity(flat: dict) -> dict:
+    return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in PAIRING_KEYS)}
+
+
+def differences(a: Config, b: Config) -> list[str]:
+    """The result-shaping keys (seeds and arms aside) where ``a`` and ``b`` differ, as ``key: a → b``."""
+    fa, fb = _flat(results_identity(a)), _flat(results_identity(b))
+    return [f"{k}: {fa.get(k)} → {fb.get(k)}" for k in sorted(set(fa) | set(fb))
+            if k not in ("seeds", "arms") and fa.get(k) != fb.get(k)]
+
+
+def _config(run_dir: Path) -> Config:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ReportError(f"--pair needs each paired folder's {CONFIG} (to check that its seeds drew the same "
+                          f"labelled images and test images): {path} is missing")
+    return load_config(path)
+
+
+def _scores(summary: dict, arm: str, split: str, metric: str) -> dict[int, float | None]:
+    return {r["seed"]: (r.get(split) or {}).get(metric) for r in summary["arms"][arm]["runs"]}
+
+
+def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str], specs: list[str]) -> list[Block]:
+    """The table of the ``--pair`` differences and what differs between the paired comparisons."""
+    pairs = [parse_pair(s, len(run_dirs)) for s in specs]
+    configs: dict[int, Config] = {}
+    for pair in pairs:
+        for side in (pair.left, pair.right):
+            if side.arm not in summaries[side.run]["arms"]:
+                raise ReportError(f"--pair: {labels[side.run]} has no arm '{side.arm}' (it has "
+                                  f"{', '.join(summaries[side.run]['arms'])})")
+            if side.run not in configs:
+                configs[side.run] = _config(run_dirs[side.run])
+    rows, notes = [], []
+    for pair in pairs:
+        a, b = pair.left, pair.right
+        if a.run != b.run:
+            ia, ib = (_pairing_identity(_flat(results_identity(configs[r]))) for r in (a.run, b.run))
+            if ia != ib:
+                keys = sorted(k for k in set(ia) | set(ib) if ia.get(k) != ib.get(k))
+                raise ReportError(f"--pair: {labels[a.run]} and {labels[b.run]} cannot be paired by seed: they differ "
+                                  f"in {', '.join(keys)}, so a seed saw other labelled or test images in each")
+            note = (f"@{b.run + 1} → @{a.run + 1}: "
+                    + ("; ".join(differences(configs[b.run], configs[a.run])) or "no setting differs"))
+            if note not in notes:
+                notes.append(note)
+        left, right = f"{a.arm} @{a.run + 1}", f"{b.arm} @{b.run + 1}"
+        sa, sb = summaries[a.run], summaries[b.run]
+        metrics = [m for m in sa["metrics"] if m in sb["metrics"]]
+        metrics.sort(key=lambda m: m != sa["primary_metric"])
+        for split in SPLITS:
+            for m in metrics:
+                d = paired_difference(_scores(sa, a.arm, split, m), _scores(sb, b.arm, split, m))
+                if d["n"] == 0:
+                    continue
+                rows.append([f"{left} − {right}", split, m.upper(),
+                             f"{fmt_signed(d['mean'])} ± {fmt_num(d['std'])}", fmt_ci(d["ci95"], signed=True),
+                             f"{d['wins']}/{d['ties']}/{d['losses']}", fmt_num(d["sign_test_p"], 2),
+                             verdict(d, who=left)])
+        if not any(r[0] == f"{left} − {right}" for r in rows):
+            raise ReportError(f"--pair: {left} and {right} have no seed in common")
+    text = ("Each row: the left arm minus the right one, seed by seed over the seeds both have, with its 95% "
+            "bootstrap interval, the left arm's wins/ties/losses and the exact sign test. Paired comparisons from "
+            "different folders share the data file, split and labelled-subset keys (checked), so each seed "
+            "fine-tuned on the same labelled images and was scored on the same images in both. Choose settings on "
+            "the validation rows, never on the test rows.")
+    runs = sorted({side.run for pair in pairs for side in (pair.left, pair.right)})
+    text += " Runs: " + "; ".join(f"@{r + 1} = {labels[r]}" for r in runs) + "."
+    blocks: list[Block] = [Heading("Paired differences across arms and runs"),
+                           Table(["comparison", "split", "metric", "mean difference ± std", "95% bootstrap CI",
+                                  "left wins/ties/losses", "sign test p", "reading"], rows), Para(text)]
+    if notes:
+        blocks.append(Para("What differs between the paired runs (right → left): " + " | ".join(notes) + "."))
+    return blocks

@@ -1,0 +1,68 @@
+"""`tppeft compare --pair`: seed-paired differences between any two arms, of one run or of two runs whose seeds
+saw the same labelled and test images."""
+
+import pytest
+
+from tppeft.cli import main
+from tppeft.config import load_config
+from tppeft.experiment.comparison import summarize
+from tppeft.io import config_to_yaml, write_json
+from tppeft.reporting.across import parse_pair
+from tppeft.reporting.compare import write_compare
+from tppeft.reporting.report import ReportError
+
+
+def run_folder(path, auc: dict[str, list[float]], sets: list[str]):
+    """A finished comparison's config.yaml and summary.json (test and validation AUC per arm and seed)."""
+    arms = list(auc)
+    cfg = load_config(None, [f"arms=[{', '.join(arms)}]", f"seeds={len(auc[arms[0]])}", *sets])
+    records = [{"arm": a, "seed": s, "test": {"acc": 0.5, "auc": v}, "val": {"acc": 0.5, "auc": v - 0.1},
+                "seconds": 1.0, "best_epoch": 1, "finetune_epochs": cfg.finetune.epochs, "pretext": None}
+               for a in arms for s, v in enumerate(auc[a])]
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(config_to_yaml(cfg))
+    write_json(path / "summary.json", summarize(records, cfg, {"dataset": "breastmnist"}, ["acc", "auc"], "auc"))
+    return path
+
+
+def _row(text: str, comparison: str, split: str, metric: str = "AUC") -> list[str]:
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[:3] == [comparison, split, metric]:
+            return cells
+    raise AssertionError(f"no row {comparison} {split} {metric} in:\n{text}")
+
+
+def test_arms_of_two_runs_are_paired_seed_by_seed(tmp_path):
+    short = run_folder(tmp_path / "short", {"baseline": [0.80, 0.82, 0.81], "tpp": [0.84, 0.83, 0.85]},
+                       ["finetune.epochs=15"])
+    long = run_folder(tmp_path / "long", {"baseline": [0.86, 0.85, 0.88], "tpp": [0.88, 0.88, 0.86]},
+                      ["finetune.epochs=73"])
+    text = write_compare([short, long], None, ["2:tpp,1:tpp", "2:baseline,2:tpp"])
+    row = _row(text, "tpp @2 − tpp @1", "test")
+    assert row[3].startswith("+0.033") and row[5] == "3/0/0" and row[7] == "tpp @2 better (only 3 seeds: weak)"
+    assert _row(text, "tpp @2 − tpp @1", "val")[3].startswith("+0.033")  # validation rows too
+    within = _row(text, "baseline @2 − tpp @2", "test")  # two arms of one run: any pair, not only TPP − other
+    assert within[3].startswith("-0.010") and within[5] == "1/0/2" and within[7] == "no clear difference"
+    assert "@1 → @2: finetune.epochs: 15 → 73." in text
+    assert "@1 = breastmnist (short); @2 = breastmnist (long)" in text
+
+
+def test_runs_whose_seeds_saw_other_images_are_not_paired(tmp_path, capsys):
+    a = run_folder(tmp_path / "a", {"baseline": [0.8, 0.9], "tpp": [0.8, 0.9]}, ["data.labels_per_class=16"])
+    b = run_folder(tmp_path / "b", {"baseline": [0.8, 0.9], "tpp": [0.8, 0.9]}, ["data.labels_per_class=8"])
+    with pytest.raises(ReportError, match=r"cannot be paired by seed: they differ in data\.labels_per_class"):
+        write_compare([a, b], None, ["1:tpp,2:tpp"])
+    assert main(["compare", str(a), str(b), "--pair", "1:tpp,2:tpp"]) == 2
+    assert "cannot be paired" in capsys.readouterr().err
+    with pytest.raises(ReportError, match="no arm 'eva'"):
+        write_compare([a], None, ["1:tpp,1:eva"])
+    (tmp_path / "a" / "config.yaml").unlink()
+    with pytest.raises(ReportError, match="config.yaml"):
+        write_compare([a, b], None, ["1:tpp,2:tpp"])
+
+
+@pytest.mark.parametrize("spec", ["1:tpp", "3:tpp,1:tpp", "0:tpp,1:tpp", "tpp,baseline", "1:tpp,2:tpp,1:tpp"])
+def test_a_pair_names_two_sides_by_position(spec):
+    with pytest.raises(ReportError, match="--pair"):
+        parse_pair(spec, n_runs=2)
