@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tppeft.config import Config, load_config
-from tppeft.engine.config import results_identity
+import yaml
+
+from tppeft.engine.config import RUNTIME_KEYS
 from tppeft.errors import ReportError
 from tppeft.reporting.document import Block, Heading, Para, Table
 from tppeft.reporting.report import fmt_ci, fmt_num, fmt_signed, verdict
@@ -63,19 +64,22 @@ def _pairing_identity(flat: dict) -> dict:
     return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in PAIRING_KEYS)}
 
 
-def differences(a: Config, b: Config) -> list[str]:
-    """The result-shaping keys (seeds and arms aside) where ``a`` and ``b`` differ, as ``key: a → b``."""
-    fa, fb = _flat(results_identity(a)), _flat(results_identity(b))
-    return [f"{k}: {fa.get(k)} → {fb.get(k)}" for k in sorted(set(fa) | set(fb))
-            if k not in ("seeds", "arms") and fa.get(k) != fb.get(k)]
+def differences(a: dict, b: dict) -> list[str]:
+    """The result-shaping keys (seeds and arms aside) where the flat configs ``a`` and ``b`` differ, as
+    ``key: a → b``."""
+    return [f"{k}: {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b))
+            if k not in ("seeds", "arms") and a.get(k) != b.get(k)]
 
 
-def _config(run_dir: Path) -> Config:
+def _config(run_dir: Path) -> dict:
+    """The folder's config.yaml (a full dump, every key present) as flat ``section.key`` items, runtime keys
+    aside; read as data, since a finished folder's config needs no validation to be compared."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise ReportError(f"--pair needs each paired folder's {CONFIG} (to check that its seeds drew the same "
                           f"labelled images and test images): {path} is missing")
-    return load_config(path)
+    saved = yaml.safe_load(path.read_text()) or {}
+    return _flat({k: v for k, v in saved.items() if k not in RUNTIME_KEYS})
 
 
 def _scores(summary: dict, arm: str, split: str, metric: str) -> dict[int, float | None]:
@@ -85,7 +89,7 @@ def _scores(summary: dict, arm: str, split: str, metric: str) -> dict[int, float
 def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str], specs: list[str]) -> list[Block]:
     """The table of the ``--pair`` differences and what differs between the paired comparisons."""
     pairs = [parse_pair(s, len(run_dirs)) for s in specs]
-    configs: dict[int, Config] = {}
+    configs: dict[int, dict] = {}
     for pair in pairs:
         for side in (pair.left, pair.right):
             if side.arm not in summaries[side.run]["arms"]:
@@ -97,7 +101,7 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
     for pair in pairs:
         a, b = pair.left, pair.right
         if a.run != b.run:
-            ia, ib = (_pairing_identity(_flat(results_identity(configs[r]))) for r in (a.run, b.run))
+            ia, ib = (_pairing_identity(configs[r]) for r in (a.run, b.run))
             if ia != ib:
                 keys = sorted(k for k in set(ia) | set(ib) if ia.get(k) != ib.get(k))
                 raise ReportError(f"--pair: {labels[a.run]} and {labels[b.run]} cannot be paired by seed: they differ "
