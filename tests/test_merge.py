@@ -47,6 +47,8 @@ def test_parts_merge_into_the_whole_comparison(tmp_path, one_thread, capsys):
     assert main(["run", "-o", str(tmp_path / "c"), *ARGS, "--set", "seeds=1", "--only", "tpp:0"]) == 0
     assert main(["run", "-o", str(tmp_path / "d"), *ARGS, "--only", "baseline:1"]) == 0
     capsys.readouterr()
+    assert main(["merge", str(tmp_path / "c"), str(tmp_path / "d"), "-o", str(tmp_path / "short")]) == 2
+    assert "lack run(s) baseline:0, tpp:1" in capsys.readouterr().err and not (tmp_path / "short").exists()
     assert main(["merge", str(tmp_path / "c"), str(tmp_path / "a"), str(tmp_path / "d"),
                  "-o", str(tmp_path / "extended")]) == 0
     extended = json.loads((tmp_path / "extended" / "summary.json").read_text())

@@ -55,9 +55,13 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
                 raise OutputError(f"run {r['arm']} seed {r['seed']} is in both '{seen[key]}' and '{part}'")
             seen[key] = part
             records.append(r)
-    merged = RunFolder(out).check_new(overwrite).create(overwrite)
     widest = max(range(len(parts)), key=lambda i: configs[i].seeds)  # the first of the most seeds
     cfg = configs[widest]
+    missing = [f"{arm}:{seed}" for seed in range(cfg.seeds) for arm in cfg.arms if (arm, seed) not in seen]
+    if missing and any(c.seeds != cfg.seeds for c in configs):
+        raise OutputError(f"the parts extend the comparison to {cfg.seeds} seeds but lack run(s) {', '.join(missing)}; "
+                          "make them with tppeft run --only ARM:SEED and merge again")
+    merged = RunFolder(out).check_new(overwrite).create(overwrite)
     records = sort_records(records, cfg)
     for r in records:
         source = RunFolder(seen[(r["arm"], r["seed"])]).run(r["arm"], r["seed"]).root
