@@ -43,8 +43,9 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False) -> dict:
             raise OutputError(f"'{part}' holds no finished comparison ({SUMMARY} or {CONFIG} missing); "
                               f"finish it with tppeft run --resume {part}")
         cfg = load_config(folder.config)
-        if configs and _identity(cfg) != _identity(configs[0]):
-            differ = sorted(k for k, v in _identity(cfg).items() if _identity(configs[0])[k] != v)
+        ident, shared = _identity(cfg), _identity(configs[0] if configs else cfg)
+        if ident != shared:
+            differ = sorted(k for k, v in ident.items() if shared[k] != v)
             raise OutputError(f"'{part}' was run with another configuration than '{parts[0]}' (differs in "
                               f"{', '.join(differ)}); only parts of one comparison can be merged")
         configs.append(cfg)

@@ -16,7 +16,7 @@ import yaml
 from tppeft.engine.config import RUNTIME_KEYS
 from tppeft.errors import ReportError
 from tppeft.reporting.document import Block, Heading, Para, Table
-from tppeft.reporting.report import fmt_ci, fmt_num, fmt_signed, verdict
+from tppeft.reporting.report import paired_cells
 from tppeft.reporting.stats import paired_difference
 from tppeft.rundir import CONFIG
 
@@ -114,16 +114,14 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
         sa, sb = summaries[a.run], summaries[b.run]
         metrics = [m for m in sa["metrics"] if m in sb["metrics"]]
         metrics.sort(key=lambda m: m != sa["primary_metric"])
+        found = False
         for split in SPLITS:
             for m in metrics:
                 d = paired_difference(_scores(sa, a.arm, split, m), _scores(sb, b.arm, split, m))
-                if d["n"] == 0:
-                    continue
-                rows.append([f"{left} − {right}", split, m.upper(),
-                             f"{fmt_signed(d['mean'])} ± {fmt_num(d['std'])}", fmt_ci(d["ci95"], signed=True),
-                             f"{d['wins']}/{d['ties']}/{d['losses']}", fmt_num(d["sign_test_p"], 2),
-                             verdict(d, who=left)])
-        if not any(r[0] == f"{left} − {right}" for r in rows):
+                if d["n"]:
+                    rows.append([f"{left} − {right}", split, m.upper(), *paired_cells(d, who=left)])
+                    found = True
+        if not found:
             raise ReportError(f"--pair: {left} and {right} have no seed in common")
     text = ("Each row: the left arm minus the right one, seed by seed over the seeds both have, with its 95% "
             "bootstrap interval, the left arm's wins/ties/losses and the exact sign test. Paired comparisons from "

@@ -78,9 +78,9 @@ def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None) ->
     return blocks
 
 
-def write_compare(run_dirs: list[Path], output: Path | None, pairs: list[str] | None = None) -> str:
+def write_compare(run_dirs: list[Path], output: Path | None, pair_specs: list[str] | None = None) -> str:
     """The merged table as Markdown; also written to ``output`` (HTML when it ends in .html)."""
-    blocks = compare_blocks([Path(d) for d in run_dirs], pairs)
+    blocks = compare_blocks([Path(d) for d in run_dirs], pair_specs)
     text = to_markdown(blocks)
     if output is not None:
         output = Path(output)

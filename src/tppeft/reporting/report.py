@@ -146,6 +146,13 @@ def verdict_box(summary: dict) -> Box | None:
     return Box(f"Verdict on the primary metric ({summary['primary_metric'].upper()}, test, paired by seed)", lines)
 
 
+def paired_cells(d: dict, who: str = "TPP") -> list[str]:
+    """A paired difference's table cells: mean ± std, 95% interval, wins/ties/losses, sign test p, reading."""
+    record = f"{d['wins']}/{d.get('ties', 0)}/{d.get('losses', d['n'] - d['wins'] - d.get('ties', 0))}"
+    diff = f"{fmt_signed(d['mean'])} (n = 1)" if d["n"] == 1 else f"{fmt_signed(d['mean'])} ± {fmt_num(d['std'])}"
+    return [diff, fmt_ci(d["ci95"], signed=True), record, fmt_num(d.get("sign_test_p"), 2), verdict(d, who)]
+
+
 def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
     rows = []
     for name, per_metric in summary.get("paired", {}).items():
@@ -155,11 +162,7 @@ def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
             if d.get("undefined"):
                 rows.append([name.replace("-", " − ", 1), m.upper(), "undefined", "—", "—", "—", verdict(d)])
                 continue
-            record = f"{d['wins']}/{d.get('ties', 0)}/{d.get('losses', d['n'] - d['wins'] - d.get('ties', 0))}"
-            diff = (f"{fmt_signed(d['mean'])} (n = 1)" if d["n"] == 1
-                    else f"{fmt_signed(d['mean'])} ± {fmt_num(d['std'])}")
-            rows.append([name.replace("-", " − ", 1), m.upper(), diff,
-                         fmt_ci(d["ci95"], signed=True), record, fmt_num(d.get("sign_test_p"), 2), verdict(d)])
+            rows.append([name.replace("-", " − ", 1), m.upper(), *paired_cells(d)])
     return Table(["comparison", "metric", "mean difference ± std", "95% bootstrap CI", "TPP wins/ties/losses",
                   "sign test p", "reading"], rows)
 
