@@ -83,3 +83,22 @@ def test_documented_budget_follows_from_the_counts(default_budget):
     assert round(b["finetune_flops_per_image_step"] / 1e9, 2) == 1.60
     assert round(b["tpp_stage_in_finetune_epochs"], 1) == 3.6
     assert b["extra_epochs"] == math.ceil(b["tpp_stage_in_finetune_epochs"]) == 4
+
+
+def test_a_shared_stage_charges_each_run_its_share(default_budget):
+    """baseline_matched.stage_shared_by=K: one stage serves K fine-tuning runs, so each is charged 1/K of it."""
+    _, b = default_budget
+    ctx = prepare_context(load_config(None, ["threads=1", "baseline_matched.stage_shared_by=3"]), log=lambda s: None)
+    shared = matched_budget(ctx)
+    assert shared["tpp_stage_in_finetune_epochs"] == b["tpp_stage_in_finetune_epochs"]  # the stage costs the same
+    assert shared["stage_shared_by"] == 3 and b["stage_shared_by"] == 1
+    assert shared["extra_epochs"] == math.ceil(b["tpp_stage_in_finetune_epochs"] / 3) == 2  # 3.6 / 3, rounded up
+    assert "shared by 3 fine-tuning runs" in shared["rule"] and "shared" not in b["rule"]
+
+
+def test_a_shared_stage_and_hand_set_epochs_are_refused():
+    with pytest.raises(ValueError, match="set one of them"):
+        load_config(None, ["arms=[baseline,tpp,baseline_matched]", "baseline_matched.extra_epochs=3",
+                           "baseline_matched.stage_shared_by=2"])
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        load_config(None, ["baseline_matched.stage_shared_by=0"])

@@ -281,3 +281,23 @@ def test_the_arms_table_shows_the_validation_mean_to_choose_on():
     assert [row[col] for row in table.rows] == ["0.720", "0.850"]
     summary["arms"]["tpp"]["runs"][0]["val"] = {}  # an older record without validation metrics: left out
     assert arms_rows(summary).rows[1][col] == "0.900"
+
+
+def test_the_report_says_how_baseline_matched_was_charged(tmp_path):
+    from tppeft.reporting.report import write_report
+
+    budget = {"extra_epochs": 27, "tpp_stage_in_finetune_epochs": 210.4, "pretext_flops_per_image_step": 3.2e9,
+              "finetune_flops_per_image_step": 1.6e9, "rule": "r"}
+    for k, (shared, sentence) in enumerate([
+            (1, "The TPP stage costs 210.40 fine-tuning epochs of training compute (3200.0 vs 1600.0 MFLOPs per "
+                "image and step, forward + backward, counted), rounded up."),
+            (8, "counted), shared by 8 fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused 8 "
+                "times), 26.30 epochs each, rounded up.")]):
+        run = synthetic_run(tmp_path / str(k), "toy", {"baseline": [0.9, 0.91], "tpp": [0.9, 0.92],
+                                                        "baseline_matched": [0.9, 0.93]})
+        summary = json.loads((run / "summary.json").read_text())
+        summary.update(baseline_matched={**budget, "stage_shared_by": shared}, finetune={"epochs": 73})
+        write_json(run / "summary.json", summary)
+        md = write_report(run).read_text()
+        assert "`baseline_matched`: 73 + 27 fine-tuning epochs." in md and sentence in md
+        assert ("shared by" in md) == (shared > 1)

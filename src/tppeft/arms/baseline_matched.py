@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from tppeft.arms.base import Arm, register_arm
@@ -15,6 +17,20 @@ class BaselineMatchedConfig(Section):
         description="Extra fine-tuning epochs of `baseline_matched`; null = the TPP stage's training compute "
         "expressed in fine-tuning epochs (FLOPs of one training step of each stage, counted; rounded up).",
     )
+    stage_shared_by: int = Field(
+        1, ge=1,
+        description="Fine-tuning runs that share one TPP stage: `baseline_matched` gets the stage's compute divided "
+        "by this (rounded up), the accounting for a stage run once and reused K times (`tppeft pretrain` once, "
+        "`tppeft finetune --init` K times). The comparison itself still runs one stage per seed.",
+    )
+
+
+def _check(cfg: Any) -> str | None:  # a tppeft.config.Config, which imports this package
+    m = cfg.baseline_matched
+    if m.extra_epochs is not None and m.stage_shared_by != 1:
+        return ("baseline_matched.extra_epochs sets the extra epochs by hand, so baseline_matched.stage_shared_by "
+                "has nothing to divide: set one of them")
+    return None
 
 
 BASELINE_MATCHED = register_arm(Arm(
@@ -23,6 +39,7 @@ BASELINE_MATCHED = register_arm(Arm(
     "`tpp` cannot be explained by more training",
     trains="target parameters",
     extra_epochs=lambda budget: budget["extra_epochs"],
-    epochs_rule="`finetune.epochs` + the TPP stage's training FLOPs in fine-tuning epochs, rounded up "
-    "(or `baseline_matched.extra_epochs`)",
+    epochs_rule="`finetune.epochs` + the TPP stage's training FLOPs in fine-tuning epochs (divided by "
+    "`baseline_matched.stage_shared_by`), rounded up (or `baseline_matched.extra_epochs`)",
+    check=_check,
 ))

@@ -7,6 +7,9 @@ extra fine-tuning epochs. Rounding up means the baseline never gets less compute
 independent of the machine and its load (timings are not) and include whatever the pretext task runs
 (decoder, views, teacher). Not counted: evaluation passes (validation per epoch, the pretext's held-out loss)
 and the optimizer update, which are small beside the forward and backward passes.
+
+``baseline_matched.stage_shared_by`` = K divides the stage's cost by K before rounding: the share of one
+fine-tuning run when one TPP stage serves K of them.
 """
 
 from __future__ import annotations
@@ -69,7 +72,10 @@ def matched_budget(ctx: Context) -> dict:
     pretext_epoch = pretext_per_image * images_per_epoch(n_pre, cfg.pretext.batch_size)
     finetune_epoch = finetune_per_image * images_per_epoch(n_ft, cfg.finetune.batch_size)
     ratio = (cfg.pretext.epochs + cfg.pretext.head_warmup_epochs) * pretext_epoch / finetune_epoch
-    return {"extra_epochs": math.ceil(ratio - 1e-9), "tpp_stage_in_finetune_epochs": ratio,
+    shared = cfg.baseline_matched.stage_shared_by
+    shared_rule = f"; the stage shared by {shared} fine-tuning runs: 1/{shared} of it" if shared > 1 else ""
+    return {"extra_epochs": math.ceil(ratio / shared - 1e-9), "tpp_stage_in_finetune_epochs": ratio,
+            "stage_shared_by": shared,
             "pretext_flops_per_image_step": pretext_per_image, "finetune_flops_per_image_step": finetune_per_image,
             "pretext_flops_per_epoch": pretext_epoch, "finetune_flops_per_epoch": finetune_epoch,
-            "rule": RULE + (RULE_WARMUP if cfg.pretext.head_warmup_epochs else "")}
+            "rule": RULE + (RULE_WARMUP if cfg.pretext.head_warmup_epochs else "") + shared_rule}

@@ -156,6 +156,11 @@ def sort_records(records: list[dict], cfg: Config) -> list[dict]:
     return sorted(records, key=lambda r: order.get((r["arm"], r["seed"]), len(order)))
 
 
+def _shared(budget: dict) -> str:
+    k = budget.get("stage_shared_by", 1)
+    return f", shared by {k} fine-tuning runs: {budget['tpp_stage_in_finetune_epochs'] / k:.2f} each" if k > 1 else ""
+
+
 def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tuple[dict, dict | None]:
     """What summary.json says of the whole comparison (data, backbone, settings), and the matched budget of an arm
     that needs one (None: no such arm); logs what the user should know before the first run."""
@@ -190,7 +195,8 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
         meta[arm.name] = budget
         ratio = budget.get("tpp_stage_in_finetune_epochs")
         log(f"{arm.name}: {cfg.finetune.epochs} + {arm.extra_epochs(budget)} fine-tuning epochs"
-            + (f" (the TPP stage costs {ratio:.2f} fine-tuning epochs in counted FLOPs)" if ratio is not None else
+            + (f" (the TPP stage costs {ratio:.2f} fine-tuning epochs in counted FLOPs{_shared(budget)})"
+               if ratio is not None else
                f" ({budget['rule']})"))
     return meta, budget
 
