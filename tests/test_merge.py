@@ -78,3 +78,44 @@ def test_merge_refuses_other_configs_and_repeated_runs(tmp_path, capsys):
 def test_only_names_arm_and_seed(tmp_path, capsys, spec):
     assert main(["run", "-o", str(tmp_path / "c"), *ARGS, "--only", spec]) == 2
     assert "ARM:SEED" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_a_finished_comparison_gains_a_variant_of_one_arm(tmp_path, one_thread, capsys):
+    """Parts may differ in an arm's own options when the parts holding that arm's runs agree; a kept result
+    folder (config.yaml and summary.json only) is a part too."""
+    import shutil
+
+    assert main(["run", "-o", str(tmp_path / "kept"), *ARGS, "--set", "seeds=1",
+                 "--set", "arms=[baseline,tpp,baseline_matched]"]) == 0
+    for extra in ("results.jsonl", "runs"):  # what a kept result folder leaves out
+        path = tmp_path / "kept" / extra
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shared = ["--set", "seeds=1", "--set", "arms=[baseline,tpp,baseline_matched]"]
+    assert main(["run", "-o", str(tmp_path / "k2"), *ARGS, *shared, "--set", "baseline_matched.stage_shared_by=2",
+                 "--only", "baseline_matched:0"]) == 0
+    capsys.readouterr()
+    kept_and_new = [str(tmp_path / "kept"), str(tmp_path / "k2"), "-o", str(tmp_path / "merged")]
+    assert main(["merge", *kept_and_new]) == 2
+    assert "baseline_matched seed 0 is in both" in capsys.readouterr().err
+    for bad, message in (("3:baseline_matched", "expected N:ARM"), ("2:tpp", "holds no run of arm tpp")):
+        assert main(["merge", *kept_and_new, "--exclude", bad]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "merged").exists()
+    assert main(["merge", *kept_and_new, "--exclude", "1:baseline_matched"]) == 0
+    kept = json.loads((tmp_path / "kept" / "summary.json").read_text())
+    part = json.loads((tmp_path / "k2" / "summary.json").read_text())
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    kept_runs = {k: v for k, v in _numbers(kept)["runs"].items() if k[0] != "baseline_matched"}
+    assert _numbers(merged)["runs"] == {**kept_runs, **_numbers(part)["runs"]}
+    assert merged["merge_excluded"] == [f"{tmp_path / 'kept'}: baseline_matched"]
+    assert merged["arms"]["baseline_matched"]["finetune_epochs"] == 1 + part["baseline_matched"]["extra_epochs"]
+    assert merged["baseline_matched"] == part["baseline_matched"] and part["baseline_matched"]["stage_shared_by"] == 2
+    assert merged["paired"]["tpp-baseline_matched"]["auc"]["n"] == 1
+    assert "stage_shared_by: 2" in (tmp_path / "merged" / "config.yaml").read_text()
+    assert "shared by 2 fine-tuning runs" in (tmp_path / "merged" / "report.md").read_text()
+    # runs of one arm made with two settings of its options are refused
+    assert main(["run", "-o", str(tmp_path / "k3"), *ARGS, "--set", "seeds=2",
+                 "--set", "arms=[baseline,tpp,baseline_matched]", "--set", "baseline_matched.stage_shared_by=3",
+                 "--only", "baseline_matched:1"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "k2"), str(tmp_path / "k3"), "-o", str(tmp_path / "m")]) == 2
+    assert "different baseline_matched.* settings" in capsys.readouterr().err and not (tmp_path / "m").exists()

@@ -301,10 +301,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from tppeft.merge import merge_parts
+    from tppeft.merge import merge_parts, parse_excludes
     from tppeft.reporting.report import comparison_text
 
-    summary = merge_parts([Path(p) for p in args.parts], args.output, overwrite=args.overwrite)
+    exclude = parse_excludes(args.exclude, len(args.parts))
+    summary = merge_parts([Path(p) for p in args.parts], args.output, overwrite=args.overwrite, exclude=exclude)
     folder = RunFolder(args.output)
     print(comparison_text(summary))
     print(f"\nmerged {sum(e['n'] + len(e.get('failed', [])) for e in summary['arms'].values())} run(s) from "
@@ -434,9 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("merge", help="join the folders of one comparison run as separate jobs (run --only) "
                         "into one folder with one summary and report")
     sp.add_argument("parts", nargs="+", help="finished comparison folders of the same configuration (seeds may "
-                    "differ: a finished comparison and its runs of more seeds)")
+                    "differ: a finished comparison and its runs of more seeds; so may an arm's own options, "
+                    "e.g. baseline_matched.*, where one setting made all that arm's runs)")
     sp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+    sp.add_argument("--exclude", action="append", default=[], metavar="N:ARM",
+                    help="leave out the runs of arm ARM of the N-th part (e.g. an arm that another part brings "
+                    "with other options of its own); repeatable")
     sp.set_defaults(fn=cmd_merge)
     sp = sub.add_parser("export", help="a run's target parameters as adapter files or merged into a timm checkpoint")
     sp.add_argument("source", help="run folder, pretrain/finetune output, or a folder of saved target parameters")

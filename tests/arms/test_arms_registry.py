@@ -64,7 +64,7 @@ def test_docs_arms_table_is_the_registry():
 
 def test_every_arm_option_section_is_part_of_the_config():
     sections = {arm.options for arm in registered_arms() if arm.options}
-    assert sections == {"eva", "full_finetune"}
+    assert sections == {"eva", "full_finetune", "baseline_matched"}
     assert sections <= set(Config.model_fields)
 
 

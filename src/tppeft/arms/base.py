@@ -41,7 +41,7 @@ class Arm:
     pretext: Callable[[str, PretextConfig], PretextConfig] | None = None
     extra_epochs: Callable[[dict], int] | None = None
     epochs_rule: str = "`finetune.epochs`"  # its fine-tuning epochs, in words
-    options: str | None = None  # the configuration section of its own options, recorded in summary.json
+    options: str | None = None  # the configuration section of its own options (no other arm reads it)
     check: Callable[[Any], str | None] | None = None
     pattern: str | None = None  # a regular expression: the arm is a family
 

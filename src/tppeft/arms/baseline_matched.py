@@ -41,5 +41,6 @@ BASELINE_MATCHED = register_arm(Arm(
     extra_epochs=lambda budget: budget["extra_epochs"],
     epochs_rule="`finetune.epochs` + the TPP stage's training FLOPs in fine-tuning epochs (divided by "
     "`baseline_matched.stage_shared_by`), rounded up (or `baseline_matched.extra_epochs`)",
+    options="baseline_matched",
     check=_check,
 ))

@@ -178,7 +178,9 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
             "seeds": list(range(cfg.seeds)), "device": str(ctx.device),
             "processes": distributed.world_size()}
     arms = [get_arm(a) for a in cfg.arms]
-    meta.update({arm.options: getattr(cfg, arm.options).model_dump() for arm in arms if arm.options})
+    # an arm's own options; baseline_matched's section is recorded as its budget (below), which names them
+    meta.update({arm.options: getattr(cfg, arm.options).model_dump() for arm in arms
+                 if arm.options and not arm.uses_budget})
     meta["undefined_metrics"] = ctx.task.undefined_metrics(ctx.data, "test")
     for m, reason in meta["undefined_metrics"].items():
         log(f"note: test {m.upper()} is undefined: {reason}; it is left out of the statistics and the verdict")
