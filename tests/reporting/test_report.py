@@ -291,8 +291,9 @@ def test_the_report_says_how_baseline_matched_was_charged(tmp_path):
     for k, (shared, sentence) in enumerate([
             (1, "The TPP stage costs 210.40 fine-tuning epochs of training compute (3200.0 vs 1600.0 MFLOPs per "
                 "image and step, forward + backward, counted), rounded up."),
-            (8, "counted), shared by 8 fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused 8 "
-                "times), 26.30 epochs each, rounded up.")]):
+            (8, "counted); shared by 8 fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused 8 "
+                "times), that is 26.30 epochs each, rounded up. This comparison itself ran a stage for every `tpp` "
+                "run.")]):
         run = synthetic_run(tmp_path / str(k), "toy", {"baseline": [0.9, 0.91], "tpp": [0.9, 0.92],
                                                         "baseline_matched": [0.9, 0.93]})
         summary = json.loads((run / "summary.json").read_text())

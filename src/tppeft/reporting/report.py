@@ -364,12 +364,13 @@ def _matched_text(summary: dict) -> str | None:
     if m.get("tpp_stage_in_finetune_epochs") is None:
         return f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs ({m.get('rule')})."
     shared = m.get("stage_shared_by", 1)
-    share = (f", shared by {shared} fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused "
-             f"{shared} times), {m['tpp_stage_in_finetune_epochs'] / shared:.2f} epochs each" if shared > 1 else "")
+    share = (f"; shared by {shared} fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused {shared} "
+             f"times), that is {m['tpp_stage_in_finetune_epochs'] / shared:.2f} epochs each, rounded up. This "
+             "comparison itself ran a stage for every `tpp` run." if shared > 1 else ", rounded up.")
     return (f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs. The TPP stage costs "
             f"{m['tpp_stage_in_finetune_epochs']:.2f} fine-tuning epochs of training compute "
             f"({m['pretext_flops_per_image_step'] / 1e6:.1f} vs {m['finetune_flops_per_image_step'] / 1e6:.1f} "
-            f"MFLOPs per image and step, forward + backward, counted){share}, rounded up.")
+            f"MFLOPs per image and step, forward + backward, counted){share}")
 
 
 def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: Path | None = None) -> list[Block]:
