@@ -1,5 +1,8 @@
 """The report's check that fine-tuning was long enough: arms whose best validation epoch came late in most seeds."""
 
+import re
+from pathlib import Path
+
 from tppeft.config import load_config
 from tppeft.experiment.comparison import summarize
 from tppeft.io import write_json
@@ -61,6 +64,11 @@ def test_a_comparison_without_baseline_matched_says_its_compute_is_not_matched(t
     line = "No `baseline_matched` arm: the TPP stage's compute is not matched"
     s = summary({"baseline": [2, 3], "tpp": [3, 2]}, {"baseline": 8, "tpp": 8})
     assert unmatched_compute_line(s).startswith(line)
+    # the setting it names as the one where TPP beat the matched baseline is a bundled config with a kept result
+    from tppeft.bundled import bundled_configs
+    named = re.search(r"`(study_[a-z0-9_]+)`", unmatched_compute_line(s)).group(1)
+    assert named in bundled_configs()
+    assert (Path(__file__).resolve().parents[2] / "results" / "validity" / named.removeprefix("study_")).is_dir()
     write_json(tmp_path / "summary.json", s)
     assert line in write_report(tmp_path).read_text() and line.replace("`", "") in comparison_text(s)
     matched = summary({"baseline": [2, 3], "tpp": [3, 2], "baseline_matched": [5, 6]},
