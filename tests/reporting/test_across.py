@@ -7,7 +7,7 @@ from tppeft.cli import main
 from tppeft.config import load_config
 from tppeft.experiment.comparison import summarize
 from tppeft.io import config_to_yaml, write_json
-from tppeft.reporting.across import parse_pair
+from tppeft.reporting.across import differences, parse_pair
 from tppeft.reporting.compare import write_compare
 from tppeft.reporting.report import ReportError
 
@@ -66,3 +66,11 @@ def test_runs_whose_seeds_saw_other_images_are_not_paired(tmp_path, capsys):
 def test_a_pair_names_two_sides_by_position(spec):
     with pytest.raises(ReportError, match="--pair"):
         parse_pair(spec, n_runs=2)
+
+
+def test_a_key_an_older_config_lacks_shows_as_absent():
+    older = {"finetune.epochs": 73, "seeds": 5}
+    newer = {"finetune.epochs": 73, "seeds": 8, "baseline_matched.stage_shared_by": 8, "pretext.lr": 0.003}
+    assert differences(older, newer) == ["baseline_matched.stage_shared_by: absent → 8", "pretext.lr: absent → 0.003"]
+    assert differences(newer, {**newer, "pretext.lr": 0.001}) == ["pretext.lr: 0.003 → 0.001"]
+    assert differences({"x": 1}, {"x": 1.0}) == []  # equal values, however written

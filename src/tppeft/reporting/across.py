@@ -66,9 +66,14 @@ def _pairing_identity(flat: dict) -> dict:
 
 def differences(a: dict, b: dict) -> list[str]:
     """The result-shaping keys (seeds and arms aside) where the flat configs ``a`` and ``b`` differ, as
-    ``key: a → b``."""
-    return [f"{k}: {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b))
-            if k not in ("seeds", "arms") and a.get(k) != b.get(k)]
+    ``key: a → b``; a key one config.yaml lacks (written before the key existed: its default) shows as "absent"."""
+    absent = object()
+    rows = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k, absent), b.get(k, absent)
+        if k not in ("seeds", "arms") and va != vb:
+            rows.append(f"{k}: {'absent' if va is absent else va} → {'absent' if vb is absent else vb}")
+    return rows
 
 
 def _config(run_dir: Path) -> dict:
