@@ -38,6 +38,8 @@ SPECIAL = {
     "data.volume.split_fractions": st.sampled_from([(0.7, 0.1, 0.2), (0.5, 0.25, 0.25), (0.8, 0.1, 0.1)]),
     "data.volume.orientation": st.none() | st.permutations("RAS").map("".join),
     "backbone.std": st.none() | st.tuples(*[st.floats(0.01, 2.0)] * 3),
+    # cross-field rule: a hand-set baseline_matched.extra_epochs leaves no stage cost to share
+    "baseline_matched.stage_shared_by": st.just(1),
     # cross-field rule: the 3D input depth is a multiple of the patch depth
     "backbone.patch_depth": st.just(4),
     "backbone.volume_depth": st.integers(1, 16).map(lambda k: 4 * k),

@@ -28,7 +28,7 @@ from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
 
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
 _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",
-               "wall_seconds", "resumed"}
+               "wall_seconds", "resumed", "merge_excluded"}
 
 
 def _arm_sections(cfg: Config) -> dict[str, str]:
