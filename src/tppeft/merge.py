@@ -58,8 +58,7 @@ def _section_sources(cfg: Config, configs: list[Config], records: list[list[dict
     sources = {}
     for section, arm in _arm_sections(cfg).items():
         holders = [i for i, runs in enumerate(records) if any(r["arm"] == arm for r in runs)]
-        values = [results_identity(configs[i])[section] for i in holders]
-        if any(v != values[0] for v in values):
+        if any(getattr(configs[i], section) != getattr(configs[holders[0]], section) for i in holders):
             raise OutputError(f"the runs of {arm} come from parts with different {section}.* settings; only runs "
                               f"made with one setting of {section}.* can be merged")
         if holders:
