@@ -18,6 +18,13 @@ RUN_KEYS = ("arm", "seed", "status", "test", "val", "best_epoch", "finetune_epoc
 PRETEXT_KEYS = ("method", "loss_start", "loss_end", "train_loss_curve", "epochs", "steps")
 SUMMARY_KEYS = ("primary_metric", "metrics", "split_sizes", "target_params", "baseline_matched")
 ARM_KEYS = ("n", "mean", "std", "ci95", "finetune_epochs", "pretext_loss_start", "pretext_loss_end")
+# Absolute tolerances per case for numbers that differ between CPUs by more than a kernel's rounding, named by a
+# key anywhere in their path. Segmentation Dice/IoU come from the argmax of upsampled logits, so a pixel whose
+# classes tie within rounding flips, and the fine-tuning after a TPP stage carries the stage's rounding on. Two
+# x86-64 CPUs (the machine that recorded the numbers and an AMD EPYC) differed by at most 3.9e-4 in Dice,
+# 2.6e-4 in IoU (paired differences included) and 5.1e-5 in a loss, with every other number within 1e-6: the
+# tolerances are five times those.
+TOLERANCES = {"busi": {"dice": 2e-3, "iou": 2e-3, "loss": 2.5e-4}}
 
 
 def numbers(folder: Path) -> dict:
@@ -39,25 +46,34 @@ def numbers(folder: Path) -> dict:
     return {"runs": runs, "summary": summary}
 
 
-def differences(got, want, where: str = "", rel: float = 1e-6) -> list[str]:
-    """Where ``got`` differs from ``want``: floats within ``rel`` (1e-6: a change of kernel, not of logic)."""
+def _tolerance(where: str, rel: float, loose: dict[str, float]) -> float:
+    keys = {part.split("[")[0] for part in where.split(".")}
+    return max([rel, *(tol for key, tol in loose.items() if key in keys)])
+
+
+def differences(got, want, where: str = "", rel: float = 1e-6, loose: dict[str, float] | None = None) -> list[str]:
+    """Where ``got`` differs from ``want``: floats within ``rel`` (1e-6: a change of kernel, not of logic), or
+    within ``loose[key]`` (absolute) where ``key`` names a part of their path."""
+    loose = loose or {}
     if isinstance(want, dict) and isinstance(got, dict):
         out = [f"{where}.{k}: missing" for k in want if k not in got]
         out += [f"{where}.{k}: unexpected" for k in got if k not in want]
         for k in want:
             if k in got:
-                out += differences(got[k], want[k], f"{where}.{k}", rel)
+                out += differences(got[k], want[k], f"{where}.{k}", rel, loose)
         return out
     if isinstance(want, list) and isinstance(got, list) and len(got) == len(want):
         return [d for i, (g, w) in enumerate(zip(got, want, strict=True))
-                for d in differences(g, w, f"{where}[{i}]", rel)]
+                for d in differences(g, w, f"{where}[{i}]", rel, loose)]
     if isinstance(want, float) and isinstance(got, int | float) and not isinstance(got, bool):
-        return [] if math.isclose(got, want, rel_tol=rel, abs_tol=rel) else [f"{where}: {got} != {want}"]
+        tol = _tolerance(where, rel, loose)
+        return [] if math.isclose(got, want, rel_tol=rel, abs_tol=tol) else [f"{where}: {got} != {want}"]
     return [] if got == want else [f"{where}: {got!r} != {want!r}"]
 
 
 def check(case: str, folder: Path) -> list[str]:
-    return differences(numbers(folder), json.loads(GOLDEN.read_text())[case], case)
+    want = json.loads(GOLDEN.read_text())[case]
+    return differences(numbers(folder), want, case, loose=TOLERANCES.get(case))
 
 
 if __name__ == "__main__":
