@@ -119,3 +119,26 @@ def test_a_finished_comparison_gains_a_variant_of_one_arm(tmp_path, one_thread, 
     capsys.readouterr()
     assert main(["merge", str(tmp_path / "k2"), str(tmp_path / "k3"), "-o", str(tmp_path / "m")]) == 2
     assert "different baseline_matched.* settings" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def test_tpp_runs_from_one_shared_stage_join_a_comparison_that_made_a_stage_per_seed(tmp_path, one_thread, capsys):
+    """`pretext.stage_seed` is read by the arms with a TPP stage only: parts may differ in it when the parts
+    holding those arms' runs agree; the merged folder takes their setting and their shared stage."""
+    assert main(["run", "-o", str(tmp_path / "per_seed"), *ARGS]) == 0
+    assert main(["run", "-o", str(tmp_path / "one"), *ARGS, "--set", "pretext.stage_seed=1",
+                 "--only", "tpp:0", "--only", "tpp:1"]) == 0
+    capsys.readouterr()
+    parts = [str(tmp_path / "per_seed"), str(tmp_path / "one")]
+    assert main(["merge", *parts, "--exclude", "1:tpp", "-o", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert merged["pretext"]["stage_seed"] == 1 and "stage_seed: 1" in (tmp_path / "merged" / "config.yaml").read_text()
+    assert merged["arms"]["tpp"]["runs"] == one["arms"]["tpp"]["runs"]
+    assert (tmp_path / "merged" / "runs" / "tpp" / "stage" / "target_params").is_dir()
+    assert "One TPP stage, made with seed 1" in (tmp_path / "merged" / "report.md").read_text()
+    # TPP runs made with two settings of pretext.stage_seed meet in one arm: refused
+    assert main(["run", "-o", str(tmp_path / "own0"), *ARGS, "--only", "tpp:0"]) == 0
+    assert main(["run", "-o", str(tmp_path / "one1"), *ARGS, "--set", "pretext.stage_seed=1", "--only", "tpp:1"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "own0"), str(tmp_path / "one1"), "-o", str(tmp_path / "m")]) == 2
+    assert "different pretext.stage_seed settings" in capsys.readouterr().err and not (tmp_path / "m").exists()

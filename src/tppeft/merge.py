@@ -8,8 +8,10 @@ finished comparisons with the same configuration (runtime keys aside) and no run
 runs into the comparison with the larger number of seeds. They may differ in an arm's own options
 (``baseline_matched.*``, ``eva.*``, which no other arm reads) when the parts holding that arm's runs agree in
 them: a finished comparison gains a variant of one arm (``--set baseline_matched.stage_shared_by=8 --only
-baseline_matched:0 ...``). A part may be a kept result folder (config.yaml and summary.json, no results.jsonl
-or run folders): its runs are those its summary lists.
+baseline_matched:0 ...``). So may ``pretext.stage_seed``, which only the arms with a TPP stage read: TPP runs
+from one shared stage join the other arms' runs of a comparison that made a stage per seed. A part may be a
+kept result folder (config.yaml and summary.json, no results.jsonl or run folders): its runs are those its
+summary lists.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tppeft.arms import get_arm
 from tppeft.config import Config, load_config
 from tppeft.engine.config import results_identity
 from tppeft.experiment.comparison import failed_record, sort_records, summarize
+from tppeft.experiment.shared_stage import STAGE_FOLDER
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report
 from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
@@ -29,18 +32,45 @@ from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
 _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",
                "wall_seconds", "resumed", "merge_excluded"}
+STAGE_SEED = "pretext.stage_seed"
 
 
-def _arm_sections(cfg: Config) -> dict[str, str]:
-    """The configuration sections that one arm alone reads (its options), mapped to that arm."""
-    return {arm.options: arm.name for arm in map(get_arm, cfg.arms) if arm.options}
+def _own_settings(cfg: Config) -> dict[str, set[str]]:
+    """Settings that only some arms read, by dotted name, mapped to those arms: each arm's own options section,
+    and ``pretext.stage_seed``, which only the arms with a TPP stage read (the matched budget does not)."""
+    own = {arm.options: {arm.name} for arm in map(get_arm, cfg.arms) if arm.options}
+    staged = {a for a in cfg.arms if get_arm(a).has_tpp_stage}
+    if staged:
+        own[STAGE_SEED] = staged
+    return own
+
+
+def _setting(cfg: Config, name: str):
+    section, _, key = name.partition(".")
+    value = getattr(cfg, section)
+    return getattr(value, key) if key else value
+
+
+def _with_settings(cfg: Config, values: dict) -> Config:
+    """``cfg`` with the settings ``values`` (dotted names: a section or one key of a section)."""
+    update: dict = {}
+    for name, value in values.items():
+        section, _, key = name.partition(".")
+        update[section] = getattr(cfg, section).model_copy(update={key: value}) if key else value
+    return cfg.model_copy(update=update)
 
 
 def _identity(cfg: Config) -> dict:
-    """What parts of one comparison share: the results' identity without ``seeds`` and the arms' own options
-    (checked arm by arm, among the parts that hold the arm's runs)."""
-    own = _arm_sections(cfg)
-    return {k: v for k, v in results_identity(cfg).items() if k != "seeds" and k not in own}
+    """What parts of one comparison share: the results' identity without ``seeds`` and the settings only some arms
+    read (checked arm by arm, among the parts that hold those arms' runs)."""
+    identity = {k: v for k, v in results_identity(cfg).items() if k != "seeds"}
+    for name in _own_settings(cfg):
+        section, _, key = name.partition(".")
+        if key:
+            identity[section] = {k: v for k, v in identity[section].items() if k != key}
+        else:
+            identity.pop(section, None)
+    return identity
 
 
 def _part_records(folder: RunFolder, summary: dict) -> list[dict]:
@@ -52,17 +82,18 @@ def _part_records(folder: RunFolder, summary: dict) -> list[dict]:
         for f in entry.get("failed", [])]
 
 
-def _section_sources(cfg: Config, configs: list[Config], records: list[list[dict]]) -> dict[str, int]:
-    """For each arm's own section, the part whose setting the merged comparison takes: one that holds the arm's
-    runs (all such parts must agree), else the merged config's own."""
+def _setting_sources(cfg: Config, configs: list[Config], records: list[list[dict]]) -> dict[str, int]:
+    """For each setting only some arms read, the part whose value the merged comparison takes: one that holds
+    those arms' runs (all such parts must agree), else the merged config's own."""
     sources = {}
-    for section, arm in _arm_sections(cfg).items():
-        holders = [i for i, runs in enumerate(records) if any(r["arm"] == arm for r in runs)]
-        if any(getattr(configs[i], section) != getattr(configs[holders[0]], section) for i in holders):
-            raise OutputError(f"the runs of {arm} come from parts with different {section}.* settings; only runs "
-                              f"made with one setting of {section}.* can be merged")
+    for name, arms in _own_settings(cfg).items():
+        holders = [i for i, runs in enumerate(records) if any(r["arm"] in arms for r in runs)]
+        if any(_setting(configs[i], name) != _setting(configs[holders[0]], name) for i in holders):
+            shown = name if "." in name else f"{name}.*"
+            raise OutputError(f"the runs of {', '.join(sorted(arms))} come from parts with different {shown} "
+                              f"settings; only runs made with one setting of {shown} can be merged")
         if holders:
-            sources[section] = holders[0]
+            sources[name] = holders[0]
     return sources
 
 
@@ -111,10 +142,10 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
             seen[key] = part
             records.append(r)
     widest = max(range(len(parts)), key=lambda i: configs[i].seeds)  # the first of the most seeds
-    sources = _section_sources(configs[widest], configs, part_records)
-    own = {s: getattr(configs[i], s) for s, i in sources.items()
-           if getattr(configs[i], s) != getattr(configs[widest], s)}  # the arm's runs were made with these
-    cfg = configs[widest].model_copy(update=own) if own else configs[widest]
+    sources = _setting_sources(configs[widest], configs, part_records)
+    own = {s: _setting(configs[i], s) for s, i in sources.items()
+           if _setting(configs[i], s) != _setting(configs[widest], s)}  # those arms' runs were made with these
+    cfg = _with_settings(configs[widest], own) if own else configs[widest]
     missing = [f"{arm}:{seed}" for seed in range(cfg.seeds) for arm in cfg.arms if (arm, seed) not in seen]
     if missing and any(c.seeds != cfg.seeds for c in configs):
         raise OutputError(f"the parts extend the comparison to {cfg.seeds} seeds but lack run(s) {', '.join(missing)}; "
@@ -126,11 +157,18 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
         if source.is_dir():
             shutil.copytree(source, merged.run(r["arm"], r["seed"]).root)
         append_jsonl(merged.results, r)
+    for arm in cfg.arms:  # a TPP stage shared by an arm's runs (pretext.stage_seed) goes with them
+        holder = sources.get(STAGE_SEED)
+        stage = RunFolder(parts[holder]).runs_root / arm / STAGE_FOLDER if holder is not None else None
+        if stage is not None and stage.is_dir():
+            shutil.copytree(stage, merged.runs_root / arm / STAGE_FOLDER)
     merged.write_config(cfg if own else RunFolder(parts[widest]).config.read_text())
     merged.write_command({"command": "merge", "parts": [str(p) for p in parts]})
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
     meta.update({s: summaries[i][s] for s, i in sources.items() if s in summaries[i]})  # e.g. baseline_matched's budget
+    if STAGE_SEED in own:
+        meta["pretext"] = {**meta.get("pretext", {}), "stage_seed": own[STAGE_SEED]}
     walls = [s.get("wall_seconds") for s in summaries]
     figures = []
     if first.get("task") == "classification":  # the ROC curves come from the runs' files; other figures do not

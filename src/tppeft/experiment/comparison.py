@@ -25,6 +25,7 @@ from tppeft.experiment.context import Context, prepare_context
 from tppeft.experiment.finetune_stage import finetune_stage
 from tppeft.experiment.model import backbone_unchanged
 from tppeft.experiment.pretext_stage import pretrain_stage
+from tppeft.experiment.shared_stage import shared_stage
 from tppeft.faults import kill_point
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report
@@ -34,9 +35,10 @@ from tppeft.rundir import RunFolder
 
 def run_seconds(wall: float, finetune: dict, pretext: dict | None) -> float:
     """A run's seconds: its wall time in this process, or, when it resumed from a checkpoint, at least the seconds
-    of its stages, which count across resumes (warm-up, TPP stage, fine-tuning)."""
+    of its stages, which count across resumes (warm-up, TPP stage, fine-tuning). A shared TPP stage counts in the
+    run that made it only."""
     stages = finetune["seconds"]
-    if pretext is not None:
+    if pretext is not None and (pretext.get("shared") or {}).get("made_by_this_run", True):
         stages += pretext["seconds"] + (pretext.get("head_warmup") or {}).get("seconds", 0.0)
     return max(wall, stages)
 
@@ -56,7 +58,11 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
     counts = run.counts()
     ctx.log(f"{tag} {run.counts_text()}")
     pretext_cfg = spec.pretext_config(ctx.cfg.pretext)
-    pretext = pretrain_stage(ctx, run, seed, run_dir, tag, pretext_cfg) if pretext_cfg is not None else None
+    pretext = None
+    if pretext_cfg is not None and ctx.cfg.pretext.stage_seed is not None:
+        pretext = shared_stage(ctx, spec, run, run_dir, tag, pretext_cfg)
+    elif pretext_cfg is not None:
+        pretext = pretrain_stage(ctx, run, seed, run_dir, tag, pretext_cfg)
     epochs = spec.finetune_epochs(ctx.cfg.finetune.epochs, budget)
     ft = finetune_stage(ctx, run, seed, run_dir, tag, epochs=epochs)
     unchanged = backbone_unchanged(ctx, run, tag)
@@ -191,6 +197,13 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
         log(f"note: the backbone was pre-trained on the {', '.join(overlap)} split(s) of {cfg.data.path}")
     elif named:  # the report reads it from the dataset's name and trained_on (older summaries too)
         log(f"note: the backbone's pre-training sets include {', '.join(named)}: by name, this data set")
+    staged = [a.name for a in arms if a.has_tpp_stage]
+    if cfg.pretext.stage_seed is not None and staged:
+        log(f"pretext.stage_seed: {cfg.pretext.stage_seed}: one TPP stage per arm ({', '.join(staged)}) serves "
+            f"all {cfg.seeds} seeds; the paired intervals do not include the variation between stages")
+        if any(a.uses_budget for a in arms) and cfg.baseline_matched.stage_shared_by == 1:
+            log("note: baseline_matched is charged a whole stage per run although the stage is shared; "
+                f"baseline_matched.stage_shared_by: {cfg.seeds} charges each run its share")
     budget = None
     for arm in (a for a in arms if a.uses_budget):
         budget = budget or matched_budget(ctx)

@@ -33,6 +33,13 @@ class PretextStageOptions(Section):
         0, ge=0, description="Epochs that train a fresh pretext head (decoder, projection head) alone, target "
         "parameters frozen, before the TPP stage proper (0 = none).",
     )
+    stage_seed: int | None = Field(
+        None, ge=0, description="One TPP stage for the whole comparison: made once, with this seed's "
+        "target-parameter init and data order, in `runs/<arm>/stage`, and every seed's run of a `tpp` arm fine-tunes "
+        "from it, as when one `tppeft pretrain` serves several `tppeft finetune --init` runs. The paired intervals "
+        "then cover fine-tuning seeds and label draws, not the stage's own variation. None: each seed makes its "
+        "own stage.",
+    )
     probe: bool = Field(
         True, description="Classification: a linear probe (logistic regression on frozen features, C chosen on "
         "validation) of the primary metric with the target parameters at initialisation and after the TPP stage, "

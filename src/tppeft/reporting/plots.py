@@ -41,6 +41,9 @@ def read_curves(run_dir: Path, summary: dict) -> dict[str, dict[int, dict[str, l
                 elif stage == "finetune":
                     curves["finetune"].append((rec["epoch"], rec["train_loss"]))
                     curves["val"].append((rec["epoch"], rec.get("val", {})))
+            pre = r.get("pretext") or {}
+            if not curves["pretext"] and pre.get("shared"):  # a shared stage logged in its own folder
+                curves["pretext"] = [(i + 1, v) for i, v in enumerate(pre.get("train_loss_curve", []))]
             out.setdefault(arm, {})[r["seed"]] = curves
     return out
 

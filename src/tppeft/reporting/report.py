@@ -364,13 +364,32 @@ def _matched_text(summary: dict) -> str | None:
     if m.get("tpp_stage_in_finetune_epochs") is None:
         return f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs ({m.get('rule')})."
     shared = m.get("stage_shared_by", 1)
+    ran = ("This comparison itself ran one stage for all its `tpp` runs (`pretext.stage_seed`)."
+           if shared_stage_seed(summary) is not None else "This comparison itself ran a stage for every `tpp` run.")
     share = (f"; shared by {shared} fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused {shared} "
-             f"times), that is {m['tpp_stage_in_finetune_epochs'] / shared:.2f} epochs each, rounded up. This "
-             "comparison itself ran a stage for every `tpp` run." if shared > 1 else ", rounded up.")
+             f"times), that is {m['tpp_stage_in_finetune_epochs'] / shared:.2f} epochs each, rounded up. {ran}"
+             if shared > 1 else ", rounded up.")
     return (f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs. The TPP stage costs "
             f"{m['tpp_stage_in_finetune_epochs']:.2f} fine-tuning epochs of training compute "
             f"({m['pretext_flops_per_image_step'] / 1e6:.1f} vs {m['finetune_flops_per_image_step'] / 1e6:.1f} "
             f"MFLOPs per image and step, forward + backward, counted){share}")
+
+
+def shared_stage_seed(summary: dict) -> int | None:
+    """``pretext.stage_seed`` of a comparison whose TPP arms fine-tuned from one shared stage (None: a stage per
+    run, or no TPP arm)."""
+    seed = (summary.get("pretext") or {}).get("stage_seed")
+    has_tpp = any((r.get("pretext") or {}).get("shared") for e in summary["arms"].values() for r in e["runs"])
+    return seed if has_tpp else None
+
+
+def _stage_text(summary: dict) -> str | None:
+    seed = shared_stage_seed(summary)
+    if seed is None:
+        return None
+    return (f"One TPP stage, made with seed {seed} (`pretext.stage_seed`, in `runs/<arm>/stage`), served every "
+            "seed's TPP run: its diagnostics are that one stage's, and the paired intervals cover the fine-tuning "
+            "seeds and label draws, not the variation between stages.")
 
 
 def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: Path | None = None) -> list[Block]:
@@ -385,7 +404,7 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
         blocks.append(Para(unmatched_compute_line(summary)))
     blocks.append(Para(_setup_text(summary)))
     blocks += [Para(t) for t in (data_text(summary), _backbone_text(summary), _heads_text(summary),
-                                 _matched_text(summary)) if t]
+                                 _stage_text(summary), _matched_text(summary)) if t]
     blocks += [Heading("Test metrics"), arms_rows(summary),
                Para("mean ± sample std over seeds; the 95% interval is a percentile bootstrap of the mean over seeds. "
                     "The validation column (each run at its selected epoch) is what to choose settings on; the "

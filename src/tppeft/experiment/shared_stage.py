@@ -1,0 +1,67 @@
+"""``pretext.stage_seed``: one TPP stage for a whole comparison, as one ``tppeft pretrain`` serves several
+``tppeft finetune --init`` runs. The stage is made once, with that seed's target-parameter init and data order, in
+``runs/<arm>/stage``; every seed's run of the arm fine-tunes from its target parameters."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from tppeft import distributed
+from tppeft.arms import Arm
+from tppeft.config import PretextConfig
+from tppeft.experiment.builders import build_arm_model
+from tppeft.experiment.checkpoints import resume_stage, stage_checkpointer
+from tppeft.experiment.context import Context
+from tppeft.experiment.model import RunModel
+from tppeft.experiment.pretext_stage import pretrain_stage
+from tppeft.rundir import JOBS_FOLDER_ENV, RunFolder
+
+STAGE_FOLDER = "stage"  # beside the arm's seed<k> folders
+
+
+def stage_folder(run_dir: Path) -> Path:
+    """The shared stage's folder of the arm whose run folder is ``run_dir`` (``runs/<arm>/seed<k>``): beside it,
+    or, in a worker of ``tppeft run --jobs`` (whose run folder is in a part of its own), in the comparison's
+    folder, where every worker finds it."""
+    jobs = os.environ.get(JOBS_FOLDER_ENV)
+    arm_dir = RunFolder(Path(jobs)).runs_root / run_dir.parent.name if jobs else run_dir.parent
+    return arm_dir / STAGE_FOLDER
+
+
+@contextlib.contextmanager
+def _one_maker(folder: Path) -> Iterator[None]:
+    """Held while the stage is made or read, so that the jobs of ``tppeft run --jobs`` make it once: the others
+    wait and then read it. Under torchrun the processes make it together, so none locks."""
+    if distributed.world_size() > 1:
+        yield
+        return
+    import fcntl  # POSIX; the comparison's other locks are POSIX too
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shared_stage(ctx: Context, arm: Arm, run: RunModel, run_dir: Path, tag: str, cfg: PretextConfig) -> dict:
+    """Load the arm's one TPP stage into ``run``'s target parameters, making it first if no run has; returns the
+    stage's summary with ``shared`` = {seed, folder, made_by_this_run}."""
+    seed = ctx.cfg.pretext.stage_seed
+    folder = stage_folder(run_dir)
+    with _one_maker(folder):
+        done = resume_stage(stage_checkpointer(ctx, folder, "pretext", seed))
+        made = done is None or not done.done
+        if made:
+            ctx.log(f"{tag} makes the shared TPP stage (pretext.stage_seed: {seed}) in {folder}")
+        maker, _ = build_arm_model(ctx, arm, seed)
+        summary = pretrain_stage(ctx, maker, seed, folder, f"[{arm.name} stage, seed {seed}]", cfg)
+    run.load_targets(maker.target_tensors())
+    if not made:
+        ctx.log(f"{tag} fine-tunes from the shared TPP stage of seed {seed} ({folder})")
+    return {**summary, "shared": {"seed": seed, "folder": f"{arm.name}/{STAGE_FOLDER}", "made_by_this_run": made}}

@@ -1,0 +1,86 @@
+"""`pretext.stage_seed`: one TPP stage for the whole comparison, made once and fine-tuned from by every seed."""
+
+import json
+
+import torch
+from conftest import tiny_config
+from safetensors.torch import load_file
+
+from tppeft.cli import main
+from tppeft.experiment.comparison import run_seconds
+
+SMALL = ["data.limit=32", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "pretext.batch_size=8",
+         "finetune.batch_size=8", "arms=[baseline,tpp]"]
+
+
+def _run(out, *extra):
+    sets = [*tiny_config()[1], *SMALL, *extra]
+    assert main(["run", "-o", str(out), *(a for s in sets for a in ("--set", s))]) == 0
+    return json.loads((out / "summary.json").read_text())
+
+
+def _targets(folder):
+    files = sorted(folder.glob("*.safetensors"))
+    assert files, f"no target parameters in {folder}"
+    return {k: v for f in files for k, v in load_file(f).items()}
+
+
+def test_every_seed_fine_tunes_from_the_one_stage_of_the_stage_seed(tmp_path, capsys):
+    shared = _run(tmp_path / "shared", "seeds=3", "pretext.stage_seed=1")
+    captured = capsys.readouterr()
+    log = captured.out + captured.err
+    runs = shared["arms"]["tpp"]["runs"]
+    assert [r["pretext"]["shared"] for r in runs] == [
+        {"seed": 1, "folder": "tpp/stage", "made_by_this_run": seed == 0} for seed in range(3)]
+    assert len({(r["pretext"]["loss_start"], r["pretext"]["loss_end"]) for r in runs}) == 1
+    assert log.count("makes the shared TPP stage") == 1 and log.count("fine-tunes from the shared TPP stage") == 2
+    stage = tmp_path / "shared" / "runs" / "tpp" / "stage"
+    assert not (tmp_path / "shared" / "runs" / "tpp" / "seed0" / "target_params").exists()
+    # the shared stage is the stage seed 1 makes for itself without sharing, bit for bit
+    own = _run(tmp_path / "own", "seeds=2")
+    mine, theirs = _targets(stage / "target_params"), _targets(tmp_path / "own" / "runs" / "tpp" / "seed1" /
+                                                              "target_params")
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert runs[1]["pretext"]["loss_end"] == own["arms"]["tpp"]["runs"][1]["pretext"]["loss_end"]
+    # seed 0 fine-tuned from seed 1's stage, so it differs from seed 0 with its own; the baselines are the same
+    assert runs[0]["val"] != own["arms"]["tpp"]["runs"][0]["val"]
+    assert shared["arms"]["baseline"]["runs"][0]["val"] == own["arms"]["baseline"]["runs"][0]["val"]
+    report = (tmp_path / "shared" / "report.md").read_text()
+    assert "One TPP stage, made with seed 1 (`pretext.stage_seed`" in report
+    assert "One TPP stage" not in (tmp_path / "own" / "report.md").read_text()
+
+
+def test_a_part_or_a_resumed_comparison_makes_the_stage_once(tmp_path, capsys):
+    sets = [*tiny_config()[1], *SMALL, "pretext.stage_seed=0"]
+    args = [a for s in sets for a in ("--set", s)]
+    part = tmp_path / "part"
+    assert main(["run", "-o", str(part), "--only", "tpp:1", *args]) == 0  # the stage's own seed is not in it
+    (run,) = json.loads((part / "summary.json").read_text())["arms"]["tpp"]["runs"]
+    assert run["pretext"]["shared"] == {"seed": 0, "folder": "tpp/stage", "made_by_this_run": True}
+    out = tmp_path / "whole"
+    assert main(["run", "-o", str(out), *args]) == 0
+    results = out / "results.jsonl"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:-1]) + "\n")  # as if stopped before tpp seed 1 was recorded
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out)]) == 0
+    captured = capsys.readouterr()
+    log = captured.out + captured.err
+    assert "makes the shared TPP stage" not in log and log.count("fine-tunes from the shared TPP stage") == 1
+    runs = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"]
+    assert [r["pretext"]["shared"]["made_by_this_run"] for r in runs] == [True, False]
+
+
+def test_a_shared_stage_counts_in_the_seconds_of_the_run_that_made_it_only():
+    ft = {"seconds": 30.0}
+    made, read = ({"seconds": 50.0, "shared": {"made_by_this_run": m}} for m in (True, False))
+    assert run_seconds(10.0, ft, made) == 80.0 and run_seconds(10.0, ft, read) == 30.0
+
+
+def test_the_jobs_of_a_comparison_share_one_stage_in_its_folder(tmp_path):
+    sets = [*tiny_config()[1], *SMALL, "seeds=3", "pretext.stage_seed=0"]
+    out = tmp_path / "jobs"
+    assert main(["run", "-o", str(out), "--jobs", "2", *(a for s in sets for a in ("--set", s))]) == 0
+    runs = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"]
+    assert [r["pretext"]["shared"]["made_by_this_run"] for r in runs] == [True, False, False]
+    assert (out / "runs" / "tpp" / "stage" / "target_params").is_dir() and not (out / "parts").exists()
