@@ -36,6 +36,7 @@ def test_every_seed_fine_tunes_from_the_one_stage_of_the_stage_seed(tmp_path, ca
     assert log.count("makes the shared TPP stage") == 1 and log.count("fine-tunes from the shared TPP stage") == 2
     stage = tmp_path / "shared" / "runs" / "tpp" / "stage"
     assert not (tmp_path / "shared" / "runs" / "tpp" / "seed0" / "target_params").exists()
+    assert len(list((stage / "checkpoints" / "pretext").glob("ckpt-*"))) == 1  # the finished stage's last one
     # the shared stage is the stage seed 1 makes for itself without sharing, bit for bit
     own = _run(tmp_path / "own", "seeds=2")
     mine, theirs = _targets(stage / "target_params"), _targets(tmp_path / "own" / "runs" / "tpp" / "seed1" /

@@ -166,10 +166,15 @@ class Checkpointer:
         where = _where(path, meta, done) if faults.armed() else None
         write_checkpoint(path, tensors, {**meta, "fingerprint": self.fingerprint, "done": done,
                                          "stage": self.meta, "log_sizes": sizes}, where)
-        for old in self._files()[:-self.keep]:
-            old.unlink(missing_ok=True)
+        self.prune(self.keep)
         self.last_saved = path
         return path
+
+    def prune(self, keep: int) -> None:
+        """Delete all checkpoints but the newest ``keep``."""
+        if self.writes:
+            for old in self._files()[:-keep]:
+                old.unlink(missing_ok=True)
 
 
 def _where(path: Path, meta: dict[str, Any], done: bool) -> str:

@@ -61,6 +61,9 @@ def shared_stage(ctx: Context, arm: Arm, run: RunModel, run_dir: Path, tag: str,
             ctx.log(f"{tag} makes the shared TPP stage (pretext.stage_seed: {seed}) in {folder}")
         maker, _ = build_arm_model(ctx, arm, seed)
         summary = pretrain_stage(ctx, maker, seed, folder, f"[{arm.name} stage, seed {seed}]", cfg)
+        if made:  # later runs read only the finished stage's last checkpoint
+            for stage in ("pretext_head", "pretext"):
+                stage_checkpointer(ctx, folder, stage, seed).prune(1)
     run.load_targets(maker.target_tensors())
     if not made:
         ctx.log(f"{tag} fine-tunes from the shared TPP stage of seed {seed} ({folder})")
