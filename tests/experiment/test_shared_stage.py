@@ -43,6 +43,11 @@ def test_every_seed_fine_tunes_from_the_one_stage_of_the_stage_seed(tmp_path, ca
                                                               "target_params")
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
     assert runs[1]["pretext"]["loss_end"] == own["arms"]["tpp"]["runs"][1]["pretext"]["loss_end"]
+    # and the stage `tppeft pretrain --seed 1` makes with the same config
+    sets = [*tiny_config()[1], *SMALL]
+    assert main(["pretrain", "--seed", "1", "-o", str(tmp_path / "pre"), *(a for s in sets for a in ("--set", s))]) == 0
+    alone = _targets(tmp_path / "pre" / "target_params")
+    assert alone.keys() == mine.keys() and all(torch.equal(mine[k], alone[k]) for k in mine)
     # seed 0 fine-tuned from seed 1's stage, so it differs from seed 0 with its own; the baselines are the same
     assert runs[0]["val"] != own["arms"]["tpp"]["runs"][0]["val"]
     assert shared["arms"]["baseline"]["runs"][0]["val"] == own["arms"]["baseline"]["runs"][0]["val"]
