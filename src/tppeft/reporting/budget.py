@@ -65,6 +65,6 @@ def unmatched_compute_line(summary: dict) -> str | None:
     return ("No `baseline_matched` arm: the TPP stage's compute is not matched, so a TPP gain here is a gain at more "
             "compute. Add `baseline_matched` to `arms` to give the baseline that compute as fine-tuning epochs. In "
             "the settings measured so far TPP beat it only where one TPP stage served several fine-tuning runs "
-            "(`baseline_matched.stage_shared_by`; SimCLR, brain MRI the backbone never saw, 16 labels per class, "
-            "`study_brain_mri_few_labels_simclr_shared_stage`); with a stage per run it at best tied (\"Does TPP "
-            "help?\" in the documentation).")
+            "(`pretext.stage_seed`, `baseline_matched.stage_shared_by`; SimCLR, brain MRI the backbone never saw, 16 "
+            "labels per class, `study_brain_mri_few_labels_simclr_one_stage`); with a stage per run it at best tied "
+            "(\"Does TPP help?\" in the documentation).")
