@@ -157,18 +157,18 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
         if source.is_dir():
             shutil.copytree(source, merged.run(r["arm"], r["seed"]).root)
         append_jsonl(merged.results, r)
-    for arm in cfg.arms:  # a TPP stage shared by an arm's runs (pretext.stage_seed) goes with them
-        holder = sources.get(STAGE_SEED)
-        stage = RunFolder(parts[holder]).runs_root / arm / STAGE_FOLDER if holder is not None else None
-        if stage is not None and stage.is_dir():
-            shutil.copytree(stage, merged.runs_root / arm / STAGE_FOLDER)
+    if STAGE_SEED in sources:  # a TPP stage shared by an arm's runs (pretext.stage_seed) goes with them
+        for arm in cfg.arms:
+            stage = RunFolder(parts[sources[STAGE_SEED]]).runs_root / arm / STAGE_FOLDER
+            if stage.is_dir():
+                shutil.copytree(stage, merged.runs_root / arm / STAGE_FOLDER)
     merged.write_config(cfg if own else RunFolder(parts[widest]).config.read_text())
     merged.write_command({"command": "merge", "parts": [str(p) for p in parts]})
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
     meta.update({s: summaries[i][s] for s, i in sources.items() if s in summaries[i]})  # e.g. baseline_matched's budget
-    if STAGE_SEED in own:
-        meta["pretext"] = {**meta.get("pretext", {}), "stage_seed": own[STAGE_SEED]}
+    if "pretext" in meta:  # the first part's pretext section, with the stage seed the TPP runs were made with
+        meta["pretext"] = {**meta["pretext"], "stage_seed": cfg.pretext.stage_seed}
     walls = [s.get("wall_seconds") for s in summaries]
     figures = []
     if first.get("task") == "classification":  # the ROC curves come from the runs' files; other figures do not
