@@ -112,6 +112,9 @@ def test_a_finished_comparison_gains_a_variant_of_one_arm(tmp_path, one_thread, 
     assert merged["paired"]["tpp-baseline_matched"]["auc"]["n"] == 1
     assert "stage_shared_by: 2" in (tmp_path / "merged" / "config.yaml").read_text()
     assert "shared by 2 fine-tuning runs" in (tmp_path / "merged" / "report.md").read_text()
+    assert merged["figure_runs"] == {"baseline_matched": [0]}  # the kept folder's runs brought no files
+    assert "curves show only the runs whose files this folder holds (`baseline_matched` seed 0)" in (
+        tmp_path / "merged" / "report.md").read_text()
     # runs of one arm made with two settings of its options are refused
     assert main(["run", "-o", str(tmp_path / "k3"), *ARGS, "--set", "seeds=2",
                  "--set", "arms=[baseline,tpp,baseline_matched]", "--set", "baseline_matched.stage_shared_by=3",
@@ -134,6 +137,7 @@ def test_tpp_runs_from_one_shared_stage_join_a_comparison_that_made_a_stage_per_
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert merged["pretext"]["stage_seed"] == 1 and "stage_seed: 1" in (tmp_path / "merged" / "config.yaml").read_text()
     assert merged["arms"]["tpp"]["runs"] == one["arms"]["tpp"]["runs"]
+    assert "figure_runs" not in merged  # every run brought its files
     assert (tmp_path / "merged" / "runs" / "tpp" / "stage" / "target_params").is_dir()
     assert "One TPP stage, made with seed 1" in (tmp_path / "merged" / "report.md").read_text()
     # TPP runs made with two settings of pretext.stage_seed meet in one arm: refused

@@ -31,7 +31,7 @@ from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
 
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
 _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",
-               "wall_seconds", "resumed", "merge_excluded"}
+               "wall_seconds", "resumed", "merge_excluded", "figure_runs"}
 STAGE_SEED = "pretext.stage_seed"
 
 
@@ -152,10 +152,12 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
                           "make them with tppeft run --only ARM:SEED and merge again")
     merged = RunFolder(out).check_new(overwrite).create(overwrite)
     records = sort_records(records, cfg)
+    with_files: dict[str, list[int]] = {}  # the runs whose folders come along: the figures are drawn from those
     for r in records:
         source = RunFolder(seen[(r["arm"], r["seed"])]).run(r["arm"], r["seed"]).root
         if source.is_dir():
             shutil.copytree(source, merged.run(r["arm"], r["seed"]).root)
+            with_files.setdefault(r["arm"], []).append(r["seed"])
         append_jsonl(merged.results, r)
     if STAGE_SEED in sources:  # a TPP stage shared by an arm's runs (pretext.stage_seed) goes with them
         for arm in cfg.arms:
@@ -175,6 +177,8 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
         from tppeft.tasks.classification import roc_figure
 
         figures = roc_figure(merged.root, cfg.arms, cfg.seeds, first["labels"], first["num_classes"])
+    if sum(map(len, with_files.values())) < len(records):  # some runs came from a kept result folder
+        meta["figure_runs"] = with_files
     if exclude:
         meta["merge_excluded"] = [f"{parts[i]}: {arm}" for i, arm in sorted(exclude)]
     meta.update({"seeds": list(range(cfg.seeds)), "figures": figures, "merged_from": [str(p) for p in parts],

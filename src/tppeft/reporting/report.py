@@ -392,6 +392,18 @@ def _stage_text(summary: dict) -> str | None:
             "seeds and label draws, not the variation between stages.")
 
 
+def figure_runs_text(summary: dict) -> str | None:
+    """A merged folder some of whose runs came from a kept result folder (summary only): its training and ROC
+    curves show the other runs alone."""
+    runs = summary.get("figure_runs")
+    if runs is None:
+        return None
+    shown = "; ".join(f"`{arm}` seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                      for arm, seeds in runs.items()) or "none"
+    return ("The training curves and ROC curves show only the runs whose files this folder holds "
+            f"({shown}); the other runs came from a kept result folder, which keeps their numbers, not their files.")
+
+
 def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: Path | None = None) -> list[Block]:
     primary = summary["primary_metric"]
     blocks: list[Block] = [Heading(f"TPP comparison on {summary.get('dataset', '?')}", 1)]
@@ -434,6 +446,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                         "may still differ.")]
     if plots and plots.get("curves"):
         blocks += [Heading("Training curves"), Image(plots["curves"], "loss curves of both stages")]
+    if figure_runs_text(summary):
+        blocks.append(Para(figure_runs_text(summary)))
     blocks += [Heading("Per seed"), seeds_rows(summary),
                Para("Pretext losses are measured on the validation images with fixed masks, before and after the "
                     "TPP stage. Every run checked that the backbone's own weights were bit-identical at its end "
