@@ -365,7 +365,7 @@ def _matched_text(summary: dict) -> str | None:
         return f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs ({m.get('rule')})."
     shared = m.get("stage_shared_by", 1)
     ran = ("This comparison itself ran one stage for all its `tpp` runs (`pretext.stage_seed`)."
-           if shared_stage_seed(summary) is not None else "This comparison itself ran a stage for every `tpp` run.")
+           if _shared_stage_seed(summary) is not None else "This comparison itself ran a stage for every `tpp` run.")
     share = (f"; shared by {shared} fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused {shared} "
              f"times), that is {m['tpp_stage_in_finetune_epochs'] / shared:.2f} epochs each, rounded up. {ran}"
              if shared > 1 else ", rounded up.")
@@ -375,7 +375,7 @@ def _matched_text(summary: dict) -> str | None:
             f"MFLOPs per image and step, forward + backward, counted){share}")
 
 
-def shared_stage_seed(summary: dict) -> int | None:
+def _shared_stage_seed(summary: dict) -> int | None:
     """``pretext.stage_seed`` of a comparison whose TPP arms fine-tuned from one shared stage (None: a stage per
     run, or no TPP arm)."""
     seed = (summary.get("pretext") or {}).get("stage_seed")
@@ -384,7 +384,7 @@ def shared_stage_seed(summary: dict) -> int | None:
 
 
 def _stage_text(summary: dict) -> str | None:
-    seed = shared_stage_seed(summary)
+    seed = _shared_stage_seed(summary)
     if seed is None:
         return None
     return (f"One TPP stage, made with seed {seed} (`pretext.stage_seed`, in `runs/<arm>/stage`), served every "
