@@ -169,8 +169,7 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
     meta.update({s: summaries[i][s] for s, i in sources.items() if s in summaries[i]})  # e.g. baseline_matched's budget
-    if "pretext" in meta:  # the first part's pretext section, with the stage seed the TPP runs were made with
-        meta["pretext"] = {**meta["pretext"], "stage_seed": cfg.pretext.stage_seed}
+    meta["pretext"] = cfg.pretext.model_dump()  # as comparison_meta records it: the merged config's, stage seed too
     walls = [s.get("wall_seconds") for s in summaries]
     figures = []
     if first.get("task") == "classification":  # the ROC curves come from the runs' files; other figures do not
