@@ -105,12 +105,13 @@ def _resume_config(args: argparse.Namespace) -> tuple[Config, RunFolder]:
 
 
 def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int, list[str] | None]],
-             init: Path | None = None, invocation: dict | None = None) -> tuple[Config, RunFolder, Context, bool]:
+             init: Path | None = None, invocation: dict | Callable[[Config], dict] | None = None,
+             ) -> tuple[Config, RunFolder, Context, bool]:
     """Validate everything, then create (or, with --resume, reopen) the output folder.
 
     ``plan(cfg)`` says whether a TPP stage will run, how many runs the folder will hold and which arms they are
-    (None: a stage command); ``invocation``
-    (seed, init) is stored beside the config for a later --resume. Returns (config, folder, context, resuming).
+    (None: a stage command); ``invocation`` (seed, init; or a function of the config giving them) is stored
+    beside the config for a later --resume. Returns (config, folder, context, resuming).
     """
     from tppeft.experiment.context import prepare_context
     from tppeft.experiment.preflight import check_unshared_batches, preflight
@@ -134,7 +135,8 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
 
         distributed.barrier()  # every process has checked the folder before the first one creates it
         if ranks.is_main():
-            folder.create(args.overwrite, cfg, {"command": args.command, **(invocation or {})})
+            made_by = invocation(cfg) if callable(invocation) else invocation or {}
+            folder.create(args.overwrite, cfg, {"command": args.command, **made_by})
         distributed.barrier()
     args.out_dir = folder.root
     return cfg, folder, ctx, resume
@@ -205,12 +207,21 @@ def _finish_stage_folder(cfg: Config, folder: RunFolder) -> None:
         folder.finish_stage(cfg.checkpoint.keep_finished)
 
 
+def _pretrain_seed(args: argparse.Namespace, cfg: Config) -> int:
+    """``--seed``, else the config's ``pretext.stage_seed`` (the stage a comparison shares), else 0."""
+    if args.seed is not None:
+        return args.seed
+    return cfg.pretext.stage_seed if cfg.pretext.stage_seed is not None else 0
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from tppeft.experiment.model import build_run_model
     from tppeft.experiment.pretext_stage import pretrain_stage
 
-    seed = _invocation(args).get("seed", args.seed)
-    cfg, folder, ctx, resume = _prepare(args, lambda c: (True, 1, None), invocation={"seed": seed})
+    saved = _invocation(args).get("seed")
+    cfg, folder, ctx, resume = _prepare(args, lambda c: (True, 1, None),
+                                        invocation=lambda c: {"seed": _pretrain_seed(args, c)})
+    seed = saved if saved is not None else _pretrain_seed(args, cfg)
     record = folder.own_run.pretext_record
     if resume and record.is_file():
         result = json.loads(record.read_text())
@@ -411,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("pretrain", help="TPP stage only: pre-train target parameters and save them")
     common(sp, resume=True)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int, help="seed of the target parameters' init and the data order (default: "
+                    "the config's pretext.stage_seed if set, else 0)")
     sp.set_defaults(fn=cmd_pretrain)
     sp = sub.add_parser("finetune", help="fine-tuning stage only, from saved target parameters or fresh")
     common(sp, resume=True)

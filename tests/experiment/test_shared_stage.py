@@ -43,9 +43,10 @@ def test_every_seed_fine_tunes_from_the_one_stage_of_the_stage_seed(tmp_path, ca
                                                               "target_params")
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
     assert runs[1]["pretext"]["loss_end"] == own["arms"]["tpp"]["runs"][1]["pretext"]["loss_end"]
-    # and the stage `tppeft pretrain --seed 1` makes with the same config
-    sets = [*tiny_config()[1], *SMALL]
-    assert main(["pretrain", "--seed", "1", "-o", str(tmp_path / "pre"), *(a for s in sets for a in ("--set", s))]) == 0
+    # and the stage `tppeft pretrain` makes with the same config: its seed is the config's stage seed
+    sets = [*tiny_config()[1], *SMALL, "pretext.stage_seed=1"]
+    assert main(["pretrain", "-o", str(tmp_path / "pre"), *(a for s in sets for a in ("--set", s))]) == 0
+    assert json.loads((tmp_path / "pre" / "command.json").read_text())["seed"] == 1
     alone = _targets(tmp_path / "pre" / "target_params")
     assert alone.keys() == mine.keys() and all(torch.equal(mine[k], alone[k]) for k in mine)
     # seed 0 fine-tuned from seed 1's stage, so it differs from seed 0 with its own; the baselines are the same
@@ -90,3 +91,14 @@ def test_the_jobs_of_a_comparison_share_one_stage_in_its_folder(tmp_path):
     runs = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"]
     assert [r["pretext"]["shared"]["made_by_this_run"] for r in runs] == [True, False, False]
     assert (out / "runs" / "tpp" / "stage" / "target_params").is_dir() and not (out / "parts").exists()
+
+
+def test_pretrain_takes_its_seed_from_the_flag_then_the_stage_seed():
+    from argparse import Namespace
+
+    from tppeft.cli import _pretrain_seed
+    from tppeft.config import load_config
+
+    shared, plain = load_config(None, ["pretext.stage_seed=3"]), load_config(None, [])
+    assert _pretrain_seed(Namespace(seed=None), shared) == 3 and _pretrain_seed(Namespace(seed=None), plain) == 0
+    assert _pretrain_seed(Namespace(seed=5), shared) == 5

@@ -21,7 +21,8 @@ class BaselineMatchedConfig(Section):
         1, ge=1,
         description="Fine-tuning runs that share one TPP stage: `baseline_matched` gets the stage's compute divided "
         "by this (rounded up), the accounting for a stage run once and reused K times (`tppeft pretrain` once, "
-        "`tppeft finetune --init` K times). The comparison itself still runs one stage per seed.",
+        "`tppeft finetune --init` K times). The comparison itself makes one stage per seed unless "
+        "`pretext.stage_seed` is set.",
     )
 
 
