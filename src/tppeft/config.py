@@ -42,7 +42,10 @@ class Config(Section):
         "names a pretext task, e.g. `tpp_simclr`; `tppeft list -v` says what each arm is).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` = cuda when available.")
-    threads: int | None = Field(None, gt=0, description="CPU threads for torch; null = all cores.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch; null = all cores. Another "
+                                  "count can change CPU results in the last bits (sums in another order; a SimCLR "
+                                  "stage ended at held-out loss 4.25127 with 1 thread, 4.25131 with 2): keep it fixed "
+                                  "within a study.")
     eval_batch_size: int = Field(256, gt=0, description="Images per evaluation batch.")
     data: DataConfig = Field(default_factory=DataConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
