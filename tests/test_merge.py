@@ -146,3 +146,26 @@ def test_tpp_runs_from_one_shared_stage_join_a_comparison_that_made_a_stage_per_
     capsys.readouterr()
     assert main(["merge", str(tmp_path / "own0"), str(tmp_path / "one1"), "-o", str(tmp_path / "m")]) == 2
     assert "different pretext.stage_seed settings" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def test_one_comparisons_baseline_serves_another_pretext_tasks_tpp_runs(tmp_path, one_thread, capsys):
+    """The `pretext` section is read only by the arms with a TPP stage or a matched budget: the baseline runs are
+    the same whatever it says, and parts may differ in it when the parts holding those arms' runs agree."""
+    arms = ["--set", "seeds=1", "--set", "arms=[baseline,tpp,baseline_matched]"]
+    assert main(["run", "-o", str(tmp_path / "mae"), *ARGS, *arms]) == 0
+    assert main(["run", "-o", str(tmp_path / "fd"), *ARGS, *arms, "--set", "pretext.method=featdistill",
+                 *(a for arm in ("baseline", "tpp", "baseline_matched") for a in ("--only", f"{arm}:0"))]) == 0
+    capsys.readouterr()
+    mae, fd = (json.loads((tmp_path / p / "summary.json").read_text()) for p in ("mae", "fd"))
+    assert _numbers(mae)["runs"][("baseline", 0)] == _numbers(fd)["runs"][("baseline", 0)]
+    parts = [str(tmp_path / "mae"), str(tmp_path / "fd")]
+    assert main(["merge", *parts, "--exclude", "1:tpp", "--exclude", "1:baseline_matched", "--exclude", "2:baseline",
+                 "-o", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert merged["pretext"]["method"] == "featdistill" and merged["baseline_matched"] == fd["baseline_matched"]
+    assert _numbers(merged)["runs"] == {**_numbers(fd)["runs"], ("baseline", 0): _numbers(mae)["runs"][("baseline", 0)]}
+    assert "method: featdistill" in (tmp_path / "merged" / "config.yaml").read_text()
+    # tpp runs of one pretext task and baseline_matched runs charged another's stage: refused
+    assert main(["merge", *parts, "--exclude", "1:baseline_matched", "--exclude", "2:tpp", "--exclude", "2:baseline",
+                 "-o", str(tmp_path / "m")]) == 2
+    assert "different pretext.* settings" in capsys.readouterr().err and not (tmp_path / "m").exists()

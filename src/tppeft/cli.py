@@ -448,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "into one folder with one summary and report")
     sp.add_argument("parts", nargs="+", help="finished comparison folders of the same configuration (seeds may "
                     "differ: a finished comparison and its runs of more seeds; so may an arm's own options, "
-                    "e.g. baseline_matched.*, where one setting made all that arm's runs)")
+                    "e.g. baseline_matched.*, and the pretext section, where one setting made all the runs of "
+                    "the arms that read it)")
     sp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
     sp.add_argument("--exclude", action="append", default=[], metavar="N:ARM",

@@ -8,8 +8,10 @@ finished comparisons with the same configuration (runtime keys aside) and no run
 runs into the comparison with the larger number of seeds. They may differ in an arm's own options
 (``baseline_matched.*``, ``eva.*``, which no other arm reads) when the parts holding that arm's runs agree in
 them: a finished comparison gains a variant of one arm (``--set baseline_matched.stage_shared_by=8 --only
-baseline_matched:0 ...``). So may ``pretext.stage_seed``, which only the arms with a TPP stage read: TPP runs
-from one shared stage join the other arms' runs of a comparison that made a stage per seed. A part may be a
+baseline_matched:0 ...``). So may the ``pretext`` section, which only the arms with a TPP stage or a matched
+budget read: one comparison's ``baseline`` runs serve another pretext task's ``tpp`` and ``baseline_matched``
+runs. Within it, so may ``pretext.stage_seed``, which only the arms with a TPP stage read: TPP runs from one
+shared stage join the other arms' runs of a comparison that made a stage per seed. A part may be a
 kept result folder (config.yaml and summary.json, no results.jsonl or run folders): its runs are those its
 summary lists.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from tppeft.arms import get_arm
@@ -36,27 +39,36 @@ STAGE_SEED = "pretext.stage_seed"
 
 
 def _own_settings(cfg: Config) -> dict[str, set[str]]:
-    """Settings that only some arms read, by dotted name, mapped to those arms: each arm's own options section,
-    and ``pretext.stage_seed``, which only the arms with a TPP stage read (the matched budget does not)."""
-    own = {arm.options: {arm.name} for arm in map(get_arm, cfg.arms) if arm.options}
-    staged = {a for a in cfg.arms if get_arm(a).has_tpp_stage}
-    if staged:
+    """Settings that only some arms read, by dotted name, mapped to those arms: each arm's own options section;
+    the ``pretext`` section, which only the arms with a TPP stage or a matched budget read; and, within it,
+    ``pretext.stage_seed``, which only the arms with a TPP stage read (the matched budget does not). A section
+    comes before its keys."""
+    arms = [get_arm(a) for a in cfg.arms]
+    own = {arm.options: {arm.name} for arm in arms if arm.options}
+    if readers := {arm.name for arm in arms if arm.has_tpp_stage or arm.uses_budget}:
+        own["pretext"] = readers
+    if staged := {arm.name for arm in arms if arm.has_tpp_stage}:
         own[STAGE_SEED] = staged
     return own
 
 
-def _setting(cfg: Config, name: str):
+def _setting(cfg: Config, name: str, apart: Iterable[str] = ()):
+    """The value of setting ``name`` (a section or one key of one) in ``cfg``; a section without the settings
+    named in ``apart`` that are its keys (they are compared on their own)."""
     section, _, key = name.partition(".")
     value = getattr(cfg, section)
-    return getattr(value, key) if key else value
+    if key:
+        return getattr(value, key)
+    keys = {k for n in apart if (k := n.partition(".")[2]) and n.partition(".")[0] == section}
+    return value.model_dump(exclude=keys) if keys else value
 
 
 def _with_settings(cfg: Config, values: dict) -> Config:
     """``cfg`` with the settings ``values`` (dotted names: a section or one key of a section)."""
     update: dict = {}
-    for name, value in values.items():
+    for name, value in values.items():  # a section before its keys
         section, _, key = name.partition(".")
-        update[section] = getattr(cfg, section).model_copy(update={key: value}) if key else value
+        update[section] = update.get(section, getattr(cfg, section)).model_copy(update={key: value}) if key else value
     return cfg.model_copy(update=update)
 
 
@@ -66,9 +78,9 @@ def _identity(cfg: Config) -> dict:
     identity = {k: v for k, v in results_identity(cfg).items() if k != "seeds"}
     for name in _own_settings(cfg):
         section, _, key = name.partition(".")
-        if key:
+        if key and section in identity:
             identity[section] = {k: v for k, v in identity[section].items() if k != key}
-        else:
+        elif not key:
             identity.pop(section, None)
     return identity
 
@@ -86,9 +98,10 @@ def _setting_sources(cfg: Config, configs: list[Config], records: list[list[dict
     """For each setting only some arms read, the part whose value the merged comparison takes: one that holds
     those arms' runs (all such parts must agree), else the merged config's own."""
     sources = {}
-    for name, arms in _own_settings(cfg).items():
+    own = _own_settings(cfg)
+    for name, arms in own.items():
         holders = [i for i, runs in enumerate(records) if any(r["arm"] in arms for r in runs)]
-        if any(_setting(configs[i], name) != _setting(configs[holders[0]], name) for i in holders):
+        if any(_setting(configs[i], name, own) != _setting(configs[holders[0]], name, own) for i in holders):
             shown = name if "." in name else f"{name}.*"
             raise OutputError(f"the runs of {', '.join(sorted(arms))} come from parts with different {shown} "
                               f"settings; only runs made with one setting of {shown} can be merged")
@@ -170,6 +183,10 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
     meta.update({s: summaries[i][s] for s, i in sources.items() if s in summaries[i]})  # e.g. baseline_matched's budget
     meta["pretext"] = cfg.pretext.model_dump()  # as comparison_meta records it: the merged config's, stage seed too
+    if "pretext" in sources:  # the TPP stage's images are those of the part its runs came from
+        pretext_data = summaries[sources["pretext"]].get("data", {})
+        meta["data"] = {**meta.get("data", {}), **{k: pretext_data[k] for k in ("pretext_train", "pretext_sources")
+                                                  if k in pretext_data}}
     walls = [s.get("wall_seconds") for s in summaries]
     figures = []
     if first.get("task") == "classification":  # the ROC curves come from the runs' files; other figures do not
