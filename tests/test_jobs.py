@@ -71,6 +71,8 @@ def test_a_dead_worker_stops_the_comparison_and_resume_finishes_it(tmp_path, who
     assert not (out / jobs.PARTS).exists()
     wall = f"wall time {summary['wall_seconds']:.0f} s since it was last resumed (2 runs at a time)"
     assert wall in (out / "report.md").read_text()  # not the whole comparison's time
+    own = sum(r["seconds"] for e in summary["arms"].values() for r in e["runs"])
+    assert f"the runs' own times, across the interruptions, add up to {own:.0f} s" in (out / "report.md").read_text()
 
 
 def test_jobs_refusals(tmp_path, capsys):

@@ -290,14 +290,19 @@ def _setup_text(summary: dict) -> str:
 
 
 def _wall_text(summary: dict) -> str:
-    """The wall time (of a resumed comparison, of its last stretch only); of a merge, its parts' (which may have run
-    at once or one after another)."""
+    """The wall time (of a resumed comparison, of its last stretch only, and its runs' own times, which count
+    across the interruptions); of a merge, its parts' (which may have run at once or one after another)."""
     parts = [w for w in summary.get("job_wall_seconds") or [] if w is not None]
     if not parts:
         jobs = summary.get("jobs")
-        since = " since it was last resumed" if summary.get("resumed") else ""
-        return (f"wall time {fmt_num(summary.get('wall_seconds'), 0)} s{since}"
-                + (f" ({jobs} runs at a time)" if jobs else ""))
+        text = f"wall time {fmt_num(summary.get('wall_seconds'), 0)} s" + (
+            " since it was last resumed" if summary.get("resumed") else "") + (
+            f" ({jobs} runs at a time)" if jobs else "")
+        if summary.get("resumed"):
+            own = [r["seconds"] for e in summary.get("arms", {}).values() for r in e.get("runs", [])
+                   if r.get("seconds") is not None]
+            text += f"; the runs' own times, across the interruptions, add up to {fmt_num(sum(own), 0)} s"
+        return text
     return (f"merged from {len(summary['job_wall_seconds'])} jobs: {fmt_num(max(parts), 0)} s for the longest, "
             f"{fmt_num(sum(parts), 0)} s for all of them together")
 
