@@ -66,5 +66,6 @@ def unmatched_compute_line(summary: dict) -> str | None:
             "compute. Add `baseline_matched` to `arms` to give the baseline that compute as fine-tuning epochs. In "
             "the settings measured so far TPP beat it only where one TPP stage served several fine-tuning runs "
             "(`pretext.stage_seed`, `baseline_matched.stage_shared_by`; SimCLR, brain MRI the backbone never saw, 16 "
-            "labels per class, `study_brain_mri_few_labels_simclr_one_stage`; an MAE stage shared the same way tied); "
-            "with a stage per run it at best tied (\"Does TPP help?\" in the documentation).")
+            "labels per class, `study_brain_mri_few_labels_simclr_one_stage`; MAE and feature-distillation "
+            "stages shared the same way tied and lost); with a stage per run it at best tied (\"Does TPP help?\" "
+            "in the documentation).")
