@@ -59,7 +59,7 @@ def _setting(cfg: Config, name: str, apart: Iterable[str] = ()):
     value = getattr(cfg, section)
     if key:
         return getattr(value, key)
-    keys = {k for n in apart if (k := n.partition(".")[2]) and n.partition(".")[0] == section}
+    keys = {n.removeprefix(f"{section}.") for n in apart if n.startswith(f"{section}.")}
     return value.model_dump(exclude=keys) if keys else value
 
 
