@@ -12,6 +12,7 @@ from tppeft.cli import main
 from tppeft.config import ConfigError, load_config
 from tppeft.experiment.budget import matched_budget
 from tppeft.experiment.context import prepare_context
+from tppeft.reporting.report import data_text
 
 SMALL = ["data.limit=40", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "pretext.batch_size=8",
          "finetune.batch_size=8"]
@@ -69,6 +70,32 @@ def test_pretext_data_adds_training_images_to_the_tpp_stage_only(tmp_path):
         load_config(None, [f"pretext.data=[{{path: {extra}, splits: [train, test]}}]"])
     with pytest.raises(ConfigError, match="the run's own data file"):
         _ctx("data.path=bundled:breastmnist", "pretext.data=[{path: bundled:breastmnist, splits: [train]}]")
+
+
+def test_pretext_data_never_holds_the_runs_validation_or_test_images(tmp_path):
+    """Exact copies of the run's own images in pretext.data: test or validation ones are refused, training ones
+    are counted (the stage then sees them twice per epoch) and said in the report's data line."""
+    data = _ctx().data
+    stored = {split: data[split].images[:, 0].cpu().numpy() for split in ("train", "val", "test")}
+    rng = np.random.default_rng(1)
+    for split in ("test", "val"):
+        leaky = tmp_path / f"{split}.npz"
+        np.savez(leaky, train_images=np.concatenate([rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+                                                     stored[split][3:5]]))
+        with pytest.raises(ConfigError, match=f"2 images of {leaky} are the run's {split} images"):
+            _ctx(f"pretext.data=[{{path: {leaky}, splits: [train]}}]")
+    again = tmp_path / "again.npz"
+    blank = np.full((2, 28, 28), 7, np.uint8)  # constant images match nothing, wherever they are
+    np.savez(again, train_images=np.concatenate([stored["train"][:3], blank, stored["train"][-1:]]))
+    lines: list[str] = []
+    cfg = load_config(None, [*tiny_config()[1], *SMALL, f"pretext.data=[{{path: {again}, splits: [train]}}]"])
+    ctx = prepare_context(cfg, log=lines.append)
+    assert ctx.pretext_sources[0]["also_in_train"] == 4 and ctx.num_pretext_images() == 46
+    assert "pretext.data: 4 images of again.npz are also in the run's training split" in "\n".join(lines)
+    summary = {"split_sizes": {"train": 40}, "data": {"train": 40, "pretext_train": 46,
+                                                      "pretext_sources": ctx.pretext_sources}}
+    assert "6 of them from pretext.data (4 of those are training images of the run's own file too" in \
+        data_text(summary)
 
 
 def test_head_warm_up_leaves_the_target_parameters_alone_and_the_probe_reads_them(tmp_path):

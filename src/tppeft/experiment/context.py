@@ -16,6 +16,7 @@ from tppeft.bundled import resolve
 from tppeft.config import Config
 from tppeft.data import ImageDataset, augment_batch, data_from_config, input_pixels, to_model_input
 from tppeft.data.fewshot import labelled_subset
+from tppeft.data.overlap import count_in, image_keys
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
@@ -152,14 +153,16 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         f"backbone: {backbone.identity['name']} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
         f"device {device}" + (f" ({threads} threads)" if threads else "") + f", {precision_text}"
         + (f"; {world} processes, global batches shared between them" if world > 1 else ""))
-    extra, sources = _pretext_extra(cfg, backbone.image_size, log)
+    extra, sources = _pretext_extra(cfg, backbone.image_size, data, task, log)
     return Context(cfg, device, data.to(device), backbone, torch.tensor(backbone.mean, device=device),
                    torch.tensor(backbone.std, device=device), log, task, precision,
                    frozen_state_digest(backbone.model), None if extra is None else extra.to(device), sources)
 
 
-def _pretext_extra(cfg: Config, size: int, log: Callable[[str], None]) -> tuple[torch.Tensor | None, list[dict]]:
-    """``pretext.data``: more unlabelled training images for the TPP stage, at the model's input size."""
+def _pretext_extra(cfg: Config, size: int, data: ImageDataset, task: Task,
+                   log: Callable[[str], None]) -> tuple[torch.Tensor | None, list[dict]]:
+    """``pretext.data``: more unlabelled training images for the TPP stage, at the model's input size; refused
+    if any is one of the run's validation or test images, pixel for pixel (:mod:`tppeft.data.overlap`)."""
     if not cfg.pretext.data:
         return None, []
     own = resolve(cfg.data.path)
@@ -169,6 +172,18 @@ def _pretext_extra(cfg: Config, size: int, log: Callable[[str], None]) -> tuple[
         if src["sha256"] == own_sha:
             raise ConfigError(f"pretext.data: {src['path']} is the run's own data file ({cfg.data.path}); its "
                               "training images are in the TPP stage already")
+    run_keys = {split: image_keys(task.pretext_images(data[split]), data[split].size)
+                for split in ("train", "val", "test")}
+    keys, start = image_keys(images), 0
+    for src in sources:
+        src_keys, start = keys[start:start + src["images"]], start + src["images"]
+        for split in ("val", "test"):
+            if leaked := count_in(src_keys, run_keys[split]):
+                raise ConfigError(f"pretext.data: {leaked:,} images of {src['path']} are the run's {split} images, "
+                                  "pixel for pixel; the TPP stage must never see them: leave them out of that file")
+        src["also_in_train"] = count_in(src_keys, run_keys["train"])
+        if src["also_in_train"]:
+            log(f"pretext.data: {src['also_in_train']:,} images of {src['file']} are also in the run's training "
+                "split (the TPP stage sees them twice per epoch)")
     log(f"pretext.data: {len(images):,} more unlabelled images for the TPP stage only")
     return images, sources
-

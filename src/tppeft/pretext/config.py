@@ -27,7 +27,9 @@ class PretextStageOptions(Section):
     data: list[PoolSourceConfig] = Field(
         [], description="More unlabelled images for the TPP stage only (never for fine-tuning or evaluation): "
         "`[{path: FILE, splits: [train]}, ...]`, MedMNIST-format or `images` + `split` .npz files, training splits "
-        "only; relative paths from the working folder. An epoch of the stage then covers these images too.",
+        "only; relative paths from the working folder. An epoch of the stage then covers these images too. "
+        "Refused if any image is one of the run's validation or test images pixel for pixel; copies of its "
+        "training images are counted (`also_in_train`) and seen twice per epoch.",
     )
     head_warmup_epochs: int = Field(
         0, ge=0, description="Epochs that train a fresh pretext head (decoder, projection head) alone, target "

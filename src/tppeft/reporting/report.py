@@ -213,8 +213,11 @@ def data_text(summary: dict) -> str | None:
                  f"({d['labels_per_class']} per class, " if d.get("labels_per_class") else "(")
               + "drawn per seed, the same in every arm)")
     extra = sum(s.get("images", 0) for s in d.get("pretext_sources") or [])
+    twice = sum(s.get("also_in_train", 0) for s in d.get("pretext_sources") or [])
     return (f"Fine-tuning saw {budget}; the TPP stage saw {d['pretext_train']:,} unlabelled images"
-            + (f", {extra:,} of them from pretext.data" if extra else "") + ".")
+            + (f", {extra:,} of them from pretext.data" if extra else "")
+            + (f" ({twice:,} of those are training images of the run's own file too: seen twice per epoch)"
+               if twice else "") + ".")
 
 
 # Kept for callers that print the tables: Markdown text of each.

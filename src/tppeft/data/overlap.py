@@ -1,0 +1,38 @@
+"""Images two sets share pixel for pixel, once both are at the model's input size: what ``pretext.data`` is checked
+against, so that a run's validation and test images never reach its TPP stage.
+
+Only exact copies are found (the same stored image, or the same resize of it); a differently resized or
+re-encoded copy of an image is not. Constant images (blank slices, padding) match nothing: they carry no image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from tppeft.data.transforms import input_pixels
+
+CHUNK = 512  # images brought to the input size at a time: a whole split at 224 px can be several GB as float
+
+
+def image_keys(images: torch.Tensor, size: int | None = None) -> list[bytes | None]:
+    """A key per (N, C, H, W) image (stored pixels, brought to ``size`` as the model sees them): a digest of its
+    8-bit levels, of one channel when all channels are equal, so that a grey image and its RGB copy match; None
+    for a constant image."""
+    keys: list[bytes | None] = []
+    for start in range(0, len(images), CHUNK):
+        levels = input_pixels(images[start:start + CHUNK], size).mul(255).round().to(torch.uint8).cpu()
+        flat = levels.flatten(1)
+        constant = (flat == flat[:, :1]).all(dim=1).tolist()
+        grey = (levels == levels[:, :1]).flatten(1).all(dim=1).tolist()
+        for image, c, g in zip(levels, constant, grey, strict=True):
+            keys.append(None if c else hashlib.blake2b((image[:1] if g else image).numpy().tobytes(),
+                                                       digest_size=16).digest())
+    return keys
+
+
+def count_in(keys: list[bytes | None], others: list[bytes | None]) -> int:
+    """How many of ``keys``' images are among ``others``' (constant images never count)."""
+    known = {k for k in others if k is not None}
+    return sum(k is not None and k in known for k in keys)

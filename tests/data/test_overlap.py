@@ -1,0 +1,22 @@
+"""Exact copies between image sets (what pretext.data is checked against)."""
+
+import torch
+
+from tppeft.data.overlap import count_in, image_keys
+from tppeft.data.transforms import resize_images
+
+
+def test_keys_match_exact_copies_at_the_input_size_and_nothing_else():
+    gen = torch.Generator().manual_seed(0)
+    grey = torch.randint(0, 256, (6, 1, 20, 20), dtype=torch.uint8, generator=gen)
+    rgb_copy = grey[:2].expand(-1, 3, -1, -1)  # a grey image stored as RGB is the same image
+    resized = resize_images(grey[2:4], 32)  # stored at another size, brought to the input size as the model sees it
+    changed = grey[4:5].clone()
+    changed[0, 0, 0, 0] ^= 1  # one grey level in one pixel
+    blank = torch.full((1, 1, 20, 20), 9, dtype=torch.uint8)
+    run = image_keys(torch.cat([grey, blank]), 32)
+    assert count_in(image_keys(rgb_copy, 32), run) == 2
+    assert count_in(image_keys(resized), run) == 2
+    assert count_in(image_keys(changed, 32), run) == 0
+    assert image_keys(blank) == [None] and count_in(image_keys(blank, 32), run) == 0  # constant: matches nothing
+    assert len(set(run[:6])) == 6
