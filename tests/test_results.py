@@ -46,3 +46,26 @@ def test_a_result_folder_is_reproduced_by_the_command_its_notes_give(folder):
 def test_every_validity_result_has_notes():
     assert len(FOLDERS) >= 7 and all((p / "notes.md").is_file() for p in (RESULTS / "validity").iterdir()
                                      if (p / "summary.json").is_file())
+
+
+def test_the_stage_table_reads_every_kept_comparison_with_probe_diagnostics(tmp_path):
+    """benchmarks/validity/stage_table.py: a row per kept comparison whose tpp runs carry the probe, its numbers
+    those of the folder's summary, and a comparison merged from another's tpp runs named as such."""
+    import json
+    import subprocess
+    import sys
+
+    script = RESULTS.parent / "benchmarks" / "validity" / "stage_table.py"
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(script), str(RESULTS), "--json", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["folder"]: r for r in json.loads(out.read_text())}
+    one = rows["validity/brain_mri_few_labels_simclr_one_stage"]
+    summary = json.loads((RESULTS / one["folder"] / "summary.json").read_text())
+    stage = summary["arms"]["tpp"]["runs"][0]["pretext"]
+    assert one["stages"] == 1 and one["probe_change"] == stage["probe_after"]["test"] - stage["probe_before"]["test"]
+    assert one["tpp-baseline_matched"]["mean"] == summary["paired"]["tpp-baseline_matched"]["auc"]["mean"]
+    shared = rows["validity/brain_mri_few_labels_simclr_shared_stage"]
+    assert shared["same_tpp_runs_as"] == "validity/brain_mri_few_labels_simclr_long_finetune"
+    assert "Spearman's rank correlation" in proc.stdout
