@@ -123,3 +123,8 @@ def test_3d_volume_classification_and_2d_data_refused(tmp_path, capsys):
     assert main(["run", "-o", str(tmp_path / "no"), *_sets([*TINY, "data.limit=8"])]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("tppeft: error: backbone.dims: 3 reads volumes") and not (tmp_path / "no").exists()
+    np.savez(tmp_path / "more.npz", train_images=arrays["train_images"])  # the pool reads central slices of these
+    extra = f"pretext.data=[{{path: {tmp_path / 'more.npz'}}}]"
+    assert main(["run", "-o", str(tmp_path / "more"), *_sets([*TINY, f"data.path={tmp_path / 'vol.npz'}", extra])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "pretext.data adds 2D images" in err and not (tmp_path / "more").exists()

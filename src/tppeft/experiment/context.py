@@ -165,6 +165,9 @@ def _pretext_extra(cfg: Config, size: int, data: ImageDataset, task: Task,
     if any is one of the run's validation or test images, pixel for pixel (:mod:`tppeft.data.overlap`)."""
     if not cfg.pretext.data:
         return None, []
+    if cfg.backbone.dims == 3:
+        raise ConfigError("pretext.data adds 2D images (central slices of volumes), and a 3D backbone's TPP stage "
+                          "sees whole volumes; use it with a 2D backbone (backbone.dims: 2)")
     own = resolve(cfg.data.path)
     own_sha = file_sha256(own) if own.is_file() else None
     images, sources = load_pool(cfg.pretext.data, size, None, lambda line: log(f"pretext.data {line}"))

@@ -29,7 +29,7 @@ class PretextStageOptions(Section):
         "`[{path: FILE, splits: [train]}, ...]`, MedMNIST-format or `images` + `split` .npz files, training splits "
         "only; relative paths from the working folder. An epoch of the stage then covers these images too. "
         "Refused if any image is one of the run's validation or test images pixel for pixel; copies of its "
-        "training images are counted (`also_in_train`) and seen twice per epoch.",
+        "training images are counted (`also_in_train`) and seen twice per epoch. 2D backbones only.",
     )
     head_warmup_epochs: int = Field(
         0, ge=0, description="Epochs that train a fresh pretext head (decoder, projection head) alone, target "
