@@ -152,6 +152,9 @@ def test_bad_calls_are_clear(images):
         tppeft.pretrain("bundled:b0", x * 2 - 1, epochs=1)
     with pytest.raises(ConfigError, match="unknown option 'rank'"):
         tppeft.pretrain("bundled:b0", x, epochs=1, rank=4)
+    for key, value in (("data", [{"path": "more.npz"}]), ("limit", 8), ("path", "scans")):  # ignored, else
+        with pytest.raises(ConfigError, match=f"option '{key}' is about reading data files"):
+            tppeft.pretrain("bundled:b0", x, epochs=1, **{key: value})
     with pytest.raises(ValueError, match="method="):
         tppeft.finetune(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8), (x, y))
     with pytest.raises(DataError, match=r"\(4,\) labels for 24 images"):

@@ -31,6 +31,7 @@ ATTRIBUTE = "tppeft"  # the attribute of a returned model that holds its :class:
 TOP_LEVEL = ("device", "threads", "eval_batch_size")
 SECTIONS = {"pretext": ("pretext", "peft", "data", "train", "backbone", "log"),
             "finetune": ("finetune", "peft", "data", "train", "backbone", "log")}
+FILE_KEYS = ("path", "limit", "cache", "cache_dir", "volume", "data")  # data.* and pretext.data: reading files
 HELD_OUT = 512  # images of the pretext loss before and after the TPP stage, when no val_images are given
 
 
@@ -63,6 +64,9 @@ def stage_config(stage: str, tree: dict, options: Mapping[str, Any]) -> Config:
         if key in TOP_LEVEL:
             tree[key] = value
             continue
+        if key in FILE_KEYS:
+            raise ConfigError(f"option '{key}' is about reading data files (a config's data.* or pretext.data); a "
+                              "call trains on the images it is given: pass all of them (tppeft.load_data reads files)")
         section = next((s for s in SECTIONS[stage] if key in Config.model_fields[s].annotation.model_fields), None)
         if section is None:
             raise ConfigError(f"unknown option '{key}': options are keys of the sections {list(SECTIONS[stage])} "
