@@ -110,3 +110,13 @@ def test_the_validity_page_shows_the_backbones_probes_from_their_file(hook):
     line = next(line for line in table.splitlines() if line.startswith(f"| breastmnist | {row['train_labels']:,} |"))
     assert f"{row['test_auc']:.3f}" in line and "(saw it)" in line  # b0 saw BreastMNIST, the clean one did not
     assert hook.PROBES_MARKER in (RESULTS.parent / "docs" / hook.PROBES_PAGE).read_text()
+
+
+def test_every_bundled_config_is_in_the_getting_started_table():
+    from tppeft.bundled import bundled_configs
+
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    table = page.split("## Bundled configs", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z0-9_]+)`", table))
+    missing = sorted(set(bundled_configs()) - listed)
+    assert not missing, f"bundled configs missing from docs/getting-started.md's table: {missing}"
