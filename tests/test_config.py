@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tppeft.bundled import bundled_configs
 from tppeft.config import Config, ConfigError, docs_markdown, iter_fields, load_config, parse_override
 
 CONFIG_PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -91,3 +92,10 @@ def test_every_registered_option_model_is_part_of_its_section():
         composed = set(section.__mro__) | {f.annotation for f in section.model_fields.values()}
         for name, entry in registry.items():
             assert entry.options is None or entry.options in composed, f"{name}: {entry.options} is not in {section}"
+
+
+@pytest.mark.parametrize("name", sorted(bundled_configs()))
+def test_every_bundled_config_loads(name):
+    """Every bundled config is valid as shipped (one that is only ever run on a GPU is checked here too)."""
+    cfg = load_config(bundled_configs()[name], [])
+    assert cfg.seeds >= 1 and cfg.arms
