@@ -48,6 +48,16 @@ def test_bad_config_is_a_clear_error(sets, needle):
         load_config(None, sets)
 
 
+def test_a_check_of_ours_says_its_own_message_and_a_check_across_sections_names_no_key():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["arms=[eva]", "peft.method=ia3"])
+    assert str(err.value) == ("defaults + --set + --set: arm 'eva' initialises LoRA and needs peft.method=lora "
+                              "(got 'ia3')")
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["arms=[magic]"])
+    assert str(err.value).startswith("defaults + --set: 'arms': unknown arm(s) ['magic']")
+
+
 def test_bad_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")

@@ -31,7 +31,7 @@ from tppeft.config import (
     load_config,
     parse_override,
 )
-from tppeft.engine.config import RUNTIME_KEYS
+from tppeft.engine.config import GROWING_KEYS, RUNTIME_KEYS
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
 from tppeft.errors import (
     BackboneChangedError,
@@ -95,13 +95,33 @@ def _resume_config(args: argparse.Namespace) -> tuple[Config, RunFolder]:
         raise ConfigError(f"--resume takes the configuration from {folder.config}; give no CONFIG argument")
     if args.output is not None or args.overwrite:
         raise ConfigError("--resume continues DIR in place; drop --output and --overwrite")
-    folder.reopen_for_resume(args.command)  # a tppeft run, made by this command?
+    saved = folder.reopen_for_resume(args.command)  # a tppeft run, made by this command?
     for text in args.set or []:
         keys, _ = parse_override(text)
-        if keys[0] not in RUNTIME_KEYS:
+        if keys[0] not in (*RUNTIME_KEYS, *GROWING_KEYS):
             raise ConfigError(f"--set {text}: '{'.'.join(keys)}' cannot change when resuming (it would change the "
-                              f"results); only {', '.join(RUNTIME_KEYS)} may")
-    return load_config(folder.config, args.set or []), folder
+                              f"results); only {', '.join(RUNTIME_KEYS)} may, and seeds may grow")
+    cfg = load_config(folder.config, args.set or [])
+    before = load_config(folder.config, []).seeds
+    if cfg.seeds != before:
+        _check_more_seeds(args, saved, before, cfg.seeds)
+    return cfg, folder
+
+
+def _check_more_seeds(args: argparse.Namespace, saved: dict, before: int, after: int) -> None:
+    """``--resume DIR --set seeds=N``: a comparison may gain seeds (its finished runs and a shared TPP stage are
+    kept, the new seeds' runs are made); anything else is refused with the reason."""
+    where = f"--set seeds={after}"
+    if args.command != "run":
+        raise ConfigError(f"{where}: only a comparison (tppeft run) has seeds to add; a '{args.command}' folder "
+                          "holds one run")
+    if after < before:
+        raise ConfigError(f"{where}: {args.resume} has {before} seeds; resuming may add seeds, never drop them "
+                          "(its finished runs stay in the comparison)")
+    if saved.get("only"):
+        raise ConfigError(f"{where}: {args.resume} holds only some runs of its comparison (--only "
+                          f"{' '.join(saved['only'])}); make the new seeds' runs with --only in another folder and "
+                          "join them with tppeft merge")
 
 
 def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int, list[str] | None]],
@@ -128,6 +148,12 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
     need = estimate_run_bytes(preflight(ctx, pretext, init), runs, cfg.checkpoint.keep_finished)
     if resume:
         folder.check_writable(need)
+        before = folder.seeds_before(cfg)
+        if before is not None:
+            log(f"adding seed(s) {before}..{cfg.seeds - 1} to the comparison of {before} seed(s) in {folder.root}: "
+                "its finished runs are kept; summary and report are written again at the end")
+            if ranks.is_main():
+                folder.grow_seeds(cfg)
     else:
         folder.check_new(args.overwrite, need)
         check_stop()  # a signal during the checks: stop before anything is written

@@ -93,7 +93,10 @@ def _format_error(err: ValidationError, source: str) -> str:
         else:
             got = e.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"  # a section-level check: its message says it
-            lines.append(f"{source}: '{key}': {e['msg']}{shown}")
+            # a check of ours: its own message, without pydantic's "Value error, " before it
+            own = e["type"] == "value_error" and "error" in e.get("ctx", {})
+            where = f"'{key}': " if key else ""  # a check across sections has no one key
+            lines.append(f"{source}: {where}{e['ctx']['error'] if own else e['msg']}{shown}")
     if any(e["type"] == "extra_forbidden" for e in err.errors()):
         lines[-1] += " (`tppeft config --docs` lists every key)"
     return "; ".join(lines)

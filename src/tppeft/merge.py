@@ -73,9 +73,9 @@ def _with_settings(cfg: Config, values: dict) -> Config:
 
 
 def _identity(cfg: Config) -> dict:
-    """What parts of one comparison share: the results' identity without ``seeds`` and the settings only some arms
-    read (checked arm by arm, among the parts that hold those arms' runs)."""
-    identity = {k: v for k, v in results_identity(cfg).items() if k != "seeds"}
+    """What parts of one comparison share: the results' identity (``seeds`` is not in it) without the settings
+    only some arms read (checked arm by arm, among the parts that hold those arms' runs)."""
+    identity = results_identity(cfg)
     for name in _own_settings(cfg):
         section, _, key = name.partition(".")
         if key and section in identity:

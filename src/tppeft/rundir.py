@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from tppeft.io import config_to_yaml, file_sha256, read_jsonl, write_json, write_text
 
 if TYPE_CHECKING:
@@ -296,6 +298,22 @@ class RunFolder:
             raise OutputError(f"'{self.spelled}' holds a '{saved.get('command')}' run; resume it with "
                               f"tppeft {saved.get('command')} --resume {self.spelled}")
         return saved
+
+    def seeds_before(self, cfg: BaseModel) -> int | None:
+        """The seed count of ``config.yaml`` when ``cfg`` (``--resume --set seeds=N``) has more, else None."""
+        saved = yaml.safe_load(self.config.read_text()).get("seeds")
+        return saved if saved is not None and saved < cfg.seeds else None
+
+    def grow_seeds(self, cfg: BaseModel) -> None:
+        """Make the comparison ``cfg``'s, with more seeds: ``config.yaml`` says so, ``command.json`` records the
+        step, and the summary and report of the fewer seeds go (the finished comparison writes them again)."""
+        before = self.seeds_before(cfg)
+        command = json.loads(self.command.read_text()) if self.command.is_file() else {"command": "run"}
+        command["seeds_added"] = [*command.get("seeds_added", []), {"from": before, "to": cfg.seeds}]
+        self.write_command(command)
+        self.write_config(cfg)
+        for stale in (self.summary, self.report_md, self.report_html):
+            stale.unlink(missing_ok=True)
 
     def reopen_for_resume(self, command: str) -> dict:
         """Check that the folder holds a run ``command`` made and can continue; returns :meth:`saved_command`."""

@@ -65,6 +65,24 @@ def test_keeps_two_and_falls_back_to_the_previous_good_one(tmp_path):
     assert Checkpointer(tmp_path / "none", "fp").resume() is None
 
 
+def test_the_seed_count_is_not_in_a_checkpoints_fingerprint_and_earlier_ones_that_held_it_resume(tmp_path):
+    from tppeft.config import load_config
+    from tppeft.engine.checkpoint import config_fingerprints, fingerprint
+    from tppeft.engine.config import results_identity
+
+    three, five = load_config(None, ["seeds=3"]), load_config(None, ["seeds=5"])
+    current, earlier = config_fingerprints(five, "pretext", 0)
+    assert current == config_fingerprints(three, "pretext", 0)[0] != config_fingerprints(five, "pretext", 1)[0]
+    assert current != config_fingerprints(load_config(None, ["seeds=5", "peft.r=4"]), "pretext", 0)[0]
+    # what earlier versions wrote: the whole config, seeds included, for this and any smaller seed count
+    old = fingerprint(three.model_dump(mode="json", exclude={"threads", "checkpoint", "log"}), "pretext", 0)
+    assert "seeds" not in results_identity(five) and old in earlier and current not in earlier
+    Checkpointer(tmp_path / "ck", old).save({"w": torch.ones(2)}, {"i": 1})
+    assert Checkpointer(tmp_path / "ck", current, earlier).resume().meta["fingerprint"] == old
+    with pytest.raises(CheckpointError, match="another configuration"):
+        Checkpointer(tmp_path / "ck", current).resume()
+
+
 
 def test_a_log_made_after_the_checkpoint_is_emptied_on_resume(tmp_path):
     """A run's metrics file is made by its first epoch line, after the stage's first checkpoints: a resume from

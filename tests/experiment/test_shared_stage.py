@@ -102,3 +102,43 @@ def test_pretrain_takes_its_seed_from_the_flag_then_the_stage_seed():
     shared, plain = load_config(None, ["pretext.stage_seed=3"]), load_config(None, [])
     assert _pretrain_seed(Namespace(seed=None), shared) == 3 and _pretrain_seed(Namespace(seed=None), plain) == 0
     assert _pretrain_seed(Namespace(seed=5), shared) == 5
+
+
+def test_a_finished_comparison_gains_seeds_keeping_its_runs_and_its_stage(tmp_path, capsys):
+    sets = [*tiny_config()[1], *SMALL, "pretext.stage_seed=0"]
+    args = [a for s in sets for a in ("--set", s)]
+    out = tmp_path / "grown"
+    assert main(["run", "-o", str(out), "--set", "seeds=2", *args]) == 0
+    before = json.loads((out / "summary.json").read_text())
+    stage = sorted((out / "runs" / "tpp" / "stage" / "checkpoints" / "pretext").glob("ckpt-*"))
+    made = [p.stat().st_mtime_ns for p in stage]
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "--set", "seeds=3"]) == 0
+    captured = capsys.readouterr()
+    log = captured.out + captured.err
+    assert "adding seed(s) 2..2 to the comparison of 2 seed(s)" in log and "makes the shared TPP stage" not in log
+    assert log.count("== run ") == 2  # only the new seed's runs were made
+    assert [p.stat().st_mtime_ns for p in stage] == made
+    after = json.loads((out / "summary.json").read_text())
+    assert after["seeds"] == [0, 1, 2] and after["arms"]["tpp"]["n"] == 3
+    for arm in ("baseline", "tpp"):
+        assert after["arms"][arm]["runs"][:2] == before["arms"][arm]["runs"]
+    assert after["arms"]["tpp"]["runs"][2]["pretext"]["shared"]["made_by_this_run"] is False
+    assert "seeds: 3" in (out / "config.yaml").read_text()
+    assert json.loads((out / "command.json").read_text())["seeds_added"] == [{"from": 2, "to": 3}]
+    # the added seed's runs are those of the comparison made with 3 seeds at once, bit for bit
+    whole = _run(tmp_path / "whole", "seeds=3", "pretext.stage_seed=0")
+    for arm in ("baseline", "tpp"):
+        new, ref = after["arms"][arm]["runs"][2], whole["arms"][arm]["runs"][2]
+        assert (new["val"], new["test"]) == (ref["val"], ref["test"])
+    # seeds only grow, and only in a whole comparison
+    assert main(["run", "--resume", str(out), "--set", "seeds=2"]) == 2
+    assert "resuming may add seeds, never drop them" in capsys.readouterr().err
+    part = tmp_path / "part"
+    assert main(["run", "-o", str(part), "--only", "baseline:0", *args]) == 0
+    assert main(["run", "--resume", str(part), "--set", "seeds=4"]) == 2
+    assert "holds only some runs of its comparison" in capsys.readouterr().err
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "-o", str(pre), *args]) == 0
+    assert main(["pretrain", "--resume", str(pre), "--set", "seeds=5"]) == 2
+    assert "only a comparison (tppeft run) has seeds to add" in capsys.readouterr().err

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from safetensors import safe_open
 
 from tppeft import faults
+from tppeft.engine.config import results_identity
 from tppeft.errors import CheckpointError
 from tppeft.io import save_tensors
 
@@ -87,13 +89,15 @@ class Checkpointer:
     """The checkpoints of one stage of one run, in ``directory``.
 
     ``fingerprint`` identifies the configuration and stage; a checkpoint with another fingerprint is never
-    resumed from. ``logs`` are append-only files (metrics lines) whose sizes every checkpoint records, so that
-    a resume cuts off what was appended after the checkpoint it continues from. With ``writes`` false (every
+    resumed from, unless it is one of ``earlier`` (what older versions wrote for the same configuration).
+    ``logs`` are append-only files (metrics lines) whose sizes every checkpoint records, so that a resume cuts
+    off what was appended after the checkpoint it continues from. With ``writes`` false (every
     process but the first under torchrun) nothing is written or cut: the first process's files are read.
     """
 
     directory: Path
     fingerprint: str
+    earlier: tuple[str, ...] = ()
     every_epochs: int = 1
     every_steps: int = 0
     keep: int = 2
@@ -128,7 +132,7 @@ class Checkpointer:
                 self.log(f"WARNING: {e}; trying the previous checkpoint")
                 problems.append(str(e))
                 continue
-            if ckpt.meta.get("fingerprint") != self.fingerprint:
+            if ckpt.meta.get("fingerprint") not in (self.fingerprint, *self.earlier):
                 raise CheckpointError(f"checkpoint {path} was written by another configuration or stage "
                                       f"({ckpt.meta.get('fingerprint')} != {self.fingerprint}); resume it with the "
                                       "config.yaml it was made with")
@@ -190,6 +194,14 @@ def _where(path: Path, meta: dict[str, Any], done: bool) -> str:
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of JSON-able values (the config and the stage they apply to)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_fingerprints(cfg: BaseModel, *parts: Any) -> tuple[str, tuple[str, ...]]:
+    """The fingerprint of ``cfg``'s results identity and ``parts`` (a stage, a seed), and those earlier versions
+    wrote for it: theirs also held the comparison's seed count, which was at most today's."""
+    identity = results_identity(cfg)
+    earlier = tuple(fingerprint({**identity, "seeds": n}, *parts) for n in range(1, getattr(cfg, "seeds", 0) + 1))
+    return fingerprint(identity, *parts), earlier
 
 
 def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -61,8 +61,12 @@ class CheckpointConfig(Section):
 
 # Keys that change how a run is executed but not its results: they may differ on --resume.
 RUNTIME_KEYS = ("threads", "checkpoint", "log")
+# How many seeds a comparison has changes no run's results: on --resume it may grow (more seeds, the finished
+# runs and a shared TPP stage kept).
+GROWING_KEYS = ("seeds",)
 
 
 def results_identity(cfg: BaseModel) -> dict:
-    """The config without :data:`RUNTIME_KEYS`: what a checkpoint must agree with to be resumed from."""
-    return cfg.model_dump(mode="json", exclude=set(RUNTIME_KEYS))
+    """The config without :data:`RUNTIME_KEYS` and :data:`GROWING_KEYS`: what a checkpoint must agree with to be
+    resumed from."""
+    return cfg.model_dump(mode="json", exclude={*RUNTIME_KEYS, *GROWING_KEYS})

@@ -201,9 +201,13 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
     if cfg.pretext.stage_seed is not None and staged:
         log(f"pretext.stage_seed: {cfg.pretext.stage_seed}: one TPP stage per arm ({', '.join(staged)}) serves "
             f"all {cfg.seeds} seeds; the paired intervals do not include the variation between stages")
-        if any(a.uses_budget for a in arms) and cfg.baseline_matched.stage_shared_by == 1:
+        shared_by = cfg.baseline_matched.stage_shared_by
+        if any(a.uses_budget for a in arms) and shared_by == 1:
             log("note: baseline_matched is charged a whole stage per run although the stage is shared; "
                 f"baseline_matched.stage_shared_by: {cfg.seeds} charges each run its share")
+        elif any(a.uses_budget for a in arms) and shared_by != cfg.seeds:
+            log(f"note: baseline_matched.stage_shared_by is {shared_by} and the stage serves {cfg.seeds} seeds: each "
+                f"baseline_matched run is charged 1/{shared_by} of it")
     budget = None
     for arm in (a for a in arms if a.uses_budget):
         budget = budget or matched_budget(ctx)
