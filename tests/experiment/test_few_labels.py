@@ -10,6 +10,7 @@ from conftest import tiny_config
 
 from tppeft.cli import main
 from tppeft.config import ConfigError, load_config
+from tppeft.errors import DataError
 from tppeft.experiment.budget import matched_budget
 from tppeft.experiment.context import prepare_context
 from tppeft.reporting.report import data_text
@@ -96,6 +97,21 @@ def test_pretext_data_never_holds_the_runs_validation_or_test_images(tmp_path):
                                                       "pretext_sources": ctx.pretext_sources}}
     assert "6 of them from pretext.data (4 of those are training images of the run's own file too" in \
         data_text(summary)
+    # pretext.drop_train_copies leaves them out: the stage sees each training image once per epoch
+    lines.clear()
+    cfg = load_config(None, [*tiny_config()[1], *SMALL, f"pretext.data=[{{path: {again}, splits: [train]}}]",
+                             "pretext.drop_train_copies=true"])
+    ctx = prepare_context(cfg, log=lines.append)
+    (src,) = ctx.pretext_sources
+    assert (src["left_out_train_copies"], src["also_in_train"], src["images"]) == (4, 0, 2)
+    assert ctx.num_pretext_images() == 42 and torch.allclose(ctx.pretext_extra, torch.tensor(7 / 255))  # the blanks
+    assert "4 images of again.npz are the run's training images; left out" in "\n".join(lines)
+    summary["data"].update(pretext_train=42, pretext_sources=ctx.pretext_sources)
+    assert data_text(summary).endswith("42 unlabelled images, 2 of them from pretext.data (4 copies of the run's "
+                                       "training images in pretext.data left out).")
+    missing = f"pretext.data=[{{path: {tmp_path / 'nope.npz'}, splits: [train]}}]"
+    with pytest.raises(DataError, match="pretext.data: data file .* does not exist"):
+        prepare_context(load_config(None, [*tiny_config()[1], *SMALL, missing]), log=lines.append)
 
 
 def test_head_warm_up_leaves_the_target_parameters_alone_and_the_probe_reads_them(tmp_path):

@@ -32,7 +32,12 @@ def image_keys(images: torch.Tensor, size: int | None = None) -> list[bytes | No
     return keys
 
 
+def found_in(keys: list[bytes | None], others: list[bytes | None]) -> list[bool]:
+    """For each of ``keys``' images: is it among ``others``' (a constant image never is)?"""
+    known = {k for k in others if k is not None}
+    return [k is not None and k in known for k in keys]
+
+
 def count_in(keys: list[bytes | None], others: list[bytes | None]) -> int:
     """How many of ``keys``' images are among ``others``' (constant images never count)."""
-    known = {k for k in others if k is not None}
-    return sum(k is not None and k in known for k in keys)
+    return sum(found_in(keys, others))

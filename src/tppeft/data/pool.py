@@ -54,14 +54,15 @@ def _split_arrays(npz, path: Path, splits: list[str]) -> dict[str, np.ndarray]:
 
 
 def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None = None,
-              log=print) -> tuple[torch.Tensor, list[dict]]:
-    """Images (N, C, S, S) in [0, 1] from the chosen splits of every source, and a record of what was read."""
+              log=print, key: str = "backbone_pretrain.sources") -> tuple[torch.Tensor, list[dict]]:
+    """Images (N, C, S, S) in [0, 1] from the chosen splits of every source, and a record of what was read;
+    ``key`` is the config key the sources come from, for messages."""
     chunks: list[torch.Tensor] = []
     record: list[dict] = []
     for src in sources:
         path = source_path(src.path, root)
         if not path.is_file():
-            raise DataError(f"backbone_pretrain.sources: data file '{path}' does not exist")
+            raise DataError(f"{key}: data file '{path}' does not exist")
         npz = open_npz(path)
         counts: dict[str, int] = {}
         volume = False

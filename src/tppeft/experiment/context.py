@@ -16,7 +16,7 @@ from tppeft.bundled import resolve
 from tppeft.config import Config
 from tppeft.data import ImageDataset, augment_batch, data_from_config, input_pixels, to_model_input
 from tppeft.data.fewshot import labelled_subset
-from tppeft.data.overlap import count_in, image_keys
+from tppeft.data.overlap import count_in, found_in, image_keys
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
@@ -170,23 +170,37 @@ def _pretext_extra(cfg: Config, size: int, data: ImageDataset, task: Task,
                           "sees whole volumes; use it with a 2D backbone (backbone.dims: 2)")
     own = resolve(cfg.data.path)
     own_sha = file_sha256(own) if own.is_file() else None
-    images, sources = load_pool(cfg.pretext.data, size, None, lambda line: log(f"pretext.data {line}"))
+    images, sources = load_pool(cfg.pretext.data, size, None, lambda line: log(f"pretext.data {line}"),
+                                key="pretext.data")
     for src in sources:
         if src["sha256"] == own_sha:
             raise ConfigError(f"pretext.data: {src['path']} is the run's own data file ({cfg.data.path}); its "
                               "training images are in the TPP stage already")
     run_keys = {split: image_keys(task.pretext_images(data[split]), data[split].size)
                 for split in ("train", "val", "test")}
-    keys, start = image_keys(images), 0
+    keys, start, keep = image_keys(images), 0, []
+    drop = cfg.pretext.drop_train_copies
     for src in sources:
         src_keys, start = keys[start:start + src["images"]], start + src["images"]
         for split in ("val", "test"):
             if leaked := count_in(src_keys, run_keys[split]):
                 raise ConfigError(f"pretext.data: {leaked:,} images of {src['path']} are the run's {split} images, "
                                   "pixel for pixel; the TPP stage must never see them: leave them out of that file")
-        src["also_in_train"] = count_in(src_keys, run_keys["train"])
-        if src["also_in_train"]:
-            log(f"pretext.data: {src['also_in_train']:,} images of {src['file']} are also in the run's training "
-                "split (the TPP stage sees them twice per epoch)")
+        copies = found_in(src_keys, run_keys["train"])
+        keep += [not c for c in copies] if drop else [True] * len(copies)
+        if drop and any(copies):
+            src["left_out_train_copies"], src["also_in_train"] = sum(copies), 0
+            src["images"] -= sum(copies)
+            log(f"pretext.data: {sum(copies):,} images of {src['file']} are the run's training images; left out "
+                "(pretext.drop_train_copies), so the TPP stage sees each once per epoch")
+        else:
+            src["also_in_train"] = sum(copies)
+            if src["also_in_train"]:
+                log(f"pretext.data: {src['also_in_train']:,} images of {src['file']} are also in the run's training "
+                    "split (the TPP stage sees them twice per epoch; pretext.drop_train_copies: true leaves them out)")
+    images = images[torch.tensor(keep)] if not all(keep) else images
+    if not len(images):
+        log("pretext.data: every image is one of the run's training images; the TPP stage sees those alone")
+        return None, sources
     log(f"pretext.data: {len(images):,} more unlabelled images for the TPP stage only")
     return images, sources

@@ -31,6 +31,11 @@ class PretextStageOptions(Section):
         "Refused if any image is one of the run's validation or test images pixel for pixel; copies of its "
         "training images are counted (`also_in_train`) and seen twice per epoch. 2D backbones only.",
     )
+    drop_train_copies: bool = Field(
+        False, description="Leave out of `pretext.data` the images that are the run's own training images, pixel "
+        "for pixel, so that the TPP stage sees each once per epoch (by default they stay and are seen twice). "
+        "Recorded per source as `left_out_train_copies`.",
+    )
     head_warmup_epochs: int = Field(
         0, ge=0, description="Epochs that train a fresh pretext head (decoder, projection head) alone, target "
         "parameters frozen, before the TPP stage proper (0 = none).",

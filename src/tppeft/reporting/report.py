@@ -214,10 +214,12 @@ def data_text(summary: dict) -> str | None:
               + "drawn per seed, the same in every arm)")
     extra = sum(s.get("images", 0) for s in d.get("pretext_sources") or [])
     twice = sum(s.get("also_in_train", 0) for s in d.get("pretext_sources") or [])
+    left = sum(s.get("left_out_train_copies", 0) for s in d.get("pretext_sources") or [])
     return (f"Fine-tuning saw {budget}; the TPP stage saw {d['pretext_train']:,} unlabelled images"
             + (f", {extra:,} of them from pretext.data" if extra else "")
             + (f" ({twice:,} of those are training images of the run's own file too: seen twice per epoch)"
-               if twice else "") + ".")
+               if twice else "")
+            + (f" ({left:,} copies of the run's training images in pretext.data left out)" if left else "") + ".")
 
 
 # Kept for callers that print the tables: Markdown text of each.
