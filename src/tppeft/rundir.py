@@ -304,6 +304,13 @@ class RunFolder:
         saved = yaml.safe_load(self.config.read_text()).get("seeds")
         return saved if saved is not None and saved < cfg.seeds else None
 
+    def seeds_added(self) -> list[dict]:
+        """The steps by which ``--resume --set seeds=N`` grew the comparison (``command.json``), oldest first."""
+        try:
+            return list(json.loads(self.command.read_text()).get("seeds_added", []))
+        except (OSError, json.JSONDecodeError):
+            return []
+
     def grow_seeds(self, cfg: BaseModel) -> None:
         """Make the comparison ``cfg``'s, with more seeds: ``config.yaml`` says so, ``command.json`` records the
         step, and the summary and report of the fewer seeds go (the finished comparison writes them again)."""

@@ -126,6 +126,9 @@ def test_a_finished_comparison_gains_seeds_keeping_its_runs_and_its_stage(tmp_pa
     assert after["arms"]["tpp"]["runs"][2]["pretext"]["shared"]["made_by_this_run"] is False
     assert "seeds: 3" in (out / "config.yaml").read_text()
     assert json.loads((out / "command.json").read_text())["seeds_added"] == [{"from": 2, "to": 3}]
+    assert after["seeds_added"] == [{"from": 2, "to": 3}]
+    assert "Seeds: [0, 1, 2] (paired across arms; seed 2 added later to the 2 before)" in \
+        (out / "report.md").read_text()
     # the added seed's runs are those of the comparison made with 3 seeds at once, bit for bit
     whole = _run(tmp_path / "whole", "seeds=3", "pretext.stage_seed=0")
     for arm in ("baseline", "tpp"):

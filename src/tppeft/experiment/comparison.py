@@ -281,6 +281,8 @@ def finish_comparison(cfg: Config, ctx: Context, folder: RunFolder, records: lis
     records = sort_records(records, cfg)
     figures = ctx.task.figures(ctx, folder.root, cfg.arms) if main else []
     extra = {"resumed": True} if resume else {}
+    if added := folder.seeds_added():
+        extra["seeds_added"] = added
     summary = summarize(records, cfg, {**meta, "figures": figures, "wall_seconds": round(seconds, 1), **extra},
                         ctx.task.metrics, ctx.task.primary_metric)
     if main:

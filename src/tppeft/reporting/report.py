@@ -290,8 +290,16 @@ def _setup_text(summary: dict) -> str:
             f"Target parameters: {_target_text(summary)}. "
             f"Pretext: `{pre.get('method')}`, {pre.get('epochs')} epochs, lr {pre.get('lr')}. "
             f"Fine-tuning: {ft.get('epochs')} epochs, lr {ft.get('lr')}, model selection on validation "
-            f"{ft.get('select_metric')}. Seeds: {summary.get('seeds')} (paired across arms). "
+            f"{ft.get('select_metric')}. Seeds: {summary.get('seeds')} (paired across arms{_added_text(summary)}). "
             f"Device: {summary.get('device')}; {_wall_text(summary)}.")
+
+
+def _added_text(summary: dict) -> str:
+    """When seeds were added to a finished comparison (``--resume --set seeds=N``): which, and to how many."""
+    def which(a: dict) -> str:
+        return f"seed {a['from']}" if a["to"] - a["from"] == 1 else f"seeds {a['from']}–{a['to'] - 1}"
+
+    return "".join(f"; {which(a)} added later to the {a['from']} before" for a in summary.get("seeds_added") or [])
 
 
 def _wall_text(summary: dict) -> str:
