@@ -38,8 +38,8 @@ def test_the_command_is_read_from_the_notes():
 def test_a_result_folder_is_reproduced_by_the_command_its_notes_give(folder):
     name, sets = notes_command((folder / "notes.md").read_text())
     assert name in bundled_configs(), f"{folder.name}: its notes name '{name}', which is not a bundled config"
-    made, kept = results_identity(load_config(bundled_configs()[name], sets)), \
-        results_identity(load_config(folder / "config.yaml"))
+    made, kept = (load_config(bundled_configs()[name], sets), load_config(folder / "config.yaml"))
+    made, kept = ({**results_identity(c), "seeds": c.seeds} for c in (made, kept))  # the seed count too
     assert made == kept, f"{folder.name}: differs from {name} {sets} in {sorted(k for k in made if made[k] != kept[k])}"
 
 
@@ -69,3 +69,32 @@ def test_the_stage_table_reads_every_kept_comparison_with_probe_diagnostics(tmp_
     shared = rows["validity/brain_mri_few_labels_simclr_shared_stage"]
     assert shared["same_tpp_runs_as"] == "validity/brain_mri_few_labels_simclr_long_finetune"
     assert "Spearman's rank correlation" in proc.stdout
+
+
+def test_the_resolution_table_says_how_small_an_effect_each_comparison_could_see(tmp_path):
+    """benchmarks/validity/resolution.py: per kept paired difference, its seeds, mean and spread, and the smallest
+    difference a paired t-test would find with 80% power; a difference another folder lists is named once."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    script = RESULTS.parent / "benchmarks" / "validity" / "resolution.py"
+    spec = importlib.util.spec_from_file_location("resolution", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # (t(0.975, 7) + t(0.80, 7)) / sqrt(8) = (2.3646 + 0.8960) / 2.8284
+    assert module.detectable(1.0, 8) == pytest.approx(1.1528, abs=1e-4) and module.detectable(1.0, 1) is None
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(script), str(RESULTS), "--json", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["folder"], r["pair"]): r for r in json.loads(out.read_text())}
+    one = rows[("validity/brain_mri_few_labels_simclr_one_stage", "tpp-baseline_matched")]
+    paired = json.loads((RESULTS / one["folder"] / "summary.json").read_text())["paired"]["tpp-baseline_matched"]
+    assert one["n"] == paired["auc"]["n"] and one["mean"] == pytest.approx(paired["auc"]["mean"])
+    assert one["detectable"] == pytest.approx(module.detectable(one["sd"], one["n"]))
+    # the shared-stage folder's tpp and baseline runs are the long fine-tuning study's: listed there only
+    assert ("validity/brain_mri_few_labels_simclr_shared_stage", "tpp-baseline") not in rows
+    assert ("validity/brain_mri_few_labels_simclr_long_finetune", "tpp-baseline") in rows
+    assert "detectable difference median" in proc.stdout
