@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     eight = [r["detectable"] for r in table if r["n"] >= 8 and r["detectable"] is not None]
     if eight:
         print(f"\nWith 8 seeds or more ({len(eight)} differences): detectable difference median "
-              f"{np.median(eight):.3f}, range {min(eight):.3f}–{max(eight):.3f} (the metric's units; a planning figure from the observed "
-              "spread)")
+              f"{np.median(eight):.3f}, range {min(eight):.3f}–{max(eight):.3f} (the metric's units; a planning "
+              "figure from the observed spread)")
     if args.json:
         args.json.write_text(json.dumps(table, indent=1) + "\n")
     return 0
