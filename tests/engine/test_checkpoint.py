@@ -67,21 +67,40 @@ def test_keeps_two_and_falls_back_to_the_previous_good_one(tmp_path):
 
 def test_the_seed_count_is_not_in_a_checkpoints_fingerprint_and_earlier_ones_that_held_it_resume(tmp_path):
     from tppeft.config import load_config
-    from tppeft.engine.checkpoint import config_fingerprints, fingerprint
+    from tppeft.engine.checkpoint import config_match, fingerprint
     from tppeft.engine.config import results_identity
 
     three, five = load_config(None, ["seeds=3"]), load_config(None, ["seeds=5"])
-    current, earlier = config_fingerprints(five, "pretext", 0)
-    assert current == config_fingerprints(three, "pretext", 0)[0] != config_fingerprints(five, "pretext", 1)[0]
-    assert current != config_fingerprints(load_config(None, ["seeds=5", "peft.r=4"]), "pretext", 0)[0]
+    match = config_match(five, "pretext", 0)
+    current, earlier = match["fingerprint"], match["earlier"]
+    assert current == config_match(three, "pretext", 0)["fingerprint"]
+    assert current != config_match(five, "pretext", 1)["fingerprint"]
+    assert current != config_match(load_config(None, ["seeds=5", "peft.r=4"]), "pretext", 0)["fingerprint"]
     # what earlier versions wrote: the whole config, seeds included, for this and any smaller seed count
     old = fingerprint(three.model_dump(mode="json", exclude={"threads", "checkpoint", "log"}), "pretext", 0)
     assert "seeds" not in results_identity(five) and old in earlier and current not in earlier
     Checkpointer(tmp_path / "ck", old).save({"w": torch.ones(2)}, {"i": 1})
-    assert Checkpointer(tmp_path / "ck", current, earlier).resume().meta["fingerprint"] == old
+    assert Checkpointer(tmp_path / "ck", **match).resume().meta["fingerprint"] == old
     with pytest.raises(CheckpointError, match="another configuration"):
         Checkpointer(tmp_path / "ck", current).resume()
 
+
+def test_a_key_added_since_a_checkpoint_was_written_changes_nothing_at_its_default(tmp_path):
+    """A checkpoint stores the identity it was made with: a configuration that differs only by keys the checkpoint
+    lacks, at their defaults, resumes from it; a key it lacks set to another value, or a changed key, does not."""
+    from tppeft.config import load_config
+    from tppeft.engine.checkpoint import config_match
+
+    plain = config_match(load_config(None, []), "pretext", 0)
+    written = Checkpointer(tmp_path / "ck", **plain)
+    written.identity = dict(plain["identity"])
+    written.identity["pretext"] = {k: v for k, v in plain["identity"]["pretext"].items() if k != "drop_train_copies"}
+    written.fingerprint = "written-before-the-key"
+    written.save({"w": torch.ones(2)}, {})
+    assert Checkpointer(tmp_path / "ck", **plain).resume() is not None
+    for sets in (["pretext.drop_train_copies=true"], ["peft.r=4"]):
+        with pytest.raises(CheckpointError, match="another configuration"):
+            Checkpointer(tmp_path / "ck", **config_match(load_config(None, sets), "pretext", 0)).resume()
 
 
 def test_a_log_made_after_the_checkpoint_is_emptied_on_resume(tmp_path):

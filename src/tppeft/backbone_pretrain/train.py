@@ -28,7 +28,7 @@ from tppeft.data import augment_batch, to_model_input
 from tppeft.data.config import DataConfig
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_threads, train
-from tppeft.engine.checkpoint import Checkpointer, config_fingerprints
+from tppeft.engine.checkpoint import Checkpointer, config_match
 from tppeft.engine.config import CheckpointConfig, TrainConfig
 from tppeft.engine.devices import autocast, autocast_dtype
 from tppeft.engine.loop import epoch_steps
@@ -92,7 +92,7 @@ def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str],
         f"{len(pool):,} images at {size}px; {bp.epochs} epochs x {steps_per_epoch} steps of {bp.batch_size}, "
         f"peak lr {lr:.2e}; device {device}" + (f" ({threads} threads)" if threads else ""))
     paths = RunPaths(out_dir)
-    ckpts = Checkpointer(paths.checkpoints(STAGE), *config_fingerprints(cfg, STAGE),
+    ckpts = Checkpointer(paths.checkpoints(STAGE), **config_match(cfg, STAGE),
                          every_epochs=cfg.checkpoint.every_epochs, every_steps=cfg.checkpoint.every_steps,
                          logs=[paths.metrics], log=log)
     resumed = ckpts.resume() if resume else None

@@ -89,7 +89,8 @@ class Checkpointer:
     """The checkpoints of one stage of one run, in ``directory``.
 
     ``fingerprint`` identifies the configuration and stage; a checkpoint with another fingerprint is never
-    resumed from, unless it is one of ``earlier`` (what older versions wrote for the same configuration).
+    resumed from, unless it is one of ``earlier`` (what older versions wrote for the same configuration) or the
+    checkpoint's stored ``identity`` is this one's but for keys added since, at their ``defaults``.
     ``logs`` are append-only files (metrics lines) whose sizes every checkpoint records, so that a resume cuts
     off what was appended after the checkpoint it continues from. With ``writes`` false (every
     process but the first under torchrun) nothing is written or cut: the first process's files are read.
@@ -98,6 +99,8 @@ class Checkpointer:
     directory: Path
     fingerprint: str
     earlier: tuple[str, ...] = ()
+    identity: dict[str, Any] | None = None
+    defaults: dict[str, Any] | None = None
     every_epochs: int = 1
     every_steps: int = 0
     keep: int = 2
@@ -132,7 +135,7 @@ class Checkpointer:
                 self.log(f"WARNING: {e}; trying the previous checkpoint")
                 problems.append(str(e))
                 continue
-            if ckpt.meta.get("fingerprint") not in (self.fingerprint, *self.earlier):
+            if not self._matches(ckpt.meta):
                 raise CheckpointError(f"checkpoint {path} was written by another configuration or stage "
                                       f"({ckpt.meta.get('fingerprint')} != {self.fingerprint}); resume it with the "
                                       "config.yaml it was made with")
@@ -168,11 +171,20 @@ class Checkpointer:
         # a log not yet made has size 0: lines a resume must cut may follow in a file made after this checkpoint
         sizes = {p.name: p.stat().st_size if p.is_file() else 0 for p in self.logs}
         where = _where(path, meta, done) if faults.armed() else None
-        write_checkpoint(path, tensors, {**meta, "fingerprint": self.fingerprint, "done": done,
+        own = {"identity": self.identity} if self.identity is not None else {}
+        write_checkpoint(path, tensors, {**meta, "fingerprint": self.fingerprint, **own, "done": done,
                                          "stage": self.meta, "log_sizes": sizes}, where)
         self.prune(self.keep)
         self.last_saved = path
         return path
+
+    def _matches(self, meta: dict[str, Any]) -> bool:
+        """Was the checkpoint written by this configuration (a key added since, at its default, changes nothing)?"""
+        if meta.get("fingerprint") in (self.fingerprint, *self.earlier):
+            return True
+        stored = meta.get("identity")
+        return (isinstance(stored, dict) and self.identity is not None and self.defaults is not None
+                and with_defaults(stored, self.defaults) == self.identity)
 
     def prune(self, keep: int) -> None:
         """Delete all checkpoints but the newest ``keep``."""
@@ -196,12 +208,25 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def config_fingerprints(cfg: BaseModel, *parts: Any) -> tuple[str, tuple[str, ...]]:
-    """The fingerprint of ``cfg``'s results identity and ``parts`` (a stage, a seed), and those earlier versions
-    wrote for it: theirs also held the comparison's seed count, which was at most today's."""
+def with_defaults(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` (a configuration's identity) with the keys it lacks taken from ``defaults``, section by section."""
+    filled = dict(stored)
+    for key, value in defaults.items():
+        if key not in filled:
+            filled[key] = value
+        elif isinstance(value, dict) and isinstance(filled[key], dict):
+            filled[key] = with_defaults(filled[key], value)
+    return filled
+
+
+def config_match(cfg: BaseModel, *parts: Any) -> dict[str, Any]:
+    """:class:`Checkpointer` keywords that tie its checkpoints to ``cfg``'s results identity and ``parts`` (a stage,
+    a seed): the fingerprint, those earlier versions wrote for it (theirs also held the comparison's seed count,
+    at most today's), and the identity itself with the defaults, so that a key added later changes nothing."""
     identity = results_identity(cfg)
     earlier = tuple(fingerprint({**identity, "seeds": n}, *parts) for n in range(1, getattr(cfg, "seeds", 0) + 1))
-    return fingerprint(identity, *parts), earlier
+    return {"fingerprint": fingerprint(identity, *parts), "earlier": earlier, "identity": identity,
+            "defaults": results_identity(type(cfg)())}
 
 
 def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

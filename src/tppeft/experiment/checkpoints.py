@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tppeft import distributed
-from tppeft.engine.checkpoint import Checkpoint, Checkpointer, config_fingerprints
+from tppeft.engine.checkpoint import Checkpoint, Checkpointer, config_match
 from tppeft.experiment.context import Context
 from tppeft.rundir import RunPaths
 
@@ -14,8 +14,7 @@ def stage_checkpointer(ctx: Context, out_dir: Path, stage: str, seed: int) -> Ch
     """The checkpoints of one stage of one run, in ``out_dir/checkpoints/<stage>``."""
     c = ctx.cfg.checkpoint
     paths = RunPaths(out_dir)
-    current, earlier = config_fingerprints(ctx.cfg, stage, seed)
-    return Checkpointer(paths.checkpoints(stage), current, earlier,
+    return Checkpointer(paths.checkpoints(stage), **config_match(ctx.cfg, stage, seed),
                         every_epochs=c.every_epochs, every_steps=c.every_steps, logs=[paths.metrics],
                         log=ctx.log, writes=distributed.is_main())
 
