@@ -71,7 +71,7 @@ def test_the_stage_table_reads_every_kept_comparison_with_probe_diagnostics(tmp_
     assert "Spearman's rank correlation" in proc.stdout
 
 
-def test_the_resolution_table_says_how_small_an_effect_each_comparison_could_see(tmp_path):
+def test_the_resolution_table_says_how_small_an_effect_each_comparison_could_see(tmp_path, monkeypatch):
     """benchmarks/validity/resolution.py: per kept paired difference, its seeds, mean and spread, and the smallest
     difference a paired t-test would find with 80% power; a difference another folder lists is named once."""
     import importlib.util
@@ -80,6 +80,7 @@ def test_the_resolution_table_says_how_small_an_effect_each_comparison_could_see
     import sys
 
     script = RESULTS.parent / "benchmarks" / "validity" / "resolution.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # its sibling module, as when it runs as a script
     spec = importlib.util.spec_from_file_location("resolution", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

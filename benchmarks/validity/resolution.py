@@ -15,13 +15,13 @@ A paired difference that another folder already lists (a comparison merged from 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
+from kept import arguments, print_table, result_folders, write_rows
 from scipy.stats import t as student_t
 
 ALPHA, POWER = 0.05, 0.80
@@ -55,40 +55,34 @@ def rows(folder: Path, root: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("root", nargs="?", default="results", help="folder searched for summary.json files")
-    ap.add_argument("--json", type=Path, help="also write the rows as data")
-    args = ap.parse_args(argv)
-    root = Path(args.root)
-    found = [r for f in sorted(root.rglob("summary.json")) for r in rows(f.parent, root)]
+    args = arguments(__doc__, argv)
+    found = [r for f in result_folders(args.root) for r in rows(f, args.root)]
     if not found:
-        print(f"no result folder under {root} has paired differences with per-seed values", file=sys.stderr)
+        print(f"no result folder under {args.root} has paired differences with per-seed values", file=sys.stderr)
         return 1
-    first: dict[tuple, str] = {}
+    seen: set[tuple] = set()
     table = []
     for r in found:
         key = (r["pair"], r.pop("per_seed"))
-        if key in first:
-            continue
-        first[key] = r["folder"]
-        table.append(r)
-    head = ["folder", "difference", "seeds", "mean", "95% CI", "sd per seed", "detectable (80% power)", "wins"]
-    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+        if key not in seen:
+            seen.add(key)
+            table.append(r)
+    lines = []
     for r in table:
         lo, hi = r["ci95"] or (None, None)
         ci = "—" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]"
         shown = "—" if r["detectable"] is None else f"{r['detectable']:.3f}"
-        print(f"| {r['folder']} | {r['pair']} ({r['metric']}) | {r['n']} | {r['mean']:+.3f} | {ci} | {r['sd']:.3f} | "
-              f"{shown} | {r['wins']}/{r['n']} |")
+        lines.append(f"| {r['folder']} | {r['pair']} ({r['metric']}) | {r['n']} | {r['mean']:+.3f} | {ci} | "
+                     f"{r['sd']:.3f} | {shown} | {r['wins']}/{r['n']} |")
+    print_table(["folder", "difference", "seeds", "mean", "95% CI", "sd per seed", "detectable (80% power)", "wins"],
+                lines)
     eight = [r["detectable"] for r in table if r["n"] >= 8 and r["detectable"] is not None]
     if eight:
         print(f"\nWith 8 seeds or more ({len(eight)} differences): detectable difference median "
               f"{np.median(eight):.3f}, range {min(eight):.3f}–{max(eight):.3f} (the metric's units; a planning "
               "figure from the observed spread)")
-    if args.json:
-        args.json.write_text(json.dumps(table, indent=1) + "\n")
+    write_rows(args.json, table)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

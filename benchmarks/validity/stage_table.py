@@ -15,12 +15,12 @@ out of the correlation.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from kept import arguments, print_table, result_folders, write_rows
 from scipy.stats import spearmanr
 
 
@@ -62,39 +62,33 @@ def _fmt(d: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("root", nargs="?", default="results", help="folder searched for summary.json files")
-    ap.add_argument("--json", type=Path, help="also write the rows as data")
-    args = ap.parse_args(argv)
-    root = Path(args.root)
-    rows = [r for f in sorted(root.rglob("summary.json")) if (r := row(f.parent, root))]
+    args = arguments(__doc__, argv)
+    rows = [r for f in result_folders(args.root) if (r := row(f, args.root))]
     first: dict[tuple, str] = {}
     for r in rows:
         r["same_tpp_runs_as"] = first.setdefault(r.pop("tpp_runs"), r["folder"])
         if r["same_tpp_runs_as"] == r["folder"]:
             r["same_tpp_runs_as"] = None
     if not rows:
-        print(f"no result folder under {root} has TPP runs with probe diagnostics", file=sys.stderr)
+        print(f"no result folder under {args.root} has TPP runs with probe diagnostics", file=sys.stderr)
         return 1
-    head = ["folder", "pretext", "stage images", "ft epochs", "stages", "probe test: before → after", "change",
-            "LoRA ‖BA‖/‖W‖", "tpp − baseline", "tpp − baseline_matched"]
-    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    lines = []
     for r in rows:
         moved = "—" if r["lora_update_ratio"] is None else f"{r['lora_update_ratio']:.2f}"
         name = r["folder"] + (f" (tpp runs of {r['same_tpp_runs_as']})" if r["same_tpp_runs_as"] else "")
-        print(f"| {name} | {r['pretext']} | {r['stage_images']} | {r['finetune_epochs']} | {r['stages']} | "
-              f"{r['probe_before']:.3f} → {r['probe_after']:.3f} | {r['probe_change']:+.3f} | {moved} | "
-              f"{_fmt(r['tpp-baseline'])} | {_fmt(r['tpp-baseline_matched'])} |")
+        lines.append(f"| {name} | {r['pretext']} | {r['stage_images']} | {r['finetune_epochs']} | {r['stages']} | "
+                     f"{r['probe_before']:.3f} → {r['probe_after']:.3f} | {r['probe_change']:+.3f} | {moved} | "
+                     f"{_fmt(r['tpp-baseline'])} | {_fmt(r['tpp-baseline_matched'])} |")
+    print_table(["folder", "pretext", "stage images", "ft epochs", "stages", "probe test: before → after", "change",
+                 "LoRA ‖BA‖/‖W‖", "tpp − baseline", "tpp − baseline_matched"], lines)
     paired = [(r["probe_change"], r["tpp-baseline"]["mean"]) for r in rows
               if r["tpp-baseline"] and not r["same_tpp_runs_as"]]
     if len(paired) >= 3:
         rho = spearmanr(*zip(*paired, strict=True)).statistic
         print(f"\nSpearman's rank correlation, probe change vs tpp − baseline, over {len(paired)} rows: {rho:+.2f} "
               "(descriptive: the rows differ in data, fine-tuning epochs and seeds)")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    write_rows(args.json, rows)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
