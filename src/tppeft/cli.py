@@ -102,8 +102,8 @@ def _resume_config(args: argparse.Namespace) -> tuple[Config, RunFolder]:
             raise ConfigError(f"--set {text}: '{'.'.join(keys)}' cannot change when resuming (it would change the "
                               f"results); only {', '.join(RUNTIME_KEYS)} may, and seeds may grow")
     cfg = load_config(folder.config, args.set or [])
-    before = load_config(folder.config, []).seeds
-    if cfg.seeds != before:
+    before = folder.saved_seeds()
+    if before is not None and cfg.seeds != before:
         _check_more_seeds(args, saved, before, cfg.seeds)
     return cfg, folder
 
@@ -148,12 +148,12 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
     need = estimate_run_bytes(preflight(ctx, pretext, init), runs, cfg.checkpoint.keep_finished)
     if resume:
         folder.check_writable(need)
-        before = folder.seeds_before(cfg)
-        if before is not None:
+        before = folder.saved_seeds()
+        if before is not None and cfg.seeds > before:
             log(f"adding seed(s) {before}..{cfg.seeds - 1} to the comparison of {before} seed(s) in {folder.root}: "
                 "its finished runs are kept; summary and report are written again at the end")
             if ranks.is_main():
-                folder.grow_seeds(cfg)
+                folder.grow_seeds(cfg, before)
     else:
         folder.check_new(args.overwrite, need)
         check_stop()  # a signal during the checks: stop before anything is written

@@ -299,10 +299,9 @@ class RunFolder:
                               f"tppeft {saved.get('command')} --resume {self.spelled}")
         return saved
 
-    def seeds_before(self, cfg: BaseModel) -> int | None:
-        """The seed count of ``config.yaml`` when ``cfg`` (``--resume --set seeds=N``) has more, else None."""
-        saved = yaml.safe_load(self.config.read_text()).get("seeds")
-        return saved if saved is not None and saved < cfg.seeds else None
+    def saved_seeds(self) -> int | None:
+        """The seed count ``config.yaml`` holds."""
+        return yaml.safe_load(self.config.read_text()).get("seeds")
 
     def seeds_added(self) -> list[dict]:
         """The steps by which ``--resume --set seeds=N`` grew the comparison (``command.json``), oldest first."""
@@ -311,10 +310,10 @@ class RunFolder:
         except (OSError, json.JSONDecodeError):
             return []
 
-    def grow_seeds(self, cfg: BaseModel) -> None:
-        """Make the comparison ``cfg``'s, with more seeds: ``config.yaml`` says so, ``command.json`` records the
-        step, and the summary and report of the fewer seeds go (the finished comparison writes them again)."""
-        before = self.seeds_before(cfg)
+    def grow_seeds(self, cfg: BaseModel, before: int) -> None:
+        """Make the comparison of ``before`` seeds ``cfg``'s, with more: ``config.yaml`` says so, ``command.json``
+        records the step, and the summary and report of the fewer seeds go (the finished comparison writes them
+        again)."""
         command = json.loads(self.command.read_text()) if self.command.is_file() else {"command": "run"}
         command["seeds_added"] = [*command.get("seeds_added", []), {"from": before, "to": cfg.seeds}]
         self.write_command(command)
