@@ -70,6 +70,25 @@ def test_pool_reads_exactly_the_chosen_splits(tmp_path):
         load_pool([PoolSourceConfig(path=str(tmp_path / "bare.npz"))], 16, log=lambda s: None)
 
 
+
+def test_a_pool_source_limit_takes_evenly_spaced_images_of_each_split(tmp_path):
+    """``limit``: N images (volumes) per chosen split, spread over the split as data.limit does; recorded."""
+    np.savez(tmp_path / "ramp.npz", train_images=np.repeat(np.arange(10, dtype=np.uint8)[:, None, None] * 20, 4 * 4)
+             .reshape(10, 4, 4), val_images=np.zeros((3, 4, 4), np.uint8) + 9)
+    lines = []
+    pool, record = load_pool([PoolSourceConfig(path="ramp.npz", splits=["train", "val"], limit=4)], 4,
+                             root=str(tmp_path), log=lines.append)
+    assert record[0]["splits"] == {"train": 4, "val": 3} and record[0]["limit"] == 4
+    assert (pool[:4, 0, 0, 0] * 255).round().tolist() == [0, 60, 120, 180]  # images 0, 3, 6, 9 of the ten
+    assert "limit 4 per split" in lines[0]
+    vol = write_volumes(tmp_path / "vol.npz")
+    pool, record = load_pool([PoolSourceConfig(path=str(vol), limit=2, slices=3)], 8, log=lines.append)
+    assert record[0]["splits"] == {"train": 6} and len(pool) == 6  # 2 of the 5 volumes, 3 slices each
+    _, record = load_pool([PoolSourceConfig(path=str(vol))], 8, log=lines.append)
+    assert "limit" not in record[0]
+    with pytest.raises(ValueError, match="greater than 0"):
+        PoolSourceConfig(path="x.npz", limit=0)
+
 def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
     vol = write_volumes(tmp_path / "vol.npz")
     recipe = tmp_path / "bp.yaml"

@@ -103,6 +103,29 @@ def test_a_key_added_since_a_checkpoint_was_written_changes_nothing_at_its_defau
             Checkpointer(tmp_path / "ck", **config_match(load_config(None, sets), "pretext", 0)).resume()
 
 
+
+def test_a_key_added_to_the_items_of_a_list_changes_nothing_at_its_default(tmp_path):
+    """Lists of sections (``pretext.data``) are filled item by item: a source written before ``limit`` existed
+    resumes under ``limit`` unset and is refused with it set."""
+    from tppeft.config import load_config
+    from tppeft.engine.checkpoint import config_match
+
+    source = "pretext.data=[{path: x.npz}]"
+    plain = config_match(load_config(None, [source]), "pretext", 0)
+    written = Checkpointer(tmp_path / "ck", **plain)
+    written.identity = dict(plain["identity"])
+    written.identity["pretext"] = {**plain["identity"]["pretext"],
+                                   "data": [{k: v for k, v in plain["identity"]["pretext"]["data"][0].items()
+                                             if k != "limit"}]}
+    written.fingerprint = "written-before-the-key"
+    written.save({"w": torch.ones(2)}, {})
+    assert Checkpointer(tmp_path / "ck", **plain).resume() is not None
+    with pytest.raises(CheckpointError, match="another configuration"):
+        limited = load_config(None, ["pretext.data=[{path: x.npz, limit: 5}]"])
+        Checkpointer(tmp_path / "ck", **config_match(limited, "pretext", 0)).resume()
+    with pytest.raises(CheckpointError, match="another configuration"):  # a list that is shorter is no default
+        Checkpointer(tmp_path / "ck", **config_match(load_config(None, []), "pretext", 0)).resume()
+
 def test_a_log_made_after_the_checkpoint_is_emptied_on_resume(tmp_path):
     """A run's metrics file is made by its first epoch line, after the stage's first checkpoints: a resume from
     those cuts the line off rather than writing it a second time."""

@@ -109,6 +109,11 @@ def test_pretext_data_never_holds_the_runs_validation_or_test_images(tmp_path):
     summary["data"].update(pretext_train=42, pretext_sources=ctx.pretext_sources)
     assert data_text(summary).endswith("42 unlabelled images, 2 of them from pretext.data (4 copies of the run's "
                                        "training images in pretext.data left out).")
+    # pretext.data[].limit: evenly spaced images of the file (0, 5 of the six: a copy and the last copy)
+    ctx = prepare_context(load_config(None, [*tiny_config()[1], *SMALL, f"pretext.data=[{{path: {again}, limit: 2}}]"]),
+                          log=lines.append)
+    (src,) = ctx.pretext_sources
+    assert (src["limit"], src["images"], src["also_in_train"], ctx.num_pretext_images()) == (2, 2, 2, 42)
     missing = f"pretext.data=[{{path: {tmp_path / 'nope.npz'}, splits: [train]}}]"
     with pytest.raises(DataError, match="pretext.data: data file .* does not exist"):
         prepare_context(load_config(None, [*tiny_config()[1], *SMALL, missing]), log=lines.append)

@@ -87,3 +87,7 @@ class PoolSourceConfig(Section):
         ["train"], min_length=1, description="Splits of this file whose images are used."
     )
     slices: int = Field(3, gt=0, description="Central slices taken from each volume along its first axis (3D only).")
+    limit: int | None = Field(
+        None, gt=0, description="Use only N images (volumes, for a 3D file) of each chosen split of this file, "
+        "evenly spaced through it, e.g. to vary how many unlabelled images a TPP stage sees; null = all."
+    )

@@ -15,7 +15,7 @@ import torch
 
 from tppeft.bundled import resolve
 from tppeft.data.config import PoolSourceConfig
-from tppeft.data.medmnist import DataError, _images_to_tensor, open_npz
+from tppeft.data.medmnist import DataError, _images_to_tensor, open_npz, subset
 from tppeft.data.transforms import resize_images
 from tppeft.io import file_sha256
 
@@ -68,6 +68,8 @@ def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None
         volume = False
         with npz:
             for split, arr in _split_arrays(npz, path, list(src.splits)).items():
+                if src.limit is not None:
+                    arr = arr[subset(len(arr), src.limit)]
                 if arr.ndim == 4 and arr.shape[-1] not in (1, 3):  # (N, D, H, W) volumes
                     volume = True
                     arr = central_slices(arr, src.slices)
@@ -77,8 +79,10 @@ def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None
                 chunks.append(images)
                 counts[split] = len(images)
         record.append({"path": src.path, "file": path.name, "sha256": file_sha256(path), "splits": counts,
-                       "slices_per_volume": src.slices if volume else None, "images": sum(counts.values())})
-        log(f"pool: {path.name} {counts}" + (f" ({src.slices} central slices per volume)" if volume else ""))
+                       "slices_per_volume": src.slices if volume else None, "images": sum(counts.values()),
+                       **({"limit": src.limit} if src.limit is not None else {})})
+        log(f"pool: {path.name} {counts}" + (f" ({src.slices} central slices per volume)" if volume else "")
+            + (f" (limit {src.limit} per split, evenly spaced)" if src.limit is not None else ""))
     channels = max(c.shape[1] for c in chunks)
     pool = torch.cat([c.expand(-1, channels, -1, -1) if c.shape[1] != channels else c for c in chunks])
     return pool, record

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from safetensors import safe_open
 
 from tppeft import faults
-from tppeft.engine.config import results_identity
+from tppeft.engine.config import ListItems, identity_defaults, results_identity
 from tppeft.errors import CheckpointError
 from tppeft.io import save_tensors
 
@@ -209,11 +209,14 @@ def fingerprint(*parts: Any) -> str:
 
 
 def with_defaults(stored: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``stored`` (a configuration's identity) with the keys it lacks taken from ``defaults``, section by section."""
+    """``stored`` (a configuration's identity) with the keys it lacks taken from ``defaults``
+    (:func:`~tppeft.engine.config.identity_defaults`), section by section and item by item of a list of sections."""
     filled = dict(stored)
     for key, value in defaults.items():
         if key not in filled:
-            filled[key] = value
+            filled[key] = value.default if isinstance(value, ListItems) else value
+        elif isinstance(value, ListItems) and isinstance(filled[key], list):
+            filled[key] = [with_defaults(item, value) if isinstance(item, dict) else item for item in filled[key]]
         elif isinstance(value, dict) and isinstance(filled[key], dict):
             filled[key] = with_defaults(filled[key], value)
     return filled
@@ -226,7 +229,7 @@ def config_match(cfg: BaseModel, *parts: Any) -> dict[str, Any]:
     identity = results_identity(cfg)
     earlier = tuple(fingerprint({**identity, "seeds": n}, *parts) for n in range(1, getattr(cfg, "seeds", 0) + 1))
     return {"fingerprint": fingerprint(identity, *parts), "earlier": earlier, "identity": identity,
-            "defaults": results_identity(type(cfg)())}
+            "defaults": identity_defaults(type(cfg))}
 
 
 def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -3,9 +3,11 @@ run (``train.*``) and checkpoints (``checkpoint.*``). Torch-free: ``tppeft.confi
 
 from __future__ import annotations
 
-from typing import Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field
+from pydantic_core import to_jsonable_python
 
 from tppeft.options import Section
 
@@ -70,3 +72,43 @@ def results_identity(cfg: BaseModel) -> dict:
     """The config without :data:`RUNTIME_KEYS` and :data:`GROWING_KEYS`: what a checkpoint must agree with to be
     resumed from."""
     return cfg.model_dump(mode="json", exclude={*RUNTIME_KEYS, *GROWING_KEYS})
+
+
+class ListItems(dict):
+    """In :func:`identity_defaults`: the defaults of each item of a list of sections (keys without a default left
+    out); ``default`` is the list's own default."""
+
+    def __init__(self, items: dict[str, Any], default: Any) -> None:
+        super().__init__(items)
+        self.default = default
+
+
+def _sections(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The section class an annotation holds (``X``, ``X | None``, ``list[X]``) and whether it is a list of them."""
+    if get_origin(annotation) in (Union, UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        return _sections(inner[0]) if len(inner) == 1 else (None, False)
+    if get_origin(annotation) is list and get_args(annotation):
+        item = get_args(annotation)[0]
+        return (item, True) if isinstance(item, type) and issubclass(item, BaseModel) else (None, False)
+    return (annotation, False) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else (None, False)
+
+
+def _fill_lists(tree: dict[str, Any], cls: type[BaseModel]) -> dict[str, Any]:
+    for name, info in cls.model_fields.items():
+        section, many = _sections(info.annotation)
+        if section is None or name not in tree:
+            continue
+        if many:
+            items = {n: to_jsonable_python(f.get_default(call_default_factory=True))
+                     for n, f in section.model_fields.items() if not f.is_required()}
+            tree[name] = ListItems(items, tree[name])
+        elif isinstance(tree[name], dict):
+            _fill_lists(tree[name], section)
+    return tree
+
+
+def identity_defaults(cls: type[BaseModel]) -> dict[str, Any]:
+    """:func:`results_identity` of ``cls``'s defaults, with every list of sections (e.g. ``pretext.data``) a
+    :class:`ListItems` of one item's defaults: what a stored identity lacks is filled from it, in list items too."""
+    return _fill_lists(results_identity(cls()), cls)
