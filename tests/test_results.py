@@ -65,10 +65,12 @@ def test_the_stage_table_reads_every_kept_comparison_with_probe_diagnostics(tmp_
     summary = json.loads((RESULTS / one["folder"] / "summary.json").read_text())
     stage = summary["arms"]["tpp"]["runs"][0]["pretext"]
     assert one["stages"] == 1 and one["probe_change"] == stage["probe_after"]["test"] - stage["probe_before"]["test"]
+    assert one["probe_val_change"] == stage["probe_after"]["val"] - stage["probe_before"]["val"]
     assert one["tpp-baseline_matched"]["mean"] == summary["paired"]["tpp-baseline_matched"]["auc"]["mean"]
     shared = rows["validity/brain_mri_few_labels_simclr_shared_stage"]
     assert shared["same_tpp_runs_as"] == "validity/brain_mri_few_labels_simclr_long_finetune"
-    assert "Spearman's rank correlation" in proc.stdout
+    assert "probe change on validation (known before any test label is read)" in proc.stdout
+    assert "probe change on test (reads test labels" in proc.stdout
 
 
 def test_the_resolution_table_says_how_small_an_effect_each_comparison_could_see(tmp_path, monkeypatch):

@@ -5,12 +5,13 @@ under ROOT (default ``results/``) whose ``tpp`` runs carry the probe diagnostics
     python benchmarks/validity/stage_table.py [ROOT] [--json out.json]
 
 Per folder: the pretext task, the images the stage saw, the fine-tuning epochs, the probe of the primary metric
-on test (mean over the distinct stages: one for a comparison with ``pretext.stage_seed``), its change, LoRA's
-``‖BA‖/‖W‖`` (mean over runs), and the paired differences tpp − baseline and tpp − baseline_matched on the
-primary metric (mean, 95% CI, seeds TPP won). The last line is Spearman's rank correlation between the probe's
-change and tpp − baseline over the rows: descriptive only, the rows differ in data, epochs and seeds. A folder
-whose ``tpp`` runs are another's (a comparison merged from a kept one) is listed with that folder's name and left
-out of the correlation.
+on test (mean over the distinct stages: one for a comparison with ``pretext.stage_seed``), its change on test and
+on validation, LoRA's ``‖BA‖/‖W‖`` (mean over runs), and the paired differences tpp − baseline and
+tpp − baseline_matched on the primary metric (mean, 95% CI, seeds TPP won). The last lines are Spearman's rank
+correlation between each probe change and tpp − baseline over the rows: descriptive only, the rows differ in data,
+epochs and seeds. Only the validation change is one a user has before deciding (the test change reads test
+labels). A folder whose ``tpp`` runs are another's (a comparison merged from a kept one) is listed with that
+folder's name and left out of the correlation.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def row(folder: Path, root: Path) -> dict | None:
     if not stages:
         return None
     metric = s["primary_metric"]
-    before = float(np.mean([p["probe_before"]["test"] for p in stages.values()]))
-    after = float(np.mean([p["probe_after"]["test"] for p in stages.values()]))
+    before, after, val_before, val_after = (float(np.mean([p[f"probe_{when}"][split] for p in stages.values()]))
+                                            for split in ("test", "val") for when in ("before", "after"))
     moved = [((r.get("pretext") or {}).get("movement") or {}).get("lora_update_ratio", {}).get("mean") for r in runs]
     moved = [m for m in moved if m is not None]
     tpp_runs = tuple(sorted((r["seed"], json.dumps(r["test"], sort_keys=True)) for r in runs))
@@ -50,6 +51,7 @@ def row(folder: Path, root: Path) -> dict | None:
             "pretext": s["pretext"]["method"],
             "stage_images": (s.get("data") or {}).get("pretext_train"), "finetune_epochs": s["finetune"]["epochs"],
             "stages": len(stages), "probe_before": before, "probe_after": after, "probe_change": after - before,
+            "probe_val_before": val_before, "probe_val_after": val_after, "probe_val_change": val_after - val_before,
             "lora_update_ratio": float(np.mean(moved)) if moved else None,
             "tpp-baseline": _diff(s.get("paired", {}), "tpp-baseline", metric),
             "tpp-baseline_matched": _diff(s.get("paired", {}), "tpp-baseline_matched", metric)}
@@ -77,16 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         moved = "—" if r["lora_update_ratio"] is None else f"{r['lora_update_ratio']:.2f}"
         name = r["folder"] + (f" (tpp runs of {r['same_tpp_runs_as']})" if r["same_tpp_runs_as"] else "")
         lines.append(f"| {name} | {r['pretext']} | {r['stage_images']} | {r['finetune_epochs']} | {r['stages']} | "
-                     f"{r['probe_before']:.3f} → {r['probe_after']:.3f} | {r['probe_change']:+.3f} | {moved} | "
+                     f"{r['probe_before']:.3f} → {r['probe_after']:.3f} | {r['probe_change']:+.3f} | "
+                     f"{r['probe_val_change']:+.3f} | {moved} | "
                      f"{_fmt(r['tpp-baseline'])} | {_fmt(r['tpp-baseline_matched'])} |")
     print_table(["folder", "pretext", "stage images", "ft epochs", "stages", "probe test: before → after", "change",
-                 "LoRA ‖BA‖/‖W‖", "tpp − baseline", "tpp − baseline_matched"], lines)
-    paired = [(r["probe_change"], r["tpp-baseline"]["mean"]) for r in rows
-              if r["tpp-baseline"] and not r["same_tpp_runs_as"]]
-    if len(paired) >= 3:
-        rho = spearmanr(*zip(*paired, strict=True)).statistic
-        print(f"\nSpearman's rank correlation, probe change vs tpp − baseline, over {len(paired)} rows: {rho:+.2f} "
-              "(descriptive: the rows differ in data, fine-tuning epochs and seeds)")
+                 "probe val change", "LoRA ‖BA‖/‖W‖", "tpp − baseline", "tpp − baseline_matched"], lines)
+    counted = [r for r in rows if r["tpp-baseline"] and not r["same_tpp_runs_as"]]
+    if len(counted) >= 3:
+        print()
+        for key, what in (("probe_val_change", "on validation (known before any test label is read)"),
+                          ("probe_change", "on test (reads test labels: no guide to a decision)")):
+            rho = spearmanr([r[key] for r in counted], [r["tpp-baseline"]["mean"] for r in counted]).statistic
+            print(f"Spearman's rank correlation, probe change {what} vs tpp − baseline, over {len(counted)} rows: "
+                  f"{rho:+.2f}")
+        print("(descriptive: the rows differ in data, fine-tuning epochs and seeds)")
     write_rows(args.json, rows)
     return 0
 
