@@ -460,8 +460,9 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                    Para("A linear probe (logistic regression on the frozen class and mean patch tokens, C chosen on "
                         "validation, fitted on the labelled training images fine-tuning sees) of the target "
                         "parameters at initialisation and after the TPP stage. A probe that does not move says the "
-                        "pretext stage changed the features little in a way a linear read-out can use; fine-tuning "
-                        "may still differ.")]
+                        "pretext stage changed the features little in a way a linear read-out can use; one that "
+                        "rises does not forecast a gain after fine-tuning (in the validity studies a rise on "
+                        "validation ranked TPP's gain poorly): the paired differences above decide.")]
     if plots and plots.get("curves"):
         blocks += [Heading("Training curves"), Image(plots["curves"], "loss curves of both stages")]
     if figure_runs_text(summary):
