@@ -122,6 +122,18 @@ def test_report_without_run_folders(tmp_path):
     assert (run / "loss_curves.png").read_bytes().endswith(b"the curves drawn when the runs were there")
 
 
+
+def test_the_report_says_when_validation_scores_come_from_few_images(tmp_path):
+    """Validation scores chose the epoch they report: with few validation images the report says they flatter."""
+    from tppeft.reporting.report import write_report
+
+    run = synthetic_run(tmp_path / "s", "breastmnist", {"baseline": [0.9, 0.92], "tpp": [0.93, 0.94]})
+    summary = json.loads((run / "summary.json").read_text())
+    for n, said in ((78, True), (200, False)):
+        write_json(run / "summary.json", {**summary, "split_sizes": {"train": 546, "val": n, "test": 156}})
+        md = write_report(run).read_text()
+        assert (f"With {n} validation images the validation scores are optimistic" in md) is said
+
 def test_verdict_needs_an_interval_that_excludes_zero():
     d = {"n": 5, "ci95": [0.001, 0.02]}
     assert verdict(d) == "TPP better"
