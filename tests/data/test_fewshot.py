@@ -34,3 +34,14 @@ def test_unstratified_draw_for_other_labels():
     assert len(idx) == 10 and len(set(idx.tolist())) == 10
     with pytest.raises(ValueError, match="labels_per_class"):
         labelled_subset(np.zeros(40), None, 2, seed=0, stratify=False)
+
+
+def test_grouped_items_are_drawn_a_group_at_a_time():
+    """Slices of volumes: a fraction of the volumes, each with every one of its slices."""
+    groups = np.repeat(np.arange(8), [3, 5, 2, 4, 4, 1, 6, 3])
+    idx = labelled_subset(np.zeros(len(groups)), 0.25, None, seed=0, stratify=False, groups=groups)
+    chosen = np.unique(groups[idx])
+    assert len(chosen) == 2 and np.array_equal(idx, np.flatnonzero(np.isin(groups, chosen)))
+    other = [set(np.unique(groups[labelled_subset(np.zeros(len(groups)), 0.25, None, seed=s, stratify=False,
+                                                     groups=groups)]).tolist()) for s in range(6)]
+    assert len({frozenset(o) for o in other}) > 1  # seeds draw different volumes

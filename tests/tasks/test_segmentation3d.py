@@ -81,6 +81,29 @@ def test_comparison_on_nifti_volumes(tmp_path, capsys):
     assert np.isclose(test["dice"], (test["dice_1"] + test["dice_2"]) / 2)
 
 
+
+def test_few_labels_are_whole_volumes(tmp_path):
+    """data.label_fraction with 3D segmentation slice by slice labels a fraction of the training volumes, every
+    slice of each; the summary counts the volumes and the report says so."""
+    from tppeft.config import load_config
+    from tppeft.experiment.context import prepare_context
+    from tppeft.reporting.report import data_text
+
+    root = write_msd(tmp_path / "msd", n=10)
+    cfg = load_config(None, ["threads=1", "data.image_size=32", f"data.path={root}", "data.label_fraction=0.5"])
+    ctx = prepare_context(cfg, log=lambda s: None)
+    groups = ctx.data["train"].label_groups()
+    volumes = len(torch.unique(groups))
+    for seed in (0, 1, 2):
+        chosen = ctx.labelled(seed)
+        picked = torch.unique(groups[chosen])
+        assert len(picked) == -(-volumes // 2) and len(chosen) == int(torch.isin(groups, picked).sum())
+    assert ctx.labelled_volumes() == -(-volumes // 2) and ctx.num_labelled() == len(ctx.labelled(0))
+    text = data_text({"split_sizes": {"train": len(groups)},
+                      "data": {"train": ctx.num_labelled(), "pretext_train": len(groups), "label_fraction": 0.5,
+                               "labelled_volumes": ctx.labelled_volumes()}})
+    assert text.startswith(f"Fine-tuning saw the slices of {-(-volumes // 2)} labelled training volumes (50% of them")
+
 def test_bundled_volume_configs():
     from tppeft.bundled import bundled_configs
     from tppeft.config import load_config

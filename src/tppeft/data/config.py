@@ -57,8 +57,8 @@ class DataConfig(Section):
     label_fraction: float | None = Field(
         None, gt=0, le=1,
         description="Few labels: fine-tuning sees this fraction of the training split (stratified by class for "
-        "single-label classification, drawn per seed, the same in every arm of a seed); the TPP stage still sees "
-        "every training image. null (or 1) = all labels.",
+        "single-label classification, whole volumes for 3D segmentation slice by slice, drawn per seed, the same in "
+        "every arm of a seed); the TPP stage still sees every training image. null (or 1) = all labels.",
     )
     labels_per_class: int | None = Field(
         None, gt=0, description="Few labels: fine-tuning sees this many training images per class (single-label "

@@ -81,15 +81,24 @@ class Context:
             labels = train.labels.cpu().numpy() if stratify else np.zeros(len(train))
             if d.labels_per_class is not None and not stratify:
                 raise ConfigError("data.labels_per_class needs single-label classification; use data.label_fraction")
+            groups = train.label_groups().cpu().numpy() if hasattr(train, "label_groups") else None
             chosen = labelled_subset(labels, d.label_fraction, d.labels_per_class, stream_seed(seed, "labels"),
-                                     stratify)
+                                     stratify, groups)
             self._labelled[seed] = None if chosen is None else torch.from_numpy(chosen)
         return self._labelled[seed]
 
     def num_labelled(self) -> int:
-        """How many training items fine-tuning sees (the same count for every seed)."""
+        """How many training items fine-tuning sees (the same count for every seed but where whole volumes are
+        drawn: seed 0's)."""
         chosen = self.labelled(0)
         return len(self.data["train"]) if chosen is None else len(chosen)
+
+    def labelled_volumes(self) -> int | None:
+        """With few labels drawn a volume at a time (slice-wise 3D segmentation): how many volumes; else None."""
+        train, chosen = self.data["train"], self.labelled(0)
+        if chosen is None or not hasattr(train, "label_groups"):
+            return None
+        return len(torch.unique(train.label_groups()[chosen.to(train.rows.device)]))
 
     def num_pretext_images(self) -> int:
         """How many 2D images an epoch of the TPP stage covers: the training split's and ``pretext.data``'s."""

@@ -208,10 +208,14 @@ def data_text(summary: dict) -> str | None:
     d = summary.get("data")
     if not d or (d.get("train") == (summary.get("split_sizes") or {}).get("train") and not d.get("pretext_sources")):
         return None
-    budget = (f"a labelled subset of {d['train']:,} training images "
-              + (f"({d['label_fraction']:.0%} per class, " if d.get("label_fraction") else
-                 f"({d['labels_per_class']} per class, " if d.get("labels_per_class") else "(")
-              + "drawn per seed, the same in every arm)")
+    if d.get("labelled_volumes"):
+        budget = (f"the slices of {d['labelled_volumes']} labelled training volumes ({d['label_fraction']:.0%} of "
+                  f"them, drawn per seed, the same in every arm; {d['train']:,} slices in seed 0)")
+    else:
+        budget = (f"a labelled subset of {d['train']:,} training images "
+                  + (f"({d['label_fraction']:.0%} per class, " if d.get("label_fraction") else
+                     f"({d['labels_per_class']} per class, " if d.get("labels_per_class") else "(")
+                  + "drawn per seed, the same in every arm)")
     extra = sum(s.get("images", 0) for s in d.get("pretext_sources") or [])
     twice = sum(s.get("also_in_train", 0) for s in d.get("pretext_sources") or [])
     left = sum(s.get("left_out_train_copies", 0) for s in d.get("pretext_sources") or [])

@@ -47,6 +47,10 @@ class SliceSplit(Split):
         picked = self.channels if idx is None else self.channels[idx]
         return input_pixels(self.images[picked, 0], self.size)
 
+    def label_groups(self) -> torch.Tensor:
+        """The volume each item is a slice of: few labels are drawn a volume at a time."""
+        return self.rows // self.volumes.images.shape[1]
+
     def item_labels(self) -> torch.Tensor:
         """(M, S, S) ground truth of every item at the stored resolution."""
         return self.labels[self.rows]
