@@ -226,7 +226,6 @@ def data_text(summary: dict) -> str | None:
             + (f" ({left:,} copies of the run's training images in pretext.data left out)" if left else "") + ".")
 
 
-
 SMALL_VALIDATION = 100  # below this many validation images the selected epoch's validation score is noisy
 
 
@@ -238,6 +237,7 @@ def _validation_size_text(summary: dict) -> str:
     return (f" With {n} validation images the validation scores are optimistic (they chose the epoch they report) "
             "and differences between arms on them can be far from the test differences (in the BreastMNIST SimCLR "
             "validity study, 78 validation images, validation favoured TPP in all 8 seeds while test tied).")
+
 
 # Kept for callers that print the tables: Markdown text of each.
 def arms_table(summary: dict) -> str:
