@@ -134,6 +134,33 @@ def test_the_report_says_when_validation_scores_come_from_few_images(tmp_path):
         md = write_report(run).read_text()
         assert (f"With {n} validation images the validation scores are optimistic" in md) is said
 
+
+def test_the_report_gives_the_paired_differences_on_validation_and_says_where_test_reads_otherwise(tmp_path):
+    """summary.json's paired_val: the primary metric's paired differences on validation (what settings are chosen
+    on); the report lists them and names a comparison whose reading differs from test's."""
+    from tppeft.reporting.report import validation_text, write_report
+
+    cfg = load_config(None, ["arms=[baseline, tpp]", "seeds=4"])
+    test = {"baseline": [0.80, 0.82, 0.81, 0.80], "tpp": [0.85, 0.86, 0.87, 0.85]}
+    val = {"baseline": [0.90, 0.92, 0.91, 0.93], "tpp": [0.91, 0.91, 0.92, 0.92]}
+    records = [{"arm": a, "seed": s, "test": {"acc": 0.8, "auc": test[a][s]}, "val": {"auc": val[a][s]},
+                "seconds": 2.0, "best_epoch": 1, "finetune_epochs": 7, "pretext": None}
+               for a in ("baseline", "tpp") for s in range(4)]
+    summary = summarize(records, cfg, {"dataset": "x"}, ["acc", "auc"], "auc")
+    d = summary["paired_val"]["tpp-baseline"]["auc"]
+    assert d["n"] == 4 and d["wins"] == 2 and abs(d["mean"]) < 1e-12 and list(summary["paired_val"]) == ["tpp-baseline"]
+    text = validation_text(summary)
+    assert text.startswith("On validation, the split settings are chosen on") and "tpp better in 2 of 4" in text
+    assert "tpp − baseline (no clear difference on validation, TPP better (only 4 seeds: weak) on test)" in text
+    run = tmp_path / "r"
+    run.mkdir()
+    write_json(run / "summary.json", summary)
+    assert "Validation and test read differently" in write_report(run).read_text()
+    for r in records:  # validation that agrees with test: no disagreement said
+        r["val"] = {"auc": r["test"]["auc"] + 0.1}
+    assert "read differently" not in validation_text(summarize(records, cfg, {"dataset": "x"}, ["acc", "auc"], "auc"))
+    assert validation_text({"primary_metric": "auc", "paired": {}}) is None  # an older summary
+
 def test_verdict_needs_an_interval_that_excludes_zero():
     d = {"n": 5, "ci95": [0.001, 0.02]}
     assert verdict(d) == "TPP better"

@@ -85,8 +85,8 @@ def is_valid(record: dict) -> bool:
     return record.get("status", "ok") == "ok"
 
 
-def _by_seed(runs: list[dict], metric: str) -> dict[int, float]:
-    return {r["seed"]: v for r in runs if (v := r["test"].get(metric)) is not None and math.isfinite(v)}
+def _by_seed(runs: list[dict], metric: str, split: str = "test") -> dict[int, float]:
+    return {r["seed"]: v for r in runs if (v := (r.get(split) or {}).get(metric)) is not None and math.isfinite(v)}
 
 
 def _undefined_difference(reason: str) -> dict:
@@ -133,6 +133,7 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
         entry["seconds_mean"] = mean_std([r["seconds"] for r in runs])[0]
         arms[arm] = entry
     paired: dict[str, dict] = {}
+    paired_val: dict[str, dict] = {}  # the primary metric on validation: what settings are chosen on
     tpp_arms = [a for a in cfg.arms if get_arm(a).has_tpp_stage]
     for tpp in tpp_arms:
         for other in cfg.arms:
@@ -142,12 +143,16 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
                 m: (_undefined_difference(undefined[m]) if m in undefined else
                     paired_difference(_by_seed(arms[tpp]["runs"], m), _by_seed(arms[other]["runs"], m)))
                 for m in metrics}
+            val = [_by_seed(arms[a]["runs"], primary, "val") for a in (tpp, other)]
+            if all(val):
+                paired_val[f"{tpp}-{other}"] = {primary: paired_difference(*val)}
     # the count of an arm that carries the method's target parameters
     first = next((r for r in valid if get_arm(r["arm"]).carries_targets), valid[0] if valid else {})
     target = {"method": cfg.peft.method, "count": first.get("target_params"),
               "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
     return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
-            **meta, "undefined_metrics": undefined, "target_params": target, "arms": arms, "paired": paired}
+            **meta, "undefined_metrics": undefined, "target_params": target, "arms": arms, "paired": paired,
+            "paired_val": paired_val}
 
 
 def run_order(cfg: Config) -> list[tuple[str, int]]:
