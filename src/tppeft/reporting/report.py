@@ -226,7 +226,6 @@ def data_text(summary: dict) -> str | None:
             + (f" ({left:,} copies of the run's training images in pretext.data left out)" if left else "") + ".")
 
 
-
 def validation_text(summary: dict) -> str | None:
     """The paired differences of the primary metric on validation, the split settings are chosen on, and where
     its reading differs from test's (None for a summary without them)."""
@@ -236,11 +235,12 @@ def validation_text(summary: dict) -> str | None:
         d = per_metric.get(primary)
         if not d or d["n"] < 2:
             continue
-        parts.append(f"{name.replace('-', ' − ', 1)} {fmt_signed(d['mean'])} {fmt_ci(d['ci95'], signed=True)}, "
+        shown = name.replace("-", " − ", 1)
+        parts.append(f"{shown} {fmt_signed(d['mean'])} {fmt_ci(d['ci95'], signed=True)}, "
                      f"{name.split('-')[0]} better in {d['wins']} of {d['n']}")
         test = (summary.get("paired", {}).get(name) or {}).get(primary)
         if test and not test.get("undefined") and verdict(test) != verdict(d):
-            disagree.append(f"{name.replace('-', ' − ', 1)} ({verdict(d)} on validation, {verdict(test)} on test)")
+            disagree.append(f"{shown} ({verdict(d)} on validation, {verdict(test)} on test)")
     if not parts:
         return None
     text = (f"On validation, the split settings are chosen on (each run at its selected epoch), {primary.upper()}: "
@@ -249,6 +249,7 @@ def validation_text(summary: dict) -> str | None:
         text += (" Validation and test read differently for " + ", ".join(disagree) + ": a setting chosen on "
                  "validation would not have been chosen for a difference that only test shows.")
     return text
+
 
 SMALL_VALIDATION = 100  # below this many validation images the selected epoch's validation score is noisy
 
@@ -493,8 +494,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                            "bootstrap interval excludes zero. With few seeds that interval is too narrow (it cannot "
                            "reach beyond the observed differences) and the exact sign test is weak (5 wins out of 5 "
                            "give p = 0.06): treat one table as a first look and add seeds before claiming a gain."))
-        if validation_text(summary):
-            blocks.append(Para(validation_text(summary)))
+        if on_validation := validation_text(summary):
+            blocks.append(Para(on_validation))
     if problems(summary):
         blocks += [Heading("Problems"), *(Para(line[2:]) for line in problems(summary))]
     diagnostics = diagnostics_rows(summary)
