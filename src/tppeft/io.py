@@ -34,6 +34,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def files_sha256(files: list[Path], root: Path) -> str:
+    """SHA-256 of a set of files: their paths relative to ``root`` and their own SHA-256, in the given order."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(root).as_posix()} {file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
     try:

@@ -3,13 +3,14 @@ that `backbone.checkpoint` loads and that says what it saw."""
 
 import json
 import os
+import shutil
 import signal
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import BREAST, write_medmnist
+from conftest import BREAST, write_image_folder, write_medmnist
 from safetensors.torch import load_file
 
 from tppeft.backbones import build_backbone
@@ -88,6 +89,41 @@ def test_a_pool_source_limit_takes_evenly_spaced_images_of_each_split(tmp_path):
     assert "limit" not in record[0]
     with pytest.raises(ValueError, match="greater than 0"):
         PoolSourceConfig(path="x.npz", limit=0)
+
+def test_a_pool_source_can_be_a_folder_of_images(tmp_path):
+    """A folder: its split folders are its splits; without them every image at any depth is a training image;
+    hidden files are skipped; sizes are unified; ``limit`` applies; the checksum follows names and contents."""
+    from PIL import Image
+
+    split = write_image_folder(tmp_path / "split", counts=(4, 2, 3), size=12)
+    pool, record = load_pool([PoolSourceConfig(path="split", splits=["train", "test"])], 8, root=str(tmp_path),
+                             log=lambda s: None)
+    assert record[0]["splits"] == {"train": 8, "test": 6} and pool.shape == (14, 1, 8, 8)
+    assert record[0]["slices_per_volume"] is None and len(record[0]["sha256"]) == 64
+    flat = tmp_path / "flat"
+    (flat / "a" / "deeper").mkdir(parents=True)
+    (flat / ".hidden").mkdir()
+    for i, where in enumerate([flat / "a", flat / "a" / "deeper", flat, flat / ".hidden"]):
+        Image.fromarray(np.full((10 + i, 10), 40 * (i + 1), np.uint8)).save(where / f"img{i}.png")
+    (flat / "notes.txt").write_text("not an image")
+    lines: list[str] = []
+    pool, record = load_pool([PoolSourceConfig(path=str(flat))], 8, log=lines.append)
+    assert record[0]["splits"] == {"train": 3} and pool.shape == (3, 1, 8, 8)
+    assert sorted((pool[:, 0, 4, 4] * 255).round().tolist()) == [40, 80, 120]  # not the hidden one (160)
+    assert any("resized" in line for line in lines) and "(image folder)" in lines[-1]
+    sha = record[0]["sha256"]
+    Image.fromarray(np.full((10, 10), 7, np.uint8)).save(flat / "a" / "img0.png")
+    _, record = load_pool([PoolSourceConfig(path=str(flat), limit=2)], 8, log=lambda s: None)
+    assert record[0]["sha256"] != sha and record[0]["limit"] == 2 and record[0]["splits"] == {"train": 2}
+    with pytest.raises(DataError, match="no train/val/test folders, so every image in it is a training image"):
+        load_pool([PoolSourceConfig(path=str(flat), splits=["val"])], 8, log=lambda s: None)
+    shutil.rmtree(split / "val")
+    with pytest.raises(DataError, match="has no val folder"):
+        load_pool([PoolSourceConfig(path=str(split), splits=["val"])], 8, log=lambda s: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no image files"):
+        load_pool([PoolSourceConfig(path=str(tmp_path / "empty"))], 8, log=lambda s: None)
+
 
 def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
     vol = write_volumes(tmp_path / "vol.npz")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import tiny_config, write_image_folder
 
 from tppeft.cli import main
 from tppeft.config import ConfigError, load_config
@@ -69,7 +69,7 @@ def test_pretext_data_adds_training_images_to_the_tpp_stage_only(tmp_path):
     assert torch.equal(mixed[[0, 2]], ctx.batch("train", torch.tensor([0, 3])))  # the split's own, unchanged
     with pytest.raises(ConfigError, match="training splits only"):
         load_config(None, [f"pretext.data=[{{path: {extra}, splits: [train, test]}}]"])
-    with pytest.raises(ConfigError, match="the run's own data file"):
+    with pytest.raises(ConfigError, match="the run's own data"):
         _ctx("data.path=bundled:breastmnist", "pretext.data=[{path: bundled:breastmnist, splits: [train]}]")
 
 
@@ -115,8 +115,24 @@ def test_pretext_data_never_holds_the_runs_validation_or_test_images(tmp_path):
     (src,) = ctx.pretext_sources
     assert (src["limit"], src["images"], src["also_in_train"], ctx.num_pretext_images()) == (2, 2, 2, 42)
     missing = f"pretext.data=[{{path: {tmp_path / 'nope.npz'}, splits: [train]}}]"
-    with pytest.raises(DataError, match="pretext.data: data file .* does not exist"):
+    with pytest.raises(DataError, match="pretext.data: .* does not exist"):
         prepare_context(load_config(None, [*tiny_config()[1], *SMALL, missing]), log=lines.append)
+
+
+def test_pretext_data_reads_a_folder_of_images_as_the_run_reads_its_own(tmp_path):
+    """A folder in pretext.data is decoded as the image-folder reader decodes the run's own folder: its test images,
+    pointed at as a plain folder, are refused pixel for pixel; other images are added; the run's own folder too."""
+    run = write_image_folder(tmp_path / "run", counts=(10, 4, 4), size=20)
+    sets = [f"data.path={run}", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "pretext.batch_size=8"]
+    with pytest.raises(ConfigError, match=r"8 images of .*test are the run's test images"):
+        _ctx(*sets, f"pretext.data=[{{path: {run / 'test'}}}]")
+    with pytest.raises(ConfigError, match="the run's own data"):
+        _ctx(*sets, f"pretext.data=[{{path: {run}}}]")
+    more = write_image_folder(tmp_path / "more", counts=(3, 0, 0), size=24, splits=False, seed=5)
+    ctx = _ctx(*sets, f"pretext.data=[{{path: {more}}}]")
+    (src,) = ctx.pretext_sources
+    assert (src["images"], src["also_in_train"], src["splits"]) == (6, 0, {"train": 6})
+    assert ctx.num_pretext_images() == 26 and ctx.pretext_extra.shape == (6, 1, 32, 32)
 
 
 def test_head_warm_up_leaves_the_target_parameters_alone_and_the_probe_reads_them(tmp_path):

@@ -81,7 +81,8 @@ class DataConfig(Section):
 class PoolSourceConfig(Section):
     path: str = Field(
         description="A MedMNIST-format .npz (2D images or 3D volumes), a .npz with `images` + `split` "
-        "(+ `split_names`) arrays, or `bundled:breastmnist`."
+        "(+ `split_names`) arrays, `bundled:breastmnist`, or a folder of image files at any depth (labels "
+        "ignored; its train/val/test folders are its splits, and without them every image is a training image)."
     )
     splits: list[Literal["train", "val", "test"]] = Field(
         ["train"], min_length=1, description="Splits of this file whose images are used."

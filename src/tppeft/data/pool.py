@@ -1,9 +1,11 @@
-"""An unlabelled image pool for backbone pre-training: chosen splits of several files, nothing else.
+"""An unlabelled image pool for backbone pre-training and ``pretext.data``: chosen splits of several sources.
 
-Supported files: MedMNIST-format ``.npz`` (``<split>_images``; 2D images, or 3D volumes ``(N, D, H, W)`` from
-which central slices along the first axis are taken) and ``.npz`` files with an ``images`` array and a per-image
-``split`` array (0/1/2 = train/val/test, or the order that ``split_names`` gives), like the packed BUSI file.
-Every image is resized to the backbone's input size; grey and RGB files can be mixed (grey is then replicated).
+Supported sources: MedMNIST-format ``.npz`` (``<split>_images``; 2D images, or 3D volumes ``(N, D, H, W)`` from
+which central slices along the first axis are taken); ``.npz`` files with an ``images`` array and a per-image
+``split`` array (0/1/2 = train/val/test, or the order that ``split_names`` gives), like the packed BUSI file; and
+folders of image files, at any depth, labels ignored: with ``train``/``val``/``test`` folders each is its split,
+without them every image in the folder is a training image. Every image is resized to the backbone's input size;
+grey and RGB sources can be mixed (grey is then replicated).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import torch
 
 from tppeft.bundled import resolve
 from tppeft.data.config import PoolSourceConfig
+from tppeft.data.detect import split_folders
+from tppeft.data.images import IMAGE_SUFFIXES, is_image, plan, probe, read_into
 from tppeft.data.medmnist import DataError, _images_to_tensor, open_npz, subset
 from tppeft.data.transforms import resize_images
-from tppeft.io import file_sha256
+from tppeft.io import file_sha256, files_sha256
 
 DEFAULT_SPLIT_NAMES = ("train", "val", "test")
 
@@ -53,6 +57,64 @@ def _split_arrays(npz, path: Path, splits: list[str]) -> dict[str, np.ndarray]:
                     f"arrays; found {sorted(files)}")
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder``, at any depth, sorted; hidden files and folders are skipped."""
+    return sorted(p for p in folder.rglob("*") if is_image(p) and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _folder_splits(folder: Path, splits: list[str]) -> dict[str, list[Path]]:
+    """The image files of each chosen split of a folder: its split folders, or the whole folder as ``train``."""
+    parts = split_folders(folder) or {"train": folder}
+    missing = [s for s in splits if s not in parts]
+    if missing:
+        why = "has no train/val/test folders, so every image in it is a training image" if len(parts) == 1 \
+            and parts["train"] == folder else f"has no {'/'.join(missing)} folder"
+        raise DataError(f"{folder}: asked for splits {splits}, but the folder {why}")
+    out = {s: image_files(parts[s]) for s in splits}
+    for s, files in out.items():
+        if not files:
+            raise DataError(f"{parts[s]}: no image files ({', '.join(IMAGE_SUFFIXES)}) at any depth")
+    return out
+
+
+def _read_files(files: list[Path], image_size: int, folder: Path, log) -> torch.Tensor:
+    """(N, C, S, S) images of ``files``, decoded as the image-folder reader decodes them (one shared form)."""
+    target = plan(probe(files, folder), image_size)
+    if target.notes:
+        log(f"pool: {folder.name}: converted on reading: " + "; ".join(target.notes))
+    out = np.empty((len(files), target.channels, target.height, target.width), np.uint8)
+    read_into(files, target, out, folder)
+    return torch.from_numpy(out)
+
+
+def _read_folder(src: PoolSourceConfig, folder: Path, image_size: int, log) -> tuple[dict[str, torch.Tensor], str]:
+    """The chosen splits of an image folder, and a checksum of the files read (names and contents)."""
+    splits, used = {}, []
+    for split, files in _folder_splits(folder, list(src.splits)).items():
+        if src.limit is not None:
+            files = [files[i] for i in subset(len(files), src.limit)]
+        splits[split] = _read_files(files, image_size, folder, log)
+        used += files
+    return splits, files_sha256(used, folder)
+
+
+def _read_npz(src: PoolSourceConfig, path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The chosen splits of a ``.npz`` file, and whether they were volumes (then central slices)."""
+    splits, volume = {}, False
+    with open_npz(path) as npz:
+        for split, arr in _split_arrays(npz, path, list(src.splits)).items():
+            if src.limit is not None:
+                arr = arr[subset(len(arr), src.limit)]
+            if arr.ndim == 4 and arr.shape[-1] not in (1, 3):  # (N, D, H, W) volumes
+                volume = True
+                arr = central_slices(arr, src.slices)
+            if len(arr) == 0:
+                raise DataError(f"{path}: split '{split}' holds no images")
+            splits[split] = _images_to_tensor(arr, f"{split} images", path)
+    return splits, volume
+
+
 def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None = None,
               log=print, key: str = "backbone_pretrain.sources") -> tuple[torch.Tensor, list[dict]]:
     """Images (N, C, S, S) in [0, 1] from the chosen splits of every source, and a record of what was read;
@@ -61,27 +123,19 @@ def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None
     record: list[dict] = []
     for src in sources:
         path = source_path(src.path, root)
-        if not path.is_file():
-            raise DataError(f"{key}: data file '{path}' does not exist")
-        npz = open_npz(path)
-        counts: dict[str, int] = {}
-        volume = False
-        with npz:
-            for split, arr in _split_arrays(npz, path, list(src.splits)).items():
-                if src.limit is not None:
-                    arr = arr[subset(len(arr), src.limit)]
-                if arr.ndim == 4 and arr.shape[-1] not in (1, 3):  # (N, D, H, W) volumes
-                    volume = True
-                    arr = central_slices(arr, src.slices)
-                if len(arr) == 0:
-                    raise DataError(f"{path}: split '{split}' holds no images")
-                images = resize_images(_images_to_tensor(arr, f"{split} images", path), image_size)
-                chunks.append(images)
-                counts[split] = len(images)
-        record.append({"path": src.path, "file": path.name, "sha256": file_sha256(path), "splits": counts,
+        if path.is_dir():
+            (splits, sha), volume = _read_folder(src, path, image_size, log), False
+        elif path.is_file():
+            (splits, volume), sha = _read_npz(src, path), file_sha256(path)
+        else:
+            raise DataError(f"{key}: '{path}' does not exist (a data file, or a folder of images)")
+        counts = {split: len(images) for split, images in splits.items()}
+        chunks += [resize_images(images, image_size) for images in splits.values()]
+        record.append({"path": src.path, "file": path.name, "sha256": sha, "splits": counts,
                        "slices_per_volume": src.slices if volume else None, "images": sum(counts.values()),
                        **({"limit": src.limit} if src.limit is not None else {})})
-        log(f"pool: {path.name} {counts}" + (f" ({src.slices} central slices per volume)" if volume else "")
+        log(f"pool: {path.name}{'/ (image folder)' if path.is_dir() else ''} {counts}"
+            + (f" ({src.slices} central slices per volume)" if volume else "")
             + (f" (limit {src.limit} per split, evenly spaced)" if src.limit is not None else ""))
     channels = max(c.shape[1] for c in chunks)
     pool = torch.cat([c.expand(-1, channels, -1, -1) if c.shape[1] != channels else c for c in chunks])

@@ -182,8 +182,8 @@ def _pretext_extra(cfg: Config, size: int, data: ImageDataset, task: Task,
     images, sources = load_pool(cfg.pretext.data, size, None, lambda line: log(f"pretext.data {line}"),
                                 key="pretext.data")
     for src in sources:
-        if src["sha256"] == own_sha:
-            raise ConfigError(f"pretext.data: {src['path']} is the run's own data file ({cfg.data.path}); its "
+        if src["sha256"] == own_sha or resolve(src["path"]).resolve() == own.resolve():
+            raise ConfigError(f"pretext.data: {src['path']} is the run's own data ({cfg.data.path}); its "
                               "training images are in the TPP stage already")
     run_keys = {split: image_keys(task.pretext_images(data[split]), data[split].size)
                 for split in ("train", "val", "test")}

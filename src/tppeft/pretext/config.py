@@ -26,8 +26,9 @@ class PretextStageOptions(Section):
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
     data: list[PoolSourceConfig] = Field(
         [], description="More unlabelled images for the TPP stage only (never for fine-tuning or evaluation): "
-        "`[{path: FILE, splits: [train]}, ...]`, MedMNIST-format or `images` + `split` .npz files, training splits "
-        "only; relative paths from the working folder. An epoch of the stage then covers these images too. "
+        "`[{path: FILE_OR_FOLDER, splits: [train]}, ...]`: MedMNIST-format or `images` + `split` .npz files, or "
+        "folders of image files (without train/val/test folders every image is a training image); training "
+        "splits only; relative paths from the working folder. An epoch of the stage then covers these images too. "
         "Refused if any image is one of the run's validation or test images pixel for pixel; copies of its "
         "training images are counted (`also_in_train`) and seen twice per epoch. 2D backbones only.",
     )
