@@ -43,6 +43,19 @@ def test_a_result_folder_is_reproduced_by_the_command_its_notes_give(folder):
     assert made == kept, f"{folder.name}: differs from {name} {sets} in {sorted(k for k in made if made[k] != kept[k])}"
 
 
+def test_the_recipe_for_ones_own_data_is_the_measured_setting():
+    """`few_labels_simclr_long_stage` carries the kept long SimCLR stage to any data: every key but the data's (its
+    path and the pool that result drew from) and the thread count is that result's."""
+    recipe = load_config(bundled_configs()["few_labels_simclr_long_stage"]).model_dump()
+    kept = load_config(RESULTS / "validity" / "brain_mri_few_labels_simclr_many_unlabelled_long" / "config.yaml")
+    kept = kept.model_dump()
+    for key in ("arms", "seeds", "backbone", "peft", "finetune", "baseline_matched", "train"):
+        assert recipe[key] == kept[key], key
+    assert {k: v for k, v in recipe["pretext"].items() if k != "data"} == \
+        {k: v for k, v in kept["pretext"].items() if k != "data"}
+    assert recipe["data"]["labels_per_class"] == kept["data"]["labels_per_class"] == 16
+
+
 def test_every_validity_result_has_notes():
     assert len(FOLDERS) >= 7 and all((p / "notes.md").is_file() for p in (RESULTS / "validity").iterdir()
                                      if (p / "summary.json").is_file())

@@ -69,6 +69,8 @@ def test_a_comparison_without_baseline_matched_says_its_compute_is_not_matched(t
     named = re.search(r"`(study_[a-z0-9_]+)`", unmatched_compute_line(s)).group(1)
     assert named in bundled_configs()
     assert (Path(__file__).resolve().parents[2] / "results" / "validity" / named.removeprefix("study_")).is_dir()
+    recipe = re.search(r"bundled config `([a-z0-9_]+)`", unmatched_compute_line(s)).group(1)
+    assert recipe in bundled_configs()  # the same setting for one's own data
     write_json(tmp_path / "summary.json", s)
     assert line in write_report(tmp_path).read_text() and line.replace("`", "") in comparison_text(s)
     matched = summary({"baseline": [2, 3], "tpp": [3, 2], "baseline_matched": [5, 6]},

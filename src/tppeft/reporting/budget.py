@@ -65,7 +65,8 @@ def unmatched_compute_line(summary: dict) -> str | None:
     return ("No `baseline_matched` arm: the TPP stage's compute is not matched, so a TPP gain here is a gain at more "
             "compute. Add `baseline_matched` to `arms` to give the baseline that compute as fine-tuning epochs. In "
             "the settings measured so far TPP beat it only where one TPP stage served several fine-tuning runs "
-            "(`pretext.stage_seed`, `baseline_matched.stage_shared_by`; SimCLR, brain MRI the backbone never saw, 16 "
-            "labels per class, `study_brain_mri_few_labels_simclr_one_stage`; MAE and feature-distillation "
-            "stages shared the same way tied and lost); with a stage per run it at best tied (\"Does TPP help?\" "
-            "in the documentation).")
+            "(`pretext.stage_seed`, `baseline_matched.stage_shared_by`) on images the backbone never saw, with few "
+            "labels and SimCLR as the pretext task; most clearly with a long SimCLR stage on every unlabelled image "
+            "(brain MRI, 16 labels per class, `study_brain_mri_few_labels_simclr_many_unlabelled_long`; for your own "
+            "data the bundled config `few_labels_simclr_long_stage`). MAE and feature-distillation stages tied or "
+            "lost, and with a stage per run TPP at best tied (\"Does TPP help?\" in the documentation).")
