@@ -135,6 +135,29 @@ def test_pretext_data_reads_a_folder_of_images_as_the_run_reads_its_own(tmp_path
     assert ctx.num_pretext_images() == 26 and ctx.pretext_extra.shape == (6, 1, 32, 32)
 
 
+def test_the_tracked_learning_rate_follows_the_images_each_stage_steps_through(tmp_path, capsys):
+    """With few labels and pretext.data, the learning rate written to TensorBoard is the schedule's over the
+    labelled subset (fine-tuning) and over the stage's images (TPP), not over the training split."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tppeft.tracking import scheduled_lr
+
+    extra = tmp_path / "more.npz"
+    np.savez(extra, train_images=np.random.default_rng(0).integers(0, 256, (40, 20, 20), dtype=np.uint8))
+    out = tmp_path / "out"
+    main(["run", *_sets("arms=[tpp]", "data.labels_per_class=3", f"pretext.data=[{{path: {extra}}}]",
+                        "pretext.epochs=2", "finetune.epochs=2", "log.tensorboard=true"), "-o", str(out)])
+    assert "2 epochs over 80 images (160 image-passes)" in capsys.readouterr().err
+    board = EventAccumulator(str(out / "runs" / "tpp" / "seed0" / "tensorboard")).Reload()
+    cfg = load_config(None, [*tiny_config()[1], *SMALL])
+    for stage, items in (("finetune", 6), ("pretext", 80)):  # 3 labels x 2 classes; 40 + 40 images
+        section = getattr(cfg, stage)
+        logged = [e.value for e in board.Scalars(f"{stage}/lr")]
+        assert logged == pytest.approx([scheduled_lr(section.lr, 2, 8, section.warmup_epochs, items, e)
+                                        for e in (1, 2)])
+        assert logged != pytest.approx([scheduled_lr(section.lr, 2, 8, section.warmup_epochs, 40, e) for e in (1, 2)])
+
+
 def test_head_warm_up_leaves_the_target_parameters_alone_and_the_probe_reads_them(tmp_path):
     """With no TPP epochs after a head warm-up, tpp must still equal baseline: the warm-up trained the head only."""
     out = tmp_path / "warm"

@@ -63,7 +63,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             line = {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val}
             append_jsonl(metrics_path, line)
             track_epoch(ctx.cfg.log, out_dir, line, scheduled_lr(cfg.lr, epochs, cfg.batch_size, cfg.warmup_epochs,
-                                                                 len(ctx.data["train"]), epoch))
+                                                                 ctx.num_labelled(), epoch))
         return {f"val_{k}": v for k, v in val.items()}
 
     labelled = ctx.labelled(seed)  # data.label_fraction / labels_per_class: this seed's labelled subset

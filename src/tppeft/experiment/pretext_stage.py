@@ -157,7 +157,9 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         if probing:
             ckpts.meta["probe_before"] = probe_targets(ctx, run, seed)
     loss_start = ckpts.meta["loss_start"]
-    ctx.log(f"{tag} TPP stage: {task.describe()}, held-out pretext loss {loss_start:.4f}")
+    n = ctx.num_pretext_images()
+    ctx.log(f"{tag} TPP stage: {task.describe()}, {cfg.epochs} epochs over {n:,} images ({cfg.epochs * n:,} "
+            f"image-passes), held-out pretext loss {loss_start:.4f}")
     metrics_path = RunPaths(out_dir).metrics
     warmup = head_warmup(ctx, run, task, cfg, seed, out_dir, tag) if cfg.head_warmup_epochs else None
     order = generator(seed, "pretext")
@@ -168,7 +170,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             line = {"stage": "pretext", "epoch": epoch, "train_loss": loss}
             append_jsonl(metrics_path, line)
             track_epoch(ctx.cfg.log, out_dir, line, scheduled_lr(cfg.lr, cfg.epochs, cfg.batch_size,
-                                                                 cfg.warmup_epochs, ctx.num_images("train"), epoch))
+                                                                 cfg.warmup_epochs, ctx.num_pretext_images(), epoch))
         return {}
 
     view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
