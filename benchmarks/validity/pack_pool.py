@@ -9,7 +9,11 @@ links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two
 - ``brain_mri_train.npz``: every training image of the brain MRI image folder, resized 128 -> 64 (antialiased);
 - ``brain_mri_64.npz``: the whole brain MRI set the same way as a labelled MedMNIST-format file (train/val/test
   images and labels; classes in sorted folder order: glioma, meningioma, notumor, pituitary), for the study's
-  comparisons at the backbone's 64 px.
+  comparisons at the backbone's 64 px;
+- ``brain_mri_64_valtest.npz``: the same with validation drawn like test: its test split is the 200 Testing images
+  that ``data.limit: 200`` takes from ``brain_mri_64.npz`` (the same images, so test scores compare), and its
+  validation split 200 other Testing images, evenly spaced, none a near-twin of those 200 (correlation >= 0.98 at
+  32x32, the data's own cleaning criterion; the Testing folder holds exact duplicates). Training is unchanged.
 
     python benchmarks/validity/pack_pool.py DATA_DIR OUT_DIR
 """
@@ -61,6 +65,36 @@ def brain_mri_labelled(data: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def evenly(n: int, k: int) -> np.ndarray:
+    """``k`` indices evenly spaced through ``n``, as ``data.limit`` takes them."""
+    return np.arange(n) if k >= n else np.linspace(0, n - 1, k).round().astype(np.int64)
+
+
+def thumbnails(images: np.ndarray) -> np.ndarray:
+    """Images at 32x32, each z-normalised and flattened, so that a dot product / 1024 is their correlation."""
+    x = torch.from_numpy(images).float()[:, None]
+    t = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    t = t.reshape(len(images), -1)
+    t = (t - t.mean(1, keepdim=True)) / t.std(1, keepdim=True).clamp_min(1e-6)
+    return t.numpy()
+
+
+def val_from_test(labelled: dict[str, np.ndarray], n: int = 200, near: float = 0.98) -> dict[str, np.ndarray]:
+    """``labelled`` with its test split cut to the ``n`` images ``data.limit: n`` would take, and its validation
+    split ``n`` other test images, evenly spaced, none a near-twin (correlation >= ``near``) of a kept test image."""
+    images, labels = labelled["test_images"], labelled["test_labels"]
+    test = evenly(len(images), n)
+    rest = np.setdiff1d(np.arange(len(images)), test)
+    thumbs = thumbnails(images)
+    best = (thumbs[rest] @ thumbs[test].T / thumbs.shape[1]).max(1)
+    rest = rest[best < near]
+    val = rest[evenly(len(rest), n)]
+    print(f"brain_mri_64_valtest: {len(images) - len(test) - len(rest)} Testing images left out as near-twins of "
+          f"the {len(test)} test images; validation {len(val)} of the other {len(rest)}")
+    return {**labelled, "val_images": images[val], "val_labels": labels[val],
+            "test_images": images[test], "test_labels": labels[test]}
+
+
 LINKED = ("pneumoniamnist.npz", "adrenalmnist3d_64.npz")
 
 
@@ -74,8 +108,11 @@ def main(data: Path, out: Path) -> None:
     for name, images in (("hippocampus_train_slices", hippocampus(data)), ("brain_mri_train", brain_mri(data))):
         np.savez_compressed(out / f"{name}.npz", train_images=images)
         print(f"{name}: {images.shape[0]} images {images.shape[1:]} -> {out / (name + '.npz')}")
-    np.savez_compressed(out / "brain_mri_64.npz", **brain_mri_labelled(data))
+    labelled = brain_mri_labelled(data)
+    np.savez_compressed(out / "brain_mri_64.npz", **labelled)
     print(f"brain_mri_64: labelled train/val/test -> {out / 'brain_mri_64.npz'}")
+    np.savez_compressed(out / "brain_mri_64_valtest.npz", **val_from_test(labelled))
+    print(f"brain_mri_64_valtest: validation from Testing -> {out / 'brain_mri_64_valtest.npz'}")
 
 
 if __name__ == "__main__":

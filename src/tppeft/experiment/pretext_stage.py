@@ -158,8 +158,8 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             ckpts.meta["probe_before"] = probe_targets(ctx, run, seed)
     loss_start = ckpts.meta["loss_start"]
     n = ctx.num_pretext_images()
-    ctx.log(f"{tag} TPP stage: {task.describe()}, {cfg.epochs} epochs over {n:,} images ({cfg.epochs * n:,} "
-            f"image-passes), held-out pretext loss {loss_start:.4f}")
+    ctx.log(f"{tag} TPP stage: {task.describe()}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} over {n:,} images "
+            f"({cfg.epochs * n:,} image-passes), held-out pretext loss {loss_start:.4f}")
     metrics_path = RunPaths(out_dir).metrics
     warmup = head_warmup(ctx, run, task, cfg, seed, out_dir, tag) if cfg.head_warmup_epochs else None
     order = generator(seed, "pretext")
