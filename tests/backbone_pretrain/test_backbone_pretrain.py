@@ -90,7 +90,7 @@ def test_a_pool_source_limit_takes_evenly_spaced_images_of_each_split(tmp_path):
     with pytest.raises(ValueError, match="greater than 0"):
         PoolSourceConfig(path="x.npz", limit=0)
 
-def test_a_pool_source_can_be_a_folder_of_images(tmp_path):
+def test_a_pool_source_can_be_a_folder_of_images(tmp_path, monkeypatch):
     """A folder: its split folders are its splits; without them every image at any depth is a training image;
     hidden files are skipped; sizes are unified; ``limit`` applies; the checksum follows names and contents."""
     from PIL import Image
@@ -100,6 +100,10 @@ def test_a_pool_source_can_be_a_folder_of_images(tmp_path):
                              log=lambda s: None)
     assert record[0]["splits"] == {"train": 8, "test": 6} and pool.shape == (14, 1, 8, 8)
     assert record[0]["slices_per_volume"] is None and len(record[0]["sha256"]) == 64
+    monkeypatch.setattr("tppeft.data.pool.READ_CHUNK", 3)  # read a few files at a time: the same images
+    again, _ = load_pool([PoolSourceConfig(path="split", splits=["train", "test"])], 8, root=str(tmp_path),
+                         log=lambda s: None)
+    assert torch.equal(again, pool)
     flat = tmp_path / "flat"
     (flat / "a" / "deeper").mkdir(parents=True)
     (flat / ".hidden").mkdir()

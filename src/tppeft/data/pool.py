@@ -24,6 +24,7 @@ from tppeft.data.transforms import resize_images
 from tppeft.io import file_sha256, files_sha256
 
 DEFAULT_SPLIT_NAMES = ("train", "val", "test")
+READ_CHUNK = 1024  # image files decoded at a time from a folder
 
 
 def source_path(spec: str, root: str | None) -> Path:
@@ -79,13 +80,19 @@ def _folder_splits(folder: Path, splits: list[str]) -> dict[str, list[Path]]:
 
 
 def _read_files(files: list[Path], image_size: int, folder: Path, log) -> torch.Tensor:
-    """(N, C, S, S) images of ``files``, decoded as the image-folder reader decodes them (one shared form)."""
+    """(N, C, S, S) images of ``files`` in [0, 1] at ``image_size``: decoded as the image-folder reader decodes
+    them (one shared form), then resized as a run resizes its own (so exact copies stay exact); a chunk at a
+    time, so that a large folder is never held at its files' resolution."""
     target = plan(probe(files, folder), image_size)
     if target.notes:
         log(f"pool: {folder.name}: converted on reading: " + "; ".join(target.notes))
-    out = np.empty((len(files), target.channels, target.height, target.width), np.uint8)
-    read_into(files, target, out, folder)
-    return torch.from_numpy(out)
+    out = []
+    for start in range(0, len(files), READ_CHUNK):
+        chunk = files[start:start + READ_CHUNK]
+        stored = np.empty((len(chunk), target.channels, target.height, target.width), np.uint8)
+        read_into(chunk, target, stored, folder)
+        out.append(resize_images(torch.from_numpy(stored), image_size))
+    return torch.cat(out)
 
 
 def _read_folder(src: PoolSourceConfig, folder: Path, image_size: int, log) -> tuple[dict[str, torch.Tensor], str]:
