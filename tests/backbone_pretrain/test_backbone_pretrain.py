@@ -14,6 +14,7 @@ from conftest import BREAST, write_image_folder, write_medmnist
 from safetensors.torch import load_file
 
 from tppeft.backbones import build_backbone
+from tppeft.backbones.seen import seen_by_name
 from tppeft.bundled import bundled_configs
 from tppeft.cli import main
 from tppeft.config import BackboneConfig, ConfigError, load_config
@@ -121,6 +122,10 @@ def test_a_pool_source_can_be_a_folder_of_images(tmp_path, monkeypatch):
     assert record[0]["sha256"] != sha and record[0]["limit"] == 2 and record[0]["splits"] == {"train": 2}
     with pytest.raises(DataError, match="no train/val/test folders, so every image in it is a training image"):
         load_pool([PoolSourceConfig(path=str(flat), splits=["val"])], 8, log=lambda s: None)
+    # a split folder is named with its data set's name, as packed files are, so "did the backbone see it" can tell
+    _, record = load_pool([PoolSourceConfig(path=str(split / "train"))], 8, log=lambda s: None)
+    assert record[0]["file"] == "split_train" and record[0]["splits"] == {"train": 8}
+    assert seen_by_name({"trained_on": record}, "split") == ["split_train"]
     shutil.rmtree(split / "val")
     with pytest.raises(DataError, match="has no val folder"):
         load_pool([PoolSourceConfig(path=str(split), splits=["val"])], 8, log=lambda s: None)

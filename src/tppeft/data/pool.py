@@ -17,7 +17,7 @@ import torch
 
 from tppeft.bundled import resolve
 from tppeft.data.config import PoolSourceConfig
-from tppeft.data.detect import split_folders
+from tppeft.data.detect import SPLIT_FOLDERS, split_folders
 from tppeft.data.images import IMAGE_SUFFIXES, is_image, plan, probe, read_into
 from tppeft.data.medmnist import DataError, _images_to_tensor, open_npz, subset
 from tppeft.data.transforms import resize_images
@@ -62,6 +62,15 @@ def image_files(folder: Path) -> list[Path]:
     """Every image file under ``folder``, at any depth, sorted; hidden files and folders are skipped."""
     return sorted(p for p in folder.rglob("*") if is_image(p) and p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def folder_name(folder: Path) -> str:
+    """A folder source's name in records: its own, or for a split folder (``brain_mri/train``) its parent's and the
+    split's (``brain_mri_train``), as packed files are named, so that the data set is recognised by name."""
+    for split, names in SPLIT_FOLDERS.items():
+        if folder.name.lower() in names:
+            return f"{folder.resolve().parent.name}_{split}"
+    return folder.name
 
 
 def _folder_splits(folder: Path, splits: list[str]) -> dict[str, list[Path]]:
@@ -138,10 +147,11 @@ def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None
             raise DataError(f"{key}: '{path}' does not exist (a data file, or a folder of images)")
         counts = {split: len(images) for split, images in splits.items()}
         chunks += [resize_images(images, image_size) for images in splits.values()]
-        record.append({"path": src.path, "file": path.name, "sha256": sha, "splits": counts,
+        name = folder_name(path) if path.is_dir() else path.name
+        record.append({"path": src.path, "file": name, "sha256": sha, "splits": counts,
                        "slices_per_volume": src.slices if volume else None, "images": sum(counts.values()),
                        **({"limit": src.limit} if src.limit is not None else {})})
-        log(f"pool: {path.name}{'/ (image folder)' if path.is_dir() else ''} {counts}"
+        log(f"pool: {name}{' (image folder)' if path.is_dir() else ''} {counts}"
             + (f" ({src.slices} central slices per volume)" if volume else "")
             + (f" (limit {src.limit} per split, evenly spaced)" if src.limit is not None else ""))
     channels = max(c.shape[1] for c in chunks)
