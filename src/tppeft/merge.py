@@ -182,6 +182,10 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
     meta.update({s: summaries[i][s] for s, i in sources.items() if s in summaries[i]})  # e.g. baseline_matched's budget
+    if "baseline_matched" not in sources and "pretext" in sources:  # no matched runs kept: the budget their TPP stage
+        meta.pop("baseline_matched", None)                           # would give, not another part's stage's
+        if "baseline_matched" in summaries[sources["pretext"]]:
+            meta["baseline_matched"] = summaries[sources["pretext"]]["baseline_matched"]
     meta["pretext"] = cfg.pretext.model_dump()  # as comparison_meta records it: the merged config's, stage seed too
     if "pretext" in sources:  # the TPP stage's images are those of the part its runs came from
         pretext_data = summaries[sources["pretext"]].get("data", {})
