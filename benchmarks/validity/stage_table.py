@@ -27,7 +27,9 @@ from scipy.stats import spearmanr
 
 def _diff(paired: dict, key: str, metric: str) -> dict | None:
     d = (paired.get(key) or {}).get(metric)
-    return None if d is None else {"mean": d["mean"], "ci95": d["ci95"], "wins": d["wins"], "n": d["n"]}
+    if d is None or d.get("mean") is None:  # no such runs (a merged folder without that arm's runs)
+        return None
+    return {"mean": d["mean"], "ci95": d["ci95"], "wins": d["wins"], "n": d["n"]}
 
 
 def row(folder: Path, root: Path) -> dict | None:
