@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tppeft.bundled import bundled_configs
 from tppeft.config import Config, ConfigError, docs_markdown, iter_fields, load_config, parse_override
@@ -109,3 +110,12 @@ def test_every_bundled_config_loads(name):
     """Every bundled config is valid as shipped (one that is only ever run on a GPU is checked here too)."""
     cfg = load_config(bundled_configs()[name], [])
     assert cfg.seeds >= 1 and cfg.arms
+    # YAML keeps the last of two equal keys without a word: a second `data:` would hide the first silently
+
+    class Strict(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            assert len(keys) == len(set(keys)), f"{name}: a key given twice in one mapping: {keys}"
+            return super().construct_mapping(node, deep=deep)
+
+    yaml.load(Path(bundled_configs()[name]).read_text(), Loader=Strict)
