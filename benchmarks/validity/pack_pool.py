@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tppeft.data.medmnist import subset
+
 SIZE = 64
 SLICES = 8
 
@@ -65,11 +67,6 @@ def brain_mri_labelled(data: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def evenly(n: int, k: int) -> np.ndarray:
-    """``k`` indices evenly spaced through ``n``, as ``data.limit`` takes them."""
-    return np.arange(n) if k >= n else np.linspace(0, n - 1, k).round().astype(np.int64)
-
-
 def thumbnails(images: np.ndarray) -> np.ndarray:
     """Images at 32x32, each z-normalised and flattened, so that a dot product / 1024 is their correlation."""
     x = torch.from_numpy(images).float()[:, None]
@@ -83,12 +80,12 @@ def val_from_test(labelled: dict[str, np.ndarray], n: int = 200, near: float = 0
     """``labelled`` with its test split cut to the ``n`` images ``data.limit: n`` would take, and its validation
     split ``n`` other test images, evenly spaced, none a near-twin (correlation >= ``near``) of a kept test image."""
     images, labels = labelled["test_images"], labelled["test_labels"]
-    test = evenly(len(images), n)
+    test = subset(len(images), n)  # as data.limit takes them
     rest = np.setdiff1d(np.arange(len(images)), test)
     thumbs = thumbnails(images)
     best = (thumbs[rest] @ thumbs[test].T / thumbs.shape[1]).max(1)
     rest = rest[best < near]
-    val = rest[evenly(len(rest), n)]
+    val = rest[subset(len(rest), n)]
     print(f"brain_mri_64_valtest: {len(images) - len(test) - len(rest)} Testing images left out as near-twins of "
           f"the {len(test)} test images; validation {len(val)} of the other {len(rest)}")
     return {**labelled, "val_images": images[val], "val_labels": labels[val],

@@ -140,14 +140,13 @@ def load_pool(sources: list[PoolSourceConfig], image_size: int, root: str | None
     for src in sources:
         path = source_path(src.path, root)
         if path.is_dir():
-            (splits, sha), volume = _read_folder(src, path, image_size, log), False
+            (splits, sha), volume, name = _read_folder(src, path, image_size, log), False, folder_name(path)
         elif path.is_file():
-            (splits, volume), sha = _read_npz(src, path), file_sha256(path)
+            (splits, volume), sha, name = _read_npz(src, path), file_sha256(path), path.name
         else:
             raise DataError(f"{key}: '{path}' does not exist (a data file, or a folder of images)")
         counts = {split: len(images) for split, images in splits.items()}
         chunks += [resize_images(images, image_size) for images in splits.values()]
-        name = folder_name(path) if path.is_dir() else path.name
         record.append({"path": src.path, "file": name, "sha256": sha, "splits": counts,
                        "slices_per_volume": src.slices if volume else None, "images": sum(counts.values()),
                        **({"limit": src.limit} if src.limit is not None else {})})
