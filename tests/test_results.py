@@ -1,6 +1,7 @@
 """Every result folder kept in the repository is what the command its notes give would run: its config.yaml has
 the results identity of that bundled config with those ``--set`` overrides, so a reader can reproduce it."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tppeft.bundled import bundled_configs
-from tppeft.config import load_config
+from tppeft.config import PretextConfig, load_config
 from tppeft.engine.config import results_identity
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -51,8 +52,17 @@ def test_the_recipe_for_ones_own_data_is_the_measured_setting():
     kept = kept.model_dump()
     for key in ("arms", "seeds", "backbone", "peft", "finetune", "baseline_matched", "train"):
         assert recipe[key] == kept[key], key
-    assert {k: v for k, v in recipe["pretext"].items() if k != "data"} == \
-        {k: v for k, v in kept["pretext"].items() if k != "data"}
+    # its lengths are in steps: over the kept stage's 4,317 images in steps of 64 they are that stage's epochs
+    images = json.loads((RESULTS / "validity" / "brain_mri_few_labels_simclr_many_unlabelled_long" /
+                         "summary.json").read_text())["data"]["pretext_train"]
+    steps_per_epoch = images // 64
+    resolved = PretextConfig(**recipe["pretext"]).in_epochs(steps_per_epoch).model_dump()
+    lengths = ("steps", "warmup_steps", "head_warmup_steps", "warmup_epochs")
+    assert {k: v for k, v in resolved.items() if k not in ("data", *lengths)} == \
+        {k: v for k, v in kept["pretext"].items() if k not in ("data", *lengths)}
+    warmup = (round(c["warmup_epochs"] * steps_per_epoch) for c in (resolved, kept["pretext"]))
+    assert len(set(warmup)) == 1
+    assert images == 4317 and resolved["steps"] == 670 == kept["pretext"]["epochs"] * steps_per_epoch
     assert recipe["data"]["labels_per_class"] == kept["data"]["labels_per_class"] == 16
 
 

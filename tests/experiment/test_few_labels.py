@@ -147,7 +147,7 @@ def test_the_tracked_learning_rate_follows_the_images_each_stage_steps_through(t
     out = tmp_path / "out"
     main(["run", *_sets("arms=[tpp]", "data.labels_per_class=3", f"pretext.data=[{{path: {extra}}}]",
                         "pretext.epochs=2", "finetune.epochs=2", "log.tensorboard=true"), "-o", str(out)])
-    assert "2 epochs over 80 images (160 image-passes)" in capsys.readouterr().err
+    assert "2 epochs over 80 images (20 steps of 8; 160 image-passes)" in capsys.readouterr().err
     board = EventAccumulator(str(out / "runs" / "tpp" / "seed0" / "tensorboard")).Reload()
     cfg = load_config(None, [*tiny_config()[1], *SMALL])
     for stage, items in (("finetune", 6), ("pretext", 80)):  # 3 labels x 2 classes; 40 + 40 images
@@ -170,6 +170,25 @@ def test_head_warm_up_leaves_the_target_parameters_alone_and_the_probe_reads_the
     assert pre["head_warmup"]["epochs"] == 1 and pre["head_warmup"]["loss_end"] < pre["loss_start"]
     assert pre["probe_before"] == pre["probe_after"] and pre["probe_before"]["metric"] == "auc"
     assert pre["movement"]["change_norm"] == 0.0 and pre["movement"]["lora_update_ratio"]["max"] == 0.0
+
+
+def test_a_stage_given_in_steps_runs_whole_epochs_of_its_images_and_is_charged_for_them(tmp_path, capsys):
+    """pretext.steps over 52 stage images (40 + 12 from pretext.data) in steps of 8: 6 steps an epoch, so 13 steps
+    are 3 epochs (18 steps) and a head warm-up of 7 steps is 2 epochs; baseline_matched pays for those epochs."""
+    extra = tmp_path / "more.npz"
+    np.savez(extra, train_images=np.random.default_rng(0).integers(0, 256, (12, 20, 20), dtype=np.uint8),
+             train_labels=np.zeros((12, 1), np.int64))
+    more = f"pretext.data=[{{path: {extra}, splits: [train]}}]"
+    steps = ("pretext.steps=13", "pretext.warmup_steps=3", "pretext.head_warmup_steps=7", "pretext.decoder=fresh")
+    out = tmp_path / "steps"
+    assert main(["run", "-o", str(out), *_sets(more, *steps, "arms=[tpp]", "pretext.probe=false")]) == 0
+    assert "3 epochs over 52 images (18 steps of 8, pretext.steps 13 rounded up" in capsys.readouterr().err
+    pre = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"][0]["pretext"]
+    assert (pre["epochs"], pre["steps"], pre["head_warmup"]["epochs"]) == (3, 18, 2)
+    in_steps = matched_budget(_ctx(more, *steps))
+    in_epochs = matched_budget(_ctx(more, "pretext.epochs=3", "pretext.head_warmup_epochs=2", "pretext.decoder=fresh"))
+    assert in_steps["tpp_stage_in_finetune_epochs"] == in_epochs["tpp_stage_in_finetune_epochs"]
+    assert in_steps["extra_epochs"] == in_epochs["extra_epochs"] > 0
 
 
 def test_head_warm_up_needs_a_head_to_train(tmp_path, capsys):

@@ -105,3 +105,15 @@ def test_the_warning_after_a_tpp_stage_says_whether_the_loss_fell_a_little_or_no
     for end in (0.5, 0.6, float("nan")):
         warning = gain_warning(0.5, end)
         assert "did not lower" in warning and "less than" not in warning
+
+
+def test_lengths_in_steps_become_whole_epochs_of_the_stage_images():
+    """`pretext.steps` (and the warm-ups' steps) in epochs: the stage rounded up to whole epochs, the LR warm-up
+    exact; a config without them is returned as it is."""
+    cfg = PretextConfig(steps=670, warmup_steps=22, head_warmup_steps=67)
+    few, many = cfg.in_epochs(3), cfg.in_epochs(67)  # 200 and 4,317 images in steps of 64
+    assert (few.epochs, few.warmup_epochs, few.head_warmup_epochs) == (224, 22 / 3, 23)
+    assert (many.epochs, many.warmup_epochs, many.head_warmup_epochs) == (10, 22 / 67, 1)
+    assert few.steps == 670  # what was asked stays in the record
+    plain = PretextConfig(epochs=7)
+    assert plain.in_epochs(3) is plain

@@ -3,10 +3,10 @@
 Rule: count the floating-point operations of one training step (forward + backward) per image of each stage on
 real training images with torch's ``FlopCounterMode``, multiply by the images each stage processes per epoch,
 and give ``baseline_matched`` ``ceil(pretext.epochs * pretext FLOPs per epoch / fine-tuning FLOPs per epoch)``
-extra fine-tuning epochs. Rounding up means the baseline never gets less compute than TPP. Counted FLOPs are
-independent of the machine and its load (timings are not) and include whatever the pretext task runs
-(decoder, views, teacher). Not counted: evaluation passes (validation per epoch, the pretext's held-out loss)
-and the optimizer update, which are small beside the forward and backward passes.
+extra fine-tuning epochs (``pretext.steps``: its whole epochs). Rounding up means the baseline never gets less
+compute than TPP. Counted FLOPs are independent of the machine and its load (timings are not) and include whatever
+the pretext task runs (decoder, views, teacher). Not counted: evaluation passes (validation per epoch, the
+pretext's held-out loss) and the optimizer update, which are small beside the forward and backward passes.
 
 ``baseline_matched.stage_shared_by`` = K divides the stage's cost by K before rounding: the share of one
 fine-tuning run when one TPP stage serves K of them.
@@ -25,7 +25,8 @@ from tppeft.experiment.context import Context
 from tppeft.experiment.model import build_run_model
 from tppeft.pretext import get_pretext
 
-RULE = ("extra epochs = ceil(pretext.epochs x TPP training FLOPs per epoch / fine-tuning training FLOPs per epoch); "
+RULE = ("extra epochs = ceil(pretext.epochs (pretext.steps in whole epochs) x TPP training FLOPs per epoch / "
+        "fine-tuning training FLOPs per epoch); "
         "FLOPs of forward + backward counted with torch FlopCounterMode")
 RULE_WARMUP = (" (pretext.head_warmup_epochs count as TPP epochs at the full step's FLOPs, an upper bound: the "
                "head-only steps cost less)")
@@ -71,11 +72,12 @@ def matched_budget(ctx: Context) -> dict:
     finetune_per_image = step_flops(lambda: ctx.task.loss(model(inputs), targets), model) / len(ft_idx)
     pretext_epoch = pretext_per_image * images_per_epoch(n_pre, cfg.pretext.batch_size)
     finetune_epoch = finetune_per_image * images_per_epoch(n_ft, cfg.finetune.batch_size)
-    ratio = (cfg.pretext.epochs + cfg.pretext.head_warmup_epochs) * pretext_epoch / finetune_epoch
+    stage = ctx.stage_config()  # pretext.steps and head_warmup_steps in epochs
+    ratio = (stage.epochs + stage.head_warmup_epochs) * pretext_epoch / finetune_epoch
     shared = cfg.baseline_matched.stage_shared_by
     shared_rule = f"; the stage shared by {shared} fine-tuning runs: 1/{shared} of it" if shared > 1 else ""
     return {"extra_epochs": math.ceil(ratio / shared - 1e-9), "tpp_stage_in_finetune_epochs": ratio,
             "stage_shared_by": shared,
             "pretext_flops_per_image_step": pretext_per_image, "finetune_flops_per_image_step": finetune_per_image,
             "pretext_flops_per_epoch": pretext_epoch, "finetune_flops_per_epoch": finetune_epoch,
-            "rule": RULE + (RULE_WARMUP if cfg.pretext.head_warmup_epochs else "") + shared_rule}
+            "rule": RULE + (RULE_WARMUP if stage.head_warmup_epochs else "") + shared_rule}

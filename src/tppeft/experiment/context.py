@@ -13,13 +13,14 @@ import torch
 from tppeft import distributed
 from tppeft.backbones import Backbone, build_backbone, frozen_state_digest
 from tppeft.bundled import resolve
-from tppeft.config import Config
+from tppeft.config import Config, PretextConfig
 from tppeft.data import ImageDataset, augment_batch, data_from_config, input_pixels, to_model_input
 from tppeft.data.fewshot import labelled_subset
 from tppeft.data.overlap import count_in, found_in, image_keys
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
+from tppeft.engine.loop import epoch_steps
 from tppeft.experiment.seeds import stream_seed
 from tppeft.io import file_sha256
 from tppeft.options import ConfigError
@@ -104,6 +105,12 @@ class Context:
         """How many 2D images an epoch of the TPP stage covers: the training split's and ``pretext.data``'s."""
         extra = 0 if self.pretext_extra is None else len(self.pretext_extra)
         return self.num_images("train") + extra
+
+    def stage_config(self, pretext: PretextConfig | None = None) -> PretextConfig:
+        """``pretext`` (default the config's) with its lengths in epochs over this run's TPP-stage images: the
+        ``*steps`` keys turned into epochs (:meth:`PretextConfig.in_epochs`)."""
+        cfg = pretext or self.cfg.pretext
+        return cfg.in_epochs(epoch_steps(self.num_pretext_images(), cfg.batch_size)[0])
 
     def pretext_batch(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Normalised images ``idx`` of the TPP stage's pool: the training split's pretext images first, then

@@ -25,9 +25,10 @@ def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
         task = get_pretext(ctx.cfg.pretext)(ctx.backbone, run.vit, ctx.cfg.pretext)
         head = [p for g in task.head_param_groups(1.0) for p in g["params"] if p.requires_grad]
         count += sum(p.numel() for p in head)
-        if ctx.cfg.pretext.head_warmup_epochs and not head:
-            raise ConfigError(f"pretext.head_warmup_epochs: the {task.name} task has no head to train here "
-                              f"({task.describe()}); set it to 0, or use a fresh head (e.g. pretext.decoder=fresh)")
+        if ctx.stage_config().head_warmup_epochs and not head:
+            raise ConfigError(f"pretext.head_warmup_epochs (or head_warmup_steps): the {task.name} task has no head "
+                              f"to train here ({task.describe()}); set it to 0, or use a fresh head (e.g. "
+                              "pretext.decoder=fresh)")
     return count
 
 

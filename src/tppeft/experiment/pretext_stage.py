@@ -14,6 +14,7 @@ from tppeft.data import iterate_batches
 from tppeft.engine import train
 from tppeft.engine.checkpoint import copy_into, prefixed, unprefixed
 from tppeft.engine.devices import compile_blocks
+from tppeft.engine.loop import epoch_steps
 from tppeft.experiment.checkpoints import resume_stage, stage_checkpointer
 from tppeft.experiment.context import Context
 from tppeft.experiment.diagnostics import probe_possible, probe_targets, target_movement
@@ -138,7 +139,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     """TPP: train the target parameters with the pretext objective (``pretext``, default the config's); save
     them; drop the pretext head. Resumes from the stage's last good checkpoint in ``out_dir`` when there is one.
     """
-    cfg = pretext or ctx.cfg.pretext
+    cfg = ctx.stage_config(pretext)  # lengths given in steps, in epochs of this run's images
     ckpts = stage_checkpointer(ctx, out_dir, "pretext", seed)
     resumed = resume_stage(ckpts)
     if resumed is not None and resumed.done:
@@ -158,8 +159,10 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             ckpts.meta["probe_before"] = probe_targets(ctx, run, seed)
     loss_start = ckpts.meta["loss_start"]
     n = ctx.num_pretext_images()
+    asked = "" if cfg.steps is None else f", pretext.steps {cfg.steps:,} rounded up to whole epochs"
     ctx.log(f"{tag} TPP stage: {task.describe()}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} over {n:,} images "
-            f"({cfg.epochs * n:,} image-passes), held-out pretext loss {loss_start:.4f}")
+            f"({cfg.epochs * epoch_steps(n, cfg.batch_size)[0]:,} steps of {cfg.batch_size}{asked}; "
+            f"{cfg.epochs * n:,} image-passes), held-out pretext loss {loss_start:.4f}")
     metrics_path = RunPaths(out_dir).metrics
     warmup = head_warmup(ctx, run, task, cfg, seed, out_dir, tag) if cfg.head_warmup_epochs else None
     order = generator(seed, "pretext")

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Self
+
 from pydantic import Field, field_validator
 
 from tppeft.data.config import PoolSourceConfig
@@ -20,10 +23,19 @@ class PretextStageOptions(Section):
 
     method: str = Field("mae", description="Pretext task of the TPP stage (see `tppeft list`).")
     epochs: int = Field(6, ge=0, description="Epochs of the TPP stage over the training images.")
+    steps: int | None = Field(
+        None, ge=1, description="The TPP stage's length in optimizer steps instead of `epochs` (which it then "
+        "replaces): turned into whole epochs over the stage's images, rounded up, so that a stage is as long on "
+        "200 images as on 4,000. The record keeps both (`epochs`, `steps`). None: `epochs` sets the length.",
+    )
     lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(64, gt=0, description="Images per step.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="Linear warm-up length in optimizer steps instead of `warmup_epochs` (which it then "
+        "replaces). None: `warmup_epochs`.",
+    )
     data: list[PoolSourceConfig] = Field(
         [], description="More unlabelled images for the TPP stage only (never for fine-tuning or evaluation): "
         "`[{path: FILE_OR_FOLDER, splits: [train]}, ...]`: MedMNIST-format or `images` + `split` .npz files, or "
@@ -41,6 +53,10 @@ class PretextStageOptions(Section):
         0, ge=0, description="Epochs that train a fresh pretext head (decoder, projection head) alone, target "
         "parameters frozen, before the TPP stage proper (0 = none).",
     )
+    head_warmup_steps: int | None = Field(
+        None, ge=0, description="The head warm-up's length in optimizer steps instead of `head_warmup_epochs` "
+        "(which it then replaces), rounded up to whole epochs. None: `head_warmup_epochs`.",
+    )
     stage_seed: int | None = Field(
         None, ge=0, description="One TPP stage for the whole comparison: made once, with this seed's "
         "target-parameter init and data order, in `runs/<arm>/stage`, and every seed's run of a `tpp` arm fine-tunes "
@@ -53,6 +69,18 @@ class PretextStageOptions(Section):
         "validation) of the primary metric with the target parameters at initialisation and after the TPP stage, "
         "and how far they moved, in each TPP run's record and the report.",
     )
+
+    def in_epochs(self, steps_per_epoch: int) -> Self:
+        """These options with every length given in steps (`steps`, `warmup_steps`, `head_warmup_steps`) turned
+        into epochs of ``steps_per_epoch`` optimizer steps (whole epochs rounded up; the LR warm-up exact)."""
+        update: dict = {}
+        if self.steps is not None:
+            update["epochs"] = math.ceil(self.steps / steps_per_epoch)
+        if self.warmup_steps is not None:
+            update["warmup_epochs"] = self.warmup_steps / steps_per_epoch
+        if self.head_warmup_steps is not None:
+            update["head_warmup_epochs"] = math.ceil(self.head_warmup_steps / steps_per_epoch)
+        return self.model_copy(update=update) if update else self
 
     @field_validator("data")
     @classmethod
