@@ -115,6 +115,20 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, on
             assert b["test"][m] == pytest.approx(v, abs=1e-4), (arm, m)
 
 
+def _spawn_gloo(worker, args: tuple, nprocs: int, store: Path, tries: int = 3) -> None:
+    """``torch.multiprocessing.spawn`` of gloo workers that join through the file ``store``, again with a fresh
+    store when gloo failed to connect its processes to each other (``connectFullMesh``: an intermittent failure
+    of gloo's own start-up on a loaded machine, before any code under test ran); any other failure is raised."""
+    for attempt in range(tries):
+        try:
+            torch.multiprocessing.spawn(worker, args=(nprocs, str(store.with_suffix(f".{attempt}")), *args),
+                                        nprocs=nprocs)
+            return
+        except torch.multiprocessing.ProcessRaisedException as e:
+            if "connectFullMesh" not in str(e) or attempt == tries - 1:
+                raise
+
+
 def _gather_worker(rank: int, world: int, store: str, total: int, out: str) -> None:
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank))
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
@@ -131,7 +145,7 @@ def test_gather_rows_joins_every_share_in_order(tmp_path, total):
     """Evaluation under torchrun: each process predicts its share; gathering gives every row once, in order
     (uneven shares padded and trimmed; uint8 predictions kept); fewer rows than processes: all predict all."""
     out = str(tmp_path / "rows")
-    torch.multiprocessing.spawn(_gather_worker, args=(3, str(tmp_path / "store"), total, out), nprocs=3)
+    _spawn_gloo(_gather_worker, (total, out), 3, tmp_path / "store")
     expected = torch.arange(total, dtype=torch.uint8)[:, None].expand(-1, 3)
     shares = []
     for r in range(3):
@@ -175,7 +189,7 @@ def test_segmentation_batch_dice_is_the_whole_batch_s_under_torchrun(tmp_path):
     """MONAI's batch Dice couples the images of a batch: under torchrun its sums are added over processes, so
     the averaged gradient (and the loss) equal one process's on the whole batch, uneven shares included."""
     out = str(tmp_path / "dice")
-    torch.multiprocessing.spawn(_dice_worker, args=(2, str(tmp_path / "store"), out), nprocs=2)
+    _spawn_gloo(_dice_worker, (out,), 2, tmp_path / "store")
     for r in range(2):
         whole, shared, ref, grad = torch.load(f"{out}.{r}")
         assert shared == pytest.approx(whole, rel=1e-6)
