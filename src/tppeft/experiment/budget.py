@@ -25,8 +25,7 @@ from tppeft.experiment.context import Context
 from tppeft.experiment.model import build_run_model
 from tppeft.pretext import get_pretext
 
-RULE = ("extra epochs = ceil(pretext.epochs (pretext.steps in whole epochs) x TPP training FLOPs per epoch / "
-        "fine-tuning training FLOPs per epoch); "
+RULE = ("extra epochs = ceil(pretext.epochs x TPP training FLOPs per epoch / fine-tuning training FLOPs per epoch); "
         "FLOPs of forward + backward counted with torch FlopCounterMode")
 RULE_WARMUP = (" (pretext.head_warmup_epochs count as TPP epochs at the full step's FLOPs, an upper bound: the "
                "head-only steps cost less)")
