@@ -90,6 +90,9 @@ def test_the_stage_table_reads_every_kept_comparison_with_probe_diagnostics(tmp_
     assert one["stages"] == 1 and one["probe_change"] == stage["probe_after"]["test"] - stage["probe_before"]["test"]
     assert one["probe_val_change"] == stage["probe_after"]["val"] - stage["probe_before"]["val"]
     assert one["tpp-baseline_matched"]["mean"] == summary["paired"]["tpp-baseline_matched"]["auc"]["mean"]
+    # each row names its data file: a validation change read on another split says so
+    assert one["data"] == "brain_mri_64" and rows["validity/brain_mri_few_labels_simclr_long_val_from_test"]["data"] \
+        == "brain_mri_64_valtest"
     shared = rows["validity/brain_mri_few_labels_simclr_shared_stage"]
     assert shared["same_tpp_runs_as"] == "validity/brain_mri_few_labels_simclr_long_finetune"
     assert "probe change on validation (known before any test label is read)" in proc.stdout

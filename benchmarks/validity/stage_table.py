@@ -4,9 +4,10 @@ under ROOT (default ``results/``) whose ``tpp`` runs carry the probe diagnostics
 
     python benchmarks/validity/stage_table.py [ROOT] [--json out.json]
 
-Per folder: the pretext task, the images the stage saw, the fine-tuning epochs, the probe of the primary metric
-on test (mean over the distinct stages: one for a comparison with ``pretext.stage_seed``), its change on test and
-on validation, LoRA's ``‖BA‖/‖W‖`` (mean over runs), and the paired differences tpp − baseline and
+Per folder: the data file (rows on different files read different validation images in the probe's validation
+change), the pretext task, the images the stage saw, the fine-tuning epochs, the probe of the primary metric on
+test (mean over the distinct stages: one for a comparison with ``pretext.stage_seed``), its change on test and on
+validation, LoRA's ``‖BA‖/‖W‖`` (mean over runs), and the paired differences tpp − baseline and
 tpp − baseline_matched on the primary metric (mean, 95% CI, seeds TPP won). The last lines are Spearman's rank
 correlation between each probe change and tpp − baseline over the rows: descriptive only, the rows differ in data,
 epochs and seeds. Only the validation change is one a user has before deciding (the test change reads test
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 from kept import arguments, print_table, result_folders, write_rows
 from scipy.stats import spearmanr
 
@@ -49,7 +51,9 @@ def row(folder: Path, root: Path) -> dict | None:
     moved = [((r.get("pretext") or {}).get("movement") or {}).get("lora_update_ratio", {}).get("mean") for r in runs]
     moved = [m for m in moved if m is not None]
     tpp_runs = tuple(sorted((r["seed"], json.dumps(r["test"], sort_keys=True)) for r in runs))
-    return {"folder": folder.relative_to(root).as_posix(), "tpp_runs": tpp_runs, "metric": metric,
+    config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+    data = Path(str(((config or {}).get("data") or {}).get("path") or "?")).stem
+    return {"folder": folder.relative_to(root).as_posix(), "data": data, "tpp_runs": tpp_runs, "metric": metric,
             "pretext": s["pretext"]["method"],
             "stage_images": (s.get("data") or {}).get("pretext_train"), "finetune_epochs": s["finetune"]["epochs"],
             "stages": len(stages), "probe_before": before, "probe_after": after, "probe_change": after - before,
@@ -80,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         moved = "—" if r["lora_update_ratio"] is None else f"{r['lora_update_ratio']:.2f}"
         name = r["folder"] + (f" (tpp runs of {r['same_tpp_runs_as']})" if r["same_tpp_runs_as"] else "")
-        lines.append(f"| {name} | {r['pretext']} | {r['stage_images']} | {r['finetune_epochs']} | {r['stages']} | "
+        lines.append(f"| {name} | {r['data']} | {r['pretext']} | {r['stage_images']} | {r['finetune_epochs']} | "
+                     f"{r['stages']} | "
                      f"{r['probe_before']:.3f} → {r['probe_after']:.3f} | {r['probe_change']:+.3f} | "
                      f"{r['probe_val_change']:+.3f} | {moved} | "
                      f"{_fmt(r['tpp-baseline'])} | {_fmt(r['tpp-baseline_matched'])} |")
-    print_table(["folder", "pretext", "stage images", "ft epochs", "stages", "probe test: before → after", "change",
-                 "probe val change", "LoRA ‖BA‖/‖W‖", "tpp − baseline", "tpp − baseline_matched"], lines)
+    print_table(["folder", "data", "pretext", "stage images", "ft epochs", "stages", "probe test: before → after",
+                 "change", "probe val change", "LoRA ‖BA‖/‖W‖", "tpp − baseline", "tpp − baseline_matched"], lines)
     counted = [r for r in rows if r["tpp-baseline"] and not r["same_tpp_runs_as"]]
     if len(counted) >= 3:
         print()
