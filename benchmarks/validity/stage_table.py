@@ -4,10 +4,10 @@ under ROOT (default ``results/``) whose ``tpp`` runs carry the probe diagnostics
 
     python benchmarks/validity/stage_table.py [ROOT] [--json out.json]
 
-Per folder: the data file (rows on different files read different validation images in the probe's validation
-change), the pretext task, the images the stage saw, the fine-tuning epochs, the probe of the primary metric on
-test (mean over the distinct stages: one for a comparison with ``pretext.stage_seed``), its change on test and on
-validation, LoRA's ``‖BA‖/‖W‖`` (mean over runs), and the paired differences tpp − baseline and
+Per folder: the data set as the run recorded it (rows on different data read different validation images in the
+probe's validation change), the pretext task, the images the stage saw, the fine-tuning epochs, the probe of the
+primary metric on test (mean over the distinct stages: one for a comparison with ``pretext.stage_seed``), its change
+on test and on validation, LoRA's ``‖BA‖/‖W‖`` (mean over runs), and the paired differences tpp − baseline and
 tpp − baseline_matched on the primary metric (mean, 95% CI, seeds TPP won). The last lines are Spearman's rank
 correlation between each probe change and tpp − baseline over the rows: descriptive only, the rows differ in data,
 epochs and seeds. Only the validation change is one a user has before deciding (the test change reads test
@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 from kept import arguments, print_table, result_folders, write_rows
 from scipy.stats import spearmanr
 
@@ -51,9 +50,7 @@ def row(folder: Path, root: Path) -> dict | None:
     moved = [((r.get("pretext") or {}).get("movement") or {}).get("lora_update_ratio", {}).get("mean") for r in runs]
     moved = [m for m in moved if m is not None]
     tpp_runs = tuple(sorted((r["seed"], json.dumps(r["test"], sort_keys=True)) for r in runs))
-    config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
-    data = Path(str(((config or {}).get("data") or {}).get("path") or "?")).stem
-    return {"folder": folder.relative_to(root).as_posix(), "data": data, "tpp_runs": tpp_runs, "metric": metric,
+    return {"folder": folder.relative_to(root).as_posix(), "data": s["dataset"], "tpp_runs": tpp_runs, "metric": metric,
             "pretext": s["pretext"]["method"],
             "stage_images": (s.get("data") or {}).get("pretext_train"), "finetune_epochs": s["finetune"]["epochs"],
             "stages": len(stages), "probe_before": before, "probe_after": after, "probe_change": after - before,
