@@ -11,6 +11,7 @@ import pytest
 from tppeft.bundled import bundled_configs
 from tppeft.config import PretextConfig, load_config
 from tppeft.engine.config import results_identity
+from tppeft.engine.loop import epoch_steps
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 FOLDERS = sorted(p.parent for p in RESULTS.rglob("notes.md") if (p.parent / "config.yaml").is_file())
@@ -55,7 +56,7 @@ def test_the_recipe_for_ones_own_data_is_the_measured_setting():
     # its lengths are in steps: over the kept stage's 4,317 images in steps of 64 they are that stage's epochs
     images = json.loads((RESULTS / "validity" / "brain_mri_few_labels_simclr_many_unlabelled_long" /
                          "summary.json").read_text())["data"]["pretext_train"]
-    steps_per_epoch = images // 64
+    steps_per_epoch = epoch_steps(images, kept["pretext"]["batch_size"])[0]  # the training loop's own count
     resolved = PretextConfig(**recipe["pretext"]).in_epochs(steps_per_epoch).model_dump()
     lengths = ("steps", "warmup_steps", "head_warmup_steps", "warmup_epochs")
     assert {k: v for k, v in resolved.items() if k not in ("data", *lengths)} == \
