@@ -104,6 +104,29 @@ def test_few_labels_are_whole_volumes(tmp_path):
                                "labelled_volumes": ctx.labelled_volumes()}})
     assert text.startswith(f"Fine-tuning saw the slices of {-(-volumes // 2)} labelled training volumes (50% of them")
 
+def test_whole_volume_draws_fine_tune_on_their_own_slices_and_charge_the_fewest(tmp_path):
+    """Whole volumes drawn per seed differ in slices: each run fine-tunes on its own seed's slices (all of them,
+    every epoch), and baseline_matched's budget counts a fine-tuning epoch over the fewest, so no seed gets less."""
+    from tppeft.engine.loop import epoch_steps
+
+    root = write_msd(tmp_path / "msd", n=10, shapes=[(10, 12, 6 + 3 * (i % 4)) for i in range(10)])
+    out = tmp_path / "run"
+    sets = ["pretext.probe=false", "threads=1", "seeds=3", "arms=[baseline, baseline_matched]", "pretext.epochs=1",
+            "pretext.batch_size=8", "finetune.epochs=1", "finetune.batch_size=4", "data.image_size=16",
+            "data.label_fraction=0.3", f"data.path={root}"]
+    assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    counts = summary["data"]["train_per_seed"]
+    assert len(set(counts)) > 1 and summary["data"]["train"] == counts[0]  # the draws differ in slices
+    budget = summary["baseline_matched"]
+    assert budget["finetune_images_per_epoch"] == min(counts)
+    for arm in ("baseline", "baseline_matched"):
+        for run in summary["arms"][arm]["runs"]:
+            lines = (out / "runs" / arm / f"seed{run['seed']}" / "metrics.jsonl").read_text().splitlines()
+            end = [r for r in map(json.loads, lines) if r.get("stage") == "finetune" and r.get("event") == "end"]
+            assert end[0]["steps"] == run["finetune_epochs"] * epoch_steps(counts[run["seed"]], 4)[0]
+
+
 def test_bundled_volume_configs():
     from tppeft.bundled import bundled_configs
     from tppeft.config import load_config

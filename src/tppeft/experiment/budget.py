@@ -3,10 +3,12 @@
 Rule: count the floating-point operations of one training step (forward + backward) per image of each stage on
 real training images with torch's ``FlopCounterMode``, multiply by the images each stage processes per epoch,
 and give ``baseline_matched`` ``ceil(pretext.epochs * pretext FLOPs per epoch / fine-tuning FLOPs per epoch)``
-extra fine-tuning epochs (``pretext.steps``: its whole epochs). Rounding up means the baseline never gets less
-compute than TPP. Counted FLOPs are independent of the machine and its load (timings are not) and include whatever
-the pretext task runs (decoder, views, teacher). Not counted: evaluation passes (validation per epoch, the
-pretext's held-out loss) and the optimizer update, which are small beside the forward and backward passes.
+extra fine-tuning epochs (``pretext.steps``: its whole epochs). A fine-tuning epoch is counted over the fewest
+labelled images of any seed (whole volumes drawn per seed differ in slices). Rounding up, and that count, mean the
+baseline never gets less compute than TPP. Counted FLOPs are independent of the machine and its load (timings are
+not) and include whatever the pretext task runs (decoder, views, teacher). Not counted: evaluation passes
+(validation per epoch, the pretext's held-out loss) and the optimizer update, which are small beside the forward
+and backward passes.
 
 ``baseline_matched.stage_shared_by`` = K divides the stage's cost by K before rounding: the share of one
 fine-tuning run when one TPP stage serves K of them.
@@ -64,7 +66,7 @@ def matched_budget(ctx: Context) -> dict:
     pre_idx = torch.arange(min(n_pre, _PROBE_IMAGES))
     images = ctx.batch("train", pre_idx)
     pretext_per_image = step_flops(lambda: task.loss(images, gen), task) / len(pre_idx)
-    n_ft = ctx.num_labelled()  # the labelled subset fine-tuning sees
+    n_ft = ctx.fewest_labelled()  # whole volumes drawn per seed differ in slices: the fewest never undercharge
     ft_idx = torch.arange(min(n_ft, _PROBE_IMAGES))
     inputs, targets = ctx.task.train_batch(ctx, ft_idx, None)
     model = ctx.task.build_model(run.vit).to(ctx.device)
@@ -79,4 +81,5 @@ def matched_budget(ctx: Context) -> dict:
             "stage_shared_by": shared,
             "pretext_flops_per_image_step": pretext_per_image, "finetune_flops_per_image_step": finetune_per_image,
             "pretext_flops_per_epoch": pretext_epoch, "finetune_flops_per_epoch": finetune_epoch,
+            "finetune_images_per_epoch": n_ft,
             "rule": RULE + (RULE_WARMUP if stage.head_warmup_epochs else "") + shared_rule}

@@ -182,7 +182,8 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
             "data": {"train": ctx.num_labelled(), "pretext_train": ctx.num_pretext_images(),
                      "label_fraction": cfg.data.label_fraction, "labels_per_class": cfg.data.labels_per_class,
                      "pretext_sources": ctx.pretext_sources,
-                     **({"labelled_volumes": v} if (v := ctx.labelled_volumes()) is not None else {})},
+                     **({"labelled_volumes": v, "train_per_seed": [ctx.num_labelled(s) for s in range(cfg.seeds)]}
+                        if (v := ctx.labelled_volumes()) is not None else {})},
             "backbone": ctx.backbone.identity, "backbone_provenance": ctx.backbone.provenance,
             "peft": cfg.peft.model_dump(), "pretext": cfg.pretext.model_dump(),
             "finetune": {**cfg.finetune.model_dump(), "select_metric": ctx.task.select_metric()},

@@ -88,11 +88,15 @@ class Context:
             self._labelled[seed] = None if chosen is None else torch.from_numpy(chosen)
         return self._labelled[seed]
 
-    def num_labelled(self) -> int:
-        """How many training items fine-tuning sees (the same count for every seed but where whole volumes are
-        drawn: seed 0's)."""
-        chosen = self.labelled(0)
+    def num_labelled(self, seed: int = 0) -> int:
+        """How many training items fine-tuning sees in run ``seed`` (the same count for every seed but where whole
+        volumes are drawn: their slices differ in number)."""
+        chosen = self.labelled(seed)
         return len(self.data["train"]) if chosen is None else len(chosen)
+
+    def fewest_labelled(self) -> int:
+        """The fewest training items fine-tuning sees in any run of the comparison (seeds ``0 .. seeds-1``)."""
+        return min(self.num_labelled(seed) for seed in range(self.cfg.seeds))
 
     def labelled_volumes(self) -> int | None:
         """With few labels drawn a volume at a time (slice-wise 3D segmentation): how many volumes; else None."""
