@@ -64,11 +64,14 @@ def test_a_comparison_without_baseline_matched_says_its_compute_is_not_matched(t
     line = "No `baseline_matched` arm: the TPP stage's compute is not matched"
     s = summary({"baseline": [2, 3], "tpp": [3, 2]}, {"baseline": 8, "tpp": 8})
     assert unmatched_compute_line(s).startswith(line)
-    # the setting it names as the one where TPP beat the matched baseline is a bundled config with a kept result
+    # every study it names (where TPP beat the matched baseline, and where the same stage did not) is a bundled
+    # config with a kept result
     from tppeft.bundled import bundled_configs
-    named = re.search(r"`(study_[a-z0-9_]+)`", unmatched_compute_line(s)).group(1)
-    assert named in bundled_configs()
-    assert (Path(__file__).resolve().parents[2] / "results" / "validity" / named.removeprefix("study_")).is_dir()
+    named = re.findall(r"`(study_[a-z0-9_]+)`", unmatched_compute_line(s))
+    assert len(named) == 2
+    for name in named:
+        assert name in bundled_configs()
+        assert (Path(__file__).resolve().parents[2] / "results" / "validity" / name.removeprefix("study_")).is_dir()
     recipe = re.search(r"bundled config `([a-z0-9_]+)`", unmatched_compute_line(s)).group(1)
     assert recipe in bundled_configs()  # the same setting for one's own data
     write_json(tmp_path / "summary.json", s)

@@ -69,5 +69,6 @@ def unmatched_compute_line(summary: dict) -> str | None:
             "labels and SimCLR as the pretext task; most clearly with a SimCLR stage long in steps, on 200 "
             "unlabelled images as on 4,317 (brain MRI, 16 labels per class, "
             "`study_brain_mri_few_labels_simclr_many_unlabelled_long`; for your own data the bundled config "
-            "`few_labels_simclr_long_stage`). MAE and feature-distillation stages tied or lost, and with a stage per "
-            "run TPP at best tied (\"Does TPP help?\" in the documentation).")
+            "`few_labels_simclr_long_stage`); the same stage did not pay on hippocampus segmentation "
+            "(`study_hippocampus_few_labels_simclr_long_stage`). MAE and feature-distillation stages tied or lost, "
+            "and with a stage per run TPP at best tied (\"Does TPP help?\" in the documentation).")
