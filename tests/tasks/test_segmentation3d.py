@@ -104,6 +104,7 @@ def test_few_labels_are_whole_volumes(tmp_path):
                                "labelled_volumes": ctx.labelled_volumes()}})
     assert text.startswith(f"Fine-tuning saw the slices of {-(-volumes // 2)} labelled training volumes (50% of them")
 
+
 def test_whole_volume_draws_fine_tune_on_their_own_slices_and_charge_the_fewest(tmp_path):
     """Whole volumes drawn per seed differ in slices: each run fine-tunes on its own seed's slices (all of them,
     every epoch), and baseline_matched's budget counts a fine-tuning epoch over the fewest, so no seed gets less."""

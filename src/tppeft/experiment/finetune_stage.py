@@ -54,6 +54,8 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     sign = -1.0 if select == "loss" else 1.0
     best = BestSoFar(targets + head)
     metrics_path = RunPaths(out_dir).metrics
+    labelled = ctx.labelled(seed)  # data.label_fraction / labels_per_class: this seed's labelled subset
+    num_items = ctx.num_labelled(seed)  # its size: whole volumes drawn per seed differ in slices
 
     def on_epoch_end(epoch: int, loss: float) -> dict:
         with ctx.inference():
@@ -63,17 +65,15 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             line = {"stage": "finetune", "epoch": epoch, "train_loss": loss, "val": val}
             append_jsonl(metrics_path, line)
             track_epoch(ctx.cfg.log, out_dir, line, scheduled_lr(cfg.lr, epochs, cfg.batch_size, cfg.warmup_epochs,
-                                                                 ctx.num_labelled(seed), epoch))
+                                                                 num_items, epoch))
         return {f"val_{k}": v for k, v in val.items()}
-
-    labelled = ctx.labelled(seed)  # data.label_fraction / labels_per_class: this seed's labelled subset
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
         inputs, targets = task.train_batch(ctx, idx if labelled is None else labelled[idx], aug)
         return task.loss(forward(inputs), targets)
 
     result = train(
-        groups, step_loss, ctx.num_labelled(seed), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        groups, step_loss, num_items, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, generator=order,
         on_epoch_end=on_epoch_end, log=ctx.log, tag=f"{tag} finetune", generators={"augment": aug},
         checkpoints=ckpts, resume=resumed, extra=best, on_nonfinite=ctx.cfg.train.on_nonfinite,
@@ -91,7 +91,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         final_dir.mkdir(parents=True, exist_ok=True)
         if run.method is not None:  # a linear probe has no target parameters; full fine-tuning keeps no weights
             run.method.save(run.handle, final_dir, {
-                "made by": f"fine-tuning on {ctx.num_labelled(seed):,} labelled images of {ctx.data.name}, best of "
+                "made by": f"fine-tuning on {num_items:,} labelled images of {ctx.data.name}, best of "
                            f"{epochs} epochs on validation {select}, seed {seed}",
                 "test": ", ".join(f"{k} {v:.4f}" for k, v in test.items())})
         save_tensors({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
