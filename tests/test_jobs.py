@@ -12,6 +12,7 @@ import tppeft
 from tppeft import jobs
 from tppeft.cli import main
 from tppeft.faults import ENV
+from tppeft.rundir import RunFolder
 
 SETS = ["pretext.probe=false", "data.image_size=32", "threads=1", "seeds=2", "data.limit=16", "pretext.epochs=1",
         "finetune.epochs=1", "pretext.batch_size=8", "finetune.batch_size=8"]
@@ -102,3 +103,18 @@ def test_a_workers_messages_name_the_comparison_to_resume(monkeypatch, tmp_path)
     assert _resume_hint(args).endswith(f"tppeft run --resume {tmp_path / 'parts' / 'tpp-seed0'}")
     monkeypatch.setenv(JOBS_FOLDER_ENV, str(tmp_path))
     assert _resume_hint(args) == f"; resume the comparison with: tppeft run --resume {tmp_path}"
+
+
+def test_redo_removes_the_runs_parts_and_logs_only(tmp_path):
+    folder = RunFolder(tmp_path)
+    for arm, seed in (("tpp", 0), ("tpp", 1)):
+        (jobs.part_folder(folder, arm, seed).root / "runs").mkdir(parents=True)
+        for finished in (False, True):
+            path = jobs.log_path(folder, arm, seed, finished)
+            path.parent.mkdir(exist_ok=True)
+            path.write_text("old log\n")
+    jobs.forget_parts(folder, {("tpp", 0)})
+    assert not jobs.part_folder(folder, "tpp", 0).root.exists()
+    assert not any(jobs.log_path(folder, "tpp", 0, f).exists() for f in (False, True))
+    assert jobs.part_folder(folder, "tpp", 1).root.is_dir()
+    assert all(jobs.log_path(folder, "tpp", 1, f).is_file() for f in (False, True))

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,6 +235,30 @@ def test_nan_run_fails_alone_and_is_flagged_not_averaged(tmp_path, monkeypatch, 
     summary = json.loads((skip / "summary.json").read_text())
     assert summary["arms"]["tpp"]["n"] == 1 and summary["arms"]["tpp"]["skipped_steps"] == {"0": 1}
     assert "1 update(s) skipped" in (skip / "report.md").read_text()
+
+
+def test_redo_makes_one_run_again_as_an_uninterrupted_comparison_has_it(reference, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "-o", str(out), *ARGS]) == 0
+    results = out / "results.jsonl"
+    baseline_line = results.read_text().splitlines()[0]
+    shutil.rmtree(out / "runs" / "tpp" / "seed0")  # its folder lost: a plain --resume keeps its results line
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "--redo", "tpp:0"]) == 0
+    log = "".join(capsys.readouterr())
+    assert "--redo: 1 finished run(s) dropped" in log and log.count("== run ") == 1
+    assert results.read_text().splitlines()[0] == baseline_line  # the other run's line untouched
+    assert comparable(out) == reference["files"]
+    assert json.loads((out / "command.json").read_text())["redone"] == ["tpp:0"]
+    assert json.loads((out / "summary.json").read_text())["redone"] == ["tpp:0"]
+    assert "made again with `--redo`: tpp:0" in (out / "report.md").read_text()
+    # refused, with the folder unchanged: without --resume, and a run the comparison does not have
+    assert main(["run", "-o", str(tmp_path / "new"), "--redo", "tpp:0", *ARGS]) == 2
+    assert "tppeft run --resume DIR --redo ARM:SEED" in capsys.readouterr().err
+    before = results.read_text()
+    assert main(["run", "--resume", str(out), "--redo", "tpp:1"]) == 2
+    assert "--redo 'tpp:1': expected ARM:SEED" in capsys.readouterr().err
+    assert results.read_text() == before and (out / "summary.json").is_file()
 
 
 def test_stage_commands_resume_too(tmp_path, monkeypatch, capsys):

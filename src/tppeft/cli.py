@@ -168,16 +168,39 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
     return cfg, folder, ctx, resume
 
 
-def _only_runs(specs: list[str], cfg: Config) -> set[tuple[str, int]]:
-    """``--only ARM:SEED`` values as (arm, seed) pairs of this config."""
+def _only_runs(specs: list[str], cfg: Config, flag: str = "--only") -> set[tuple[str, int]]:
+    """``--only ARM:SEED`` (or ``--redo``) values as (arm, seed) pairs of this config."""
     pairs = set()
     for spec in specs:
         arm, _, seed = spec.partition(":")
         if arm not in cfg.arms or not seed.isdigit() or int(seed) >= cfg.seeds:
-            raise ConfigError(f"--only '{spec}': expected ARM:SEED with ARM one of {cfg.arms} and SEED in "
+            raise ConfigError(f"{flag} '{spec}': expected ARM:SEED with ARM one of {cfg.arms} and SEED in "
                               f"0..{cfg.seeds - 1}")
         pairs.add((arm, int(seed)))
     return pairs
+
+
+def _redo_runs(specs: list[str], saved_only: list[str], cfg: Config) -> set[tuple[str, int]]:
+    """``--redo ARM:SEED`` values as (arm, seed) pairs, each a run of the folder being resumed."""
+    redo = _only_runs(specs, cfg, "--redo")
+    if saved_only and (outside := redo - _only_runs(saved_only, cfg)):
+        raise ConfigError(f"--redo {' '.join(sorted(f'{a}:{s}' for a, s in outside))}: not a run of this folder, "
+                          f"made with --only {' '.join(saved_only)}")
+    return redo
+
+
+def _forget(folder: RunFolder, redo: set[tuple[str, int]]) -> None:
+    """``--redo``: the runs leave the folder (results line, run folder, a job's part), to be made again."""
+    from tppeft import distributed
+    from tppeft.jobs import forget_parts
+
+    if ranks.is_main():
+        dropped = folder.forget_runs(redo)
+        forget_parts(folder, redo)
+        fresh = sorted(redo - set(dropped))
+        log(f"--redo: {len(dropped)} finished run(s) dropped to be made again from the start"
+            + (f"; not finished, made anyway: {', '.join(f'{a}:{s}' for a, s in fresh)}" if fresh else ""))
+    distributed.barrier()  # every process reads the results the first one rewrote
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -186,6 +209,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume is not None and args.only:
         raise ConfigError("--resume continues the runs DIR was made for; drop --only")
+    if args.redo and args.resume is None:
+        raise ConfigError("--redo ARM:SEED makes a run of a comparison again; give the comparison: "
+                          "tppeft run --resume DIR --redo ARM:SEED")
     saved = _invocation(args)
     specs = saved.get("only") or args.only or []
     jobs = args.jobs or saved.get("jobs")
@@ -196,6 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     parallel = jobs is not None and (jobs > 1 or "jobs" in saved)
 
     def plan(c: Config) -> tuple[bool, int, list[str]]:
+        _redo_runs(args.redo or [], specs, c)  # refused before anything in the folder changes
         only = _only_runs(specs, c)
         arms = sorted({a for a, _ in only}) if only else c.arms
         return any(get_arm(a).has_tpp_stage for a in arms), len(only) or c.seeds * len(c.arms), arms
@@ -203,6 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     invocation = {**({"only": sorted(specs)} if specs else {}), **({"jobs": jobs} if parallel else {})}
     cfg, folder, ctx, resume = _prepare(args, plan, invocation=invocation or None)
     only = _only_runs(specs, cfg) or None
+    if args.redo:
+        _forget(folder, _redo_runs(args.redo, specs, cfg))
     log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {folder.root}" + (" (resumed)" if resume else "")
         + (f"; only {', '.join(sorted(specs))}" if only else ""))
     if parallel:
@@ -445,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", action="append", metavar="ARM:SEED",
                     help="make only this run of the comparison (repeatable): one job's part, joined to the others "
                     "by tppeft merge")
+    sp.add_argument("--redo", action="append", metavar="ARM:SEED",
+                    help="with --resume: make this run again from the start (repeatable); its results line and "
+                    "folder go, a shared TPP stage is kept")
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("pretrain", help="TPP stage only: pre-train target parameters and save them")
     common(sp, resume=True)

@@ -151,6 +151,14 @@ def _drop_part(folder: RunFolder, arm: str, seed: int) -> None:
     shutil.rmtree(part_folder(folder, arm, seed).root, ignore_errors=True)
 
 
+def forget_parts(folder: RunFolder, pairs: set[tuple[str, int]]) -> None:
+    """``--resume --redo``: the runs' part folders and logs go too, so that no worker continues an old run."""
+    for arm, seed in pairs:
+        shutil.rmtree(part_folder(folder, arm, seed).root, ignore_errors=True)
+        for finished in (False, True):
+            log_path(folder, arm, seed, finished).unlink(missing_ok=True)
+
+
 def _describe(rc: int) -> str:
     if rc < 0:
         return f"was killed by {signal.Signals(-rc).name}"

@@ -303,23 +303,49 @@ class RunFolder:
         """The seed count ``config.yaml`` holds."""
         return yaml.safe_load(self.config.read_text()).get("seeds")
 
-    def seeds_added(self) -> list[dict]:
-        """The steps by which ``--resume --set seeds=N`` grew the comparison (``command.json``), oldest first."""
+    def _steps(self, key: str) -> list:
+        """``command.json``'s record ``key`` of the steps by which resuming changed the comparison, oldest first."""
         try:
-            return list(json.loads(self.command.read_text()).get("seeds_added", []))
+            return list(json.loads(self.command.read_text()).get(key, []))
         except (OSError, json.JSONDecodeError):
             return []
 
-    def grow_seeds(self, cfg: BaseModel, before: int) -> None:
-        """Make the comparison of ``before`` seeds ``cfg``'s, with more: ``config.yaml`` says so, ``command.json``
-        records the step, and the summary and report of the fewer seeds go (the finished comparison writes them
-        again)."""
+    def _add_steps(self, key: str, steps: list) -> None:
+        """Record ``steps`` under ``key`` in ``command.json``; the summary and report go (the finished comparison
+        writes them again)."""
         command = json.loads(self.command.read_text()) if self.command.is_file() else {"command": "run"}
-        command["seeds_added"] = [*command.get("seeds_added", []), {"from": before, "to": cfg.seeds}]
+        command[key] = [*command.get(key, []), *steps]
         self.write_command(command)
-        self.write_config(cfg)
         for stale in (self.summary, self.report_md, self.report_html):
             stale.unlink(missing_ok=True)
+
+    def seeds_added(self) -> list[dict]:
+        """The steps by which ``--resume --set seeds=N`` grew the comparison, oldest first."""
+        return self._steps("seeds_added")
+
+    def grow_seeds(self, cfg: BaseModel, before: int) -> None:
+        """Make the comparison of ``before`` seeds ``cfg``'s, with more: ``config.yaml`` says so, ``command.json``
+        records the step, and the summary and report of the fewer seeds go."""
+        self._add_steps("seeds_added", [{"from": before, "to": cfg.seeds}])
+        self.write_config(cfg)
+
+    def redone(self) -> list[str]:
+        """The runs ``--resume --redo ARM:SEED`` made again, as ``ARM:SEED``, oldest first."""
+        return self._steps("redone")
+
+    def forget_runs(self, pairs: set[tuple[str, int]]) -> list[tuple[str, int]]:
+        """``--resume --redo``: each run's line leaves ``results.jsonl`` and its folder goes, so that the resumed
+        comparison makes it again from the start; ``command.json`` records the step (``redone``) and the summary
+        and report go (the finished comparison writes them again). Returns the pairs that had a line."""
+        records = read_jsonl(self.results, repair=True) if self.results.is_file() else []
+        dropped = [(r["arm"], r["seed"]) for r in records if (r["arm"], r["seed"]) in pairs]
+        if dropped:  # the lines as append_jsonl wrote them
+            write_text(self.results, "".join(json.dumps(r) + "\n" for r in records
+                                             if (r["arm"], r["seed"]) not in pairs))
+        for arm, seed in sorted(pairs):
+            shutil.rmtree(self.run(arm, seed).root, ignore_errors=True)
+        self._add_steps("redone", [f"{a}:{s}" for a, s in sorted(pairs)])
+        return dropped
 
     def reopen_for_resume(self, command: str) -> dict:
         """Check that the folder holds a run ``command`` made and can continue; returns :meth:`saved_command`."""

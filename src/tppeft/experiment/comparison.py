@@ -290,6 +290,8 @@ def finish_comparison(cfg: Config, ctx: Context, folder: RunFolder, records: lis
     extra = {"resumed": True} if resume else {}
     if added := folder.seeds_added():
         extra["seeds_added"] = added
+    if redone := folder.redone():
+        extra["redone"] = redone
     summary = summarize(records, cfg, {**meta, "figures": figures, "wall_seconds": round(seconds, 1), **extra},
                         ctx.task.metrics, ctx.task.primary_metric)
     if main:

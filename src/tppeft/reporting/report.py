@@ -337,11 +337,14 @@ def _setup_text(summary: dict) -> str:
 
 
 def _added_text(summary: dict) -> str:
-    """When seeds were added to a finished comparison (``--resume --set seeds=N``): which, and to how many."""
+    """When seeds were added to a finished comparison (``--resume --set seeds=N``): which, and to how many; and
+    the runs made again (``--resume --redo``)."""
     def which(a: dict) -> str:
         return f"seed {a['from']}" if a["to"] - a["from"] == 1 else f"seeds {a['from']}–{a['to'] - 1}"
 
-    return "".join(f"; {which(a)} added later to the {a['from']} before" for a in summary.get("seeds_added") or [])
+    added = "".join(f"; {which(a)} added later to the {a['from']} before" for a in summary.get("seeds_added") or [])
+    redone = summary.get("redone")
+    return added + (f"; made again with `--redo`: {', '.join(redone)}" if redone else "")
 
 
 def _wall_text(summary: dict) -> str:
