@@ -27,10 +27,9 @@ from tppeft.arms import get_arm
 from tppeft.config import Config, load_config
 from tppeft.engine.config import results_identity
 from tppeft.experiment.comparison import failed_record, sort_records, summarize
-from tppeft.experiment.shared_stage import STAGE_FOLDER
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.report import write_report
-from tppeft.rundir import CONFIG, SUMMARY, OutputError, RunFolder
+from tppeft.rundir import CONFIG, STAGE_FOLDER, SUMMARY, OutputError, RunFolder
 
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
 _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",

@@ -10,6 +10,7 @@ A comparison folder (``tppeft run``)::
     report.md, report.html, <figure>.png   (examples.png: segmentation's example masks; roc_curves.png:
                                            classification's ROC curves)
     runs/<arm>/seed<k>/   one run: see :class:`RunPaths`
+    runs/<arm>/stage/     the one TPP stage of ``pretext.stage_seed`` (a :class:`RunPaths` too)
 
 A stage command's folder (``tppeft pretrain`` / ``finetune``) is a :class:`RunFolder` whose root is also the
 run's :class:`RunPaths`. A sweep folder holds ``sweep.json``, ``sweep.md`` and ``cells/<name>/`` (comparison
@@ -56,6 +57,7 @@ EXAMPLES = "examples.npz"
 TEST_SCORES = "test_scores.npz"
 TENSORBOARD = "tensorboard"
 PRETEXT_RECORD = "pretext.json"
+STAGE_FOLDER = "stage"  # a comparison's shared TPP stage, beside the arm's seed<k> folders
 SWEEP = "sweep.json"
 SWEEP_MD = "sweep.md"
 CELLS = "cells"

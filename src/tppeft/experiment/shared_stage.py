@@ -17,9 +17,8 @@ from tppeft.experiment.checkpoints import resume_stage, stage_checkpointer
 from tppeft.experiment.context import Context
 from tppeft.experiment.model import RunModel
 from tppeft.experiment.pretext_stage import pretrain_stage
-from tppeft.rundir import JOBS_FOLDER_ENV, RunFolder
-
-STAGE_FOLDER = "stage"  # beside the arm's seed<k> folders
+from tppeft.experiment.stage_source import import_stage
+from tppeft.rundir import JOBS_FOLDER_ENV, STAGE_FOLDER, RunFolder
 
 
 def stage_folder(run_dir: Path) -> Path:
@@ -58,9 +57,14 @@ def shared_stage(ctx: Context, arm: Arm, run: RunModel, run_dir: Path, tag: str,
         done = resume_stage(stage_checkpointer(ctx, folder, "pretext", seed))
         made = done is None or not done.done
         if made:
-            ctx.log(f"{tag} makes the shared TPP stage (pretext.stage_seed: {seed}) in {folder}")
+            how = "takes the TPP stage of pretext.stage_from into" if ctx.cfg.pretext.stage_from else "makes"
+            ctx.log(f"{tag} {how} the shared TPP stage (pretext.stage_seed: {seed}) in {folder}")
         maker, _ = build_arm_model(ctx, arm, seed)
-        summary = pretrain_stage(ctx, maker, seed, folder, f"[{arm.name} stage, seed {seed}]", cfg)
+        stage_tag = f"[{arm.name} stage, seed {seed}]"
+        if made and ctx.cfg.pretext.stage_from:  # a stage made before: imported, then read as if made here
+            summary = import_stage(ctx, maker, seed, folder, stage_tag, cfg)
+        else:
+            summary = pretrain_stage(ctx, maker, seed, folder, stage_tag, cfg)
         if made:  # later runs read only the finished stage's last checkpoint
             for stage in ("pretext_head", "pretext"):
                 stage_checkpointer(ctx, folder, stage, seed).prune(1)

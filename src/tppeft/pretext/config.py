@@ -64,6 +64,15 @@ class PretextStageOptions(Section):
         "then cover fine-tuning seeds and label draws, not the stage's own variation. None: each seed makes its "
         "own stage.",
     )
+    stage_from: str | None = Field(
+        None, description="A TPP stage made before, by `tppeft pretrain` (its output folder) or by another "
+        "comparison (its `runs/<arm>/stage` folder), serves this comparison's TPP arm instead of a stage made here: "
+        "one stage, many comparisons (label budgets, fine-tuning settings). Needs `pretext.stage_seed` equal to "
+        "the stage's seed; everything the stage reads (data and its splits, `pretext.data`, backbone, `peft`, "
+        "`task`, `pretext` but for `probe`) must equal this config's, which is checked before anything runs. The "
+        "linear probe and the movement are measured again here, on this comparison's labels; `baseline_matched` is "
+        "charged the stage as if made here. None: the stage is made here.",
+    )
     probe: bool = Field(
         True, description="Classification: a linear probe (logistic regression on frozen features, C chosen on "
         "validation) of the primary metric with the target parameters at initialisation and after the TPP stage, "

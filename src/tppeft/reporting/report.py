@@ -427,8 +427,10 @@ def _matched_text(summary: dict) -> str | None:
     if m.get("tpp_stage_in_finetune_epochs") is None:
         return f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs ({m.get('rule')})."
     shared = m.get("stage_shared_by", 1)
-    ran = ("This comparison itself ran one stage for all its `tpp` runs (`pretext.stage_seed`)."
-           if _shared_stage_seed(summary) is not None else "This comparison itself ran a stage for every `tpp` run.")
+    ran = ("This comparison itself ran a stage for every `tpp` run." if _shared_stage_seed(summary) is None else
+           "This comparison took its one stage, made before, from `pretext.stage_from`."
+           if (summary.get("pretext") or {}).get("stage_from") else
+           "This comparison itself ran one stage for all its `tpp` runs (`pretext.stage_seed`).")
     share = (f"; shared by {shared} fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused {shared} "
              f"times), that is {m['tpp_stage_in_finetune_epochs'] / shared:.2f} epochs each, rounded up. {ran}"
              if shared > 1 else ", rounded up.")
@@ -450,9 +452,12 @@ def _stage_text(summary: dict) -> str | None:
     seed = _shared_stage_seed(summary)
     if seed is None:
         return None
-    return (f"One TPP stage, made with seed {seed} (`pretext.stage_seed`, in `runs/<arm>/stage`), served every "
-            "seed's TPP run: its diagnostics are that one stage's, and the paired intervals cover the fine-tuning "
-            "seeds and label draws, not the variation between stages.")
+    source = (summary.get("pretext") or {}).get("stage_from")
+    made = (f"made before with seed {seed} and taken from {source} (`pretext.stage_from`; its held-out pretext "
+            "losses are from there, its linear probe and movement measured here)" if source else
+            f"made with seed {seed} (`pretext.stage_seed`, in `runs/<arm>/stage`)")
+    return (f"One TPP stage, {made}, served every seed's TPP run: its diagnostics are that one stage's, and the "
+            "paired intervals cover the fine-tuning seeds and label draws, not the variation between stages.")
 
 
 def figure_runs_text(summary: dict) -> str | None:

@@ -1,0 +1,80 @@
+"""`pretext.stage_from`: a stage made before (by `tppeft pretrain` or another comparison) serves a comparison's TPP
+runs as the stage it would have made itself, and a stage made with another setting is refused before anything
+runs."""
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_config
+from safetensors.torch import load_file
+
+from tppeft.cli import main
+
+SMALL = ["data.limit=32", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "pretext.batch_size=8",
+         "finetune.batch_size=8", "arms=[baseline,tpp]", "pretext.stage_seed=1", "pretext.epochs=2",
+         "pretext.probe=true"]
+
+
+def _args(*extra):
+    return [a for s in [*tiny_config()[1], *SMALL, *extra] for a in ("--set", s)]
+
+
+def _targets(folder):
+    return {k: v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A stage made by `tppeft pretrain`, and a comparison (another label budget and fine-tuning length than
+    the stage's config) that made the same stage itself."""
+    root = tmp_path_factory.mktemp("stage_from")
+    assert main(["pretrain", "-o", str(root / "pre"), *_args()]) == 0
+    later = ("finetune.epochs=2", "data.label_fraction=0.5")
+    assert main(["run", "-o", str(root / "own"), *_args(*later)]) == 0
+    return root, later
+
+
+def test_a_stage_made_before_serves_the_comparison_as_its_own_stage_would(made, capsys):
+    root, later = made
+    capsys.readouterr()
+    for name, source in (("from_pre", root / "pre"), ("from_cmp", root / "own" / "runs" / "tpp" / "stage")):
+        out = root / name
+        assert main(["run", "-o", str(out), *_args(*later, f"pretext.stage_from={source}")]) == 0
+        log = "".join(capsys.readouterr())
+        assert log.count("takes the TPP stage of pretext.stage_from") == 1 and "pretext epoch" not in log
+        stage = _targets(out / "runs" / "tpp" / "stage" / "target_params")
+        theirs = _targets(source / "target_params")
+        assert stage.keys() == theirs.keys() and all(torch.equal(stage[k], theirs[k]) for k in stage)
+        summary = json.loads((out / "summary.json").read_text())
+        own = json.loads((root / "own" / "summary.json").read_text())
+        for arm in ("baseline", "tpp"):  # the same numbers as the comparison that made the stage itself
+            assert [(r["val"], r["test"]) for r in summary["arms"][arm]["runs"]] == \
+                [(r["val"], r["test"]) for r in own["arms"][arm]["runs"]]
+        first, second = summary["arms"]["tpp"]["runs"]
+        mine = own["arms"]["tpp"]["runs"][0]["pretext"]
+        assert first["pretext"]["from"] == str(source) and first["pretext"]["shared"]["made_by_this_run"]
+        assert not second["pretext"]["shared"]["made_by_this_run"]
+        for key in ("loss_start", "loss_end", "train_loss_curve", "probe_before", "probe_after", "movement"):
+            assert first["pretext"][key] == mine[key], key  # the probe measured again on this comparison's labels
+        assert f"taken from {source}" in (out / "report.md").read_text()
+
+
+def test_a_stage_made_otherwise_is_refused_before_anything_runs(made, tmp_path, capsys):
+    root, _ = made
+    pre = f"pretext.stage_from={root / 'pre'}"
+    cases = [
+        ((pre, "pretext.stage_seed=0"), "was made with seed 1; set pretext.stage_seed: 1"),
+        ((pre, "peft.r=4"), "peft.r: 4 here, 8 there"),
+        ((pre, "pretext.epochs=3"), "pretext.epochs: 3 here, 2 there"),
+        ((pre, "data.split.seed=3"), "data.split.seed: 3 here, 0 there"),
+        ((f"pretext.stage_from={root / 'own'}",), "neither a `tppeft pretrain` folder"),
+        ((pre, "arms=[baseline,tpp,tpp_simclr]"), "one stage serves one TPP arm"),
+    ]
+    for i, (sets, message) in enumerate(cases):
+        out = tmp_path / f"refused{i}"
+        assert main(["run", "-o", str(out), *_args(*sets)]) == 2, sets
+        assert message in capsys.readouterr().err, sets
+        assert not out.exists()
+    assert main(["pretrain", "-o", str(tmp_path / "pre"), *_args(pre)]) == 2
+    assert "tppeft pretrain makes one" in capsys.readouterr().err
