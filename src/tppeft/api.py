@@ -89,12 +89,13 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
     ``jobs`` > 1 makes the runs in that many worker processes side by side (``tppeft run --jobs``)."""
     from tppeft.experiment.comparison import run_comparison
     from tppeft.experiment.context import prepare_context
-    from tppeft.experiment.preflight import check_unshared_batches, preflight
+    from tppeft.experiment.preflight import check_stage_from, check_unshared_batches, preflight
 
     cfg = as_config(config, overrides)
     _check_pretexts(cfg)
     folder = RunFolder.at(output, "run").check_new(overwrite)
     pretext = any(get_arm(a).has_tpp_stage for a in cfg.arms)
+    check_stage_from(cfg, pretext, cfg.arms)
     check_unshared_batches(cfg, pretext, cfg.arms)
     ctx = prepare_context(cfg, log)
     trainable = preflight(ctx, pretext)

@@ -134,7 +134,7 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
     beside the config for a later --resume. Returns (config, folder, context, resuming).
     """
     from tppeft.experiment.context import prepare_context
-    from tppeft.experiment.preflight import check_unshared_batches, preflight
+    from tppeft.experiment.preflight import check_stage_from, check_unshared_batches, preflight
 
     resume = args.resume is not None
     if resume:
@@ -143,13 +143,8 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
         cfg = _config(args)
         folder = RunFolder.at(args.output, args.command).check_new(args.overwrite)  # cheap checks first
     pretext, runs, arms = plan(cfg)
-    if pretext and cfg.pretext.stage_from and not resume:  # checked when the folder was made
-        if arms is None:
-            raise ConfigError("pretext.stage_from: a stage made before serves a comparison (tppeft run); tppeft "
-                              "pretrain makes one: leave the key out")
-        from tppeft.experiment.stage_source import check_stage_source
-
-        check_stage_source(cfg, arms)
+    if not resume:  # a resumed folder's stage was checked when the folder was made
+        check_stage_from(cfg, pretext, arms)
     check_unshared_batches(cfg, pretext, arms)  # under torchrun, before joining the process group
     ctx = prepare_context(cfg, log)
     need = estimate_run_bytes(preflight(ctx, pretext, init), runs, cfg.checkpoint.keep_finished)

@@ -9,7 +9,9 @@ import torch
 from conftest import tiny_config
 from safetensors.torch import load_file
 
+import tppeft
 from tppeft.cli import main
+from tppeft.options import ConfigError
 
 SMALL = ["data.limit=32", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "pretext.batch_size=8",
          "finetune.batch_size=8", "arms=[baseline,tpp]", "pretext.stage_seed=1", "pretext.epochs=2",
@@ -78,3 +80,6 @@ def test_a_stage_made_otherwise_is_refused_before_anything_runs(made, tmp_path, 
         assert not out.exists()
     assert main(["pretrain", "-o", str(tmp_path / "pre"), *_args(pre)]) == 2
     assert "tppeft pretrain makes one" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="peft.r: 4 here, 8 there"):  # the Python API checks it too
+        tppeft.run(None, tmp_path / "api", overrides=[*tiny_config()[1], *SMALL, pre, "peft.r=4"])
+    assert not (tmp_path / "api").exists()

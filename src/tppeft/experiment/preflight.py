@@ -32,6 +32,19 @@ def preflight(ctx: Context, pretext: bool, init: Path | None = None) -> int:
     return count
 
 
+def check_stage_from(cfg: Config, pretext: bool, arms: list[str] | None) -> None:
+    """``pretext.stage_from``: the stage made before must be what this comparison's TPP arm would make;
+    ``arms`` None (``tppeft pretrain``, which makes a stage) takes none."""
+    if not (pretext and cfg.pretext.stage_from):
+        return
+    if arms is None:
+        raise ConfigError("pretext.stage_from: a stage made before serves a comparison (tppeft run); tppeft "
+                          "pretrain makes one: leave the key out")
+    from tppeft.experiment.stage_source import check_stage_source
+
+    check_stage_source(cfg, arms)
+
+
 def check_unshared_batches(cfg: Config, pretext: bool, arms: list[str] | None) -> None:
     """Under torchrun (``WORLD_SIZE`` > 1, read before any process group is joined): refuse every pretext task
     that computes its loss over the whole batch (``batch_coupled``), naming the arms (or the stage command's
