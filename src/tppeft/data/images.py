@@ -128,7 +128,7 @@ def _resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(arr))[None].float()
+    x = torch.from_numpy(np.require(arr, requirements=["C", "W"]))[None].float()  # a decoded image may be read-only
     y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
     return y[0].round_().clamp_(0, 255).to(torch.uint8).numpy()
 
