@@ -91,6 +91,7 @@ def test_a_pool_source_limit_takes_evenly_spaced_images_of_each_split(tmp_path):
     with pytest.raises(ValueError, match="greater than 0"):
         PoolSourceConfig(path="x.npz", limit=0)
 
+
 @pytest.mark.filterwarnings("error::UserWarning")  # e.g. torch's on a read-only decoded image
 def test_a_pool_source_can_be_a_folder_of_images(tmp_path, monkeypatch):
     """A folder: its split folders are its splits; without them every image at any depth is a training image;
