@@ -3,6 +3,7 @@ runs as the stage it would have made itself, and a stage made with another setti
 runs."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -83,3 +84,23 @@ def test_a_stage_made_otherwise_is_refused_before_anything_runs(made, tmp_path, 
     with pytest.raises(ConfigError, match="peft.r: 4 here, 8 there"):  # the Python API checks it too
         tppeft.run(None, tmp_path / "api", overrides=[*tiny_config()[1], *SMALL, pre, "peft.r=4"])
     assert not (tmp_path / "api").exists()
+
+
+def test_a_comparison_made_from_a_stage_resumes_without_it(made, tmp_path, capsys):
+    """Once taken in, the stage is the comparison's own: resuming needs neither the source nor a new check."""
+    root, later = made
+    source = tmp_path / "pre"
+    shutil.copytree(root / "pre", source)
+    out = tmp_path / "cmp"
+    assert main(["run", "-o", str(out), *_args(*later, f"pretext.stage_from={source}")]) == 0
+    shutil.rmtree(source)
+    results = out / "results.jsonl"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:-1]) + "\n")  # as if stopped before tpp seed 1 was recorded
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out)]) == 0
+    log = "".join(capsys.readouterr())
+    assert "takes the TPP stage" not in log and log.count("fine-tunes from the shared TPP stage") == 1
+    own = json.loads((root / "own" / "summary.json").read_text())
+    runs = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"]
+    assert [r["test"] for r in runs] == [r["test"] for r in own["arms"]["tpp"]["runs"]]
