@@ -72,6 +72,7 @@ def test_a_stage_made_otherwise_is_refused_before_anything_runs(made, tmp_path, 
         ((pre, "pretext.epochs=3"), "pretext.epochs: 3 here, 2 there"),
         ((pre, "data.split.seed=3"), "data.split.seed: 3 here, 0 there"),
         ((f"pretext.stage_from={root / 'own'}",), "neither a `tppeft pretrain` folder"),
+        ((f"pretext.stage_from={root / 'nowhere'}",), "is not a folder"),
         ((pre, "arms=[baseline,tpp,tpp_simclr]"), "one stage serves one TPP arm"),
     ]
     for i, (sets, message) in enumerate(cases):

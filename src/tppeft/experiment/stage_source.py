@@ -46,6 +46,8 @@ class StageSource:
 def find_stage(path: str | Path) -> StageSource:
     """The stage in ``path``: a ``tppeft pretrain`` output folder, or a comparison's ``runs/<arm>/stage``."""
     folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError(f"pretext.stage_from: '{path}' is not a folder")
     own = RunFolder(folder).own_run
     if own.pretext_record.is_file():  # tppeft pretrain
         record = json.loads(own.pretext_record.read_text())
