@@ -74,14 +74,7 @@ def _with_settings(cfg: Config, values: dict) -> Config:
 def _identity(cfg: Config) -> dict:
     """What parts of one comparison share: the results' identity (``seeds`` is not in it) without the settings
     only some arms read (checked arm by arm, among the parts that hold those arms' runs)."""
-    identity = results_identity(cfg)
-    for name in _own_settings(cfg):
-        section, _, key = name.partition(".")
-        if key and section in identity:
-            identity[section] = {k: v for k, v in identity[section].items() if k != key}
-        elif not key:
-            identity.pop(section, None)
-    return identity
+    return results_identity(cfg, leave_out=_own_settings(cfg))
 
 
 def _part_records(folder: RunFolder, summary: dict) -> list[dict]:

@@ -3,6 +3,7 @@ run (``train.*``) and checkpoints (``checkpoint.*``). Torch-free: ``tppeft.confi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -68,10 +69,17 @@ RUNTIME_KEYS = ("threads", "checkpoint", "log")
 GROWING_KEYS = ("seeds",)
 
 
-def results_identity(cfg: BaseModel) -> dict:
+def results_identity(cfg: BaseModel, leave_out: Iterable[str] = ()) -> dict:
     """The config without :data:`RUNTIME_KEYS` and :data:`GROWING_KEYS`: what a checkpoint must agree with to be
-    resumed from."""
-    return cfg.model_dump(mode="json", exclude={*RUNTIME_KEYS, *GROWING_KEYS})
+    resumed from; also without ``leave_out`` (dotted names: a section, or one key of a section)."""
+    identity = cfg.model_dump(mode="json", exclude={*RUNTIME_KEYS, *GROWING_KEYS})
+    for name in leave_out:
+        section, _, key = name.partition(".")
+        if not key:
+            identity.pop(section, None)
+        elif isinstance(identity.get(section), dict):
+            identity[section] = {k: v for k, v in identity[section].items() if k != key}
+    return identity
 
 
 class ListItems(dict):

@@ -40,6 +40,12 @@ def probe_targets(ctx: Context, run: RunModel, seed: int) -> dict:
     return probe_run(run.vit, batches, labels, ctx.task.primary_metric, seed)
 
 
+def probe_change_text(before: dict, after: dict) -> str:
+    """The log line of a TPP stage's linear probe, at initialisation and after the stage."""
+    return (f"linear probe of the features ({after['metric']}, test): {before['test']:.4f} at initialisation -> "
+            f"{after['test']:.4f} after the TPP stage")
+
+
 def target_movement(run: RunModel, init: dict[str, torch.Tensor]) -> dict:
     """||after - init|| / ||init|| over the target parameters and, for LoRA, ||scaling B A|| / ||W|| per layer
     (mean and maximum; the per-layer values stay out of the record)."""

@@ -17,7 +17,7 @@ from tppeft.engine.devices import compile_blocks
 from tppeft.engine.loop import epoch_steps
 from tppeft.experiment.checkpoints import resume_stage, stage_checkpointer
 from tppeft.experiment.context import Context
-from tppeft.experiment.diagnostics import probe_possible, probe_targets, target_movement
+from tppeft.experiment.diagnostics import probe_change_text, probe_possible, probe_targets, target_movement
 from tppeft.experiment.model import RunModel, build_run_model
 from tppeft.experiment.seeds import generator
 from tppeft.faults import kill_point
@@ -211,9 +211,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     if probing:
         summary["probe_before"] = ckpts.meta["probe_before"]
         summary["probe_after"] = probe_targets(ctx, run, seed)
-        ctx.log(f"{tag} linear probe of the features ({summary['probe_after']['metric']}, test): "
-                f"{summary['probe_before']['test']:.4f} at initialisation -> {summary['probe_after']['test']:.4f} "
-                "after the TPP stage")
+        ctx.log(f"{tag} {probe_change_text(summary['probe_before'], summary['probe_after'])}")
     summary["movement"] = target_movement(run, init)
     if distributed.is_main():
         append_jsonl(metrics_path, {"stage": "pretext", "event": "end", **summary})

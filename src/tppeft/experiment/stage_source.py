@@ -16,7 +16,7 @@ from tppeft.engine.checkpoint import CheckpointError, prefixed, read_checkpoint
 from tppeft.engine.config import results_identity
 from tppeft.experiment.checkpoints import stage_checkpointer
 from tppeft.experiment.context import Context
-from tppeft.experiment.diagnostics import probe_possible, probe_targets, target_movement
+from tppeft.experiment.diagnostics import probe_change_text, probe_possible, probe_targets, target_movement
 from tppeft.experiment.model import RunModel
 from tppeft.io import append_jsonl
 from tppeft.options import ConfigError
@@ -24,9 +24,9 @@ from tppeft.rundir import STAGE_FOLDER, RunFolder, RunPaths
 
 # What a TPP stage does not read: which arms and seeds run, fine-tuning and the baselines' options, the label draw
 # (the stage sees every training image), the stage's own linear probe (made again on import) and where it came from.
-NOT_READ = {"arms": None, "finetune": None, "baseline_matched": None, "eva": None, "full_finetune": None,
-            "backbone_pretrain": None, "data": ("label_fraction", "labels_per_class"),
-            "pretext": ("probe", "stage_from", "stage_seed")}
+NOT_READ = ("arms", "finetune", "baseline_matched", "eva", "full_finetune", "backbone_pretrain",
+            "data.label_fraction", "data.labels_per_class", "pretext.probe", "pretext.stage_from",
+            "pretext.stage_seed")
 _DIAGNOSTICS = ("probe_before", "probe_after", "movement", "shared")  # made again for this comparison
 
 
@@ -81,13 +81,7 @@ def _checked(source: StageSource) -> StageSource:
 
 def stage_identity(cfg: Config, pretext: PretextConfig) -> dict:
     """Everything a TPP stage with ``pretext`` reads of ``cfg`` (:data:`NOT_READ` left out)."""
-    identity = results_identity(cfg.model_copy(update={"pretext": pretext}))
-    for section, keys in NOT_READ.items():
-        if keys is None:
-            identity.pop(section, None)
-        else:
-            identity[section] = {k: v for k, v in identity[section].items() if k not in keys}
-    return identity
+    return results_identity(cfg.model_copy(update={"pretext": pretext}), leave_out=NOT_READ)
 
 
 def _differences(mine: dict, theirs: dict, where: str = "") -> list[str]:
@@ -135,9 +129,7 @@ def import_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str
     run.method.load(run.handle, source.target_params)
     if probing:
         summary["probe_after"] = probe_targets(ctx, run, seed)
-        ctx.log(f"{tag} linear probe of the features ({summary['probe_after']['metric']}, test): "
-                f"{summary['probe_before']['test']:.4f} at initialisation -> {summary['probe_after']['test']:.4f} "
-                "after the TPP stage")
+        ctx.log(f"{tag} {probe_change_text(summary['probe_before'], summary['probe_after'])}")
     summary["movement"] = target_movement(run, init)
     paths = RunPaths(out_dir)
     if distributed.is_main():
