@@ -39,7 +39,8 @@ def test_jobs_give_the_numbers_and_folder_of_one_process(tmp_path, whole, capsys
     summary = json.loads((out / "summary.json").read_text())
     assert _numbers(summary) == _numbers(whole)
     assert summary["jobs"] == 2 and summary["figures"] == whole["figures"]
-    assert json.loads((out / "command.json").read_text()) == {"command": "run", "jobs": 2}
+    assert json.loads((out / "command.json").read_text()) == {  # the images a resume must find again
+        "command": "run", "jobs": 2, "split_sha256": summary["data"]["split_sha256"]}
     ended = [(r["arm"], r["seed"]) for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())]
     # One line per run, written as each run ended: which of two runs side by side ends first is the machine's
     # business, but with two at a time in the comparison's order the first to end is one of seed 0's.

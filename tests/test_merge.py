@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import write_medmnist
 
 from tppeft.cli import main
 
@@ -72,6 +73,20 @@ def test_merge_refuses_other_configs_and_repeated_runs(tmp_path, capsys):
     assert "in both" in capsys.readouterr().err
     assert main(["run", "-o", str(tmp_path / "c"), *ARGS, "--only", "tpp:5"]) == 2
     assert "--only 'tpp:5'" in capsys.readouterr().err
+
+
+def test_merge_refuses_parts_that_read_other_images_at_one_path(tmp_path, capsys):
+    data = write_medmnist(tmp_path / "data.npz", n=(16, 8, 8), size=32)
+    sets = [*ARGS, "--set", f"data.path={data}", "--set", "arms=[baseline]"]
+    assert main(["run", "-o", str(tmp_path / "a"), *sets, "--only", "baseline:0"]) == 0
+    write_medmnist(data, n=(16, 8, 8), size=32, seed=1)  # the file replaced between the jobs: other pixels
+    assert main(["run", "-o", str(tmp_path / "b"), *sets, "--only", "baseline:1"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "m")]) == 2
+    assert "read other images than" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    write_medmnist(data, n=(16, 8, 8), size=32)  # the first file again: a third job merges with the first
+    assert main(["run", "-o", str(tmp_path / "c"), *sets, "--only", "baseline:1"]) == 0
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "c"), "-o", str(tmp_path / "m")]) == 0
 
 
 @pytest.mark.parametrize("spec", ["tpp", "lora:0", "tpp:x"])

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for, write_segmentation_npz
+from conftest import wait_for, write_medmnist, write_segmentation_npz
 
 import tppeft.engine.checkpoint as checkpoint_mod
 import tppeft.engine.loop as loop_mod
@@ -259,6 +259,23 @@ def test_redo_makes_one_run_again_as_an_uninterrupted_comparison_has_it(referenc
     assert main(["run", "--resume", str(out), "--redo", "tpp:1"]) == 2
     assert "--redo 'tpp:1': expected ARM:SEED" in capsys.readouterr().err
     assert results.read_text() == before and (out / "summary.json").is_file()
+
+
+def test_resuming_on_other_images_is_refused(tmp_path, capsys):
+    data = write_medmnist(tmp_path / "data.npz", n=(16, 8, 8), size=32)
+    out = tmp_path / "run"
+    assert main(["run", "-o", str(out), *ARGS, "--set", f"data.path={data}", "--set", "arms=[baseline]"]) == 0
+    recorded = json.loads((out / "command.json").read_text())["split_sha256"]
+    assert recorded == json.loads((out / "summary.json").read_text())["data"]["split_sha256"]
+    results = (out / "results.jsonl").read_text()
+    write_medmnist(data, n=(16, 8, 8), size=32, seed=1)  # the data file replaced: other pixels, same shapes
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "its runs were made on other images" in err and "test, train, val split(s)" in err
+    assert (out / "results.jsonl").read_text() == results
+    write_medmnist(data, n=(16, 8, 8), size=32)  # restored: the comparison goes on
+    assert main(["run", "--resume", str(out)]) == 0
 
 
 def test_stage_commands_resume_too(tmp_path, monkeypatch, capsys):

@@ -34,6 +34,18 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def tensors_sha256(tensors: dict, h: Any = None) -> str:
+    """SHA-256 of named tensors (name, dtype, shape and bytes, in name order), continuing ``h`` if given."""
+    import torch  # only where tensors are hashed: reading JSON needs no torch
+
+    h = h or hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def files_sha256(files: list[Path], root: Path) -> str:
     """SHA-256 of a set of files: their paths relative to ``root`` and their own SHA-256, in the given order."""
     h = hashlib.sha256()

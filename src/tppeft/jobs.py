@@ -171,6 +171,7 @@ def run_jobs(cfg: Config, folder: RunFolder, ctx: Context, log: Callable[[str], 
     :meth:`tppeft.rundir.RunFolder.create`, with its config.yaml); returns the summary it writes."""
     start = time.perf_counter()
     meta, _ = comparison_meta(cfg, ctx, log)
+    folder.check_images(meta["data"]["split_sha256"])
     meta["jobs"] = jobs
     records = read_jsonl(folder.results, repair=True) if resume and folder.results.is_file() else []
     finished = {(r["arm"], r["seed"]) for r in records}

@@ -102,6 +102,18 @@ def _setting_sources(cfg: Config, configs: list[Config], records: list[list[dict
     return sources
 
 
+def _check_same_images(parts: list[Path], summaries: list[dict]) -> None:
+    """The last part read the images the earlier ones read, where their summaries record the splits' SHA-256: one
+    data file replaced between two jobs leaves the config equal but not the images."""
+    digests = [(s.get("data") or {}).get("split_sha256") for s in summaries]
+    last = digests[-1]
+    for i, d in enumerate(digests[:-1]):
+        if d and last and (differ := [k for k in sorted(set(d) | set(last)) if d.get(k) != last.get(k)]):
+            raise OutputError(f"'{parts[len(digests) - 1]}' read other images than '{parts[i]}' (the SHA-256 of "
+                              f"their {', '.join(differ)} split(s) differs; the data file was changed between the "
+                              "jobs?); only parts of one comparison can be merged")
+
+
 def parse_excludes(specs: list[str], n_parts: int) -> set[tuple[int, str]]:
     """``--exclude N:ARM`` values (N: 1-based position of the part on the command line) as (index, arm) pairs."""
     out = set()
@@ -134,6 +146,7 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
                               f"{', '.join(differ)}); only parts of one comparison can be merged")
         configs.append(cfg)
         summaries.append(json.loads(folder.summary.read_text()))
+        _check_same_images(parts, summaries)
         held, index = _part_records(folder, summaries[-1]), len(configs) - 1
         arms_held = {r["arm"] for r in held}
         for arm in (a for i, a in exclude if i == index and a not in arms_held):

@@ -349,6 +349,24 @@ class RunFolder:
         self._add_steps("redone", [f"{a}:{s}" for a, s in sorted(pairs)])
         return dropped
 
+    def check_images(self, digests: dict[str, str], write: bool = True) -> None:
+        """The SHA-256 of each split (``data.split_sha256``) the folder's runs are made on: recorded in
+        ``command.json`` at the first start (``write``: by this process); a later start on other images (the data
+        file replaced before a ``--resume``) is an :class:`OutputError`, since one comparison would mix two data
+        sets. A folder without ``command.json`` (a sweep's cell) is not checked."""
+        if not self.command.is_file():
+            return
+        command = json.loads(self.command.read_text())
+        saved = command.get("split_sha256")
+        if saved is None and write:
+            self.write_command({**command, "split_sha256": digests})
+        elif saved is not None and (differ := [k for k in sorted(set(saved) | set(digests))
+                                               if saved.get(k) != digests.get(k)]):
+            raise OutputError(f"'{self.spelled}': its runs were made on other images than the data reads now (the "
+                              f"SHA-256 of the {', '.join(differ)} split(s) differs from the one {COMMAND} "
+                              "recorded: was the data file replaced?); continuing would mix two data sets in one "
+                              "comparison. Restore the data, or start the comparison again in another folder")
+
     def reopen_for_resume(self, command: str) -> dict:
         """Check that the folder holds a run ``command`` made and can continue; returns :meth:`saved_command`."""
         if not self.is_tppeft():

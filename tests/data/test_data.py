@@ -59,6 +59,26 @@ def test_limit(tmp_path):
     assert all(len(s) == 10 for s in ds.splits.values())
 
 
+def test_split_sha256_names_the_items_a_split_holds(tmp_path):
+    """Two files that share their training and test arrays but not their validation arrays: equal digests for
+    the shared splits, whatever the path; one changed pixel or label changes a digest; resized labels do not."""
+    a = np.load(write_medmnist(tmp_path / "a.npz", n=(12, 6, 6), seed=0))
+    b = {**a, "val_images": np.load(write_medmnist(tmp_path / "x.npz", n=(12, 6, 6), seed=1))["val_images"]}
+    np.savez(tmp_path / "b.npz", **b)
+    da, db = (load_medmnist(tmp_path / f"{n}.npz").splits for n in "ab")
+    assert da["train"].sha256() == db["train"].sha256() and da["test"].sha256() == db["test"].sha256()
+    assert da["val"].sha256() != db["val"].sha256()
+    train = da["train"]
+    digest = train.sha256()
+    train.input_labels = train.labels.clone()  # what the model trains on, derived from the labels
+    assert train.sha256() == digest
+    train.labels[0] = 1 - train.labels[0]
+    assert train.sha256() != digest
+    train.labels[0] = 1 - train.labels[0]
+    train.images[3, 0, 5, 5] ^= 1
+    assert train.sha256() != digest
+
+
 def test_bad_files(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="does not exist; set data.path"):
         load_medmnist(tmp_path / "nope.npz")

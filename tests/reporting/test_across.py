@@ -12,8 +12,9 @@ from tppeft.reporting.compare import write_compare
 from tppeft.reporting.report import ReportError
 
 
-def run_folder(path, auc: dict[str, list[float]], sets: list[str]):
-    """A finished comparison's config.yaml and summary.json (test and validation AUC per arm and seed)."""
+def run_folder(path, auc: dict[str, list[float]], sets: list[str], digests: dict[str, str] | None = None):
+    """A finished comparison's config.yaml and summary.json (test and validation AUC per arm and seed; with
+    ``digests``, the SHA-256 of each split it recorded)."""
     arms = list(auc)
     cfg = load_config(None, [f"arms=[{', '.join(arms)}]", f"seeds={len(auc[arms[0]])}", *sets])
     records = [{"arm": a, "seed": s, "test": {"acc": 0.5, "auc": v}, "val": {"acc": 0.5, "auc": v - 0.1},
@@ -21,7 +22,8 @@ def run_folder(path, auc: dict[str, list[float]], sets: list[str]):
                for a in arms for s, v in enumerate(auc[a])]
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(config_to_yaml(cfg))
-    write_json(path / "summary.json", summarize(records, cfg, {"dataset": "breastmnist"}, ["acc", "auc"], "auc"))
+    meta = {"dataset": "breastmnist", **({"data": {"split_sha256": digests}} if digests else {})}
+    write_json(path / "summary.json", summarize(records, cfg, meta, ["acc", "auc"], "auc"))
     return path
 
 
@@ -60,6 +62,33 @@ def test_runs_whose_seeds_saw_other_images_are_not_paired(tmp_path, capsys):
     (tmp_path / "a" / "config.yaml").unlink()
     with pytest.raises(ReportError, match="config.yaml"):
         write_compare([a, b], None, ["1:tpp,2:tpp"])
+
+
+def test_runs_of_two_data_files_pair_on_the_splits_whose_images_are_equal(tmp_path):
+    """A second data file with the same training and test images but another validation split: paired on test
+    only, by the splits' recorded SHA-256; other training images or another label draw are refused."""
+    auc = {"baseline": [0.80, 0.82, 0.81], "tpp": [0.84, 0.83, 0.85]}
+    same = {"train": "t1", "val": "v1", "test": "x1"}
+    old = run_folder(tmp_path / "old", auc, ["data.path=old.npz", "data.labels_per_class=4"], same)
+    new = run_folder(tmp_path / "new", auc, ["data.path=new.npz", "data.labels_per_class=4"], {**same, "val": "v2"})
+    text = write_compare([old, new], None, ["2:tpp,1:tpp"])
+    assert _row(text, "tpp @2 − tpp @1", "test")[5] == "0/3/0"
+    assert not [line for line in text.splitlines() if line.startswith("| tpp @2 − tpp @1 | val")]
+    assert "@1 and @2 are paired on test only: their validation images differ (data.split_sha256)." in text
+    assert "@1 → @2: data.path: old.npz → new.npz." in text
+    for name, sets, digests, why in [
+            ("train", ["data.path=old.npz", "data.labels_per_class=4"], {**same, "train": "t2"},
+             "their training images"),
+            ("draw", ["data.path=old.npz", "data.labels_per_class=8"], same, "they differ in data.labels_per_class"),
+            ("scored", ["data.path=old.npz", "data.labels_per_class=4"], {**same, "val": "v2", "test": "x2"},
+             "their test and validation images differ")]:
+        other = run_folder(tmp_path / name, auc, sets, digests)
+        with pytest.raises(ReportError, match=f"cannot be paired by seed: {why}"):
+            write_compare([old, other], None, ["2:tpp,1:tpp"])
+    # a folder made before the digests were recorded: the config keys decide, so another data.path is refused
+    before = run_folder(tmp_path / "before", auc, ["data.path=new.npz", "data.labels_per_class=4"])
+    with pytest.raises(ReportError, match=r"they differ in data\.path"):
+        write_compare([old, before], None, ["2:tpp,1:tpp"])
 
 
 @pytest.mark.parametrize("spec", ["1:tpp", "3:tpp,1:tpp", "0:tpp,1:tpp", "tpp,baseline", "1:tpp,2:tpp,1:tpp"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,7 @@ import torch
 
 from tppeft.data.transforms import input_pixels
 from tppeft.errors import DataError
+from tppeft.io import tensors_sha256
 
 SPLITS = ("train", "val", "test")
 
@@ -42,6 +43,12 @@ class Split:
     def to(self, device: torch.device | str) -> Split:
         moved = None if self.input_labels is None else self.input_labels.to(device)
         return Split(self.images.to(device), self.labels.to(device), moved, self.size)
+
+    def sha256(self) -> str:
+        """SHA-256 of what the split holds: its images, labels and any other tensor field (a volume's extent, a
+        slice view's rows, ...), not the labels resized for the model; equal digests = the same items."""
+        return tensors_sha256({f.name: v for f in fields(self) if f.name != "input_labels"
+                               and isinstance(v := getattr(self, f.name), torch.Tensor)})
 
 
 # What a dataset holds, and so which task stage it can feed.

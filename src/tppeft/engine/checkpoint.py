@@ -28,19 +28,14 @@ from safetensors import safe_open
 from tppeft import faults
 from tppeft.engine.config import ListItems, identity_defaults, results_identity
 from tppeft.errors import CheckpointError
-from tppeft.io import save_tensors
+from tppeft.io import save_tensors, tensors_sha256
 
 FORMAT = "tppeft-checkpoint-1"
 _NAME = re.compile(r"^ckpt-(\d{6})\.safetensors$")
 
 
 def _digest(meta_json: str, tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256(meta_json.encode())
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    return tensors_sha256(tensors, hashlib.sha256(meta_json.encode()))
 
 
 @dataclass

@@ -182,6 +182,7 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
             "data": {"train": ctx.num_labelled(), "pretext_train": ctx.num_pretext_images(),
                      "label_fraction": cfg.data.label_fraction, "labels_per_class": cfg.data.labels_per_class,
                      "pretext_sources": ctx.pretext_sources,
+                     "split_sha256": {k: v.sha256() for k, v in ctx.data.splits.items()},
                      **({"labelled_volumes": v, "train_per_seed": [ctx.num_labelled(s) for s in range(cfg.seeds)]}
                         if (v := ctx.labelled_volumes()) is not None else {})},
             "backbone": ctx.backbone.identity, "backbone_provenance": ctx.backbone.provenance,
@@ -244,6 +245,7 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
     results_path = folder.results
     ctx = ctx or prepare_context(cfg, log)
     meta, budget = comparison_meta(cfg, ctx, log)
+    folder.check_images(meta["data"]["split_sha256"], write=main)
     records = read_jsonl(results_path, repair=True) if resume and results_path.is_file() else []
     distributed.barrier()  # every process knows the finished runs before the first one adds to them
     finished = {(r["arm"], r["seed"]) for r in records}

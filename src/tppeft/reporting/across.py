@@ -1,7 +1,10 @@
 """Seed-paired differences between any two arms, of one comparison or of two (``tppeft compare --pair``).
 
-Two comparisons can be paired seed by seed only when seed s fine-tuned on the same labelled images and was scored
-on the same validation and test images in both: the same data file, limit, split and labelled-subset keys. What
+Two comparisons can be paired seed by seed on a split only when seed s fine-tuned on the same labelled images in
+both and was scored on the same images of that split. Where both summaries record each split's SHA-256
+(``data.split_sha256``), that means the same training images and labelled-subset keys, and the same images of the
+split: two data files that share their training and test images pair on test even when their validation images
+differ. Folders made before that record must agree in the data file, limit, split and labelled-subset keys. What
 else differs between them (fine-tuning length, pretext task, ...) is the question the pairing answers; it is
 listed under the table.
 """
@@ -24,6 +27,9 @@ from tppeft.rundir import CONFIG
 PAIRING_KEYS = ("data.path", "data.limit", "data.split", "data.label_fraction", "data.labels_per_class",
                 "data.volume.split", "data.volume.split_seed", "data.volume.split_fractions")
 SPLITS = ("test", "val")
+# The keys that, with the training images, fix the labelled subset each seed draws.
+LABEL_KEYS = ("data.label_fraction", "data.labels_per_class")
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,31 @@ def _pairing_identity(flat: dict) -> dict:
     return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in PAIRING_KEYS)}
 
 
+def _digests(summary: dict) -> dict | None:
+    return (summary.get("data") or {}).get("split_sha256")
+
+
+def paired_splits(summaries: tuple[dict, dict], configs: tuple[dict, dict]) -> tuple[list[str], str]:
+    """The splits (of :data:`SPLITS`) on which two comparisons' seeds can be paired, and why none or some cannot
+    (empty when all can): by the splits' recorded SHA-256 where both summaries have them, else by config keys."""
+    da, db = (_digests(s) for s in summaries)
+    ca, cb = configs
+    if da and db:
+        why = ["their training images differ (data.split_sha256.train)"] if da.get("train") != db.get("train") else []
+        if keys := [k for k in LABEL_KEYS if ca.get(k) != cb.get(k)]:
+            why.append(f"they differ in {', '.join(keys)}")
+        if why:
+            return [], " and ".join(why) + ", so a seed fine-tuned on other labelled images in each"
+        same = [s for s in SPLITS if da.get(s) is not None and da.get(s) == db.get(s)]
+        apart = [SPLIT_NAMES[s] for s in SPLITS if s not in same]
+        return same, (f"their {' and '.join(apart)} images differ (data.split_sha256)" if apart else "")
+    ia, ib = _pairing_identity(ca), _pairing_identity(cb)
+    if ia != ib:
+        keys = sorted(k for k in set(ia) | set(ib) if ia.get(k) != ib.get(k))
+        return [], f"they differ in {', '.join(keys)}, so a seed saw other labelled or test images in each"
+    return list(SPLITS), ""
+
+
 def differences(a: dict, b: dict) -> list[str]:
     """The result-shaping keys (seeds and arms aside) where the flat configs ``a`` and ``b`` differ, as
     ``key: a → b``; a key one config.yaml lacks (written before the key existed: its default) shows as "absent"."""
@@ -102,25 +133,27 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
                                   f"{', '.join(summaries[side.run]['arms'])})")
             if side.run not in configs:
                 configs[side.run] = _config(run_dirs[side.run])
-    rows, notes = [], []
+    rows, notes, apart = [], [], []
     for pair in pairs:
         a, b = pair.left, pair.right
+        left, right = f"{a.arm} @{a.run + 1}", f"{b.arm} @{b.run + 1}"
+        splits = list(SPLITS)
         if a.run != b.run:
-            ia, ib = (_pairing_identity(configs[r]) for r in (a.run, b.run))
-            if ia != ib:
-                keys = sorted(k for k in set(ia) | set(ib) if ia.get(k) != ib.get(k))
-                raise ReportError(f"--pair: {labels[a.run]} and {labels[b.run]} cannot be paired by seed: they differ "
-                                  f"in {', '.join(keys)}, so a seed saw other labelled or test images in each")
+            splits, why = paired_splits((summaries[a.run], summaries[b.run]), (configs[a.run], configs[b.run]))
+            if not splits:
+                raise ReportError(f"--pair: {labels[a.run]} and {labels[b.run]} cannot be paired by seed: {why}")
             note = (f"@{b.run + 1} → @{a.run + 1}: "
                     + ("; ".join(differences(configs[b.run], configs[a.run])) or "no setting differs"))
             if note not in notes:
                 notes.append(note)
-        left, right = f"{a.arm} @{a.run + 1}", f"{b.arm} @{b.run + 1}"
+            if why and (line := f"@{b.run + 1} and @{a.run + 1} are paired on {' and '.join(splits)} only: "
+                                 f"{why}") not in apart:
+                apart.append(line)
         sa, sb = summaries[a.run], summaries[b.run]
         metrics = [m for m in sa["metrics"] if m in sb["metrics"]]
         metrics.sort(key=lambda m: m != sa["primary_metric"])
         found = False
-        for split in SPLITS:
+        for split in splits:
             for m in metrics:
                 d = paired_difference(_scores(sa, a.arm, split, m), _scores(sb, b.arm, split, m))
                 if d["n"]:
@@ -129,10 +162,11 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
         if not found:
             raise ReportError(f"--pair: {left} and {right} have no seed in common")
     text = ("Each row: the left arm minus the right one, seed by seed over the seeds both have, with its 95% "
-            "bootstrap interval, the left arm's wins/ties/losses and the exact sign test. Paired comparisons from "
-            "different folders share the data file, split and labelled-subset keys (checked), so each seed "
-            "fine-tuned on the same labelled images and was scored on the same images in both. Choose settings on "
-            "the validation rows, never on the test rows.")
+            "bootstrap interval, the left arm's wins/ties/losses and the exact sign test. In paired comparisons "
+            "from different folders each seed fine-tuned on the same labelled images and was scored on the same "
+            "images of the row's split in both (checked: the splits' SHA-256 and the labelled-subset keys, or for "
+            "folders made before the SHA-256 was recorded the data file, split and labelled-subset keys). Choose "
+            "settings on the validation rows, never on the test rows.")
     runs = sorted({side.run for pair in pairs for side in (pair.left, pair.right)})
     text += " Runs: " + "; ".join(f"@{r + 1} = {labels[r]}" for r in runs) + "."
     blocks: list[Block] = [Heading("Paired differences across arms and runs"),
@@ -140,4 +174,6 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
                                   "left wins/ties/losses", "sign test p", "reading"], rows), Para(text)]
     if notes:
         blocks.append(Para("What differs between the paired runs (right → left): " + " | ".join(notes) + "."))
+    if apart:
+        blocks.append(Para("; ".join(apart) + "."))
     return blocks
