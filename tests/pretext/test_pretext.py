@@ -105,6 +105,27 @@ def test_the_warning_after_a_tpp_stage_says_whether_the_loss_fell_a_little_or_no
     for end in (0.5, 0.6, float("nan")):
         warning = gain_warning(0.5, end)
         assert "did not lower" in warning and "less than" not in warning
+    # DINO's teacher moves during the stage: a loss that did not fall is no verdict, the probe is
+    from tppeft.pretext.dino import SelfDistillation
+
+    assert SelfDistillation.moving_target
+    for end in (0.5, 0.498, 0.6):
+        warning = gain_warning(0.5, end, moving_target=True)
+        assert "teacher that moved" in warning and "pretext.probe" in warning and "nothing" not in warning
+    assert gain_warning(0.5, 0.4, moving_target=True) is None
+    assert "did not lower" in gain_warning(0.5, float("nan"), moving_target=True)  # not a number: still an alarm
+
+
+def test_dino_names_its_uniform_collapse(b0):
+    """A student output spread evenly over K prototypes has cross-entropy ln K: DINO's collapse, named as such."""
+    import math
+
+    from tppeft.pretext.dino import SelfDistillation
+
+    cfg = PretextConfig(method="dino", dino={"out_dim": 64})
+    task = SelfDistillation(b0, b0.fresh_model(), cfg)
+    assert "DINO collapsed" in task.collapse_warning(math.log(64) - 0.01) and "ln 64" in task.collapse_warning(4.2)
+    assert task.collapse_warning(math.log(64) * 0.9) is None
 
 
 def test_lengths_in_steps_become_whole_epochs_of_the_stage_images():

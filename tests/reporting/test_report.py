@@ -161,6 +161,18 @@ def test_the_report_gives_the_paired_differences_on_validation_and_says_where_te
     assert "read differently" not in validation_text(summarize(records, cfg, {"dataset": "x"}, ["acc", "auc"], "auc"))
     assert validation_text({"primary_metric": "auc", "paired": {}}) is None  # an older summary
 
+def test_a_tpp_stage_that_learned_nothing_is_named_under_problems(tmp_path):
+    out = tmp_path / "still"
+    sets = tiny_config()[1] + ["data.limit=32", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "seeds=2",
+                               "arms=[tpp]", "pretext.lr=1e-12", "pretext.stage_seed=0"]
+    assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    runs = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"]
+    warning = runs[0]["pretext"]["warning"]
+    assert "lower the held-out pretext loss" in warning and runs[1]["pretext"]["warning"] == warning
+    problems = (out / "report.md").read_text().split("## Problems", 1)[1].split("##", 1)[0]
+    assert problems.count("the TPP stage of seed(s) 0, 1: ") == 1  # one stage for both seeds: one line
+
+
 def test_verdict_needs_an_interval_that_excludes_zero():
     d = {"n": 5, "ci95": [0.001, 0.02]}
     assert verdict(d) == "TPP better"

@@ -31,6 +31,9 @@ class PretextTask(nn.Module):
     # True when the loss couples the images of a batch (negatives, a batch centre): a batch shared between
     # processes (torchrun) would change it, so such a task runs in one process.
     batch_coupled: ClassVar[bool] = False
+    # True when the loss compares the student with a target that the stage itself moves (an EMA teacher): its
+    # held-out value at the end is then measured against another target than at the start.
+    moving_target: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__()
@@ -41,6 +44,11 @@ class PretextTask(nn.Module):
         if self.own_views and len(vit.patch_embed.patch_size) == 3:
             raise ConfigError(f"pretext.method '{self.name}' makes 2D views of images; with backbone.dims: 3 use a "
                               "masked-image task (mae, simmim, featdistill)")
+
+    def collapse_warning(self, held_out_loss: float) -> str | None:
+        """What the held-out loss at the end of the stage says went wrong in this task's own terms (a
+        collapsed output, say); None when it says nothing such. The stage warns with it first."""
+        return None
 
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

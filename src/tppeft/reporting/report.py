@@ -275,8 +275,8 @@ def paired_table(summary: dict) -> str:
 
 
 def problems(summary: dict) -> list[str]:
-    """Metrics no run could define, runs left out of the statistics or trained with skipped updates, one line
-    each."""
+    """Metrics no run could define, runs left out of the statistics or trained with skipped updates, and the
+    TPP stages' warnings, one line each."""
     undefined = summary.get("undefined_metrics") or {}
     lines = [f"- test {m.upper()} is undefined in every run: {reason}. It has no mean, spread or interval, and is "
              "left out of the paired differences and the verdict." for m, reason in undefined.items()]
@@ -289,6 +289,12 @@ def problems(summary: dict) -> list[str]:
             lines.append(f"- {arm}: test {m.upper()} is undefined (NaN) for seed(s) {seeds}; left out of its mean")
         for seed, n in e.get("skipped_steps", {}).items():
             lines.append(f"- {arm} seed {seed}: {n} update(s) skipped for a non-finite loss or gradient")
+        warned: dict[str, list[int]] = {}  # one line per warning: a stage shared by every seed warns once
+        for r in e.get("runs", []):
+            if warning := (r.get("pretext") or {}).get("warning"):
+                warned.setdefault(warning, []).append(r["seed"])
+        for warning, seeds in warned.items():
+            lines.append(f"- {arm}, the TPP stage of seed(s) {', '.join(map(str, seeds))}: {warning}.")
     return lines
 
 

@@ -13,6 +13,8 @@ matches a fixed target better.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -26,11 +28,14 @@ from tppeft.pretext.heads import DINOHead
 from tppeft.pretext.losses import DINOLoss
 from tppeft.pretext.views.transform import MultiCropViews
 
+COLLAPSE_MARGIN = 0.02  # a held-out loss above 98% of ln K counts as the uniform collapse
+
 
 class SelfDistillation(PretextTask):
     name = "dino"
     own_views = True
     batch_coupled = True
+    moving_target = True
 
     def __init__(self, backbone: Backbone, vit: nn.Module, cfg: PretextConfig):
         super().__init__(backbone, vit, cfg)
@@ -56,6 +61,17 @@ class SelfDistillation(PretextTask):
         self.criterion = DINOLoss(out_dim, d.student_temp, d.teacher_temp, d.center_momentum)
         if saved is not None and d.head != "fresh" and saved.center is not None:
             self.criterion.center.copy_(saved.center.reshape(1, -1))  # the centre DINO saved with the head
+
+    def collapse_warning(self, held_out_loss: float) -> str | None:
+        """A student output spread evenly over the prototypes has cross-entropy ln K against any teacher: a
+        held-out loss within ``COLLAPSE_MARGIN`` of it is DINO's uniform collapse."""
+        k = self.criterion.center.shape[-1]
+        if held_out_loss >= math.log(k) * (1 - COLLAPSE_MARGIN):
+            return (f"DINO collapsed: the held-out loss {held_out_loss:.4f} is that of a uniform output over its {k} "
+                    f"prototypes (ln {k} = {math.log(k):.4f}), so the target parameters were trained towards no "
+                    "signal. A lower pretext.lr is the first thing to try (DINO's own recipe trains at about 1e-4 "
+                    "for a batch of 64)")
+        return None
 
     def describe(self) -> str:
         v = self.cfg.views
