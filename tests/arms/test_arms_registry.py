@@ -119,6 +119,8 @@ def test_each_arm_epochs_rule(name):
     arm = get_arm(name)
     budget = {"extra_epochs": 4}
     assert arm.finetune_epochs(6, budget) == (10 if name == "baseline_matched" else 6)
+    per_seed = {**budget, "extra_epochs_per_seed": {"0": 4, "1": 5}}  # whole volumes: each seed its own
+    assert arm.finetune_epochs(6, per_seed, seed=1) == (11 if name == "baseline_matched" else 6)
     assert arm.uses_budget == (name == "baseline_matched")
     if arm.uses_budget:
         with pytest.raises(ValueError, match="needs the matched budget"):

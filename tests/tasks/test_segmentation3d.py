@@ -105,10 +105,14 @@ def test_few_labels_are_whole_volumes(tmp_path):
     assert text.startswith(f"Fine-tuning saw the slices of {-(-volumes // 2)} labelled training volumes (50% of them")
 
 
-def test_whole_volume_draws_fine_tune_on_their_own_slices_and_charge_the_fewest(tmp_path):
+def test_whole_volume_draws_fine_tune_on_their_own_slices_and_charge_each_run_its_own_epochs(tmp_path):
     """Whole volumes drawn per seed differ in slices: each run fine-tunes on its own seed's slices (all of them,
-    every epoch), and baseline_matched's budget counts a fine-tuning epoch over the fewest, so no seed gets less."""
+    every epoch), and baseline_matched charges each run the stage in that run's own epochs, so no run gets less
+    and a run's budget does not depend on how many seeds the comparison has."""
+    import math
+
     from tppeft.engine.loop import epoch_steps
+    from tppeft.experiment.budget import images_per_epoch
 
     root = write_msd(tmp_path / "msd", n=10, shapes=[(10, 12, 6 + 3 * (i % 4)) for i in range(10)])
     out = tmp_path / "run"
@@ -120,7 +124,13 @@ def test_whole_volume_draws_fine_tune_on_their_own_slices_and_charge_the_fewest(
     counts = summary["data"]["train_per_seed"]
     assert len(set(counts)) > 1 and summary["data"]["train"] == counts[0]  # the draws differ in slices
     budget = summary["baseline_matched"]
-    assert budget["finetune_images_per_epoch"] == min(counts)
+    assert budget["finetune_images_per_epoch"] == counts[0]
+    stage_flops = budget["tpp_stage_in_finetune_epochs"] * budget["finetune_flops_per_epoch"]
+    own = {str(s): math.ceil(stage_flops / (budget["finetune_flops_per_image_step"] * images_per_epoch(n, 4)) - 1e-9)
+           for s, n in enumerate(counts)}
+    assert budget["extra_epochs_per_seed"] == own  # each seed's own slices, not the fewest of the seeds run
+    assert [r["finetune_epochs"] for r in summary["arms"]["baseline_matched"]["runs"]] == [1 + own[str(s)]
+                                                                                         for s in range(3)]
     for arm in ("baseline", "baseline_matched"):
         for run in summary["arms"][arm]["runs"]:
             lines = (out / "runs" / arm / f"seed{run['seed']}" / "metrics.jsonl").read_text().splitlines()

@@ -26,10 +26,11 @@ class Arm:
     """One arm: its facts, read by the configuration, the comparison, ``tppeft list`` and the docs.
 
     ``pretext`` maps (arm name, ``pretext`` section) to the pretext config of the arm's TPP stage; None: no TPP
-    stage. ``extra_epochs`` maps the matched budget (:func:`tppeft.experiment.budget.matched_budget`) to fine-tuning
-    epochs beyond ``finetune.epochs``; None: none, and no budget is needed. ``check`` is given the whole
-    configuration (a :class:`tppeft.config.Config`, which imports this package, hence ``Any``) and names what is
-    wrong with it for this arm, or returns None. A family (``pattern`` set) stands for every name that
+    stage. ``extra_epochs`` maps the matched budget (:func:`tppeft.experiment.budget.matched_budget`, as one run
+    sees it: its ``extra_epochs`` that run's) to fine-tuning epochs beyond ``finetune.epochs``; None: none, and no
+    budget is needed. ``check``
+    is given the whole configuration (a :class:`tppeft.config.Config`, which imports this package, hence ``Any``)
+    and names what is wrong with it for this arm, or returns None. A family (``pattern`` set) stands for every name that
     fully matches the pattern; :func:`get_arm` returns it under that name.
     """
 
@@ -57,13 +58,14 @@ class Arm:
         """The pretext config of this arm's TPP stage, given the ``pretext`` section; None without one."""
         return None if self.pretext is None else self.pretext(self.name, pretext)
 
-    def finetune_epochs(self, epochs: int, budget: dict | None = None) -> int:
-        """Fine-tuning epochs of this arm when the others get ``epochs``."""
+    def finetune_epochs(self, epochs: int, budget: dict | None = None, seed: int = 0) -> int:
+        """Fine-tuning epochs of this arm in run ``seed`` when the others get ``epochs``."""
         if self.extra_epochs is None:
             return epochs
         if budget is None:
             raise ValueError(f"arm {self.name} needs the matched budget (tppeft.experiment.budget.matched_budget)")
-        return epochs + self.extra_epochs(budget)
+        own = (budget.get("extra_epochs_per_seed") or {}).get(str(seed))  # whole volumes: each seed its own
+        return epochs + self.extra_epochs(budget if own is None else {**budget, "extra_epochs": own})
 
 
 _ARMS: dict[str, Arm] = {}

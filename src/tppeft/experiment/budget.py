@@ -3,12 +3,13 @@
 Rule: count the floating-point operations of one training step (forward + backward) per image of each stage on
 real training images with torch's ``FlopCounterMode``, multiply by the images each stage processes per epoch,
 and give ``baseline_matched`` ``ceil(pretext.epochs * pretext FLOPs per epoch / fine-tuning FLOPs per epoch)``
-extra fine-tuning epochs (``pretext.steps``: its whole epochs). A fine-tuning epoch is counted over the fewest
-labelled images of any seed (whole volumes drawn per seed differ in slices). Rounding up, and that count, mean the
-baseline never gets less compute than TPP. Counted FLOPs are independent of the machine and its load (timings are
-not) and include whatever the pretext task runs (decoder, views, teacher). Not counted: evaluation passes
-(validation per epoch, the pretext's held-out loss) and the optimizer update, which are small beside the forward
-and backward passes.
+extra fine-tuning epochs (``pretext.steps``: its whole epochs). Where the labelled images differ in number by seed
+(whole volumes drawn per seed differ in slices), each seed's run is charged in its own fine-tuning epochs
+(``extra_epochs_per_seed``), so a run's budget never depends on how many seeds the comparison has. Rounding up
+means the baseline never gets less compute than TPP. Counted FLOPs are independent of the machine and its load
+(timings are not) and include whatever the pretext task runs (decoder, views, teacher). Not counted: evaluation
+passes (validation per epoch, the pretext's held-out loss) and the optimizer update, which are small beside the
+forward and backward passes.
 
 ``baseline_matched.stage_shared_by`` = K divides the stage's cost by K before rounding: the share of one
 fine-tuning run when one TPP stage serves K of them.
@@ -54,6 +55,10 @@ def images_per_epoch(num_items: int, batch_size: int) -> int:
     return steps * batch_size if drop_last else num_items
 
 
+def _extra(stage_in_epochs: float, shared: int) -> int:
+    return math.ceil(stage_in_epochs / shared - 1e-9)
+
+
 def matched_budget(ctx: Context) -> dict:
     """Extra fine-tuning epochs of ``baseline_matched`` and the numbers they come from."""
     cfg = ctx.cfg
@@ -66,7 +71,8 @@ def matched_budget(ctx: Context) -> dict:
     pre_idx = torch.arange(min(n_pre, _PROBE_IMAGES))
     images = ctx.batch("train", pre_idx)
     pretext_per_image = step_flops(lambda: task.loss(images, gen), task) / len(pre_idx)
-    n_ft = ctx.fewest_labelled()  # whole volumes drawn per seed differ in slices: the fewest never undercharge
+    labelled = {seed: ctx.num_labelled(seed) for seed in range(cfg.seeds)}  # whole volumes: differ by seed
+    n_ft = labelled[0]
     ft_idx = torch.arange(min(n_ft, _PROBE_IMAGES))
     inputs, targets = ctx.task.train_batch(ctx, ft_idx, None)
     model = ctx.task.build_model(run.vit).to(ctx.device)
@@ -77,7 +83,13 @@ def matched_budget(ctx: Context) -> dict:
     ratio = (stage.epochs + stage.head_warmup_epochs) * pretext_epoch / finetune_epoch
     shared = cfg.baseline_matched.stage_shared_by
     shared_rule = f"; the stage shared by {shared} fine-tuning runs: 1/{shared} of it" if shared > 1 else ""
-    return {"extra_epochs": math.ceil(ratio / shared - 1e-9), "tpp_stage_in_finetune_epochs": ratio,
+    per_seed = {}
+    if len(set(labelled.values())) > 1:  # each run charged in its own epochs: a seed's budget is its own
+        stage_flops = ratio * finetune_epoch
+        per_seed = {"extra_epochs_per_seed": {
+            str(seed): _extra(stage_flops / (finetune_per_image * images_per_epoch(n, cfg.finetune.batch_size)),
+                              shared) for seed, n in labelled.items()}}
+    return {"extra_epochs": _extra(ratio, shared), "tpp_stage_in_finetune_epochs": ratio, **per_seed,
             "stage_shared_by": shared,
             "pretext_flops_per_image_step": pretext_per_image, "finetune_flops_per_image_step": finetune_per_image,
             "pretext_flops_per_epoch": pretext_epoch, "finetune_flops_per_epoch": finetune_epoch,

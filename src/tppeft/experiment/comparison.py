@@ -63,7 +63,7 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
         pretext = shared_stage(ctx, spec, run, run_dir, tag, pretext_cfg)
     elif pretext_cfg is not None:
         pretext = pretrain_stage(ctx, run, seed, run_dir, tag, pretext_cfg)
-    epochs = spec.finetune_epochs(ctx.cfg.finetune.epochs, budget)
+    epochs = spec.finetune_epochs(ctx.cfg.finetune.epochs, budget, seed)
     ft = finetune_stage(ctx, run, seed, run_dir, tag, epochs=epochs)
     unchanged = backbone_unchanged(ctx, run, tag)
     skipped = ft.get("skipped_steps", 0) + (pretext or {}).get("skipped_steps", 0)
@@ -221,7 +221,10 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
         budget = budget or matched_budget(ctx)
         meta[arm.name] = budget
         ratio = budget.get("tpp_stage_in_finetune_epochs")
-        log(f"{arm.name}: {cfg.finetune.epochs} + {arm.extra_epochs(budget)} fine-tuning epochs"
+        extra = sorted({arm.finetune_epochs(0, budget, seed) for seed in range(cfg.seeds)})
+        log(f"{arm.name}: {cfg.finetune.epochs} + "
+            + (f"{extra[0]}" if len(extra) == 1 else f"{extra[0]}–{extra[-1]} (per seed, each run its own)")
+            + " fine-tuning epochs"
             + (f" (the TPP stage costs {ratio:.2f} fine-tuning epochs in counted FLOPs{_shared(budget)})"
                if ratio is not None else
                f" ({budget['rule']})"))

@@ -94,10 +94,6 @@ class Context:
         chosen = self.labelled(seed)
         return len(self.data["train"]) if chosen is None else len(chosen)
 
-    def fewest_labelled(self) -> int:
-        """The fewest training items fine-tuning sees in any run of the comparison (seeds ``0 .. seeds-1``)."""
-        return min(self.num_labelled(seed) for seed in range(self.cfg.seeds))
-
     def labelled_volumes(self) -> int | None:
         """With few labels drawn a volume at a time (slice-wise 3D segmentation): how many volumes; else None."""
         train, chosen = self.data["train"], self.labelled(0)

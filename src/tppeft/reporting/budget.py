@@ -72,3 +72,11 @@ def unmatched_compute_line(summary: dict) -> str | None:
             "`few_labels_simclr_long_stage`); the same stage did not pay on hippocampus segmentation "
             "(`study_hippocampus_few_labels_simclr_long_stage`). MAE and feature-distillation stages tied or lost, "
             "and with a stage per run TPP at best tied (\"Does TPP help?\" in the documentation).")
+
+
+def extra_epochs_text(budget: dict) -> str:
+    """``baseline_matched``'s extra epochs in words: one number, or their range where each seed has its own."""
+    per_seed = sorted(set((budget.get("extra_epochs_per_seed") or {}).values()))
+    if len(per_seed) > 1:
+        return f"{per_seed[0]}–{per_seed[-1]} (per seed: each run charged the stage in its own epochs)"
+    return str(budget["extra_epochs"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from tppeft.backbones.seen import seen_by_name
 from tppeft.errors import ReportError
 from tppeft.io import write_text
-from tppeft.reporting.budget import BUDGET_TITLE, budget_lines, unmatched_compute_line
+from tppeft.reporting.budget import BUDGET_TITLE, budget_lines, extra_epochs_text, unmatched_compute_line
 from tppeft.reporting.document import (
     Block,
     Box,
@@ -431,7 +431,7 @@ def _matched_text(summary: dict) -> str | None:
         return None
     ft = summary.get("finetune", {}).get("epochs")
     if m.get("tpp_stage_in_finetune_epochs") is None:
-        return f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs ({m.get('rule')})."
+        return f"`baseline_matched`: {ft} + {extra_epochs_text(m)} fine-tuning epochs ({m.get('rule')})."
     shared = m.get("stage_shared_by", 1)
     ran = ("This comparison itself ran a stage for every `tpp` run." if _shared_stage_seed(summary) is None else
            "This comparison took its one stage, made before, from `pretext.stage_from`."
@@ -440,7 +440,7 @@ def _matched_text(summary: dict) -> str | None:
     share = (f"; shared by {shared} fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused {shared} "
              f"times), that is {m['tpp_stage_in_finetune_epochs'] / shared:.2f} epochs each, rounded up. {ran}"
              if shared > 1 else ", rounded up.")
-    return (f"`baseline_matched`: {ft} + {m['extra_epochs']} fine-tuning epochs. The TPP stage costs "
+    return (f"`baseline_matched`: {ft} + {extra_epochs_text(m)} fine-tuning epochs. The TPP stage costs "
             f"{m['tpp_stage_in_finetune_epochs']:.2f} fine-tuning epochs of training compute "
             f"({m['pretext_flops_per_image_step'] / 1e6:.1f} vs {m['finetune_flops_per_image_step'] / 1e6:.1f} "
             f"MFLOPs per image and step, forward + backward, counted){share}")
