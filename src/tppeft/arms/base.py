@@ -28,10 +28,10 @@ class Arm:
     ``pretext`` maps (arm name, ``pretext`` section) to the pretext config of the arm's TPP stage; None: no TPP
     stage. ``extra_epochs`` maps the matched budget (:func:`tppeft.experiment.budget.matched_budget`, as one run
     sees it: its ``extra_epochs`` that run's) to fine-tuning epochs beyond ``finetune.epochs``; None: none, and no
-    budget is needed. ``check``
-    is given the whole configuration (a :class:`tppeft.config.Config`, which imports this package, hence ``Any``)
-    and names what is wrong with it for this arm, or returns None. A family (``pattern`` set) stands for every name that
-    fully matches the pattern; :func:`get_arm` returns it under that name.
+    budget is needed. ``check`` is given the whole configuration (a :class:`tppeft.config.Config`, which imports
+    this package, hence ``Any``) and names what is wrong with it for this arm, or returns None. A family
+    (``pattern`` set) stands for every name that fully matches the pattern; :func:`get_arm` returns it under that
+    name.
     """
 
     name: str  # a family's name is a template, e.g. ``tpp_<pretext>``
