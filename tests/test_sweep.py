@@ -47,6 +47,8 @@ def test_sweep_runs_every_cell_tabulates_and_resumes(tmp_path, capsys):
         assert cell["too_short"] == [a.arm for a in late_best_arms(summary)]
         # with no TPP epochs the arms are identical, and the table says so rather than claiming a win
         assert cell["tpp_minus_baseline"]["mean"] == 0 and cell["reading"] == "no clear difference"
+        command = json.loads((tmp_path / "s" / "cells" / cell["cell"] / "command.json").read_text())
+        assert command["split_sha256"] == summary["data"]["split_sha256"]  # what a resumed cell must read again
     assert "| bitfit | breastmnist |" in out.out and "| vpt_shallow |" in (tmp_path / "s" / "sweep.md").read_text()
     assert main(args) == 2  # an existing sweep is not overwritten silently
     assert main([*args, "--resume"]) == 0

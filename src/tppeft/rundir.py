@@ -353,7 +353,7 @@ class RunFolder:
         """The SHA-256 of each split (``data.split_sha256``) the folder's runs are made on: recorded in
         ``command.json`` at the first start (``write``: by this process); a later start on other images (the data
         file replaced before a ``--resume``) is an :class:`OutputError`, since one comparison would mix two data
-        sets. A folder without ``command.json`` (a sweep's cell) is not checked."""
+        sets. A folder without ``command.json`` (a sweep's cell made before cells had one) is not checked."""
         if not self.command.is_file():
             return
         command = json.loads(self.command.read_text())
