@@ -46,6 +46,11 @@ def tensors_sha256(tensors: dict, h: Any = None) -> str:
     return h.hexdigest()
 
 
+def differing_digests(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """The names (sorted) whose SHA-256 differs between two name -> digest maps; a name one lacks differs."""
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def files_sha256(files: list[Path], root: Path) -> str:
     """SHA-256 of a set of files: their paths relative to ``root`` and their own SHA-256, in the given order."""
     h = hashlib.sha256()

@@ -27,7 +27,7 @@ from tppeft.arms import get_arm
 from tppeft.config import Config, load_config
 from tppeft.engine.config import results_identity
 from tppeft.experiment.comparison import failed_record, sort_records, summarize
-from tppeft.io import append_jsonl, read_jsonl, write_json
+from tppeft.io import append_jsonl, differing_digests, read_jsonl, write_json
 from tppeft.reporting.report import write_report
 from tppeft.rundir import CONFIG, STAGE_FOLDER, SUMMARY, OutputError, RunFolder
 
@@ -108,7 +108,7 @@ def _check_same_images(parts: list[Path], summaries: list[dict]) -> None:
     digests = [(s.get("data") or {}).get("split_sha256") for s in summaries]
     last = digests[-1]
     for i, d in enumerate(digests[:-1]):
-        if d and last and (differ := [k for k in sorted(set(d) | set(last)) if d.get(k) != last.get(k)]):
+        if d and last and (differ := differing_digests(d, last)):
             raise OutputError(f"'{parts[len(digests) - 1]}' read other images than '{parts[i]}' (the SHA-256 of "
                               f"their {', '.join(differ)} split(s) differs; the data file was changed between the "
                               "jobs?); only parts of one comparison can be merged")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from tppeft.io import config_to_yaml, file_sha256, read_jsonl, write_json, write_text
+from tppeft.io import config_to_yaml, differing_digests, file_sha256, read_jsonl, write_json, write_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -264,9 +264,9 @@ class RunFolder:
             self.write_command(command)
         return self
 
-    def prepare(self, overwrite: bool, cfg: BaseModel | None = None) -> RunFolder:
+    def prepare(self, overwrite: bool, cfg: BaseModel | None = None, command: dict | None = None) -> RunFolder:
         """:meth:`check_new`, then :meth:`create`."""
-        return self.check_new(overwrite).create(overwrite, cfg)
+        return self.check_new(overwrite).create(overwrite, cfg, command)
 
     def prepare_sweep(self, resume: bool, overwrite: bool) -> RunFolder:
         """A sweep's folder: with ``resume`` an existing sweep is kept as it is, otherwise :meth:`prepare`."""
@@ -360,8 +360,7 @@ class RunFolder:
         saved = command.get("split_sha256")
         if saved is None and write:
             self.write_command({**command, "split_sha256": digests})
-        elif saved is not None and (differ := [k for k in sorted(set(saved) | set(digests))
-                                               if saved.get(k) != digests.get(k)]):
+        elif saved is not None and (differ := differing_digests(saved, digests)):
             raise OutputError(f"'{self.spelled}': its runs were made on other images than the data reads now (the "
                               f"SHA-256 of the {', '.join(differ)} split(s) differs from the one {COMMAND} "
                               "recorded: was the data file replaced?); continuing would mix two data sets in one "

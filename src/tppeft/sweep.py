@@ -145,7 +145,7 @@ def run_sweep(spec: str | Path | None, sets: list[str], grid: list[str], out: Pa
             run_comparison(cfg, cell.root, log, resume=True)
         else:
             log(f"=== cell {i}/{len(cells)} {name}: {assign} [{time.perf_counter() - start:.0f}s elapsed]")
-            cell.check_new(True).create(True, cfg, {"command": "run"})  # command.json: its images, checked on resume
+            cell.prepare(True, cfg, {"command": "run"})  # command.json: its images, checked on resume
             run_comparison(cfg, cell.root, log)
         sweep["cells"].append(cell_row(name, assign, json.loads(cell.summary.read_text())))
         sweep["wall_seconds"] = round(time.perf_counter() - start, 1)

@@ -28,6 +28,7 @@ from tppeft.experiment.pretext_stage import pretrain_stage
 from tppeft.experiment.shared_stage import shared_stage
 from tppeft.faults import kill_point
 from tppeft.io import append_jsonl, read_jsonl, write_json
+from tppeft.reporting.budget import extra_epochs_text
 from tppeft.reporting.report import write_report
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
 from tppeft.rundir import RunFolder
@@ -221,10 +222,8 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
         budget = budget or matched_budget(ctx)
         meta[arm.name] = budget
         ratio = budget.get("tpp_stage_in_finetune_epochs")
-        extra = sorted({arm.finetune_epochs(0, budget, seed) for seed in range(cfg.seeds)})
-        log(f"{arm.name}: {cfg.finetune.epochs} + "
-            + (f"{extra[0]}" if len(extra) == 1 else f"{extra[0]}–{extra[-1]} (per seed, each run its own)")
-            + " fine-tuning epochs"
+        extra = extra_epochs_text(arm.finetune_epochs(0, budget, seed) for seed in range(cfg.seeds))
+        log(f"{arm.name}: {cfg.finetune.epochs} + {extra} fine-tuning epochs"
             + (f" (the TPP stage costs {ratio:.2f} fine-tuning epochs in counted FLOPs{_shared(budget)})"
                if ratio is not None else
                f" ({budget['rule']})"))

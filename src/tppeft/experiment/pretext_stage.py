@@ -3,6 +3,7 @@ dropped. Uses :func:`tppeft.engine.train`, like the fine-tuning stage; only obje
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -126,7 +127,7 @@ def head_warmup(ctx: Context, run: RunModel, task: nn.Module, cfg: PretextConfig
 def gain_warning(loss_start: float, loss_end: float, moving_target: bool = False) -> str | None:
     """What to warn about when the TPP stage did not lower the held-out pretext loss by ``MIN_PRETEXT_GAIN``;
     for a task whose target moves during the stage (``moving_target``), that the loss cannot tell."""
-    if moving_target and not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN) and loss_end == loss_end:
+    if moving_target and not loss_end < loss_start * (1 - MIN_PRETEXT_GAIN) and not math.isnan(loss_end):
         return (f"the held-out pretext loss did not fall ({loss_start:.4f} -> {loss_end:.4f}), but this task "
                 "compares the student with a teacher that moved during the stage, so the two values are measured "
                 "against different targets and their difference says little; the linear probe (pretext.probe) "

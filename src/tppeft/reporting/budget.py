@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 BUDGET_TITLE = "Fine-tuning may be too short"  # the report's heading of the first check
@@ -75,9 +76,9 @@ def unmatched_compute_line(summary: dict) -> str | None:
             "documentation).")
 
 
-def extra_epochs_text(budget: dict) -> str:
-    """``baseline_matched``'s extra epochs in words: one number, or their range where each seed has its own."""
-    per_seed = sorted(set((budget.get("extra_epochs_per_seed") or {}).values()))
-    if len(per_seed) > 1:
-        return f"{per_seed[0]}–{per_seed[-1]} (per seed: each run charged the stage in its own epochs)"
-    return str(budget["extra_epochs"])
+def extra_epochs_text(values: Iterable[int]) -> str:
+    """Extra fine-tuning epochs in words: one number, or their range where each seed's run has its own."""
+    extra = sorted(set(values))
+    if len(extra) > 1:
+        return f"{extra[0]}–{extra[-1]} (per seed: each run charged the stage in its own epochs)"
+    return str(extra[0])

@@ -430,8 +430,9 @@ def _matched_text(summary: dict) -> str | None:
     if not m:
         return None
     ft = summary.get("finetune", {}).get("epochs")
+    extra = extra_epochs_text((m.get("extra_epochs_per_seed") or {}).values() or [m["extra_epochs"]])
     if m.get("tpp_stage_in_finetune_epochs") is None:
-        return f"`baseline_matched`: {ft} + {extra_epochs_text(m)} fine-tuning epochs ({m.get('rule')})."
+        return f"`baseline_matched`: {ft} + {extra} fine-tuning epochs ({m.get('rule')})."
     shared = m.get("stage_shared_by", 1)
     ran = ("This comparison itself ran a stage for every `tpp` run." if _shared_stage_seed(summary) is None else
            "This comparison took its one stage, made before, from `pretext.stage_from`."
@@ -440,7 +441,7 @@ def _matched_text(summary: dict) -> str | None:
     share = (f"; shared by {shared} fine-tuning runs (`baseline_matched.stage_shared_by`: one stage reused {shared} "
              f"times), that is {m['tpp_stage_in_finetune_epochs'] / shared:.2f} epochs each, rounded up. {ran}"
              if shared > 1 else ", rounded up.")
-    return (f"`baseline_matched`: {ft} + {extra_epochs_text(m)} fine-tuning epochs. The TPP stage costs "
+    return (f"`baseline_matched`: {ft} + {extra} fine-tuning epochs. The TPP stage costs "
             f"{m['tpp_stage_in_finetune_epochs']:.2f} fine-tuning epochs of training compute "
             f"({m['pretext_flops_per_image_step'] / 1e6:.1f} vs {m['finetune_flops_per_image_step'] / 1e6:.1f} "
             f"MFLOPs per image and step, forward + backward, counted){share}")
