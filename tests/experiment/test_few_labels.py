@@ -13,6 +13,9 @@ from tppeft.config import ConfigError, load_config
 from tppeft.errors import DataError
 from tppeft.experiment.budget import matched_budget
 from tppeft.experiment.context import prepare_context
+from tppeft.experiment.model import build_run_model
+from tppeft.experiment.pretext_stage import head_warmup
+from tppeft.pretext import get_pretext
 from tppeft.reporting.report import data_text
 
 SMALL = ["data.limit=40", "data.image_size=32", "peft.targets=[qkv]", "threads=1", "pretext.batch_size=8",
@@ -170,6 +173,20 @@ def test_head_warm_up_leaves_the_target_parameters_alone_and_the_probe_reads_the
     assert pre["head_warmup"]["epochs"] == 1 and pre["head_warmup"]["loss_end"] < pre["loss_start"]
     assert pre["probe_before"] == pre["probe_after"] and pre["probe_before"]["metric"] == "auc"
     assert pre["movement"]["change_norm"] == 0.0 and pre["movement"]["lora_update_ratio"]["max"] == 0.0
+
+
+def test_an_ema_teacher_follows_the_head_through_its_warm_up(tmp_path):
+    """DINO's teacher is an EMA of the student's head too: during the head warm-up it moves towards the warmed head
+    (else the stage proper starts from a teacher with the random head), while the frozen target parameters' copies
+    stay as they were."""
+    ctx = _ctx("pretext.method=dino", "pretext.head_warmup_epochs=1", "pretext.views.local_crops=0")
+    run = build_run_model(ctx, 0)
+    cfg = ctx.stage_config()
+    task = get_pretext(cfg)(ctx.backbone, run.vit, cfg)
+    before = {n: t.clone() for n, t in task.teacher.shadow().items()}
+    head_warmup(ctx, run, task, cfg, 0, tmp_path, "t")
+    moved = {n for n, t in task.teacher.shadow().items() if not torch.equal(t, before[n])}
+    assert moved == {n for n in before if n.startswith("head.")} and len(moved) < len(before)
 
 
 def test_a_stage_given_in_steps_runs_whole_epochs_of_its_images_and_is_charged_for_them(tmp_path, capsys):

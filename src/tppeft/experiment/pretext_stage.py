@@ -86,7 +86,9 @@ def head_warmup(ctx: Context, run: RunModel, task: nn.Module, cfg: PretextConfig
     """``pretext.head_warmup_epochs``: train the pretext head alone (target parameters frozen) before the stage.
 
     A fresh decoder or projection head first learns to read the backbone as it is, so that the TPP stage proper
-    does not push the target parameters to serve a random head. Checkpointed and resumed as its own stage.
+    does not push the target parameters to serve a random head. An EMA teacher follows the head as in the stage
+    proper (``task.after_step``), so that DINO's stage does not start from a teacher with the random head.
+    Checkpointed and resumed as its own stage.
     """
     groups = task.head_param_groups(cfg.lr)
     if not any(p.requires_grad for g in groups for p in g["params"]):  # preflight says so before any output
@@ -108,8 +110,9 @@ def head_warmup(ctx: Context, run: RunModel, task: nn.Module, cfg: PretextConfig
         result = train(groups, lambda idx: step(ctx.pretext_batch(idx, view_gen), gen), ctx.num_pretext_images(),
                        epochs=cfg.head_warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                        weight_decay=cfg.weight_decay, warmup_epochs=min(cfg.warmup_epochs, cfg.head_warmup_epochs),
-                       generator=generator(seed, "head_warmup"), log=ctx.log, tag=f"{tag} pretext head warm-up",
-                       generators={"augment": gen}, checkpoints=ckpts, resume=resumed,
+                       generator=generator(seed, "head_warmup"), after_step=task.after_step, log=ctx.log,
+                       tag=f"{tag} pretext head warm-up", generators={"augment": gen}, checkpoints=ckpts,
+                       resume=resumed,
                        extra=PretextBuffers(task, run.vit), on_nonfinite=ctx.cfg.train.on_nonfinite,
                        precision=ctx.precision)
     finally:
