@@ -69,8 +69,9 @@ class SelfDistillation(PretextTask):
         if held_out_loss >= math.log(k) * (1 - COLLAPSE_MARGIN):
             return (f"DINO collapsed: the held-out loss {held_out_loss:.4f} is that of a uniform output over its {k} "
                     f"prototypes (ln {k} = {math.log(k):.4f}), so the target parameters were trained towards no "
-                    "signal. A lower pretext.lr is the first thing to try (DINO's own recipe trains at about 1e-4 "
-                    "for a batch of 64)")
+                    "signal. The settings to vary are the stage's length, pretext.lr (DINO's own recipe trains at "
+                    "about 1e-4 for a batch of 64) and pretext.dino.teacher_temp, judged on the linear probe's "
+                    "validation score (pretext.probe), not on this loss")
         return None
 
     def describe(self) -> str:
