@@ -187,6 +187,12 @@ def test_an_ema_teacher_follows_the_head_through_its_warm_up(tmp_path):
     head_warmup(ctx, run, task, cfg, 0, tmp_path, "t")
     moved = {n for n, t in task.teacher.shadow().items() if not torch.equal(t, before[n])}
     assert moved == {n for n in before if n.startswith("head.")} and len(moved) < len(before)
+    # a warm-up found done (a resumed stage) restores the teacher and DINO's centre as it left them
+    rerun = build_run_model(ctx, 0)
+    again = get_pretext(cfg)(ctx.backbone, rerun.vit, cfg)
+    head_warmup(ctx, rerun, again, cfg, 0, tmp_path, "t")
+    assert all(torch.equal(t, task.teacher.shadow()[n]) for n, t in again.teacher.shadow().items())
+    assert torch.equal(again.criterion.center, task.criterion.center)
 
 
 def test_a_stage_given_in_steps_runs_whole_epochs_of_its_images_and_is_charged_for_them(tmp_path, capsys):

@@ -96,8 +96,11 @@ def head_warmup(ctx: Context, run: RunModel, task: nn.Module, cfg: PretextConfig
     head = [p for g in groups for p in g["params"]]
     ckpts = stage_checkpointer(ctx, out_dir, "pretext_head", seed)
     resumed = resume_stage(ckpts)
+    buffers = PretextBuffers(task, run.vit)
     if resumed is not None and resumed.done:
         copy_into(head, [resumed.tensors[f"head.{i}"] for i in range(len(head))])
+        if saved := unprefixed("buffer.", resumed.tensors):  # a teacher and centre as the warm-up left them
+            buffers.load_state_dict(saved, {})
         ctx.log(f"{tag} pretext head warm-up already done ({resumed.path})")
         return ckpts.meta["summary"]
     targets = run.target_params()
@@ -113,8 +116,7 @@ def head_warmup(ctx: Context, run: RunModel, task: nn.Module, cfg: PretextConfig
                        generator=generator(seed, "head_warmup"), after_step=task.after_step, log=ctx.log,
                        tag=f"{tag} pretext head warm-up", generators={"augment": gen}, checkpoints=ckpts,
                        resume=resumed,
-                       extra=PretextBuffers(task, run.vit), on_nonfinite=ctx.cfg.train.on_nonfinite,
-                       precision=ctx.precision)
+                       extra=buffers, on_nonfinite=ctx.cfg.train.on_nonfinite, precision=ctx.precision)
     finally:
         for p in targets:
             p.requires_grad_(True)
@@ -123,7 +125,8 @@ def head_warmup(ctx: Context, run: RunModel, task: nn.Module, cfg: PretextConfig
     summary = {"epochs": cfg.head_warmup_epochs, "loss_end": loss, "seconds": result.seconds,
                "train_loss_curve": [h["train_loss"] for h in result.history]}
     ckpts.meta["summary"] = summary
-    ckpts.save(prefixed("head.", {str(i): p for i, p in enumerate(head)}), {}, done=True)
+    ckpts.save({**prefixed("head.", {str(i): p for i, p in enumerate(head)}),
+                **prefixed("buffer.", buffers.state_dict()[0])}, {}, done=True)
     return summary
 
 
