@@ -190,3 +190,34 @@ def test_one_comparisons_baseline_serves_another_pretext_tasks_tpp_runs(tmp_path
     assert main(["merge", *parts, "--exclude", "1:baseline_matched", "--exclude", "2:tpp", "--exclude", "2:baseline",
                  "-o", str(tmp_path / "m")]) == 2
     assert "different pretext.* settings" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def test_a_finished_comparison_gains_an_arm(tmp_path, one_thread, capsys):
+    """Parts may differ in `arms`: a kept two-arm comparison and the runs of a third arm made under the longer
+    arm list merge into the three-arm comparison one command would give; a merge that adds an arm but lacks one
+    of its runs is refused and names it."""
+    import shutil
+
+    three = ["--set", "seeds=1", "--set", "arms=[baseline,tpp,baseline_matched]"]
+    assert main(["run", "-o", str(tmp_path / "whole"), *ARGS, *three]) == 0
+    assert main(["run", "-o", str(tmp_path / "kept"), *ARGS, "--set", "seeds=1"]) == 0
+    for extra in ("results.jsonl", "runs"):  # what a kept result folder leaves out
+        path = tmp_path / "kept" / extra
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert main(["run", "-o", str(tmp_path / "added"), *ARGS, *three, "--only", "baseline_matched:0"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "kept"), str(tmp_path / "added"), "-o", str(tmp_path / "merged")]) == 0
+    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert list(merged["arms"]) == ["baseline", "tpp", "baseline_matched"]
+    assert _numbers(merged) == _numbers(whole) and merged["baseline_matched"] == whole["baseline_matched"]
+    assert "- baseline_matched" in (tmp_path / "merged" / "config.yaml").read_text()
+    # the added arm lacks its seed-1 run where the new part extends the comparison to two seeds
+    assert main(["run", "-o", str(tmp_path / "more"), *ARGS, *three, "--set", "seeds=2",
+                 "--only", "baseline:1", "--only", "tpp:1"]) == 0
+    capsys.readouterr()
+    parts = [str(tmp_path / p) for p in ("kept", "added", "more")]
+    assert main(["merge", *parts, "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "extend the comparison to 2 seeds and by arm(s) baseline_matched but lack run(s) baseline_matched:1" in err
+    assert not (tmp_path / "m").exists()

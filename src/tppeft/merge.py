@@ -5,7 +5,9 @@ Each (arm, seed) run of a comparison depends only on the config and its seed, ne
 in the same process, so runs made apart give the numbers they would give together. The parts must hold
 finished comparisons with the same configuration (runtime keys aside) and no run twice. They may differ in
 ``seeds``: a finished comparison extended by more seeds (``--set seeds=8 --only tpp:5 ...``) merges with the new
-runs into the comparison with the larger number of seeds. They may differ in an arm's own options
+runs into the comparison with the larger number of seeds. They may differ in ``arms``: a finished comparison
+gains an arm (``--set arms=[baseline,tpp,baseline_matched] --only baseline_matched:0 ...``), the merged one
+holding every part's arms. They may differ in an arm's own options
 (``baseline_matched.*``, ``eva.*``, which no other arm reads) when the parts holding that arm's runs agree in
 them: a finished comparison gains a variant of one arm (``--set baseline_matched.stage_shared_by=8 --only
 baseline_matched:0 ...``). So may the ``pretext`` section, which only the arms with a TPP stage or a matched
@@ -37,12 +39,12 @@ _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "
 STAGE_SEED = "pretext.stage_seed"
 
 
-def _own_settings(cfg: Config) -> dict[str, set[str]]:
-    """Settings that only some arms read, by dotted name, mapped to those arms: each arm's own options section;
-    the ``pretext`` section, which only the arms with a TPP stage or a matched budget read; and, within it,
-    ``pretext.stage_seed``, which only the arms with a TPP stage read (the matched budget does not). A section
-    comes before its keys."""
-    arms = [get_arm(a) for a in cfg.arms]
+def _own_settings(names: Iterable[str]) -> dict[str, set[str]]:
+    """Settings that only some of the arms ``names`` read, by dotted name, mapped to those arms: each arm's own
+    options section; the ``pretext`` section, which only the arms with a TPP stage or a matched budget read; and,
+    within it, ``pretext.stage_seed``, which only the arms with a TPP stage read (the matched budget does not). A
+    section comes before its keys."""
+    arms = [get_arm(a) for a in names]
     own = {arm.options: {arm.name} for arm in arms if arm.options}
     if readers := {arm.name for arm in arms if arm.has_tpp_stage or arm.uses_budget}:
         own["pretext"] = readers
@@ -71,10 +73,16 @@ def _with_settings(cfg: Config, values: dict) -> Config:
     return cfg.model_copy(update=update)
 
 
-def _identity(cfg: Config) -> dict:
-    """What parts of one comparison share: the results' identity (``seeds`` is not in it) without the settings
-    only some arms read (checked arm by arm, among the parts that hold those arms' runs)."""
-    return results_identity(cfg, leave_out=_own_settings(cfg))
+def _identity(cfg: Config, arms: list[str]) -> dict:
+    """What parts of one comparison share: the results' identity (``seeds`` is not in it) without ``arms`` and
+    the settings only some of the merged comparison's ``arms`` read (checked arm by arm, among the parts that
+    hold those arms' runs)."""
+    return results_identity(cfg, leave_out=["arms", *_own_settings(arms)])
+
+
+def _merged_arms(configs: list[Config]) -> list[str]:
+    """Every part's arms, each once: the first part's in its order, then those the others add."""
+    return list(dict.fromkeys(a for c in configs for a in c.arms))
 
 
 def _part_records(folder: RunFolder, summary: dict) -> list[dict]:
@@ -90,7 +98,7 @@ def _setting_sources(cfg: Config, configs: list[Config], records: list[list[dict
     """For each setting only some arms read, the part whose value the merged comparison takes: one that holds
     those arms' runs (all such parts must agree), else the merged config's own."""
     sources = {}
-    own = _own_settings(cfg)
+    own = _own_settings(cfg.arms)
     for name, arms in own.items():
         holders = [i for i, runs in enumerate(records) if any(r["arm"] in arms for r in runs)]
         if any(_setting(configs[i], name, own) != _setting(configs[holders[0]], name, own) for i in holders):
@@ -131,23 +139,25 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
     leaving out the runs of arm ARM of part N for each (N, ARM) in ``exclude`` (N 0-based)."""
     if not parts:
         raise OutputError("tppeft merge needs at least one part folder")
-    configs, summaries, records, part_records = [], [], [], []
-    seen: dict[tuple[str, int], Path] = {}
-    for part in parts:
-        folder = RunFolder(part)
+    folders = [RunFolder(part) for part in parts]
+    for part, folder in zip(parts, folders, strict=True):
         if not folder.is_complete() or not folder.is_tppeft():
             raise OutputError(f"'{part}' holds no finished comparison ({SUMMARY} or {CONFIG} missing); "
                               f"finish it with tppeft run --resume {part}")
-        cfg = load_config(folder.config)
-        ident, shared = _identity(cfg), _identity(configs[0] if configs else cfg)
-        if ident != shared:
+    configs = [load_config(folder.config) for folder in folders]
+    arms = _merged_arms(configs)
+    shared = _identity(configs[0], arms)
+    for part, cfg in zip(parts[1:], configs[1:], strict=True):
+        if (ident := _identity(cfg, arms)) != shared:
             differ = sorted(k for k, v in ident.items() if shared[k] != v)
             raise OutputError(f"'{part}' was run with another configuration than '{parts[0]}' (differs in "
                               f"{', '.join(differ)}); only parts of one comparison can be merged")
-        configs.append(cfg)
+    summaries, records, part_records = [], [], []
+    seen: dict[tuple[str, int], Path] = {}
+    for index, (part, folder) in enumerate(zip(parts, folders, strict=True)):
         summaries.append(json.loads(folder.summary.read_text()))
         _check_same_images(parts, summaries)
-        held, index = _part_records(folder, summaries[-1]), len(configs) - 1
+        held = _part_records(folder, summaries[-1])
         arms_held = {r["arm"] for r in held}
         for arm in (a for i, a in exclude if i == index and a not in arms_held):
             raise OutputError(f"--exclude {index + 1}:{arm}: '{part}' holds no run of arm {arm} (it holds "
@@ -160,14 +170,18 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
             seen[key] = part
             records.append(r)
     widest = max(range(len(parts)), key=lambda i: configs[i].seeds)  # the first of the most seeds
-    sources = _setting_sources(configs[widest], configs, part_records)
+    base = configs[widest].model_copy(update={"arms": arms})
+    sources = _setting_sources(base, configs, part_records)
     own = {s: _setting(configs[i], s) for s, i in sources.items()
-           if _setting(configs[i], s) != _setting(configs[widest], s)}  # those arms' runs were made with these
-    cfg = _with_settings(configs[widest], own) if own else configs[widest]
+           if _setting(configs[i], s) != _setting(base, s)}  # those arms' runs were made with these
+    cfg = _with_settings(base, own) if own else base
     missing = [f"{arm}:{seed}" for seed in range(cfg.seeds) for arm in cfg.arms if (arm, seed) not in seen]
-    if missing and any(c.seeds != cfg.seeds for c in configs):
-        raise OutputError(f"the parts extend the comparison to {cfg.seeds} seeds but lack run(s) {', '.join(missing)}; "
-                          "make them with tppeft run --only ARM:SEED and merge again")
+    added = [a for a in arms if any(a not in c.arms for c in configs)]
+    grown = ([f"to {cfg.seeds} seeds"] if any(c.seeds != cfg.seeds for c in configs) else []) + (
+        [f"by arm(s) {', '.join(added)}"] if added else [])
+    if missing and grown:
+        raise OutputError(f"the parts extend the comparison {' and '.join(grown)} but lack run(s) "
+                          f"{', '.join(missing)}; make them with tppeft run --only ARM:SEED and merge again")
     merged = RunFolder(out).check_new(overwrite).create(overwrite)
     records = sort_records(records, cfg)
     with_files: dict[str, list[int]] = {}  # the runs whose folders come along: the figures are drawn from those
@@ -179,10 +193,10 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
         append_jsonl(merged.results, r)
     if STAGE_SEED in sources:  # a TPP stage shared by an arm's runs (pretext.stage_seed) goes with them
         for arm in cfg.arms:
-            stage = RunFolder(parts[sources[STAGE_SEED]]).runs_root / arm / STAGE_FOLDER
+            stage = folders[sources[STAGE_SEED]].runs_root / arm / STAGE_FOLDER
             if stage.is_dir():
                 shutil.copytree(stage, merged.runs_root / arm / STAGE_FOLDER)
-    merged.write_config(cfg if own else RunFolder(parts[widest]).config.read_text())
+    merged.write_config(cfg if own or added else folders[widest].config.read_text())
     merged.write_command({"command": "merge", "parts": [str(p) for p in parts]})
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
