@@ -507,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("merge", help="join the folders of one comparison run as separate jobs (run --only) "
                         "into one folder with one summary and report")
     sp.add_argument("parts", nargs="+", help="finished comparison folders of the same configuration (seeds may "
-                    "differ: a finished comparison and its runs of more seeds; so may an arm's own options, "
+                    "differ: a finished comparison and its runs of more seeds; so may the arms: its runs of another "
+                    "arm; so may an arm's own options, "
                     "e.g. baseline_matched.*, and the pretext section, where one setting made all the runs of "
                     "the arms that read it)")
     sp.add_argument("--output", "-o", type=Path, required=True, help="output folder")
