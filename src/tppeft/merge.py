@@ -196,7 +196,7 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
             stage = folders[sources[STAGE_SEED]].runs_root / arm / STAGE_FOLDER
             if stage.is_dir():
                 shutil.copytree(stage, merged.runs_root / arm / STAGE_FOLDER)
-    merged.write_config(cfg if own or added else folders[widest].config.read_text())
+    merged.write_config(cfg if own or cfg.arms != configs[widest].arms else folders[widest].config.read_text())
     merged.write_command({"command": "merge", "parts": [str(p) for p in parts]})
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
