@@ -153,7 +153,7 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
             raise OutputError(f"'{part}' was run with another configuration than '{parts[0]}' (differs in "
                               f"{', '.join(differ)}); only parts of one comparison can be merged")
     summaries, records, part_records = [], [], []
-    seen: dict[tuple[str, int], Path] = {}
+    seen: dict[tuple[str, int], int] = {}  # each run's part, by index
     for index, (part, folder) in enumerate(zip(parts, folders, strict=True)):
         summaries.append(json.loads(folder.summary.read_text()))
         _check_same_images(parts, summaries)
@@ -166,8 +166,8 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
         for r in part_records[-1]:
             key = (r["arm"], r["seed"])
             if key in seen:
-                raise OutputError(f"run {r['arm']} seed {r['seed']} is in both '{seen[key]}' and '{part}'")
-            seen[key] = part
+                raise OutputError(f"run {r['arm']} seed {r['seed']} is in both '{parts[seen[key]]}' and '{part}'")
+            seen[key] = index
             records.append(r)
     widest = max(range(len(parts)), key=lambda i: configs[i].seeds)  # the first of the most seeds
     base = configs[widest].model_copy(update={"arms": arms})
@@ -186,7 +186,7 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
     records = sort_records(records, cfg)
     with_files: dict[str, list[int]] = {}  # the runs whose folders come along: the figures are drawn from those
     for r in records:
-        source = RunFolder(seen[(r["arm"], r["seed"])]).run(r["arm"], r["seed"]).root
+        source = folders[seen[(r["arm"], r["seed"])]].run(r["arm"], r["seed"]).root
         if source.is_dir():
             shutil.copytree(source, merged.run(r["arm"], r["seed"]).root)
             with_files.setdefault(r["arm"], []).append(r["seed"])
