@@ -54,6 +54,7 @@ def test_few_labels_run_uses_the_subset_and_says_so(tmp_path):
     report = (out / "report.md").read_text()
     assert f"Fine-tuning saw a labelled subset of {s['data']['train']} training images (25% per class" in report
     assert "## Did the TPP stage improve the features before any label?" in report
+    assert "`tpp`: the TPP stage raised the probe on validation in " in report and " of 1 seeds" in report
     # baseline_matched's budget counts the labelled images of a fine-tuning epoch: few labels, more extra epochs
     few, every = matched_budget(_ctx("data.label_fraction=0.25")), matched_budget(_ctx())
     assert few["finetune_flops_per_epoch"] < every["finetune_flops_per_epoch"]

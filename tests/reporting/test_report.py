@@ -14,7 +14,7 @@ from tppeft.cli import main
 from tppeft.config import load_config
 from tppeft.experiment.comparison import summarize
 from tppeft.io import write_json
-from tppeft.reporting.report import ReportError, arms_rows, verdict, verdict_lines
+from tppeft.reporting.report import ReportError, arms_rows, probe_counts_text, verdict, verdict_lines
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -171,6 +171,18 @@ def test_a_tpp_stage_that_learned_nothing_is_named_under_problems(tmp_path):
     assert "lower the held-out pretext loss" in warning and runs[1]["pretext"]["warning"] == warning
     problems = (out / "report.md").read_text().split("## Problems", 1)[1].split("##", 1)[0]
     assert problems.count("the TPP stage of seed(s) 0, 1: ") == 1  # one stage for both seeds: one line
+
+
+def test_the_probe_changes_are_counted_per_arm_validation_first():
+    runs = [{"seed": s, "pretext": {"probe_before": {"metric": "auc", "val": 0.8, "test": 0.7},
+                                    "probe_after": {"metric": "auc", "val": 0.8 + dv, "test": 0.7 + dt}}}
+            for s, (dv, dt) in enumerate([(-0.02, +0.01), (-0.01, +0.02), (+0.06, -0.03)])]
+    summary = {"arms": {"baseline": {"runs": [{"seed": 0, "pretext": None}]}, "tpp": {"runs": runs}}}
+    assert probe_counts_text(summary) == ("`tpp`: the TPP stage raised the probe on validation in 1 of 3 seeds "
+                                          "(mean change +0.010) and on test in 2 of 3 seeds (mean change +0.000).")
+    runs[2]["pretext"]["probe_after"]["test"] = None  # a seed without a test probe is left out of that count only
+    assert "on test in 2 of 2 seeds (mean change +0.015)" in probe_counts_text(summary)
+    assert probe_counts_text({"arms": {"tpp": {"runs": [{"seed": 0, "pretext": {"probe_before": None}}]}}}) is None
 
 
 def test_verdict_needs_an_interval_that_excludes_zero():

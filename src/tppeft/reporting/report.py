@@ -203,6 +203,27 @@ def diagnostics_rows(summary: dict) -> Table:
                   "LoRA ‖BA‖/‖W‖ (mean)"], rows)
 
 
+def probe_counts_text(summary: dict) -> str | None:
+    """Per arm with probes: in how many seeds the TPP stage raised the probe, on validation first (the split a
+    user can act on) and on test, with the mean change."""
+    parts = []
+    for arm, e in summary["arms"].items():
+        pairs = [(pre["probe_before"], pre["probe_after"]) for r in e.get("runs", [])
+                 if (pre := r.get("pretext") or {}).get("probe_before") and pre.get("probe_after")]
+        if not pairs:
+            continue
+        counts = []
+        for split in ("val", "test"):
+            changes = [a[split] - b[split] for b, a in pairs if not is_missing(a.get(split))
+                       and not is_missing(b.get(split))]
+            if changes:
+                counts.append(f"on {'validation' if split == 'val' else 'test'} in {sum(d > 0 for d in changes)} "
+                              f"of {len(changes)} seeds (mean change {fmt_signed(sum(changes) / len(changes))})")
+        if counts:
+            parts.append(f"`{arm}`: the TPP stage raised the probe {' and '.join(counts)}.")
+    return " ".join(parts) or None
+
+
 def data_text(summary: dict) -> str | None:
     """Few labels / more unlabelled images: what fine-tuning and the TPP stage each saw."""
     d = summary.get("data")
@@ -521,7 +542,9 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                         "parameters at initialisation and after the TPP stage. A probe that does not move says the "
                         "pretext stage changed the features little in a way a linear read-out can use; one that "
                         "rises does not forecast a gain after fine-tuning (in the validity studies a rise on "
-                        "validation ranked TPP's gain poorly): the paired differences above decide.")]
+                        "validation ranked TPP's gain only loosely): the paired differences above decide.")]
+        if counts := probe_counts_text(summary):
+            blocks.append(Para(counts))
     if plots and plots.get("curves"):
         blocks += [Heading("Training curves"), Image(plots["curves"], "loss curves of both stages")]
     if figure_runs_text(summary):
