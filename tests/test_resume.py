@@ -310,6 +310,24 @@ def test_stage_commands_resume_too(tmp_path, monkeypatch, capsys):
         ft_ref / "finetuned/head.safetensors")
 
 
+def test_a_scheduled_dino_stage_resumes_where_its_schedule_stopped(tmp_path, monkeypatch):
+    """DINO's schedules run by the stage's step, which the checkpoint keeps: a stage cut inside the frozen-prototype
+    steps resumes to the files of an uninterrupted one (counting from 0 again would freeze them a step too long)."""
+    dino = ["pretext.method=dino", "pretext.views.local_crops=0", "pretext.dino.freeze_last_layer_epochs=1",
+            "pretext.dino.warmup_teacher_temp=0.02", "pretext.dino.teacher_temp_warmup_epochs=1",
+            "pretext.dino.momentum_end=1.0", "train.deterministic=true"]
+    args = [*ARGS, *(a for s in dino for a in ("--set", s))]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert main(["pretrain", "-o", str(ref), *args]) == 0
+    Injector(monkeypatch, at=2, only="training step")  # the stage's second step, prototypes still frozen
+    with pytest.raises(Crash):
+        main(["pretrain", "-o", str(cut), *args])
+    Injector(monkeypatch)
+    assert main(["pretrain", "--resume", str(cut)]) == 0
+    weights = "target_params/adapter_model.safetensors"
+    assert (cut / weights).read_bytes() == (ref / weights).read_bytes()
+
+
 def test_segmentation_run_resumes_identically(tmp_path, monkeypatch):
     """The same guarantee for the segmentation task (decoder head, masks moved with their images)."""
     data = write_segmentation_npz(tmp_path / "seg.npz")

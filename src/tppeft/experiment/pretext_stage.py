@@ -190,6 +190,8 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         return {}
 
     view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
+    per_epoch = epoch_steps(n, cfg.batch_size)[0]
+    task.begin_stage(per_epoch, cfg.epochs * per_epoch)
     step = distributed.wrap_ddp(PretextStep(task))
 
     result = train(

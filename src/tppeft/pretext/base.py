@@ -57,6 +57,10 @@ class PretextTask(nn.Module):
         """Optimizer groups of the temporary head that trains alongside the target parameters."""
         return []
 
+    def begin_stage(self, steps_per_epoch: int, total_steps: int) -> None:
+        """Called before the TPP stage proper (not the head warm-up) with its length in optimizer steps; a task
+        whose settings change over the stage sets its schedule here."""
+
     def after_step(self) -> None:
         """Called after every optimizer step of the TPP stage (an EMA teacher updates here)."""
 

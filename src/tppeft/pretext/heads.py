@@ -86,6 +86,10 @@ class DINOHead(nn.Module):
         nn.init.trunc_normal_(self.prototypes, std=0.02)
         self.gain = nn.Parameter(torch.ones(out_dim)) if gain else None
 
+    def last_layer_parameters(self) -> list[nn.Parameter]:
+        """The prototype layer: the prototypes and, when trained, their gains."""
+        return [self.prototypes] + ([self.gain] if self.gain is not None else [])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = nn.functional.normalize(self.mlp(x), dim=-1)
         logits = z @ nn.functional.normalize(self.prototypes, dim=-1).T

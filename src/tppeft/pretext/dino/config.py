@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tppeft.options import Section
 
@@ -31,3 +31,36 @@ class DinoConfig(Section):
         description="EMA momentum m of the teacher (target parameters and head): teacher = m*teacher + (1-m)*student "
         "after every step; 1 = a fixed teacher.",
     )
+    warmup_teacher_temp: float | None = Field(
+        None, gt=0,
+        description="Teacher temperature at the TPP stage's start, rising linearly to `teacher_temp` over "
+        "`teacher_temp_warmup_epochs` (DINO's recipe: 0.04 to 0.07 over the first tenth); null = `teacher_temp` "
+        "throughout. The head warm-up uses this starting value.",
+    )
+    teacher_temp_warmup_epochs: float = Field(
+        0.0, ge=0, description="Epochs of the TPP stage over which the teacher temperature rises from "
+        "`warmup_teacher_temp` to `teacher_temp`.",
+    )
+    momentum_end: float | None = Field(
+        None, ge=0, le=1,
+        description="EMA momentum at the TPP stage's end, reached along a cosine from `momentum` (DINO's recipe: "
+        "0.996 to 1); null = `momentum` throughout.",
+    )
+    freeze_last_layer_epochs: float = Field(
+        0.0, ge=0, description="Epochs at the TPP stage's start in which the head's prototype layer takes no "
+        "update (DINO's recipe: 1), so that the prototypes do not chase a head that is still moving fast.",
+    )
+
+    @model_validator(mode="after")
+    def _warmup_is_whole(self) -> DinoConfig:
+        if (self.warmup_teacher_temp is None) != (self.teacher_temp_warmup_epochs == 0):
+            raise ValueError("pretext.dino.warmup_teacher_temp and pretext.dino.teacher_temp_warmup_epochs go "
+                             "together: set both (a starting temperature and the epochs to reach teacher_temp) "
+                             "or neither")
+        return self
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether any setting changes over the TPP stage (the task then counts the stage's steps)."""
+        return (self.warmup_teacher_temp is not None or self.momentum_end is not None
+                or self.freeze_last_layer_epochs > 0)

@@ -8,7 +8,11 @@ copied (see :mod:`tppeft.pretext.ema`). The teacher sees the two global crops, t
 
 The loss compares the student with a teacher that moves during the stage, so its held-out value is not a
 fixed objective: a falling value says the student agrees better with the current teacher, not that it
-matches a fixed target better.
+matches a fixed target better. It is measured at ``teacher_temp`` whatever the schedule.
+
+The rest of DINO's recipe is optional (``pretext.dino.warmup_teacher_temp``, ``momentum_end``,
+``freeze_last_layer_epochs``; :mod:`tppeft.pretext.dino.schedule`): the task then counts the TPP stage's applied
+steps in a buffer, checkpointed with the teacher, so that a resumed stage goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tppeft.backbones import Backbone
 from tppeft.options import ConfigError
 from tppeft.pretext.base import PretextTask
 from tppeft.pretext.config import PretextConfig
+from tppeft.pretext.dino.schedule import DinoSchedule
 from tppeft.pretext.ema import EMATeacher
 from tppeft.pretext.encoder import ViewEncoder, encode_views
 from tppeft.pretext.heads import DINOHead
@@ -61,6 +66,9 @@ class SelfDistillation(PretextTask):
         self.criterion = DINOLoss(out_dim, d.student_temp, d.teacher_temp, d.center_momentum)
         if saved is not None and d.head != "fresh" and saved.center is not None:
             self.criterion.center.copy_(saved.center.reshape(1, -1))  # the centre DINO saved with the head
+        self.schedule: DinoSchedule | None = None  # set for the stage proper; the head warm-up has none
+        if d.scheduled:
+            self.register_buffer("stage_step", torch.zeros((), dtype=torch.long))
 
     def collapse_warning(self, held_out_loss: float) -> str | None:
         """A student output spread evenly over the prototypes has cross-entropy ln K against any teacher: a
@@ -70,19 +78,37 @@ class SelfDistillation(PretextTask):
             return (f"DINO collapsed: the held-out loss {held_out_loss:.4f} is that of a uniform output over its {k} "
                     f"prototypes (ln {k} = {math.log(k):.4f}), so the target parameters were trained towards no "
                     "signal. The settings to vary are the stage's length, pretext.lr (DINO's own recipe trains at "
-                    "about 1e-4 for a batch of 64) and pretext.dino.teacher_temp, judged on the linear probe's "
-                    "validation score (pretext.probe), not on this loss")
+                    "about 1e-4 for a batch of 64), pretext.dino.teacher_temp and the rest of DINO's recipe "
+                    "(pretext.dino.warmup_teacher_temp, momentum_end, freeze_last_layer_epochs), judged on the "
+                    "linear probe's validation score (pretext.probe), not on this loss")
         return None
 
     def describe(self) -> str:
-        v = self.cfg.views
+        v, d = self.cfg.views, self.cfg.dino
+        scheduled = DinoSchedule(d, 1, 1).describe() if d.scheduled else ""
         return (f"dino ({self.head_source}; 2 global + {v.local_crops} local {v.local_size}px crops, "
-                f"EMA momentum {self.cfg.dino.momentum})")
+                f"EMA momentum {d.momentum}{'; ' + scheduled if scheduled else ''})")
+
+    def begin_stage(self, steps_per_epoch: int, total_steps: int) -> None:
+        if self.cfg.dino.scheduled:
+            self.schedule = DinoSchedule(self.cfg.dino, steps_per_epoch, total_steps)
+
+    def _teacher_temp(self) -> float:
+        """The scheduled temperature while training; ``teacher_temp`` for the held-out loss, a fixed measure."""
+        d = self.cfg.dino
+        if not self.training or d.warmup_teacher_temp is None:
+            return d.teacher_temp
+        return d.warmup_teacher_temp if self.schedule is None else self.schedule.teacher_temp(int(self.stage_step))
 
     def head_param_groups(self, lr: float) -> list[dict]:
         return [{"params": list(self.student.head.parameters()), "lr": lr}]
 
     def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        self.criterion.teacher_temp = self._teacher_temp()
+        if self.training and self.schedule is not None:  # a frozen layer gets no gradient, so no update
+            frozen = self.schedule.last_layer_frozen(int(self.stage_step))
+            for p in self.student.head.last_layer_parameters():
+                p.requires_grad_(not frozen)
         views = self.views(images, generator)
         globals_ = views[:self.views.global_views]
         teacher_out = torch.stack(self.teacher(self.student, torch.cat(globals_)).chunk(len(globals_)))
@@ -90,4 +116,8 @@ class SelfDistillation(PretextTask):
         return self.criterion(teacher_out, student_out)
 
     def after_step(self) -> None:
-        self.teacher.update(self.student, self.cfg.dino.momentum)
+        momentum = self.cfg.dino.momentum
+        if self.schedule is not None:
+            momentum = self.schedule.momentum(int(self.stage_step))
+            self.stage_step += 1
+        self.teacher.update(self.student, momentum)
