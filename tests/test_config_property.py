@@ -40,6 +40,9 @@ SPECIAL = {
     "backbone.std": st.none() | st.tuples(*[st.floats(0.01, 2.0)] * 3),
     # cross-field rule: a hand-set baseline_matched.extra_epochs leaves no stage cost to share
     "baseline_matched.stage_shared_by": st.just(1),
+    # cross-field rule: a teacher temperature warm-up needs both its start and its length (or neither)
+    "pretext.dino.warmup_teacher_temp": st.just(None),
+    "pretext.dino.teacher_temp_warmup_epochs": st.just(0.0),
     # cross-field rule: the 3D input depth is a multiple of the patch depth
     "backbone.patch_depth": st.just(4),
     "backbone.volume_depth": st.integers(1, 16).map(lambda k: 4 * k),
