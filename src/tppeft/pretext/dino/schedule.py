@@ -40,9 +40,13 @@ class DinoSchedule:
         d, parts = self.cfg, []
         if d.warmup_teacher_temp is not None:
             parts.append(f"teacher temperature {d.warmup_teacher_temp} -> {d.teacher_temp} over "
-                         f"{d.teacher_temp_warmup_epochs:g} epochs")
+                         f"{_epochs(d.teacher_temp_warmup_epochs)}")
         if d.momentum_end is not None:
             parts.append(f"EMA momentum {d.momentum} -> {d.momentum_end} (cosine)")
         if d.freeze_last_layer_epochs:
-            parts.append(f"prototypes frozen for {d.freeze_last_layer_epochs:g} epochs")
+            parts.append(f"prototypes frozen for {_epochs(d.freeze_last_layer_epochs)}")
         return ", ".join(parts)
+
+
+def _epochs(n: float) -> str:
+    return f"{n:g} epoch{'s' * (n != 1)}"
