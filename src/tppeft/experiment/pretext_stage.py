@@ -172,9 +172,10 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             ckpts.meta["probe_before"] = probe_targets(ctx, run, seed)
     loss_start = ckpts.meta["loss_start"]
     n = ctx.num_pretext_images()
+    per_epoch = epoch_steps(n, cfg.batch_size)[0]
     asked = "" if cfg.steps is None else f", pretext.steps {cfg.steps:,} rounded up to whole epochs"
     ctx.log(f"{tag} TPP stage: {task.describe()}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} over {n:,} images "
-            f"({cfg.epochs * epoch_steps(n, cfg.batch_size)[0]:,} steps of {cfg.batch_size}{asked}; "
+            f"({cfg.epochs * per_epoch:,} steps of {cfg.batch_size}{asked}; "
             f"{cfg.epochs * n:,} image-passes), held-out pretext loss {loss_start:.4f}")
     metrics_path = RunPaths(out_dir).metrics
     warmup = head_warmup(ctx, run, task, cfg, seed, out_dir, tag) if cfg.head_warmup_epochs else None
@@ -190,7 +191,6 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
         return {}
 
     view_gen = None if task.own_views else aug  # a task that makes its own views gets plain images
-    per_epoch = epoch_steps(n, cfg.batch_size)[0]
     task.begin_stage(per_epoch, cfg.epochs * per_epoch)
     step = distributed.wrap_ddp(PretextStep(task))
 

@@ -181,16 +181,19 @@ def seeds_rows(summary: dict) -> Table:
                   "pretext loss start → end", "seconds"], rows)
 
 
+def probed_runs(entry: dict) -> list[tuple[dict, dict]]:
+    """An arm's runs whose TPP stage has a linear probe before and after, each with its ``pretext`` record."""
+    return [(r, pre) for r in entry.get("runs", [])
+            if (pre := r.get("pretext") or {}).get("probe_before") and pre.get("probe_after")]
+
+
 def diagnostics_rows(summary: dict) -> Table:
     """Per TPP run: the linear probe of the frozen features before and after the stage, and how far the target
     parameters moved (empty when no run has a probe)."""
     rows = []
     for arm, e in summary["arms"].items():
-        for r in e["runs"]:
-            pre = r.get("pretext") or {}
-            before, after = pre.get("probe_before"), pre.get("probe_after")
-            if not before or not after:
-                continue
+        for r, pre in probed_runs(e):
+            before, after = pre["probe_before"], pre["probe_after"]
             moved = pre.get("movement") or {}
             lora = moved.get("lora_update_ratio") or {}
             rows.append([arm, str(r["seed"]), before["metric"].upper(),
@@ -208,8 +211,7 @@ def probe_counts_text(summary: dict) -> str | None:
     user can act on) and on test, with the mean change."""
     parts = []
     for arm, e in summary["arms"].items():
-        pairs = [(pre["probe_before"], pre["probe_after"]) for r in e.get("runs", [])
-                 if (pre := r.get("pretext") or {}).get("probe_before") and pre.get("probe_after")]
+        pairs = [(pre["probe_before"], pre["probe_after"]) for _, pre in probed_runs(e)]
         if not pairs:
             continue
         counts = []

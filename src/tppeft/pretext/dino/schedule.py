@@ -36,16 +36,18 @@ class DinoSchedule:
     def last_layer_frozen(self, step: int) -> bool:
         return step < self.cfg.freeze_last_layer_epochs * self.steps_per_epoch
 
-    def describe(self) -> str:
-        d, parts = self.cfg, []
-        if d.warmup_teacher_temp is not None:
-            parts.append(f"teacher temperature {d.warmup_teacher_temp} -> {d.teacher_temp} over "
-                         f"{_epochs(d.teacher_temp_warmup_epochs)}")
-        if d.momentum_end is not None:
-            parts.append(f"EMA momentum {d.momentum} -> {d.momentum_end} (cosine)")
-        if d.freeze_last_layer_epochs:
-            parts.append(f"prototypes frozen for {_epochs(d.freeze_last_layer_epochs)}")
-        return ", ".join(parts)
+
+def describe_schedule(d: DinoConfig) -> str:
+    """The scheduled settings in words, for the log; empty when nothing is scheduled."""
+    parts = []
+    if d.warmup_teacher_temp is not None:
+        parts.append(f"teacher temperature {d.warmup_teacher_temp} -> {d.teacher_temp} over "
+                     f"{_epochs(d.teacher_temp_warmup_epochs)}")
+    if d.momentum_end is not None:
+        parts.append(f"EMA momentum {d.momentum} -> {d.momentum_end} (cosine)")
+    if d.freeze_last_layer_epochs:
+        parts.append(f"prototypes frozen for {_epochs(d.freeze_last_layer_epochs)}")
+    return ", ".join(parts)
 
 
 def _epochs(n: float) -> str:

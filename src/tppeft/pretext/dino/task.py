@@ -26,7 +26,7 @@ from tppeft.backbones import Backbone
 from tppeft.options import ConfigError
 from tppeft.pretext.base import PretextTask
 from tppeft.pretext.config import PretextConfig
-from tppeft.pretext.dino.schedule import DinoSchedule
+from tppeft.pretext.dino.schedule import DinoSchedule, describe_schedule
 from tppeft.pretext.ema import EMATeacher
 from tppeft.pretext.encoder import ViewEncoder, encode_views
 from tppeft.pretext.heads import DINOHead
@@ -85,7 +85,7 @@ class SelfDistillation(PretextTask):
 
     def describe(self) -> str:
         v, d = self.cfg.views, self.cfg.dino
-        scheduled = DinoSchedule(d, 1, 1).describe() if d.scheduled else ""
+        scheduled = describe_schedule(d)
         return (f"dino ({self.head_source}; 2 global + {v.local_crops} local {v.local_size}px crops, "
                 f"EMA momentum {d.momentum}{'; ' + scheduled if scheduled else ''})")
 
