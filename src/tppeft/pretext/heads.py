@@ -68,16 +68,19 @@ class DINOHead(nn.Module):
 
     ``gain``: a per-prototype factor on the logits, DINO's trained weight-norm gain ``g`` (a checkpoint made
     with ``norm_last_layer=False``); without it every gain is 1.
+    ``use_bn``: batch norm after both hidden layers (DINO's ``use_bn_in_head``), always with the batch's own
+    statistics: the teacher runs the student's modules, so running averages would mix the two.
     """
 
     def __init__(self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128,
-                 gain: bool = False):
+                 gain: bool = False, use_bn: bool = False):
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim), nn.GELU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
-            nn.Linear(hidden_dim, bottleneck_dim),
-        )
+
+        def hidden(i: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm1d(hidden_dim, track_running_stats=False)] if use_bn else []
+            return [nn.Linear(i, hidden_dim), *norm, nn.GELU()]
+
+        self.mlp = nn.Sequential(*hidden(in_dim), *hidden(hidden_dim), nn.Linear(hidden_dim, bottleneck_dim))
         self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck_dim))
         for m in self.mlp:
             if isinstance(m, nn.Linear):

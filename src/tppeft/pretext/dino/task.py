@@ -54,12 +54,15 @@ class SelfDistillation(PretextTask):
                               "(expected a DINO checkpoint whose teacher or student holds head.mlp.* and "
                               "head.last_layer.*); use pretext.dino.head=fresh")
         if saved is not None and d.head != "fresh":
+            if d.use_bn:
+                raise ConfigError(f"pretext.dino.use_bn applies to a fresh head, and {backbone.describe_source()} "
+                                  "brings its own DINO head; set pretext.dino.head=fresh to use it")
             head = DINOHead(vit.num_features, saved.out_dim, saved.hidden_dim, saved.bottleneck_dim, gain=saved.gain)
             head.load_state_dict(saved.state)
             out_dim, self.head_source = saved.out_dim, f"pretrained DINO head ({saved.origin})"
         else:
-            head = DINOHead(vit.num_features, d.out_dim, d.hidden_dim, d.bottleneck_dim)
-            out_dim, self.head_source = d.out_dim, "fresh DINO head"
+            head = DINOHead(vit.num_features, d.out_dim, d.hidden_dim, d.bottleneck_dim, use_bn=d.use_bn)
+            out_dim, self.head_source = d.out_dim, f"fresh DINO head{' with batch norm' if d.use_bn else ''}"
         self.student = ViewEncoder(vit, head)
         self.teacher = EMATeacher(self.student)
         self.views = MultiCropViews(cfg.views, torch.tensor(backbone.mean), torch.tensor(backbone.std))
@@ -77,10 +80,12 @@ class SelfDistillation(PretextTask):
         if held_out_loss >= math.log(k) * (1 - COLLAPSE_MARGIN):
             return (f"DINO collapsed: the held-out loss {held_out_loss:.4f} is that of a uniform output over its {k} "
                     f"prototypes (ln {k} = {math.log(k):.4f}), so the target parameters were trained towards no "
-                    "signal. The settings to vary are the stage's length, pretext.lr (DINO's own recipe trains at "
-                    "about 1e-4 for a batch of 64), pretext.dino.teacher_temp and the rest of DINO's recipe "
-                    "(pretext.dino.warmup_teacher_temp, momentum_end, freeze_last_layer_epochs), judged on the "
-                    "linear probe's validation score (pretext.probe), not on this loss")
+                    "signal. Where the backbone's pooled features differ little between images, the centred "
+                    "teacher is nearly uniform from the first step: pretext.dino.use_bn=true standardises them "
+                    "across the batch. The other settings to vary are the stage's length, pretext.lr (DINO's own "
+                    "recipe trains at about 1e-4 for a batch of 64), pretext.dino.teacher_temp and the rest of DINO's "
+                    "recipe (pretext.dino.warmup_teacher_temp, momentum_end, freeze_last_layer_epochs), judged on "
+                    "the linear probe's validation score (pretext.probe), not on this loss")
         return None
 
     def describe(self) -> str:
