@@ -4,9 +4,11 @@ backbone's pooled features differ little between images, and it is refused on a 
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
-from conftest import BREAST
+from conftest import BREAST, shared_file
+from PIL import Image
 
 from tppeft.backbones.formats.base import DinoHeadWeights
 from tppeft.config import PeftConfig, PretextConfig
@@ -63,3 +65,24 @@ def test_batch_norm_is_refused_on_a_head_read_from_a_checkpoint(b0):
     fresh = PretextConfig(method="dino", views={"local_crops": 0}, dino={"use_bn": True, "head": "fresh"})
     assert "batch norm" in get_pretext(fresh)(with_head, vit, fresh).describe()
 
+
+
+def brain_mri(b0, n_per_class: int = 8) -> torch.Tensor:
+    root = shared_file("classification/brain_mri/labels.csv").parent / "train"
+    files = [f for c in sorted(root.iterdir()) for f in sorted(c.glob("*.png"))[:n_per_class]]
+    images = torch.from_numpy(np.stack([np.asarray(Image.open(f).convert("L")) for f in files])).unsqueeze(1)
+    return to_model_input(resize_images(images, 64), torch.tensor(b0.mean), torch.tensor(b0.std))
+
+
+def test_the_stage_foresees_the_collapse_on_brain_mri_and_not_with_batch_norm(b0):
+    x = brain_mri(b0)
+    warnings = {}
+    for use_bn in (False, True):
+        vit = b0.fresh_model()
+        get_target_method(PeftConfig()).attach(vit)
+        torch.manual_seed(0)
+        cfg = PretextConfig(method="dino", views={"local_crops": 0}, dino={"use_bn": use_bn})
+        warnings[use_bn] = get_pretext(cfg)(b0, vit, cfg).start_warning(x)
+    assert warnings[False] is not None and "DINO starts near its uniform collapse" in warnings[False]
+    assert "pretext.dino.use_bn=true" in warnings[False]
+    assert warnings[True] is None

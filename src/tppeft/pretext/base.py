@@ -45,6 +45,11 @@ class PretextTask(nn.Module):
             raise ConfigError(f"pretext.method '{self.name}' makes 2D views of images; with backbone.dims: 3 use a "
                               "masked-image task (mae, simmim, featdistill)")
 
+    def start_warning(self, images: torch.Tensor) -> str | None:
+        """What a batch of plain images says, before any training, about how the stage is likely to fail (an
+        output that starts collapsed, say); None when it says nothing such. The stage logs it at its start."""
+        return None
+
     def collapse_warning(self, held_out_loss: float) -> str | None:
         """What the held-out loss at the end of the stage says went wrong in this task's own terms (a
         collapsed output, say); None when it says nothing such. The stage warns with it first."""
