@@ -44,7 +44,7 @@ def test_batch_norm_gives_the_centred_teacher_a_target_on_features_alike_across_
     assert entropies[True] < 0.8 * ln_k  # (0.74)
 
 
-def test_the_head_norms_with_the_batchs_own_statistics(b0):
+def test_the_head_norms_with_the_batchs_own_statistics():
     head = DINOHead(8, out_dim=16, hidden_dim=8, bottleneck_dim=4, use_bn=True)
     norms = [m for m in head.mlp if isinstance(m, torch.nn.BatchNorm1d)]
     assert len(norms) == 2 and not any(m.track_running_stats for m in norms)

@@ -167,8 +167,8 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     init = {n: t.detach().clone() for n, t in
             (run if resumed is None else build_run_model(ctx, seed)).target_tensors().items()}
     if resumed is None:
-        first = next(iterate_batches(ctx.num_images("val"), ctx.cfg.eval_batch_size))
-        foreseen = task.start_warning(ctx.batch("val", first))
+        first = next(iterate_batches(ctx.num_images("val"), ctx.cfg.eval_batch_size), None)
+        foreseen = None if first is None else task.start_warning(ctx.batch("val", first))
         if foreseen:
             ctx.log(f"{tag} WARNING: {foreseen}")
         ckpts.meta["loss_start"] = pretext_eval_loss(ctx, task, seed)

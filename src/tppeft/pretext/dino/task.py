@@ -86,15 +86,18 @@ class SelfDistillation(PretextTask):
         temp = d.teacher_temp if d.warmup_teacher_temp is None else d.warmup_teacher_temp
         was_training = self.training
         self.eval()
-        logits = self.teacher(self.student, images)
-        features = nn.functional.normalize(pooled(self.student.vit, encode(self.student.vit, images)), dim=-1)
-        self.train(was_training)
-        p = torch.softmax((logits - logits.mean(0)) / temp, dim=-1)
-        entropy = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
-        k = p.shape[-1]
-        if entropy < math.log(k) * (1 - START_MARGIN):
-            return None
-        alike = float((features @ features.T)[~torch.eye(len(images), dtype=torch.bool, device=images.device)].mean())
+        try:
+            logits = self.teacher(self.student, images)
+            p = torch.softmax((logits - logits.mean(0)) / temp, dim=-1)
+            entropy = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
+            k = p.shape[-1]
+            if entropy < math.log(k) * (1 - START_MARGIN):
+                return None
+            features = nn.functional.normalize(pooled(self.student.vit, encode(self.student.vit, images)), dim=-1)
+        finally:
+            self.train(was_training)
+        others = ~torch.eye(len(images), dtype=torch.bool, device=images.device)
+        alike = float((features @ features.T)[others].mean())
         return (f"DINO starts near its uniform collapse: on {len(images)} validation images the centred teacher's "
                 f"entropy is {entropy:.3f}, {entropy / math.log(k):.0%} of a uniform output's ln {k} = "
                 f"{math.log(k):.3f}, as the backbone's pooled features are alike across images (mean pairwise cosine "
