@@ -67,6 +67,11 @@ class DinoConfig(Section):
         return self
 
     @property
+    def start_teacher_temp(self) -> float:
+        """The teacher temperature at the TPP stage's first step, and through the head warm-up before it."""
+        return self.teacher_temp if self.warmup_teacher_temp is None else self.warmup_teacher_temp
+
+    @property
     def scheduled(self) -> bool:
         """Whether any setting changes over the TPP stage (the task then counts the stage's steps)."""
         return (self.warmup_teacher_temp is not None or self.momentum_end is not None

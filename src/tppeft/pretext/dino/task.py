@@ -82,8 +82,7 @@ class SelfDistillation(PretextTask):
         at the starting temperature, already within ``START_MARGIN`` of the uniform output's entropy ln K."""
         if len(images) < 2:
             return None
-        d = self.cfg.dino
-        temp = d.teacher_temp if d.warmup_teacher_temp is None else d.warmup_teacher_temp
+        temp = self.cfg.dino.start_teacher_temp
         was_training = self.training
         self.eval()
         try:
@@ -131,9 +130,9 @@ class SelfDistillation(PretextTask):
     def _teacher_temp(self) -> float:
         """The scheduled temperature while training; ``teacher_temp`` for the held-out loss, a fixed measure."""
         d = self.cfg.dino
-        if not self.training or d.warmup_teacher_temp is None:
+        if not self.training:
             return d.teacher_temp
-        return d.warmup_teacher_temp if self.schedule is None else self.schedule.teacher_temp(int(self.stage_step))
+        return d.start_teacher_temp if self.schedule is None else self.schedule.teacher_temp(int(self.stage_step))
 
     def head_param_groups(self, lr: float) -> list[dict]:
         return [{"params": list(self.student.head.parameters()), "lr": lr}]
