@@ -186,10 +186,38 @@ def test_one_comparisons_baseline_serves_another_pretext_tasks_tpp_runs(tmp_path
     no_matched = json.loads((tmp_path / "no-matched" / "summary.json").read_text())
     assert mae["baseline_matched"] != fd["baseline_matched"]
     assert no_matched["baseline_matched"] == fd["baseline_matched"]
-    # tpp runs of one pretext task and baseline_matched runs charged another's stage: refused
+    # tpp runs of one pretext task and baseline_matched runs charged another's stage, of another cost: refused
     assert main(["merge", *parts, "--exclude", "1:baseline_matched", "--exclude", "2:tpp", "--exclude", "2:baseline",
                  "-o", str(tmp_path / "m")]) == 2
-    assert "different pretext.* settings" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    err = capsys.readouterr().err
+    assert f"baseline_matched runs of '{parts[1]}' were charged a TPP stage with other pretext.* settings" in err
+    assert f"'{parts[0]}' {mae['baseline_matched']['tpp_stage_in_finetune_epochs']:.2f} fine-tuning epochs" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_matched_runs_join_tpp_runs_whose_stage_costs_the_same(tmp_path, one_thread, capsys):
+    """`baseline_matched` reads the `pretext` section only through the TPP stage's cost: its runs made under one
+    setting are those another setting of the same cost gives, and join that setting's `tpp` runs; where the `tpp`
+    part records no cost the merge is refused."""
+    arms = ["--set", "seeds=1", "--set", "arms=[baseline,tpp,baseline_matched]"]
+    slow = ["--set", "pretext.lr=0.0001"]  # another stage, of the same length and step cost
+    assert main(["run", "-o", str(tmp_path / "slow"), *ARGS, *arms, *slow]) == 0
+    assert main(["run", "-o", str(tmp_path / "matched"), *ARGS, *arms, "--only", "baseline_matched:0"]) == 0
+    capsys.readouterr()
+    whole, matched = (json.loads((tmp_path / p / "summary.json").read_text()) for p in ("slow", "matched"))
+    assert whole["pretext"] != matched["pretext"]
+    assert whole["baseline_matched"] == matched["baseline_matched"]
+    assert _numbers(whole)["runs"][("baseline_matched", 0)] == _numbers(matched)["runs"][("baseline_matched", 0)]
+    parts = [str(tmp_path / "slow"), str(tmp_path / "matched")]
+    assert main(["merge", *parts, "--exclude", "1:baseline_matched", "-o", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert _numbers(merged) == _numbers(whole) and merged["pretext"] == whole["pretext"]
+    assert "lr: 0.0001" in (tmp_path / "merged" / "config.yaml").read_text()
+    # a tpp part without baseline_matched records no stage cost to compare with
+    assert main(["run", "-o", str(tmp_path / "two"), *ARGS, "--set", "seeds=1", *slow]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "two"), parts[1], "-o", str(tmp_path / "m")]) == 2
+    assert f"'{tmp_path / 'two'}' records none" in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 
 def test_a_finished_comparison_gains_an_arm(tmp_path, one_thread, capsys):

@@ -12,15 +12,17 @@ holding every part's arms. They may differ in an arm's own options
 them: a finished comparison gains a variant of one arm (``--set baseline_matched.stage_shared_by=8 --only
 baseline_matched:0 ...``). So may the ``pretext`` section, which only the arms with a TPP stage or a matched
 budget read: one comparison's ``baseline`` runs serve another pretext task's ``tpp`` and ``baseline_matched``
-runs. Within it, so may ``pretext.stage_seed``, which only the arms with a TPP stage read: TPP runs from one
-shared stage join the other arms' runs of a comparison that made a stage per seed. A part may be a
-kept result folder (config.yaml and summary.json, no results.jsonl or run folders): its runs are those its
-summary lists.
+runs. A matched budget reads it only through the TPP stage's cost, so ``baseline_matched`` runs made under another
+``pretext`` join ``tpp`` runs whose stage the parts' summaries record at the same cost (two stages of one length
+and step cost). Within it, so may ``pretext.stage_seed``, which only the arms with a TPP stage read: TPP runs from
+one shared stage join the other arms' runs of a comparison that made a stage per seed. A part may be a kept result
+folder (config.yaml and summary.json, no results.jsonl or run folders): its runs are those its summary lists.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -94,13 +96,43 @@ def _part_records(folder: RunFolder, summary: dict) -> list[dict]:
         for f in entry.get("failed", [])]
 
 
-def _setting_sources(cfg: Config, configs: list[Config], records: list[list[dict]]) -> dict[str, int]:
+def _stage_cost(summary: dict) -> float | None:
+    """The TPP stage's cost in fine-tuning epochs a part's summary records (its matched budget's), if any."""
+    return (summary.get("baseline_matched") or {}).get("tpp_stage_in_finetune_epochs")
+
+
+def _check_budget_runs(parts: list[Path], configs: list[Config], summaries: list[dict], holders: list[int],
+                       source: int) -> None:
+    """Matched-budget runs of the parts ``holders`` made under another ``pretext`` than the part ``source``'s (whose
+    ``tpp`` runs the merged comparison keeps) were charged the same stage: their parts record the same stage cost,
+    or their extra epochs were set by hand (then they read no ``pretext`` at all)."""
+    ours = _stage_cost(summaries[source])
+    for i in holders:
+        if configs[i].pretext == configs[source].pretext or configs[i].baseline_matched.extra_epochs is not None:
+            continue
+        theirs = _stage_cost(summaries[i])
+        if ours is None or theirs is None or not math.isclose(ours, theirs, rel_tol=1e-9):
+            said = ", ".join(f"'{parts[j]}' {'records none' if c is None else f'{c:.2f} fine-tuning epochs'}"
+                             for j, c in ((source, ours), (i, theirs)))
+            raise OutputError(f"the baseline_matched runs of '{parts[i]}' were charged a TPP stage with other "
+                              f"pretext.* settings than the tpp runs' stage, and not one of the same cost ({said}); "
+                              "only baseline_matched runs charged the same stage's cost can be merged with them")
+
+
+def _setting_sources(parts: list[Path], cfg: Config, configs: list[Config], records: list[list[dict]],
+                     summaries: list[dict]) -> dict[str, int]:
     """For each setting only some arms read, the part whose value the merged comparison takes: one that holds
-    those arms' runs (all such parts must agree), else the merged config's own."""
+    those arms' runs (all such parts must agree), else the merged config's own. For ``pretext``: the parts holding
+    runs with a TPP stage, if any (a matched budget reads it only through the stage's cost, checked apart)."""
     sources = {}
     own = _own_settings(cfg.arms)
     for name, arms in own.items():
         holders = [i for i, runs in enumerate(records) if any(r["arm"] in arms for r in runs)]
+        if name == "pretext" and (staged := [i for i in holders if any(
+                get_arm(r["arm"]).has_tpp_stage for r in records[i])]):
+            budget = [i for i in holders if i not in staged]  # holding matched-budget runs only
+            _check_budget_runs(parts, configs, summaries, budget, staged[0])
+            holders = staged
         if any(_setting(configs[i], name, own) != _setting(configs[holders[0]], name, own) for i in holders):
             shown = name if "." in name else f"{name}.*"
             raise OutputError(f"the runs of {', '.join(sorted(arms))} come from parts with different {shown} "
@@ -171,7 +203,7 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
             records.append(r)
     widest = max(range(len(parts)), key=lambda i: configs[i].seeds)  # the first of the most seeds
     base = configs[widest].model_copy(update={"arms": arms})
-    sources = _setting_sources(base, configs, part_records)
+    sources = _setting_sources(parts, base, configs, part_records, summaries)
     own = {s: _setting(configs[i], s) for s, i in sources.items()
            if _setting(configs[i], s) != _setting(base, s)}  # those arms' runs were made with these
     cfg = _with_settings(base, own) if own else base
