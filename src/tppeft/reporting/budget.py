@@ -72,7 +72,7 @@ def unmatched_compute_line(summary: dict) -> str | None:
             "`study_brain_mri_few_labels_simclr_many_unlabelled_long`; for your own data the bundled config "
             "`few_labels_simclr_long_stage`); the same stage did not pay on hippocampus segmentation "
             "(`study_hippocampus_few_labels_simclr_long_stage`). MAE and feature-distillation stages tied or lost, "
-            "DINO stages lost, or with DINO's own recipe gained a little at unmatched compute, and with a stage "
+            "DINO stages lost, or with DINO's own recipe tied the compute-matched baseline, and with a stage "
             "per run TPP at best tied (\"Does TPP help?\" in the documentation).")
 
 
