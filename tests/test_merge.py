@@ -213,6 +213,10 @@ def test_matched_runs_join_tpp_runs_whose_stage_costs_the_same(tmp_path, one_thr
     merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
     assert _numbers(merged) == _numbers(whole) and merged["pretext"] == whole["pretext"]
     assert "lr: 0.0001" in (tmp_path / "merged" / "config.yaml").read_text()
+    # pretext.stage_seed, which the matched budget does not read, asks for no stage cost
+    assert main(["run", "-o", str(tmp_path / "shared"), *ARGS, "--set", "seeds=1",
+                 "--set", "pretext.stage_seed=0"]) == 0
+    assert main(["merge", str(tmp_path / "shared"), parts[1], "-o", str(tmp_path / "shared-matched")]) == 0
     # a tpp part without baseline_matched records no stage cost to compare with
     assert main(["run", "-o", str(tmp_path / "two"), *ARGS, "--set", "seeds=1", *slow]) == 0
     capsys.readouterr()

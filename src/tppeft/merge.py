@@ -103,12 +103,12 @@ def _stage_cost(summary: dict) -> float | None:
 
 def _check_budget_runs(parts: list[Path], configs: list[Config], summaries: list[dict], holders: list[int],
                        source: int) -> None:
-    """Matched-budget runs of the parts ``holders`` made under another ``pretext`` than the part ``source``'s (whose
-    ``tpp`` runs the merged comparison keeps) were charged the same stage: their parts record the same stage cost,
+    """Matched-budget runs of the parts ``holders``, made under another ``pretext`` than the part ``source``'s (whose
+    ``tpp`` runs the merged comparison keeps), were charged the same stage: their parts record the same stage cost,
     or their extra epochs were set by hand (then they read no ``pretext`` at all)."""
     ours = _stage_cost(summaries[source])
     for i in holders:
-        if configs[i].pretext == configs[source].pretext or configs[i].baseline_matched.extra_epochs is not None:
+        if configs[i].baseline_matched.extra_epochs is not None:
             continue
         theirs = _stage_cost(summaries[i])
         if ours is None or theirs is None or not math.isclose(ours, theirs, rel_tol=1e-9):
@@ -130,8 +130,9 @@ def _setting_sources(parts: list[Path], cfg: Config, configs: list[Config], reco
         holders = [i for i, runs in enumerate(records) if any(r["arm"] in arms for r in runs)]
         if name == "pretext" and (staged := [i for i in holders if any(
                 get_arm(r["arm"]).has_tpp_stage for r in records[i])]):
-            budget = [i for i in holders if i not in staged]  # holding matched-budget runs only
-            _check_budget_runs(parts, configs, summaries, budget, staged[0])
+            ours = _setting(configs[staged[0]], name, own)  # pretext.stage_seed apart, as for every holder
+            other = [i for i in holders if i not in staged and _setting(configs[i], name, own) != ours]
+            _check_budget_runs(parts, configs, summaries, other, staged[0])
             holders = staged
         if any(_setting(configs[i], name, own) != _setting(configs[holders[0]], name, own) for i in holders):
             shown = name if "." in name else f"{name}.*"
