@@ -180,12 +180,28 @@ def test_one_comparisons_baseline_serves_another_pretext_tasks_tpp_runs(tmp_path
     assert merged["pretext"]["method"] == "featdistill" and merged["baseline_matched"] == fd["baseline_matched"]
     assert _numbers(merged)["runs"] == {**_numbers(fd)["runs"], ("baseline", 0): _numbers(mae)["runs"][("baseline", 0)]}
     assert "method: featdistill" in (tmp_path / "merged" / "config.yaml").read_text()
-    # no baseline_matched run kept: the budget recorded is the one the kept TPP stage gives, not the first part's
+    # every baseline_matched run left out: the merged comparison has no such arm, nor its budget
     assert main(["merge", *parts, "--exclude", "1:tpp", "--exclude", "1:baseline_matched", "--exclude", "2:baseline",
                  "--exclude", "2:baseline_matched", "-o", str(tmp_path / "no-matched")]) == 0
     no_matched = json.loads((tmp_path / "no-matched" / "summary.json").read_text())
-    assert mae["baseline_matched"] != fd["baseline_matched"]
-    assert no_matched["baseline_matched"] == fd["baseline_matched"]
+    assert list(no_matched["arms"]) == ["baseline", "tpp"] and "baseline_matched" not in no_matched
+    assert list(no_matched["paired"]) == ["tpp-baseline"]
+    assert "arms:\n- baseline\n- tpp\n" in (tmp_path / "no-matched" / "config.yaml").read_text()
+    # no part holds a baseline_matched run and none was left out: the arm stays (its runs missing), with the budget
+    # the kept TPP stage gives, not the first part's
+    assert main(["run", "-o", str(tmp_path / "base"), *ARGS, *arms, "--only", "baseline:0"]) == 0
+    assert main(["run", "-o", str(tmp_path / "fd-tpp"), *ARGS, *arms, "--set", "pretext.method=featdistill",
+                 "--only", "tpp:0"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "base"), str(tmp_path / "fd-tpp"), "-o", str(tmp_path / "missing")]) == 0
+    missing = json.loads((tmp_path / "missing" / "summary.json").read_text())
+    base = json.loads((tmp_path / "base" / "summary.json").read_text())
+    assert base["baseline_matched"] == mae["baseline_matched"] != fd["baseline_matched"]
+    assert missing["arms"]["baseline_matched"]["n"] == 0 and missing["baseline_matched"] == fd["baseline_matched"]
+    # nothing left at all
+    assert main(["merge", *parts, *(a for i in (1, 2) for arm in ("baseline", "tpp", "baseline_matched")
+                                    for a in ("--exclude", f"{i}:{arm}")), "-o", str(tmp_path / "none")]) == 2
+    assert "--exclude left no run to merge" in capsys.readouterr().err and not (tmp_path / "none").exists()
     # tpp runs of one pretext task and baseline_matched runs charged another's stage, of another cost: refused
     assert main(["merge", *parts, "--exclude", "1:baseline_matched", "--exclude", "2:tpp", "--exclude", "2:baseline",
                  "-o", str(tmp_path / "m")]) == 2

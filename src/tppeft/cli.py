@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
     sp.add_argument("--exclude", action="append", default=[], metavar="N:ARM",
                     help="leave out the runs of arm ARM of the N-th part (e.g. an arm that another part brings "
-                    "with other options of its own); repeatable")
+                    "with other options of its own; an arm whose every run is left out is dropped); repeatable")
     sp.set_defaults(fn=cmd_merge)
     sp = sub.add_parser("export", help="a run's target parameters as adapter files or merged into a timm checkpoint")
     sp.add_argument("source", help="run folder, pretrain/finetune output, or a folder of saved target parameters")

@@ -155,6 +155,13 @@ def _check_same_images(parts: list[Path], summaries: list[dict]) -> None:
                               "jobs?); only parts of one comparison can be merged")
 
 
+def _emptied_arms(arms: list[str], kept: list[dict], exclude: set[tuple[int, str]]) -> list[str]:
+    """The arms of ``arms`` that ``exclude`` left without a run: the merged comparison drops them (an arm no part
+    held a run of stays, its runs missing)."""
+    held = {r["arm"] for r in kept}
+    return [a for a in arms if a not in held and any(arm == a for _, arm in exclude)]
+
+
 def parse_excludes(specs: list[str], n_parts: int) -> set[tuple[int, str]]:
     """``--exclude N:ARM`` values (N: 1-based position of the part on the command line) as (index, arm) pairs."""
     out = set()
@@ -202,6 +209,10 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
                 raise OutputError(f"run {r['arm']} seed {r['seed']} is in both '{parts[seen[key]]}' and '{part}'")
             seen[key] = index
             records.append(r)
+    emptied = _emptied_arms(arms, records, exclude)
+    arms = [a for a in arms if a not in emptied]
+    if not arms:
+        raise OutputError("--exclude left no run to merge")
     widest = max(range(len(parts)), key=lambda i: configs[i].seeds)  # the first of the most seeds
     base = configs[widest].model_copy(update={"arms": arms})
     sources = _setting_sources(parts, base, configs, part_records, summaries)
@@ -234,9 +245,11 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
     first = summaries[0]
     meta = {k: v for k, v in first.items() if k not in _RECOMPUTED}
     meta.update({s: summaries[i][s] for s, i in sources.items() if s in summaries[i]})  # e.g. baseline_matched's budget
+    for name in emptied:  # an arm left out whole: nor its options or budget
+        meta.pop(get_arm(name).options or name, None)
     if "baseline_matched" not in sources and "pretext" in sources:  # no matched runs kept: the budget their TPP stage
         meta.pop("baseline_matched", None)                           # would give, not another part's stage's
-        if "baseline_matched" in summaries[sources["pretext"]]:
+        if "baseline_matched" in cfg.arms and "baseline_matched" in summaries[sources["pretext"]]:
             meta["baseline_matched"] = summaries[sources["pretext"]]["baseline_matched"]
     meta["pretext"] = cfg.pretext.model_dump()  # as comparison_meta records it: the merged config's, stage seed too
     if "pretext" in sources:  # the TPP stage's images are those of the part its runs came from
