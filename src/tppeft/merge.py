@@ -176,7 +176,8 @@ def parse_excludes(specs: list[str], n_parts: int) -> set[tuple[int, str]]:
 def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
                 exclude: set[tuple[int, str]] = frozenset()) -> dict:
     """Write ``out`` (config.yaml, results.jsonl, runs/, summary.json, report.md) from the finished ``parts``,
-    leaving out the runs of arm ARM of part N for each (N, ARM) in ``exclude`` (N 0-based)."""
+    leaving out the runs of arm ARM of part N for each (N, ARM) in ``exclude`` (N 0-based); an arm left with no
+    run is dropped."""
     if not parts:
         raise OutputError("tppeft merge needs at least one part folder")
     folders = [RunFolder(part) for part in parts]
