@@ -186,11 +186,27 @@ def test_the_probe_changes_are_counted_per_arm_validation_first():
 
 
 def test_verdict_needs_an_interval_that_excludes_zero():
-    d = {"n": 5, "ci95": [0.001, 0.02]}
+    d = {"n": 6, "ci95": [0.001, 0.02]}
     assert verdict(d) == "TPP better"
     assert verdict({**d, "ci95": [-0.01, 0.02]}) == "no clear difference"
     assert verdict({**d, "ci95": [-0.03, -0.01]}) == "TPP worse"
     assert verdict({"n": 1, "ci95": [None, None]}) == "too few seeds to tell"
+    # 5 seeds cannot reach p < 0.05 by an exact sign test (5 of 5 give 0.0625): still weak
+    assert verdict({**d, "n": 5}) == "TPP better (only 5 seeds: weak)"
+
+
+def test_a_verdict_the_sign_test_does_not_bear_out_is_called_a_lean():
+    from tppeft.reporting.report import verdict_lines
+    from tppeft.reporting.stats import sign_test_p
+
+    def line(wins: int, losses: int) -> str:
+        d = {"n": wins + losses, "ci95": [0.001, 0.02], "mean": 0.01, "wins": wins,
+             "sign_test_p": sign_test_p(wins, losses)}
+        return verdict_lines({"primary_metric": "auc", "paired": {"tpp-baseline": {"auc": d}}})[0]
+
+    lean = line(6, 2)  # p = 0.29
+    assert lean.startswith("`tpp` vs `baseline`: TPP better: ") and "does not bear it out, p = 0.29" in lean
+    assert "p = 0.07" in line(7, 1) and "not bear it out" not in line(8, 0)  # p = 0.008
 
 
 def test_compare_merges_runs(run_dir, tmp_path, capsys):
@@ -230,10 +246,10 @@ def test_report_leads_with_the_verdict_on_the_primary_metric(tmp_path):
     first = md.split("\n\n")[1]  # right below the title
     assert first.startswith("> **Verdict on the primary metric (AUC")
     assert "`tpp` vs `baseline`: no clear difference: tpp − baseline +0.002 AUC, 95% CI [" in first
-    assert "tpp better in 2 of 5 seeds" in first and "with 5 seeds" not in first
+    assert "tpp better in 2 of 5 seeds (with 5 seeds the interval is optimistic" in first
     html = (run / "report.html").read_text()
     assert html.index('<div class="box">') < html.index("<p>Task:")
-    assert comparison_text(load_summary(run)).rstrip().endswith("tpp better in 2 of 5 seeds")
+    assert comparison_text(load_summary(run)).rstrip().endswith("before claiming a difference)")
     few = synthetic_run(tmp_path / "few", "breastmnist", {"baseline": [0.90, 0.91], "tpp": [0.93, 0.95]})
     assert "with 2 seeds the interval is optimistic" in write_report(few).read_text().split("\n\n")[1]
 

@@ -100,7 +100,10 @@ FIGURE_TEXT = {
                                "classes: one-vs-rest over every image and class pooled, whose area can differ from "
                                "the reported AUC, the mean of the per-class AUCs)."),
 }
-FEW_SEEDS = 5  # below this a bootstrap interval over seeds says little: the reading says so
+# The fewest seeds at which a two-sided exact sign test can reach p < 0.05 (5 wins of 5 give 0.0625): below it a
+# bootstrap interval over seeds is optimistic and nothing else can back it, so the reading says so.
+FEW_SEEDS = 6
+SIGN_TEST_ALPHA = 0.05
 
 
 def verdict(d: dict, who: str = "TPP") -> str:
@@ -135,6 +138,9 @@ def verdict_lines(summary: dict) -> list[str]:
                      f"{fmt_ci(d['ci95'], signed=True)}, {tpp} better in {d['wins']} of {d['n']} seeds")
             if d["n"] < FEW_SEEDS:
                 text += f" (with {d['n']} seeds the interval is optimistic: add seeds before claiming a difference)"
+            elif text != "no clear difference" and d.get("sign_test_p", 0.0) >= SIGN_TEST_ALPHA:
+                text += (f" (the exact sign test does not bear it out, p = {fmt_num(d['sign_test_p'], 2)}: "
+                         "a lean, not a settled difference)")
         lines.append(f"`{tpp}` vs `{other}`: {text}")
     return lines
 
