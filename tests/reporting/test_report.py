@@ -199,14 +199,16 @@ def test_a_verdict_the_sign_test_does_not_bear_out_is_called_a_lean():
     from tppeft.reporting.report import verdict_lines
     from tppeft.reporting.stats import sign_test_p
 
-    def line(wins: int, losses: int) -> str:
-        d = {"n": wins + losses, "ci95": [0.001, 0.02], "mean": 0.01, "wins": wins,
+    def line(wins: int, losses: int, ci95: tuple = (0.001, 0.02)) -> str:
+        d = {"n": wins + losses, "ci95": list(ci95), "mean": 0.01, "wins": wins,
              "sign_test_p": sign_test_p(wins, losses)}
         return verdict_lines({"primary_metric": "auc", "paired": {"tpp-baseline": {"auc": d}}})[0]
 
     lean = line(6, 2)  # p = 0.29
-    assert lean.startswith("`tpp` vs `baseline`: TPP better: ") and "does not bear it out, p = 0.29" in lean
-    assert "p = 0.07" in line(7, 1) and "not bear it out" not in line(8, 0)  # p = 0.008
+    assert lean.startswith("`tpp` vs `baseline`: TPP better: ") and lean.endswith("(not confirmed by the exact sign "
+                                                                                 "test, p = 0.29)")
+    assert "p = 0.07" in line(7, 1) and "sign test" not in line(8, 0)  # p = 0.008
+    assert "sign test" not in line(6, 2, (-0.01, 0.02))  # no difference claimed, nothing to confirm
 
 
 def test_compare_merges_runs(run_dir, tmp_path, capsys):

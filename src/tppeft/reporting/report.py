@@ -132,15 +132,14 @@ def verdict_lines(summary: dict) -> list[str]:
         if d.get("undefined"):
             lines.append(f"`{tpp}` vs `{other}`: no verdict: test {primary.upper()} is undefined ({d['undefined']})")
             continue
-        text = verdict(d).split(" (only")[0]  # the few-seeds caveat follows, in full
+        text = reading = verdict(d).split(" (only")[0]  # the few-seeds caveat follows, in full
         if d["n"] >= 2:
             text += (f": {tpp} − {other} {fmt_signed(d['mean'])} {primary.upper()}, 95% CI "
                      f"{fmt_ci(d['ci95'], signed=True)}, {tpp} better in {d['wins']} of {d['n']} seeds")
             if d["n"] < FEW_SEEDS:
                 text += f" (with {d['n']} seeds the interval is optimistic: add seeds before claiming a difference)"
-            elif text != "no clear difference" and d.get("sign_test_p", 0.0) >= SIGN_TEST_ALPHA:
-                text += (f" (the exact sign test does not bear it out, p = {fmt_num(d['sign_test_p'], 2)}: "
-                         "a lean, not a settled difference)")
+            elif reading != "no clear difference" and d.get("sign_test_p", 0.0) >= SIGN_TEST_ALPHA:
+                text += f" (not confirmed by the exact sign test, p = {fmt_num(d['sign_test_p'], 2)})"
         lines.append(f"`{tpp}` vs `{other}`: {text}")
     return lines
 
