@@ -195,7 +195,7 @@ def test_verdict_needs_an_interval_that_excludes_zero():
     assert verdict({**d, "n": 5}) == "TPP better (only 5 seeds: weak)"
 
 
-def test_a_verdict_the_sign_test_does_not_bear_out_is_called_a_lean():
+def test_a_verdict_the_exact_sign_test_does_not_confirm_says_so():
     from tppeft.reporting.report import verdict_lines
     from tppeft.reporting.stats import sign_test_p
 
