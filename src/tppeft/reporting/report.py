@@ -107,16 +107,17 @@ SIGN_TEST_ALPHA = 0.05
 FEW_SEEDS = next(n for n in itertools.count(1) if sign_test_p(n, 0) < SIGN_TEST_ALPHA)
 
 
-def verdict(d: dict, who: str = "TPP") -> str:
+def verdict(d: dict, who: str = "TPP", caveat: bool = True) -> str:
     """``who`` (the left side of the difference) better / worse when the paired 95% bootstrap interval excludes
-    zero, else no clear difference; none for a metric that is undefined."""
+    zero, else no clear difference; none for a metric that is undefined. ``caveat``: append the few-seeds
+    warning to a better / worse reading."""
     if d.get("undefined"):
         return "undefined: no verdict"
     lo, hi = d["ci95"]
     if d["n"] < 2 or is_missing(lo) or is_missing(hi):
         return "too few seeds to tell"
     text = f"{who} better" if lo > 0 else f"{who} worse" if hi < 0 else "no clear difference"
-    if d["n"] < FEW_SEEDS and text != "no clear difference":
+    if caveat and d["n"] < FEW_SEEDS and text != "no clear difference":
         text += f" (only {d['n']} seeds: weak)"
     return text
 
@@ -133,7 +134,7 @@ def verdict_lines(summary: dict) -> list[str]:
         if d.get("undefined"):
             lines.append(f"`{tpp}` vs `{other}`: no verdict: test {primary.upper()} is undefined ({d['undefined']})")
             continue
-        text = reading = verdict(d).split(" (only")[0]  # the few-seeds caveat follows, in full
+        text = reading = verdict(d, caveat=False)  # the few-seeds caveat follows, in full
         if d["n"] >= 2:
             text += (f": {tpp} − {other} {fmt_signed(d['mean'])} {primary.upper()}, 95% CI "
                      f"{fmt_ci(d['ci95'], signed=True)}, {tpp} better in {d['wins']} of {d['n']} seeds")
