@@ -318,6 +318,9 @@ def test_resume_mistakes(interrupted_run, tmp_path, capsys):
            ["nothing", "holds no tppeft run to resume"])
     _check(main(["run", "--resume", str(interrupted_run), "--set", "peft.r=4"]), capsys.readouterr().err,
            ["'peft.r' cannot change when resuming"])
+    # backbone.sha256 is a check, not a setting: it may be given on resume, and a wrong digest is refused at once
+    _check(main(["run", "--resume", str(interrupted_run), "--set", "backbone.sha256=0123456789ab"]),
+           capsys.readouterr().err, ["backbone.sha256 asks for 0123456789ab", "it is another backbone"])
     _check(main(["run", "--resume", str(interrupted_run), "-o", str(tmp_path / "x")]), capsys.readouterr().err,
            ["drop --output"])
     _check(main(["report", str(interrupted_run)]), capsys.readouterr().err,

@@ -41,6 +41,9 @@ def test_a_result_folder_is_reproduced_by_the_command_its_notes_give(folder):
     name, sets = notes_command((folder / "notes.md").read_text())
     assert name in bundled_configs(), f"{folder.name}: its notes name '{name}', which is not a bundled config"
     made, kept = (load_config(bundled_configs()[name], sets), load_config(folder / "config.yaml"))
+    if pinned := made.backbone.sha256:  # the config names its backbone by digest: the one the result was made on
+        used = json.loads((folder / "summary.json").read_text())["backbone"].get("sha256") or ""
+        assert used.startswith(pinned), f"{folder.name}: made on backbone {used[:16]}, {name} asks for {pinned[:16]}"
     made, kept = ({**results_identity(c), "seeds": c.seeds} for c in (made, kept))  # the seed count too
     assert made == kept, f"{folder.name}: differs from {name} {sets} in {sorted(k for k in made if made[k] != kept[k])}"
 

@@ -114,6 +114,25 @@ def test_checkpoint_without_metadata_is_read_from_its_shapes(tmp_path, b0):
         build_backbone(BackboneConfig(name="vit_tiny_patch16_224", checkpoint=str(tmp_path / "weights.safetensors")))
 
 
+def test_sha256_names_the_one_checkpoint_a_config_accepts(tmp_path, b0):
+    import shutil
+    digest = b0.identity["sha256"]
+    for given in (digest, digest[:12].upper()):  # the whole digest or a prefix, in either case
+        assert build_backbone(BackboneConfig(sha256=given)).identity["sha256"] == digest
+    shutil.copytree(b0_path().parent, tmp_path / "b0")
+    other = tmp_path / "b0" / b0_path().name
+    raw = bytearray(other.read_bytes())
+    raw[-3] ^= 1  # one bit of one weight: another backbone
+    other.write_bytes(bytes(raw))
+    with pytest.raises(BackboneError, match=rf"{other.name}' has SHA-256 [0-9a-f]{{16}}\.\.\., but backbone.sha256 "
+                       rf"asks for {digest[:16]}\.\.\.: it is another backbone"):
+        build_backbone(BackboneConfig(checkpoint=str(other), sha256=digest))
+    for bad, why in (({"sha256": "abc"}, "12 to 64 hex digits"), ({"sha256": "g" * 12}, "12 to 64 hex digits"),
+                     ({"sha256": digest, "checkpoint": None}, "with backbone.checkpoint null there is none")):
+        with pytest.raises(ValueError, match=why):
+            BackboneConfig(**bad)
+
+
 def b0_path():
     from tppeft.bundled import resolve
     return resolve("bundled:b0")

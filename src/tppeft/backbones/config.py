@@ -24,6 +24,12 @@ class BackboneConfig(Section):
         "checkpoint (with its projection head); `hf-hub:ORG/NAME` or `timm:NAME` (from the local hub cache when "
         "offline). null = timm's pretrained weights of `name` if `pretrained`, else random init.",
     )
+    sha256: str | None = Field(
+        None, description="The SHA-256 `backbone.checkpoint` must have: the `backbone.sha256` a run's summary.json "
+        "records, or its first 12 or more hex digits. Another file (a backbone made again, or replaced) is refused "
+        "before any training, naming both digests; null = no check. A check, not a setting: it may change on "
+        "`--resume`.",
+    )
     pretrained: bool = Field(
         False, description="With `checkpoint: null`: load timm's pretrained weights (needs internet or a local hub "
         "cache)."
@@ -62,9 +68,18 @@ class BackboneConfig(Section):
             raise ValueError("needs three positive values")
         return v
 
+    @field_validator("sha256")
+    @classmethod
+    def _check_sha256(cls, v: str | None) -> str | None:
+        if v is not None and (not 12 <= len(v) <= 64 or any(c not in "0123456789abcdef" for c in v.lower())):
+            raise ValueError("needs 12 to 64 hex digits of a SHA-256 (as summary.json's backbone.sha256 gives it)")
+        return v.lower() if v is not None else v
+
     @model_validator(mode="after")
     def _depth_fits_patches(self) -> BackboneConfig:
         if self.dims == 3 and self.volume_depth % self.patch_depth:
             raise ValueError(f"backbone.volume_depth ({self.volume_depth}) must be a multiple of "
                              f"backbone.patch_depth ({self.patch_depth})")
+        if self.sha256 is not None and not self.checkpoint:
+            raise ValueError("backbone.sha256 checks a checkpoint file; with backbone.checkpoint null there is none")
         return self

@@ -141,6 +141,7 @@ def _from_checkpoint(cfg: BackboneConfig, image_size: int | None) -> Backbone:
     identity = {"name": name, "checkpoint": cfg.checkpoint, "arch_kwargs": kwargs}
     if weights.files:
         identity["sha256"] = weights.sha256()
+    _check_digest(cfg, identity.get("sha256"))
     identity["layout"] = weights.layout
     if name_source == "shapes":
         identity["name_source"] = name_source  # a stand-in of that width: the shapes decide, not the name
@@ -154,6 +155,20 @@ def _from_checkpoint(cfg: BackboneConfig, image_size: int | None) -> Backbone:
                   "dino_head": weights.dino_head.origin if weights.dino_head else None, "notes": weights.notes}
     return _finish(model, cfg, mean, std, identity, decoder_state, decoder_meta, resampled, weights.dino_head,
                    provenance)
+
+
+def _check_digest(cfg: BackboneConfig, digest: str | None) -> None:
+    """``backbone.sha256``: refuse a checkpoint other than the one the config names by its digest."""
+    if cfg.sha256 is None:
+        return
+    if digest is None:
+        raise BackboneError(f"backbone.sha256 is set, but backbone.checkpoint '{cfg.checkpoint}' is read from no "
+                            "local file whose digest could be checked; set backbone.sha256: null")
+    if not digest.startswith(cfg.sha256):
+        raise BackboneError(f"backbone.checkpoint '{cfg.checkpoint}' has SHA-256 {digest[:16]}..., but "
+                            f"backbone.sha256 asks for {cfg.sha256[:16]}...: it is another backbone (made again, or "
+                            "replaced). Point backbone.checkpoint at the one asked for, or, to run on this one, "
+                            "--set backbone.sha256=null (summary.json records the digest used either way)")
 
 
 def _finish(model: nn.Module, cfg: BackboneConfig, mean: tuple, std: tuple, identity: dict,

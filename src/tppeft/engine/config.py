@@ -62,8 +62,9 @@ class CheckpointConfig(Section):
     )
 
 
-# Keys that change how a run is executed but not its results: they may differ on --resume.
-RUNTIME_KEYS = ("threads", "checkpoint", "log")
+# Keys that change how a run is executed but not its results: they may differ on --resume. A section, or one key
+# of a section (``backbone.sha256`` checks the backbone's file; the digest used is recorded either way).
+RUNTIME_KEYS = ("threads", "checkpoint", "log", "backbone.sha256")
 # How many seeds a comparison has changes no run's results: on --resume it may grow (more seeds, the finished
 # runs and a shared TPP stage kept).
 GROWING_KEYS = ("seeds",)
@@ -72,8 +73,9 @@ GROWING_KEYS = ("seeds",)
 def results_identity(cfg: BaseModel, leave_out: Iterable[str] = ()) -> dict:
     """The config without :data:`RUNTIME_KEYS` and :data:`GROWING_KEYS`: what a checkpoint must agree with to be
     resumed from; also without ``leave_out`` (dotted names: a section, or one key of a section)."""
-    identity = cfg.model_dump(mode="json", exclude={*RUNTIME_KEYS, *GROWING_KEYS})
-    for name in leave_out:
+    whole = [k for k in (*RUNTIME_KEYS, *GROWING_KEYS) if "." not in k]
+    identity = cfg.model_dump(mode="json", exclude=set(whole))
+    for name in (*(k for k in RUNTIME_KEYS if "." in k), *leave_out):
         section, _, key = name.partition(".")
         if not key:
             identity.pop(section, None)

@@ -115,7 +115,8 @@ def _config(run_dir: Path) -> dict:
         raise ReportError(f"--pair needs each paired folder's {CONFIG} (to check that its seeds drew the same "
                           f"labelled images and test images): {path} is missing")
     saved = yaml.safe_load(path.read_text()) or {}
-    return _flat({k: v for k, v in saved.items() if k not in RUNTIME_KEYS})
+    flat = _flat(saved)
+    return {k: v for k, v in flat.items() if k not in RUNTIME_KEYS and k.split(".")[0] not in RUNTIME_KEYS}
 
 
 def _scores(summary: dict, arm: str, split: str, metric: str) -> dict[int, float | None]:
