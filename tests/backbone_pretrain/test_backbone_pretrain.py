@@ -156,6 +156,9 @@ def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
     assert (meta["decoder"]["dim"], meta["decoder"]["depth"], meta["decoder"]["heads"]) == (32, 1, 2)
     assert meta["mask_ratio"] == meta["decoder"]["mask_ratio"] == 0.75 and meta["crop_scale"] == [0.35, 1.0]
     assert meta["seconds"] > 0 and meta["device"].startswith("cpu")
+    # what decides the arithmetic, so that "the same file again" can be checked against it
+    assert meta["arithmetic"]["torch"] == torch.__version__ and meta["arithmetic"]["cpu"]
+    assert meta["arithmetic"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert all(np.isfinite(loss) for _, loss in meta["loss_curve"])
     # the checkpoint is what `backbone.checkpoint` reads, decoder included, and the run records what it saw
     run = tmp_path / "run"

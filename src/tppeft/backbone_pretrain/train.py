@@ -27,7 +27,7 @@ from tppeft.backbones.factory import Backbone, BackboneError, _create
 from tppeft.data import augment_batch, to_model_input
 from tppeft.data.config import DataConfig
 from tppeft.data.pool import load_pool
-from tppeft.engine import resolve_device, set_threads, train
+from tppeft.engine import arithmetic, resolve_device, set_threads, train
 from tppeft.engine.checkpoint import Checkpointer, config_match
 from tppeft.engine.config import CheckpointConfig, TrainConfig
 from tppeft.engine.devices import autocast, autocast_dtype
@@ -139,6 +139,7 @@ def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str],
         "loss_curve": curve, "final_loss": curve[-1][1] if curve else None, "seconds": round(seconds, 1),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({threads} threads)",
         "save_dtype": bp.save_dtype, "tppeft_version": tppeft.__version__,
+        "arithmetic": arithmetic(device),  # the same file again needs the same processor (or GPU) and torch
     }
     write_json(Path(f"{stem}_meta.json"), meta)
     log(f"backbone-pretrain done: loss {curve[0][1]:.4f} -> {curve[-1][1]:.4f} in {seconds:.0f}s; "

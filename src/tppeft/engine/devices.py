@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,6 +22,27 @@ def resolve_device(name: str) -> torch.device:
     else:
         device = torch.device(name)
     return distributed.setup(device)
+
+
+def arithmetic(device: torch.device) -> dict[str, str]:
+    """What decides the float arithmetic of a run beyond its config: the processor (CPU kernels differ by
+    instruction set, e.g. AVX2 or AVX512) or the GPU, and the torch build. Two runs agree bit for bit only where
+    these agree."""
+    out = {"torch": torch.__version__, "cpu": _processor(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+        out["cuda"] = str(torch.version.cuda)
+    return out
+
+
+def _processor() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo, else what the platform module says)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def set_threads(threads: int | None) -> int:
