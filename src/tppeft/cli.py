@@ -31,7 +31,7 @@ from tppeft.config import (
     load_config,
     parse_override,
 )
-from tppeft.engine.config import GROWING_KEYS, RUNTIME_KEYS
+from tppeft.engine.config import GROWING_KEYS, RUNTIME_KEYS, is_runtime_key
 from tppeft.engine.signals import RunInterrupted, check_stop, graceful_stop
 from tppeft.errors import (
     BackboneChangedError,
@@ -98,7 +98,7 @@ def _resume_config(args: argparse.Namespace) -> tuple[Config, RunFolder]:
     saved = folder.reopen_for_resume(args.command)  # a tppeft run, made by this command?
     for text in args.set or []:
         keys, _ = parse_override(text)
-        if keys[0] not in (*RUNTIME_KEYS, *GROWING_KEYS) and ".".join(keys[:2]) not in RUNTIME_KEYS:
+        if keys[0] not in GROWING_KEYS and not is_runtime_key(".".join(keys)):
             raise ConfigError(f"--set {text}: '{'.'.join(keys)}' cannot change when resuming (it would change the "
                               f"results); only {', '.join(RUNTIME_KEYS)} may, and seeds may grow")
     cfg = load_config(folder.config, args.set or [])

@@ -70,6 +70,12 @@ RUNTIME_KEYS = ("threads", "checkpoint", "log", "backbone.sha256")
 GROWING_KEYS = ("seeds",)
 
 
+def is_runtime_key(name: str) -> bool:
+    """Whether the dotted key ``name`` is, or lies inside, one of :data:`RUNTIME_KEYS`."""
+    parts = name.split(".")
+    return any(".".join(parts[:i]) in RUNTIME_KEYS for i in range(1, len(parts) + 1))
+
+
 def results_identity(cfg: BaseModel, leave_out: Iterable[str] = ()) -> dict:
     """The config without :data:`RUNTIME_KEYS` and :data:`GROWING_KEYS`: what a checkpoint must agree with to be
     resumed from; also without ``leave_out`` (dotted names: a section, or one key of a section)."""

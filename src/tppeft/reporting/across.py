@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from tppeft.engine.config import RUNTIME_KEYS
+from tppeft.engine.config import is_runtime_key
 from tppeft.errors import ReportError
 from tppeft.reporting.document import Block, Heading, Para, Table
 from tppeft.reporting.report import paired_cells
@@ -115,8 +115,7 @@ def _config(run_dir: Path) -> dict:
         raise ReportError(f"--pair needs each paired folder's {CONFIG} (to check that its seeds drew the same "
                           f"labelled images and test images): {path} is missing")
     saved = yaml.safe_load(path.read_text()) or {}
-    flat = _flat(saved)
-    return {k: v for k, v in flat.items() if k not in RUNTIME_KEYS and k.split(".")[0] not in RUNTIME_KEYS}
+    return {k: v for k, v in _flat(saved).items() if not is_runtime_key(k)}
 
 
 def _scores(summary: dict, arm: str, split: str, metric: str) -> dict[int, float | None]:
