@@ -43,9 +43,9 @@ SPECIAL = {
     # cross-field rule: a teacher temperature warm-up needs both its start and its length (or neither)
     "pretext.dino.warmup_teacher_temp": st.just(None),
     "pretext.dino.teacher_temp_warmup_epochs": st.just(0.0),
-    # cross-field rule: a digest to check needs a checkpoint file (and a wrong one stops a run, not a config)
-    "backbone.sha256": st.none() | st.from_regex(r"[0-9a-f]{12,64}", fullmatch=True),
-    "backbone.checkpoint": st.just("bundled:b0") | st.from_regex(r"[A-Za-z0-9._/-]{1,24}", fullmatch=True),
+    # cross-field rule: a digest to check needs a checkpoint file, and backbone.checkpoint may be null here
+    # (its values are tests/backbones/test_backbone.py's)
+    "backbone.sha256": st.just(None),
     # cross-field rule: the 3D input depth is a multiple of the patch depth
     "backbone.patch_depth": st.just(4),
     "backbone.volume_depth": st.integers(1, 16).map(lambda k: 4 * k),
