@@ -19,6 +19,23 @@ SHARED_DATA = Path(os.environ.get("TPPEFT_SHARED_DATA") or Path(__file__).resolv
 BREAST = resolve("bundled:breastmnist")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker process counts as having its share of the cores, so the runs a
+    test makes in it (``threads: null`` takes every core the process may use, ``--jobs`` splits them) and torch's
+    own default do not oversubscribe the machine. Only the count is shared, not the cores themselves: the
+    processes a test starts (torchrun, ``--jobs`` workers, each of one thread) may run on any idle core."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not os.environ.get("PYTEST_XDIST_WORKER") or count < 2:
+        return
+    import torch
+
+    from tppeft import ranks
+
+    share = max(1, ranks.cores() // count)
+    ranks.cores = lambda: share
+    torch.set_num_threads(share)
+
+
 @pytest.fixture(scope="session")
 def b0():
     return build_backbone(BackboneConfig())

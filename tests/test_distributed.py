@@ -129,30 +129,36 @@ def _spawn_gloo(worker, args: tuple, nprocs: int, store: Path, tries: int = 3) -
                 raise
 
 
-def _gather_worker(rank: int, world: int, store: str, total: int, out: str) -> None:
+def _gather_worker(rank: int, world: int, store: str, totals: list[int], out: str) -> None:
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank))
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        start, stop = distributed.eval_share(total)
-        rows = torch.arange(start, stop, dtype=torch.uint8)[:, None].expand(-1, 3).contiguous()
-        torch.save((start, stop, distributed.gather_rows(rows, total)), f"{out}.{rank}")
+        got = {}
+        for total in totals:
+            start, stop = distributed.eval_share(total)
+            rows = torch.arange(start, stop, dtype=torch.uint8)[:, None].expand(-1, 3).contiguous()
+            got[total] = (start, stop, distributed.gather_rows(rows, total))
+        torch.save(got, f"{out}.{rank}")
     finally:
         torch.distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize("total", [7, 2, 1])
-def test_gather_rows_joins_every_share_in_order(tmp_path, total):
+def test_gather_rows_joins_every_share_in_order(tmp_path):
     """Evaluation under torchrun: each process predicts its share; gathering gives every row once, in order
-    (uneven shares padded and trimmed; uint8 predictions kept); fewer rows than processes: all predict all."""
+    (uneven shares padded and trimmed; uint8 predictions kept); fewer rows than processes: all predict all.
+    One group of 3 processes gathers 7, 2 and 1 rows in turn."""
     out = str(tmp_path / "rows")
-    _spawn_gloo(_gather_worker, (total, out), 3, tmp_path / "store")
-    expected = torch.arange(total, dtype=torch.uint8)[:, None].expand(-1, 3)
-    shares = []
-    for r in range(3):
-        start, stop, got = torch.load(f"{out}.{r}")
-        shares.append((start, stop))
-        assert got.dtype == torch.uint8 and torch.equal(got, expected)
-    assert shares == ([(0, 3), (3, 5), (5, 7)] if total == 7 else [(0, total)] * 3)
+    totals = [7, 2, 1]
+    _spawn_gloo(_gather_worker, (totals, out), 3, tmp_path / "store")
+    got = [torch.load(f"{out}.{r}") for r in range(3)]
+    for total in totals:
+        expected = torch.arange(total, dtype=torch.uint8)[:, None].expand(-1, 3)
+        shares = []
+        for r in range(3):
+            start, stop, rows = got[r][total]
+            shares.append((start, stop))
+            assert rows.dtype == torch.uint8 and torch.equal(rows, expected), (total, r)
+        assert shares == ([(0, 3), (3, 5), (5, 7)] if total == 7 else [(0, total)] * 3), total
 
 
 def _dice_worker(rank: int, world: int, store: str, out: str) -> None:

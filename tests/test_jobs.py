@@ -9,7 +9,7 @@ import json
 import pytest
 
 import tppeft
-from tppeft import jobs
+from tppeft import jobs, ranks
 from tppeft.cli import main
 from tppeft.faults import ENV
 from tppeft.rundir import RunFolder
@@ -89,7 +89,7 @@ def test_jobs_refusals(tmp_path, capsys):
 
 
 def test_worker_threads_share_the_cores(monkeypatch):
-    monkeypatch.setattr(jobs, "cores", lambda: 8)
+    monkeypatch.setattr(ranks, "cores", lambda: 8)
     assert jobs.worker_threads(None, 2) == 4 and jobs.worker_threads(None, 16) == 1
     assert jobs.worker_threads(3, 2) == 3  # threads set in the config win
 

@@ -89,6 +89,39 @@ def test_merge_refuses_parts_that_read_other_images_at_one_path(tmp_path, capsys
     assert main(["merge", str(tmp_path / "a"), str(tmp_path / "c"), "-o", str(tmp_path / "m")]) == 0
 
 
+def test_merge_refuses_another_backbone_file_and_names_each_machine(tmp_path, capsys):
+    """One checkpoint path, two files (a retrain, another machine's copy): the parts' recorded SHA-256 differ and
+    merge refuses. Parts made on two kinds of processor merge, and the summary and report say which runs ran where."""
+    import shutil
+
+    from tppeft.bundled import resolve
+    from tppeft.io import read_jsonl
+
+    shutil.copytree(resolve("bundled:b0").parent, tmp_path / "b0")
+    weights = tmp_path / "b0" / resolve("bundled:b0").name
+    sets = [*ARGS, "--set", f"backbone.checkpoint={weights}", "--set", "arms=[baseline]"]
+    for name, seed in (("a", 0), ("b", 1)):
+        assert main(["run", "-o", str(tmp_path / name), *sets, "--only", f"baseline:{seed}"]) == 0
+    made = json.loads((tmp_path / "a" / "summary.json").read_text())["arithmetic"]
+    assert len(made) == 1 and made[0]["runs"] == ["baseline:0"] and made[0]["torch"] and made[0]["cpu_capability"]
+    records = read_jsonl(tmp_path / "b" / "results.jsonl")  # as if part b had run on another processor
+    other = [{**r, "arithmetic": {**r["arithmetic"], "cpu": "Other CPU", "cpu_capability": "AVX512"}} for r in records]
+    (tmp_path / "b" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "m")]) == 0
+    kinds = json.loads((tmp_path / "m" / "summary.json").read_text())["arithmetic"]
+    assert [(k["cpu"], k["runs"]) for k in kinds] == [(made[0]["cpu"], ["baseline:0"]), ("Other CPU", ["baseline:1"])]
+    report = (tmp_path / "m" / "report.md").read_text()
+    assert "the runs were made on 2 kinds of machine" in report and "Other CPU, AVX512, torch" in report
+    raw = bytearray(weights.read_bytes())
+    raw[-3] ^= 1  # one bit of one weight: another backbone at the same path
+    weights.write_bytes(bytes(raw))
+    assert main(["run", "-o", str(tmp_path / "c"), *sets, "--only", "baseline:1"]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "c"), "-o", str(tmp_path / "n")]) == 2
+    assert f"'{tmp_path / 'c'}' ran on another backbone than '{tmp_path / 'a'}'" in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()
+
+
 @pytest.mark.parametrize("spec", ["tpp", "lora:0", "tpp:x"])
 def test_only_names_arm_and_seed(tmp_path, capsys, spec):
     assert main(["run", "-o", str(tmp_path / "c"), *ARGS, "--only", spec]) == 2

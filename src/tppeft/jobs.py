@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from tppeft import ranks
 from tppeft.config import Config
 from tppeft.engine.signals import RunInterrupted, stop_requested
 from tppeft.errors import WorkerError
@@ -42,17 +43,9 @@ POLL_SECONDS = 0.5
 _TAIL_LINES = 5  # lines of a failed worker's log shown in the error
 
 
-def cores() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def worker_threads(threads: int | None, jobs: int) -> int:
     """Threads of each worker: the configured ``threads``, or an equal share of the cores."""
-    return threads or max(1, cores() // jobs)
+    return threads or max(1, ranks.cores() // jobs)
 
 
 def part_folder(folder: RunFolder, arm: str, seed: int) -> RunFolder:

@@ -37,7 +37,7 @@ from tppeft.rundir import CONFIG, STAGE_FOLDER, SUMMARY, OutputError, RunFolder
 
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
 _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",
-               "wall_seconds", "resumed", "merge_excluded", "figure_runs"}
+               "wall_seconds", "resumed", "merge_excluded", "figure_runs", "arithmetic"}
 STAGE_SEED = "pretext.stage_seed"
 
 
@@ -155,6 +155,18 @@ def _check_same_images(parts: list[Path], summaries: list[dict]) -> None:
                               "jobs?); only parts of one comparison can be merged")
 
 
+def _check_same_backbone(parts: list[Path], summaries: list[dict]) -> None:
+    """The last part's backbone file is the earlier ones', where their summaries record its SHA-256: one
+    checkpoint path can hold another file on another machine or after a retrain."""
+    digests = [(s.get("backbone") or {}).get("sha256") for s in summaries]
+    last = digests[-1]
+    for i, d in enumerate(digests[:-1]):
+        if d and last and d != last:
+            raise OutputError(f"'{parts[len(digests) - 1]}' ran on another backbone than '{parts[i]}' (SHA-256 "
+                              f"{last[:16]}... and {d[:16]}... at the same backbone.checkpoint); only parts of one "
+                              "comparison can be merged")
+
+
 def _emptied_arms(arms: list[str], kept: list[dict], exclude: set[tuple[int, str]]) -> list[str]:
     """The arms of ``arms`` that ``exclude`` left without a run: the merged comparison drops them (an arm no part
     held a run of stays, its runs missing)."""
@@ -198,6 +210,7 @@ def merge_parts(parts: list[Path], out: Path, overwrite: bool = False,
     for index, (part, folder) in enumerate(zip(parts, folders, strict=True)):
         summaries.append(json.loads(folder.summary.read_text()))
         _check_same_images(parts, summaries)
+        _check_same_backbone(parts, summaries)
         held = _part_records(folder, summaries[-1])
         arms_held = {r["arm"] for r in held}
         for arm in (a for i, a in exclude if i == index and a not in arms_held):

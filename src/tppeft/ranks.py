@@ -1,4 +1,5 @@
-"""Which process this is, torch-free: from the process group when one is up, else from torchrun's environment.
+"""Which process this is (from the process group when one is up, else from torchrun's environment) and the
+cores it may run on, torch-free.
 
 The command line reads it before torch is imported (``tppeft --help``, ``list`` and ``config`` never import
 torch); :mod:`tppeft.distributed` re-exports it.
@@ -45,3 +46,10 @@ def local_world_size() -> int:
 def is_main() -> bool:
     """Process 0 (the only one when not distributed): it writes the outputs and prints."""
     return rank() == 0
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity on Linux, else the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -85,7 +85,7 @@ def test_a_shared_stage_counts_in_the_seconds_of_the_run_that_made_it_only():
 
 
 def test_the_jobs_of_a_comparison_share_one_stage_in_its_folder(tmp_path):
-    sets = [*tiny_config()[1], *SMALL, "seeds=3", "pretext.stage_seed=0"]
+    sets = [*tiny_config()[1], *SMALL, "seeds=3", "pretext.stage_seed=0", "arms=[tpp]"]  # 3 workers, not 6
     out = tmp_path / "jobs"
     assert main(["run", "-o", str(out), "--jobs", "2", *(a for s in sets for a in ("--set", s))]) == 0
     runs = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"]

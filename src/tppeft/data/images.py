@@ -4,7 +4,6 @@ more than 8 bits per pixel, several sizes), each said once."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tppeft import ranks
 from tppeft.data.medmnist import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -167,4 +167,4 @@ def read_into(files: Sequence[Path], target: Plan, out: np.ndarray, source: Path
 
 
 def _workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(1, min(8, ranks.cores()))

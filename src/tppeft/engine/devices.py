@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tppeft import distributed
+from tppeft import distributed, ranks
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,8 +50,7 @@ def set_threads(threads: int | None) -> int:
 
     Processes started together on one machine (torchrun) split the cores between them.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = threads or max(1, cores // max(1, distributed.local_world_size()))
+    n = threads or max(1, ranks.cores() // max(1, distributed.local_world_size()))
     torch.set_num_threads(n)
     return n
 

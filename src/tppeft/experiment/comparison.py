@@ -17,6 +17,7 @@ from tppeft.arms import get_arm
 from tppeft.backbones import seen_by_name, seen_splits
 from tppeft.bundled import resolve
 from tppeft.config import Config
+from tppeft.engine import arithmetic
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
 from tppeft.experiment.budget import matched_budget
@@ -72,7 +73,7 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
               "best_epoch": ft["best_epoch"], "finetune_epochs": epochs,
               "seconds": round(run_seconds(time.perf_counter() - start, ft, pretext), 2),
               "finetune_seconds": round(ft["seconds"], 2), "pretext": pretext, "skipped_steps": skipped,
-              "backbone_unchanged": unchanged, **init_info, **counts}
+              "backbone_unchanged": unchanged, "arithmetic": arithmetic(ctx.device), **init_info, **counts}
     return record
 
 
@@ -94,6 +95,21 @@ def _undefined_difference(reason: str) -> dict:
     """The paired difference of a metric no run could define: no numbers, the reason instead."""
     return {"mean": None, "std": None, "ci95": [None, None], "wins": 0, "ties": 0, "losses": 0, "n": 0,
             "sign_test_p": None, "per_seed": {}, "undefined": reason}
+
+
+def machines(records: list[dict]) -> list[dict]:
+    """The kinds of arithmetic (:func:`tppeft.engine.arithmetic`: processor or GPU, torch) the runs were made
+    with, each with its runs (``arm:seed``), in the order the runs first used them; runs recorded by older versions
+    name none. Runs of one kind are bit-for-bit repeatable; across kinds they agree up to float rounding."""
+    kinds: list[dict] = []
+    for r in records:
+        if not (made := r.get("arithmetic")):
+            continue
+        kind = next((k for k in kinds if {x: k[x] for x in k if x != "runs"} == made), None)
+        if kind is None:
+            kinds.append(kind := {**made, "runs": []})
+        kind["runs"].append(f"{r['arm']}:{r['seed']}")
+    return kinds
 
 
 def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], primary: str) -> dict:
@@ -152,8 +168,8 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
     target = {"method": cfg.peft.method, "count": first.get("target_params"),
               "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
     return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
-            **meta, "undefined_metrics": undefined, "target_params": target, "arms": arms, "paired": paired,
-            "paired_val": paired_val}
+            **meta, "arithmetic": machines(records), "undefined_metrics": undefined, "target_params": target,
+            "arms": arms, "paired": paired, "paired_val": paired_val}
 
 
 def run_order(cfg: Config) -> list[tuple[str, int]]:

@@ -369,7 +369,25 @@ def _setup_text(summary: dict) -> str:
             f"Pretext: `{pre.get('method')}`, {pre.get('epochs')} epochs, lr {pre.get('lr')}. "
             f"Fine-tuning: {ft.get('epochs')} epochs, lr {ft.get('lr')}, model selection on validation "
             f"{ft.get('select_metric')}. Seeds: {summary.get('seeds')} (paired across arms{_added_text(summary)}). "
-            f"Device: {summary.get('device')}; {_wall_text(summary)}.")
+            f"Device: {summary.get('device')}{_arithmetic_text(summary)}; {_wall_text(summary)}.")
+
+
+def _arithmetic_text(summary: dict) -> str:
+    """The processor or GPU (and torch) the runs were made on; several kinds said plainly (older summaries name
+    none)."""
+    def kind(a: dict) -> str:
+        where = a["gpu"] + (f", CUDA {a['cuda']}" if a.get("cuda") else "") if a.get("gpu") else (
+            f"{a.get('cpu')}, {a.get('cpu_capability')}")
+        return f"{where}, torch {a.get('torch')}"
+
+    kinds = summary.get("arithmetic") or []
+    if len(kinds) == 1:
+        return f" ({kind(kinds[0])})"
+    if len(kinds) > 1:
+        each = "; ".join(f"{kind(a)}: {len(a['runs'])} run(s)" for a in kinds)
+        return (f"; the runs were made on {len(kinds)} kinds of machine ({each}), so runs of one seed in different "
+                "arms may differ by float rounding as well as by arm")
+    return ""
 
 
 def _added_text(summary: dict) -> str:
