@@ -143,28 +143,30 @@ def _setting_sources(parts: list[Path], cfg: Config, configs: list[Config], reco
     return sources
 
 
+def _differing_part(values: list, differ) -> int | None:
+    """The first earlier part whose recorded value ``differ``s from the last part's (both recorded), else None."""
+    last = values[-1]
+    return next((i for i, v in enumerate(values[:-1]) if v and last and differ(v, last)), None)
+
+
 def _check_same_images(parts: list[Path], summaries: list[dict]) -> None:
     """The last part read the images the earlier ones read, where their summaries record the splits' SHA-256: one
     data file replaced between two jobs leaves the config equal but not the images."""
     digests = [(s.get("data") or {}).get("split_sha256") for s in summaries]
-    last = digests[-1]
-    for i, d in enumerate(digests[:-1]):
-        if d and last and (differ := differing_digests(d, last)):
-            raise OutputError(f"'{parts[len(digests) - 1]}' read other images than '{parts[i]}' (the SHA-256 of "
-                              f"their {', '.join(differ)} split(s) differs; the data file was changed between the "
-                              "jobs?); only parts of one comparison can be merged")
+    if (i := _differing_part(digests, differing_digests)) is not None:
+        raise OutputError(f"'{parts[len(digests) - 1]}' read other images than '{parts[i]}' (the SHA-256 of "
+                          f"their {', '.join(differing_digests(digests[i], digests[-1]))} split(s) differs; the data "
+                          "file was changed between the jobs?); only parts of one comparison can be merged")
 
 
 def _check_same_backbone(parts: list[Path], summaries: list[dict]) -> None:
     """The last part's backbone file is the earlier ones', where their summaries record its SHA-256: one
     checkpoint path can hold another file on another machine or after a retrain."""
     digests = [(s.get("backbone") or {}).get("sha256") for s in summaries]
-    last = digests[-1]
-    for i, d in enumerate(digests[:-1]):
-        if d and last and d != last:
-            raise OutputError(f"'{parts[len(digests) - 1]}' ran on another backbone than '{parts[i]}' (SHA-256 "
-                              f"{last[:16]}... and {d[:16]}... at the same backbone.checkpoint); only parts of one "
-                              "comparison can be merged")
+    if (i := _differing_part(digests, str.__ne__)) is not None:
+        raise OutputError(f"'{parts[len(digests) - 1]}' ran on another backbone than '{parts[i]}' (SHA-256 "
+                          f"{digests[-1][:16]}... and {digests[i][:16]}... at the same backbone.checkpoint); only "
+                          "parts of one comparison can be merged")
 
 
 def _emptied_arms(arms: list[str], kept: list[dict], exclude: set[tuple[int, str]]) -> list[str]:

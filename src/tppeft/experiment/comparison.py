@@ -101,15 +101,14 @@ def machines(records: list[dict]) -> list[dict]:
     """The kinds of arithmetic (:func:`tppeft.engine.arithmetic`: processor or GPU, torch) the runs were made
     with, each with its runs (``arm:seed``), in the order the runs first used them; runs recorded by older versions
     name none. Runs of one kind are bit-for-bit repeatable; across kinds they agree up to float rounding."""
-    kinds: list[dict] = []
+    kinds: list[tuple[dict, list[str]]] = []
     for r in records:
-        if not (made := r.get("arithmetic")):
-            continue
-        kind = next((k for k in kinds if {x: k[x] for x in k if x != "runs"} == made), None)
-        if kind is None:
-            kinds.append(kind := {**made, "runs": []})
-        kind["runs"].append(f"{r['arm']}:{r['seed']}")
-    return kinds
+        if made := r.get("arithmetic"):
+            runs = next((runs for kind, runs in kinds if kind == made), None)
+            if runs is None:
+                kinds.append((made, runs := []))
+            runs.append(f"{r['arm']}:{r['seed']}")
+    return [{**kind, "runs": runs} for kind, runs in kinds]
 
 
 def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], primary: str) -> dict:
