@@ -89,7 +89,8 @@ def test_the_jobs_of_a_comparison_share_one_stage_in_its_folder(tmp_path):
     out = tmp_path / "jobs"
     assert main(["run", "-o", str(out), "--jobs", "2", *(a for s in sets for a in ("--set", s))]) == 0
     runs = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"]
-    assert [r["pretext"]["shared"]["made_by_this_run"] for r in runs] == [True, False, False]
+    made = [r["pretext"]["shared"]["made_by_this_run"] for r in runs]
+    assert made.count(True) == 1 and made[2] is False  # seeds 0 and 1 start together: either may make it
     assert (out / "runs" / "tpp" / "stage" / "target_params").is_dir() and not (out / "parts").exists()
 
 
