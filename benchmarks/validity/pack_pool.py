@@ -1,4 +1,5 @@
-"""Pack the clean backbone's unlabelled pool: training splits only, none of BreastMNIST or BUSI.
+"""Pack the clean backbone's unlabelled pool (training splits only, none of BreastMNIST or BUSI) and the study's
+labelled files at 64 px.
 
 Makes OUT_DIR a pool folder for ``backbone_pretrain.data_root`` (see ``configs/backbone_clean_breast.yaml``):
 links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two packed MedMNIST-format files
@@ -13,7 +14,10 @@ links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two
 - ``brain_mri_64_valtest.npz``: the same with validation drawn like test: its test split is the 200 Testing images
   that ``data.limit: 200`` takes from ``brain_mri_64.npz`` (the same images, so test scores compare), and its
   validation split 200 other Testing images, evenly spaced, none a near-twin of those 200 (correlation >= 0.98 at
-  32x32, the data's own cleaning criterion; the Testing folder holds exact duplicates). Training is unchanged.
+  32x32, the data's own cleaning criterion; the Testing folder holds exact duplicates). Training is unchanged;
+- ``busi_64.npz``: BUSI's 780 images as a labelled MedMNIST-format file for 3-class classification (0 normal,
+  1 benign, 2 malignant), resized 256 -> 64 (antialiased), in the packed file's own 546/78/156 split; not pool
+  images, a second breast-ultrasound target for the backbone that never saw one.
 
     python benchmarks/validity/pack_pool.py DATA_DIR OUT_DIR
 """
@@ -67,6 +71,15 @@ def brain_mri_labelled(data: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def busi_labelled(data: Path) -> dict[str, np.ndarray]:
+    z = np.load(data / "segmentation" / "busi" / "busi_256.npz")
+    images, labels, split = _resize(z["images"]), z["labels"].astype(np.int64), z["split"]
+    out = {}
+    for i, name in enumerate(("train", "val", "test")):  # the packed file's split ids 0/1/2
+        out[f"{name}_images"], out[f"{name}_labels"] = images[split == i], labels[split == i, None]
+    return out
+
+
 def thumbnails(images: np.ndarray) -> np.ndarray:
     """Images at 32x32, each z-normalised and flattened, so that a dot product / 1024 is their correlation."""
     x = torch.from_numpy(images).float()[:, None]
@@ -110,6 +123,11 @@ def main(data: Path, out: Path) -> None:
     print(f"brain_mri_64: labelled train/val/test -> {out / 'brain_mri_64.npz'}")
     np.savez_compressed(out / "brain_mri_64_valtest.npz", **val_from_test(labelled))
     print(f"brain_mri_64_valtest: validation from Testing -> {out / 'brain_mri_64_valtest.npz'}")
+    busi = busi_labelled(data)
+    np.savez_compressed(out / "busi_64.npz", **busi)
+    counts = {k[:-7]: np.bincount(v[:, 0], minlength=3).tolist() for k, v in busi.items() if k.endswith("_labels")}
+    print(f"busi_64: labelled train/val/test, images per class (normal, benign, malignant) {counts} "
+          f"-> {out / 'busi_64.npz'}")
 
 
 if __name__ == "__main__":
