@@ -193,6 +193,11 @@ def test_verdict_needs_an_interval_that_excludes_zero():
     assert verdict({"n": 1, "ci95": [None, None]}) == "too few seeds to tell"
     # 5 seeds cannot reach p < 0.05 by an exact sign test (5 of 5 give 0.0625): still weak
     assert verdict({**d, "n": 5}) == "TPP better (only 5 seeds: weak)"
+    # an interval above zero that the exact sign test does not back says so (7 of 8: p = 0.07; 8 of 8: 0.008)
+    assert verdict({**d, "n": 8, "sign_test_p": 0.0703}) == "TPP better (sign test p = 0.07: not confirmed)"
+    assert verdict({**d, "n": 8, "sign_test_p": 0.0078}) == "TPP better"
+    assert verdict({**d, "n": 8, "sign_test_p": 0.0703}, caveat=False) == "TPP better"
+    assert verdict({**d, "ci95": [-0.01, 0.02], "sign_test_p": 0.5}) == "no clear difference"
 
 
 def test_a_verdict_the_exact_sign_test_does_not_confirm_says_so():

@@ -109,16 +109,20 @@ FEW_SEEDS = next(n for n in itertools.count(1) if sign_test_p(n, 0) < SIGN_TEST_
 
 def verdict(d: dict, who: str = "TPP", caveat: bool = True) -> str:
     """``who`` (the left side of the difference) better / worse when the paired 95% bootstrap interval excludes
-    zero, else no clear difference; none for a metric that is undefined. ``caveat``: append the few-seeds
-    warning to a better / worse reading."""
+    zero, else no clear difference; none for a metric that is undefined. ``caveat``: append to a better / worse
+    reading the few-seeds warning, or that the exact sign test does not confirm it."""
     if d.get("undefined"):
         return "undefined: no verdict"
     lo, hi = d["ci95"]
     if d["n"] < 2 or is_missing(lo) or is_missing(hi):
         return "too few seeds to tell"
     text = f"{who} better" if lo > 0 else f"{who} worse" if hi < 0 else "no clear difference"
-    if caveat and d["n"] < FEW_SEEDS and text != "no clear difference":
-        text += f" (only {d['n']} seeds: weak)"
+    if not caveat or text == "no clear difference":
+        return text
+    if d["n"] < FEW_SEEDS:
+        return f"{text} (only {d['n']} seeds: weak)"
+    if not is_missing(p := d.get("sign_test_p")) and p >= SIGN_TEST_ALPHA:
+        return f"{text} (sign test p = {fmt_num(p, 2)}: not confirmed)"
     return text
 
 
@@ -269,7 +273,7 @@ def validation_text(summary: dict) -> str | None:
         parts.append(f"{shown} {fmt_signed(d['mean'])} {fmt_ci(d['ci95'], signed=True)}, "
                      f"{name.split('-')[0]} better in {d['wins']} of {d['n']}")
         test = (summary.get("paired", {}).get(name) or {}).get(primary)
-        if test and not test.get("undefined") and verdict(test) != verdict(d):
+        if test and not test.get("undefined") and verdict(test, caveat=False) != verdict(d, caveat=False):
             disagree.append(f"{shown} ({verdict(d)} on validation, {verdict(test)} on test)")
     if not parts:
         return None
