@@ -96,6 +96,7 @@ def test_merge_refuses_another_backbone_file_and_names_each_machine(tmp_path, ca
 
     from tppeft.bundled import resolve
     from tppeft.io import read_jsonl
+    from tppeft.revision import source_revision
 
     shutil.copytree(resolve("bundled:b0").parent, tmp_path / "b0")
     weights = tmp_path / "b0" / resolve("bundled:b0").name
@@ -104,6 +105,8 @@ def test_merge_refuses_another_backbone_file_and_names_each_machine(tmp_path, ca
         assert main(["run", "-o", str(tmp_path / name), *sets, "--only", f"baseline:{seed}"]) == 0
     made = json.loads((tmp_path / "a" / "summary.json").read_text())["arithmetic"]
     assert len(made) == 1 and made[0]["runs"] == ["baseline:0"] and made[0]["torch"] and made[0]["cpu_capability"]
+    code = json.loads((tmp_path / "a" / "summary.json").read_text())["revision"]
+    assert code == ([{"commit": source_revision(), "runs": ["baseline:0"]}] if source_revision() else [])
     records = read_jsonl(tmp_path / "b" / "results.jsonl")  # as if part b had run on another processor
     other = [{**r, "arithmetic": {**r["arithmetic"], "cpu": "Other CPU", "cpu_capability": "AVX512"}} for r in records]
     (tmp_path / "b" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
@@ -112,6 +115,8 @@ def test_merge_refuses_another_backbone_file_and_names_each_machine(tmp_path, ca
     assert [(k["cpu"], k["runs"]) for k in kinds] == [(made[0]["cpu"], ["baseline:0"]), ("Other CPU", ["baseline:1"])]
     report = (tmp_path / "m" / "report.md").read_text()
     assert "the runs were made on 2 kinds of machine" in report and "Other CPU, AVX512, torch" in report
+    assert json.loads((tmp_path / "m" / "summary.json").read_text())["revision"] == \
+        ([{"commit": source_revision(), "runs": ["baseline:0", "baseline:1"]}] if source_revision() else [])
     raw = bytearray(weights.read_bytes())
     raw[-3] ^= 1  # one bit of one weight: another backbone at the same path
     weights.write_bytes(bytes(raw))

@@ -37,7 +37,7 @@ from tppeft.rundir import CONFIG, STAGE_FOLDER, SUMMARY, OutputError, RunFolder
 
 # Keys of a part's summary.json that describe the whole comparison (the rest is recomputed from the runs).
 _RECOMPUTED = {"tppeft_version", "primary_metric", "metrics", "target_params", "arms", "paired", "figures",
-               "wall_seconds", "resumed", "merge_excluded", "figure_runs", "arithmetic"}
+               "wall_seconds", "resumed", "merge_excluded", "figure_runs", "arithmetic", "revision"}
 STAGE_SEED = "pretext.stage_seed"
 
 

@@ -21,6 +21,7 @@ from tppeft.config import BackboneConfig, ConfigError, load_config
 from tppeft.data.config import PoolSourceConfig
 from tppeft.data.medmnist import DataError
 from tppeft.data.pool import central_slices, load_pool
+from tppeft.revision import source_revision
 
 TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
 
@@ -159,6 +160,7 @@ def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
     # what decides the arithmetic, so that "the same file again" can be checked against it
     assert meta["arithmetic"]["torch"] == torch.__version__ and meta["arithmetic"]["cpu"]
     assert meta["arithmetic"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert meta["revision"] == source_revision()  # the code's commit, None outside a git checkout
     assert all(np.isfinite(loss) for _, loss in meta["loss_curve"])
     # the checkpoint is what `backbone.checkpoint` reads, decoder included, and the run records what it saw
     run = tmp_path / "run"

@@ -35,6 +35,7 @@ from tppeft.engine.loop import epoch_steps
 from tppeft.io import append_jsonl, save_tensors, write_json
 from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.mae.task import MaskedReconstruction
+from tppeft.revision import source_revision
 from tppeft.rundir import RunPaths
 
 MEAN = STD = (0.5, 0.5, 0.5)  # b0's convention: (x - 0.5) / 0.5 on [0, 1] pixels
@@ -138,7 +139,7 @@ def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str],
         "mask_ratio": pcfg.mask_ratio, "crop_scale": list(data.crop_scale), "seed": bp.seed,
         "loss_curve": curve, "final_loss": curve[-1][1] if curve else None, "seconds": round(seconds, 1),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({threads} threads)",
-        "save_dtype": bp.save_dtype, "tppeft_version": tppeft.__version__,
+        "save_dtype": bp.save_dtype, "tppeft_version": tppeft.__version__, "revision": source_revision(),
         "arithmetic": arithmetic(device),  # the same file again needs the same processor (or GPU) and torch
     }
     write_json(Path(f"{stem}_meta.json"), meta)

@@ -32,6 +32,7 @@ from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.budget import extra_epochs_text
 from tppeft.reporting.report import write_report
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
+from tppeft.revision import source_revision
 from tppeft.rundir import RunFolder
 
 
@@ -73,7 +74,8 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
               "best_epoch": ft["best_epoch"], "finetune_epochs": epochs,
               "seconds": round(run_seconds(time.perf_counter() - start, ft, pretext), 2),
               "finetune_seconds": round(ft["seconds"], 2), "pretext": pretext, "skipped_steps": skipped,
-              "backbone_unchanged": unchanged, "arithmetic": arithmetic(ctx.device), **init_info, **counts}
+              "backbone_unchanged": unchanged, "arithmetic": arithmetic(ctx.device), "revision": source_revision(),
+              **init_info, **counts}
     return record
 
 
@@ -97,18 +99,30 @@ def _undefined_difference(reason: str) -> dict:
             "sign_test_p": None, "per_seed": {}, "undefined": reason}
 
 
-def machines(records: list[dict]) -> list[dict]:
-    """The kinds of arithmetic (:func:`tppeft.engine.arithmetic`: processor or GPU, torch) the runs were made
-    with, each with its runs (``arm:seed``), in the order the runs first used them; runs recorded by older versions
-    name none. Runs of one kind are bit-for-bit repeatable; across kinds they agree up to float rounding."""
-    kinds: list[tuple[dict, list[str]]] = []
+def _runs_by(records: list[dict], key: str) -> list[tuple]:
+    """The distinct values of each run record's ``key``, each with its runs (``arm:seed``), in the order the runs
+    first used them; runs without the key (recorded by older versions) are left out."""
+    kinds: list[tuple] = []
     for r in records:
-        if made := r.get("arithmetic"):
+        if made := r.get(key):
             runs = next((runs for kind, runs in kinds if kind == made), None)
             if runs is None:
                 kinds.append((made, runs := []))
             runs.append(f"{r['arm']}:{r['seed']}")
-    return [{**kind, "runs": runs} for kind, runs in kinds]
+    return kinds
+
+
+def machines(records: list[dict]) -> list[dict]:
+    """The kinds of arithmetic (:func:`tppeft.engine.arithmetic`: processor or GPU, torch) the runs were made
+    with, each with its runs. Runs of one kind are bit-for-bit repeatable; across kinds they agree up to float
+    rounding."""
+    return [{**kind, "runs": runs} for kind, runs in _runs_by(records, "arithmetic")]
+
+
+def revisions(records: list[dict]) -> list[dict]:
+    """The source revisions (:func:`tppeft.revision.source_revision`) the runs were made with, each with its runs;
+    empty when no run was made from a git checkout."""
+    return [{"commit": commit, "runs": runs} for commit, runs in _runs_by(records, "revision")]
 
 
 def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], primary: str) -> dict:
@@ -167,8 +181,8 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
     target = {"method": cfg.peft.method, "count": first.get("target_params"),
               "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
     return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
-            **meta, "arithmetic": machines(records), "undefined_metrics": undefined, "target_params": target,
-            "arms": arms, "paired": paired, "paired_val": paired_val}
+            **meta, "arithmetic": machines(records), "revision": revisions(records), "undefined_metrics": undefined,
+            "target_params": target, "arms": arms, "paired": paired, "paired_val": paired_val}
 
 
 def run_order(cfg: Config) -> list[tuple[str, int]]:

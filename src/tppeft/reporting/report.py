@@ -24,6 +24,7 @@ from tppeft.reporting.document import (
     to_markdown,
 )
 from tppeft.reporting.stats import finite, mean_std, sign_test_p
+from tppeft.revision import DIRTY
 from tppeft.rundir import EXAMPLES_FIGURE, ROC_FIGURE, SUMMARY, RunFolder
 
 
@@ -373,7 +374,23 @@ def _setup_text(summary: dict) -> str:
             f"Pretext: `{pre.get('method')}`, {pre.get('epochs')} epochs, lr {pre.get('lr')}. "
             f"Fine-tuning: {ft.get('epochs')} epochs, lr {ft.get('lr')}, model selection on validation "
             f"{ft.get('select_metric')}. Seeds: {summary.get('seeds')} (paired across arms{_added_text(summary)}). "
-            f"Device: {summary.get('device')}{_arithmetic_text(summary)}; {_wall_text(summary)}.")
+            f"Device: {summary.get('device')}{_arithmetic_text(summary)}; {_wall_text(summary)}."
+            f"{_revision_text(summary)}")
+
+
+def _revision_text(summary: dict) -> str:
+    """The tppeft version and the source commit(s) the runs were made from (none outside a git checkout)."""
+    def commit(c: str) -> str:
+        return f"`{c[:12]}`" + (" with uncommitted changes" if c.endswith(DIRTY) else "")
+
+    made = summary.get("revision") or []
+    text = f" Code: tppeft {summary.get('tppeft_version', '?')}"
+    if len(made) == 1:
+        return f"{text}, commit {commit(made[0]['commit'])}."
+    if len(made) > 1:
+        each = "; ".join(f"{commit(r['commit'])}: {len(r['runs'])} run(s)" for r in made)
+        return f"{text}; the runs were made from {len(made)} revisions of the code ({each})."
+    return f"{text}."
 
 
 def _arithmetic_text(summary: dict) -> str:

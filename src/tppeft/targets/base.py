@@ -26,6 +26,7 @@ from torch import nn
 import tppeft
 from tppeft.errors import TargetParamError
 from tppeft.io import file_sha256, save_tensors
+from tppeft.revision import source_revision
 from tppeft.targets.card import write_model_card
 from tppeft.targets.config import PeftConfig
 
@@ -124,6 +125,7 @@ class TargetMethod:
         save_tensors(state, directory / TENSORS_FILE)
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tppeft_version": tppeft.__version__,
+            "revision": source_revision(),
             "method": self.name, "hyper_parameters": self.hyper_parameters(), "peft_config": self.cfg.model_dump(),
             "backbone": self.backbone_identity, "num_params": sum(t.numel() for t in state.values()),
             "tensors": {n: list(t.shape) for n, t in state.items()},
