@@ -5,6 +5,11 @@ checkpoints."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,11 +86,26 @@ def test_jobs_refusals(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "-o", str(tmp_path / "a"), *ARGS, "--jobs", "0"])
     assert "at least 1" in capsys.readouterr().err
-    one = tmp_path / "one"
-    assert main(["run", "-o", str(one), *ARGS, "--set", "seeds=1", "--set", "arms=[baseline]"]) == 0
-    capsys.readouterr()
-    assert main(["run", "--resume", str(one), "--jobs", "2"]) == 2
-    assert "made by one process; resume it without --jobs" in capsys.readouterr().err
+
+
+def test_a_comparison_one_process_started_continues_in_workers(tmp_path, whole, capsys):
+    """One process killed after tpp seed 0's TPP stage (baseline seed 0 finished); resumed with --jobs 2, the
+    started run continues from its stage checkpoint in a worker, and the numbers are one process's."""
+    out = tmp_path / "one"
+    env = {**os.environ, ENV: "tpp-stage-done", "PYTHONPATH": str(Path(tppeft.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-m", "tppeft", "run", "-o", str(out), *ARGS], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL and "kill point tpp-stage-done" in done.stderr, done.stderr
+    assert [json.loads(x)["arm"] for x in (out / "results.jsonl").read_text().splitlines()] == ["baseline"]
+    assert main(["run", "--resume", str(out), "--jobs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert f"{out} was made by one process: its runs continue in 2 worker processes" in err
+    assert "[tpp seed 0] resuming its part" in err and "[tpp seed 0] TPP stage already done" in err
+    assert "[baseline seed 0] finetune epoch" not in err  # the finished run is kept
+    summary = json.loads((out / "summary.json").read_text())
+    assert _numbers(summary) == _numbers(whole) and summary["jobs"] == 2
+    assert json.loads((out / "command.json").read_text())["jobs"] == 2  # a later resume uses workers too
+    assert not (out / jobs.PARTS).exists() and (out / "runs" / "tpp" / "seed0" / "target_params").is_dir()
 
 
 def test_worker_threads_share_the_cores(monkeypatch):

@@ -217,8 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     saved = _invocation(args)
     specs = saved.get("only") or args.only or []
     jobs = args.jobs or saved.get("jobs")
-    if jobs is not None and args.resume is not None and "jobs" not in saved and jobs > 1:
-        raise ConfigError(f"{args.resume} was made by one process; resume it without --jobs")
+    spread = jobs is not None and jobs > 1 and args.resume is not None and "jobs" not in saved
     if jobs is not None and jobs > 1 and ranks.world_size() > 1:
         raise ConfigError("--jobs starts worker processes of its own; under torchrun leave it out")
     parallel = jobs is not None and (jobs > 1 or "jobs" in saved)
@@ -234,6 +233,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     only = _only_runs(specs, cfg) or None
     if args.redo:
         _forget(folder, _redo_runs(args.redo, specs, cfg))
+    if spread:  # from now on the folder is a --jobs comparison: a later resume uses its workers too
+        log(f"{folder.root} was made by one process: its runs continue in {jobs} worker processes, a run it had "
+            "started from its own checkpoints")
+        if ranks.is_main():
+            folder.write_command({**folder.saved_command("run"), "jobs": jobs})
     log(f"comparison of arms {cfg.arms} over {cfg.seeds} seed(s) -> {folder.root}" + (" (resumed)" if resume else "")
         + (f"; only {', '.join(sorted(specs))}" if only else ""))
     if parallel:

@@ -116,6 +116,21 @@ def _start(folder: RunFolder, arm: str, seed: int, threads: int, log: Callable[[
     return _Worker(arm, seed, proc, path, out, echoed=path.stat().st_size)
 
 
+def _adopt(folder: RunFolder, arm: str, seed: int) -> None:
+    """A run that one process started in the comparison's own folder (resumed with ``--jobs``): its run folder
+    becomes a part, as the worker's own ``run --only ARM:SEED`` would have made it, so that the worker resumes the
+    run from its checkpoints. A part already there (a kill while it was being collected) is left as it is."""
+    part, source = part_folder(folder, arm, seed), folder.run(arm, seed).root
+    if part.is_tppeft() or not source.is_dir():
+        return
+    if part.root.exists():
+        shutil.rmtree(part.root)
+    part.create(False, folder.config.read_text(), {"command": "run", "only": [f"{arm}:{seed}"]})
+    target = part.run(arm, seed).root
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+
+
 def _collect(folder: RunFolder, arm: str, seed: int) -> dict:
     """Move a finished part into the comparison's folder; returns its run's record.
 
@@ -171,6 +186,8 @@ def run_jobs(cfg: Config, folder: RunFolder, ctx: Context, log: Callable[[str], 
     for arm, seed in finished:  # a kill after a results line, before its part was removed
         _drop_part(folder, arm, seed)
     todo = [run for run in run_order(cfg) if (not only or run in only) and run not in finished]
+    for arm, seed in todo if resume else ():
+        _adopt(folder, arm, seed)
     total = len(todo) + len(records)
     threads = worker_threads(cfg.threads, jobs)
     log(f"{len(todo)} run(s) in {min(jobs, len(todo)) or jobs} worker process(es) at a time, {threads} thread(s) "
