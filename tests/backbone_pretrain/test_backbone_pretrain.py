@@ -172,6 +172,13 @@ def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
     assert summary["backbone"]["arch_kwargs"]["embed_dim"] == 64
     assert summary["backbone"]["trained_on"] == meta["sources"]
     assert summary["backbone_saw_this_data"] == ["train"]  # BreastMNIST's train split was in the pool
+    # and image by image: the keys of the pool's images lie beside the checkpoint, one per non-constant image
+    keys = (out / meta["pool_keys"]["file"]).read_bytes()
+    assert len(keys) == 16 * meta["pool_keys"]["images"] and 546 <= meta["pool_keys"]["images"] <= 561
+    assert summary["backbone_saw_images"] == {"image_size": 32, "train": [24, 24], "val": [0, 24], "test": [0, 24]}
+    report = (run / "report.md").read_text()
+    assert ("Checked image by image (pixel for pixel at 32 px), its pre-training pool holds 24 of 24 train, 0 of 24 "
+            "val and 0 of 24 test images of this data.") in report
     assert summary["arms"]["tpp"]["runs"][0]["pretext"]["decoder"] == "pretrained"
     assert "saw the train split(s) of this very data file" in (run / "report.md").read_text()
     bb = build_backbone(BackboneConfig(checkpoint=str(out / "backbone_encoder.safetensors")))

@@ -345,6 +345,15 @@ def test_the_report_says_whether_the_backbone_saw_the_data(tmp_path):
              ({"trained_on": clean_pool}, {"dataset": "brain_mri_64"}, "yes, by name", "By name, brain_mri_train.npz"),
              ({"trained_on": clean_pool}, {"backbone_saw_this_data": ["train"]}, "yes: train",
               "It saw the train split(s) of this very data file"),
+             # image by image: what the keys found wins over the name, either way
+             ({"trained_on": clean_pool}, {"dataset": "brain_mri_64", "backbone_saw_images": {
+                 "image_size": 64, "train": [4117, 4117], "val": [0, 455], "test": [0, 1311]}},
+              "yes: train 4,117 of 4,117 images", "pool holds 4,117 of 4,117 train, 0 of 455 val and 0 of 1,311 test "
+              "images of this data: read the comparison as one on images the backbone has seen, unlabelled."),
+             ({"trained_on": clean_pool}, {"dataset": "brain_mri_64", "backbone_saw_images": {
+                 "image_size": 64, "train": [0, 546], "val": [0, 78], "test": [0, 156]}},
+              "no (image by image)", "Checked image by image (pixel for pixel at 64 px), its pre-training pool holds 0 "
+              "of 546 train, 0 of 78 val and 0 of 156 test images of this data (a copy resized"),
              ({}, {}, "unknown", None)]
     for k, (backbone, seen, short, sentence) in enumerate(cases):
         run = synthetic_run(tmp_path / str(k), "breastmnist", {"baseline": [0.9, 0.91], "tpp": [0.9, 0.92]})

@@ -8,7 +8,8 @@ are read where they live: the mask and the decoder from ``pretext`` (``mask_rati
 ``hflip``, ``vflip``), the autocast precision from ``train.precision``. The result is a checkpoint in the layout
 :func:`tppeft.backbones.build_backbone` reads (that of the bundled b0): ``<name>_encoder.safetensors``,
 ``<name>_decoder.safetensors`` and ``<name>_meta.json``, the metadata saying exactly which files and splits
-were seen.
+were seen; ``<name>_pool_keys.bin`` holds a key per pool image (:mod:`tppeft.data.overlap`), so that a run can
+count which of its images the backbone saw, pixel for pixel.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from tppeft.backbone_pretrain.config import BackbonePretrainConfig
 from tppeft.backbones.factory import Backbone, BackboneError, _create
 from tppeft.data import augment_batch, to_model_input
 from tppeft.data.config import DataConfig
+from tppeft.data.overlap import KEY_BYTES, image_keys, keys_bytes
 from tppeft.data.pool import load_pool
 from tppeft.engine import arithmetic, resolve_device, set_threads, train
 from tppeft.engine.checkpoint import Checkpointer, config_match
 from tppeft.engine.config import CheckpointConfig, TrainConfig
 from tppeft.engine.devices import autocast, autocast_dtype
 from tppeft.engine.loop import epoch_steps
-from tppeft.io import append_jsonl, save_tensors, write_json
+from tppeft.io import append_jsonl, atomic_write_bytes, save_tensors, write_json
 from tppeft.pretext.config import PretextConfig
 from tppeft.pretext.mae.task import MaskedReconstruction
 from tppeft.revision import source_revision
@@ -142,6 +144,10 @@ def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str],
         "save_dtype": bp.save_dtype, "tppeft_version": tppeft.__version__, "revision": source_revision(),
         "arithmetic": arithmetic(device),  # the same file again needs the same processor (or GPU) and torch
     }
+    keys = keys_bytes(image_keys(pool, size))  # which images it saw, so that a run can tell if it sees them again
+    atomic_write_bytes(Path(f"{stem}_pool_keys.bin"), keys)
+    meta["pool_keys"] = {"file": f"{bp.checkpoint_name}_pool_keys.bin", "image_size": size,
+                         "images": len(keys) // KEY_BYTES}
     write_json(Path(f"{stem}_meta.json"), meta)
     log(f"backbone-pretrain done: loss {curve[0][1]:.4f} -> {curve[-1][1]:.4f} in {seconds:.0f}s; "
         f"checkpoint {stem}_encoder.safetensors")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from timm.layers import resample_abs_pos_embed
@@ -45,6 +46,7 @@ class Backbone:
     decoder_resampled: bool = False  # the decoder's position table was resampled to another input size
     dino_head: DinoHeadWeights | None = None
     provenance: dict = field(default_factory=dict)  # layout, family, where normalisation and heads came from
+    pool_keys: Path | None = None  # the keys of the images it was pre-trained on (tppeft backbone-pretrain)
 
     @property
     def embed_dim(self) -> int:
@@ -153,8 +155,12 @@ def _from_checkpoint(cfg: BackboneConfig, image_size: int | None) -> Backbone:
     provenance = {"layout": weights.layout, "family": weights.family, "normalisation": norm_source,
                   "mae_decoder": decoder_meta.get("origin") if decoder_state else None,
                   "dino_head": weights.dino_head.origin if weights.dino_head else None, "notes": weights.notes}
-    return _finish(model, cfg, mean, std, identity, decoder_state, decoder_meta, resampled, weights.dino_head,
-                   provenance)
+    backbone = _finish(model, cfg, mean, std, identity, decoder_state, decoder_meta, resampled, weights.dino_head,
+                       provenance)
+    if (keys := weights.meta.get("pool_keys")) and weights.files:
+        identity["pool_keys"] = keys
+        backbone.pool_keys = weights.files[0].parent / keys["file"]
+    return backbone
 
 
 def _check_digest(cfg: BackboneConfig, digest: str | None) -> None:

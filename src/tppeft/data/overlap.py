@@ -14,6 +14,7 @@ import torch
 from tppeft.data.transforms import input_pixels
 
 CHUNK = 512  # images brought to the input size at a time: a whole split at 224 px can be several GB as float
+KEY_BYTES = 16
 
 
 def image_keys(images: torch.Tensor, size: int | None = None) -> list[bytes | None]:
@@ -28,7 +29,7 @@ def image_keys(images: torch.Tensor, size: int | None = None) -> list[bytes | No
         grey = (levels == levels[:, :1]).flatten(1).all(dim=1).tolist()
         for image, c, g in zip(levels, constant, grey, strict=True):
             keys.append(None if c else hashlib.blake2b((image[:1] if g else image).numpy().tobytes(),
-                                                       digest_size=16).digest())
+                                                       digest_size=KEY_BYTES).digest())
     return keys
 
 
@@ -41,3 +42,15 @@ def found_in(keys: list[bytes | None], others: list[bytes | None]) -> list[bool]
 def count_in(keys: list[bytes | None], others: list[bytes | None]) -> int:
     """How many of ``keys``' images are among ``others``' (constant images never count)."""
     return sum(found_in(keys, others))
+
+
+def keys_bytes(keys: list[bytes | None]) -> bytes:
+    """The keys of the images that have one, one after another: a file of them is a set of images."""
+    return b"".join(k for k in keys if k is not None)
+
+
+def keys_from_bytes(data: bytes) -> set[bytes]:
+    """The set of keys that :func:`keys_bytes` wrote."""
+    if len(data) % KEY_BYTES:
+        raise ValueError(f"not a file of {KEY_BYTES}-byte image keys ({len(data)} bytes)")
+    return {data[i:i + KEY_BYTES] for i in range(0, len(data), KEY_BYTES)}

@@ -17,6 +17,7 @@ from tppeft.arms import get_arm
 from tppeft.backbones import seen_by_name, seen_splits
 from tppeft.bundled import resolve
 from tppeft.config import Config
+from tppeft.data.overlap import count_in, image_keys, keys_from_bytes
 from tppeft.engine import arithmetic
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
@@ -30,7 +31,7 @@ from tppeft.experiment.shared_stage import shared_stage
 from tppeft.faults import kill_point
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.budget import extra_epochs_text
-from tppeft.reporting.report import write_report
+from tppeft.reporting.report import seen_images_text, write_report
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
 from tppeft.revision import source_revision
 from tppeft.rundir import RunFolder
@@ -202,6 +203,27 @@ def _shared(budget: dict) -> str:
     return f", shared by {k} fine-tuning runs: {budget['tpp_stage_in_finetune_epochs'] / k:.2f} each" if k > 1 else ""
 
 
+def seen_images(ctx: Context, log: Callable[[str], None]) -> dict | None:
+    """Per split, [images the backbone saw in pre-training, images], pixel for pixel at its input size, from the
+    keys ``tppeft backbone-pretrain`` wrote beside it (:mod:`tppeft.data.overlap`); None without them."""
+    path, made = ctx.backbone.pool_keys, ctx.backbone.identity.get("pool_keys") or {}
+    if path is None:
+        return None
+    if not path.is_file():
+        log(f"note: {path} (the keys of the backbone's pre-training images) is missing, so which of this data's "
+            "images the backbone saw is not checked")
+        return None
+    splits = ctx.data.splits
+    if any(s.size != made.get("image_size") for s in splits.values()):
+        log(f"note: the backbone's pre-training images are keyed at {made.get('image_size')} px and this run reads "
+            f"its images at {ctx.backbone.image_size} px, so which of them the backbone saw is not checked")
+        return None
+    pool = keys_from_bytes(path.read_bytes())
+    found = {name: image_keys(ctx.task.pretext_images(split), split.size) for name, split in splits.items()}
+    return {"image_size": made["image_size"], **{name: [count_in(keys, pool), len(keys)]
+                                                  for name, keys in found.items()}}
+
+
 def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tuple[dict, dict | None]:
     """What summary.json says of the whole comparison (data, backbone, settings), and the matched budget of an arm
     that needs one (None: no such arm); logs what the user should know before the first run."""
@@ -229,10 +251,15 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
     for m, reason in meta["undefined_metrics"].items():
         log(f"note: test {m.upper()} is undefined: {reason}; it is left out of the statistics and the verdict")
     overlap = seen_splits(ctx.backbone.identity, resolve(cfg.data.path))
-    named = [] if overlap else seen_by_name(ctx.backbone.identity, ctx.data.name)
+    images = seen_images(ctx, log)
+    named = [] if overlap or images else seen_by_name(ctx.backbone.identity, ctx.data.name)
     if overlap:
         meta["backbone_saw_this_data"] = overlap
         log(f"note: the backbone was pre-trained on the {', '.join(overlap)} split(s) of {cfg.data.path}")
+    if images:
+        meta["backbone_saw_images"] = images
+        log(f"note: of this data's images, the backbone's pre-training pool holds {seen_images_text(images)}, "
+            f"pixel for pixel at {images['image_size']} px")
     elif named:  # the report reads it from the dataset's name and trained_on (older summaries too)
         log(f"note: the backbone's pre-training sets include {', '.join(named)}: by name, this data set")
     staged = [a.name for a in arms if a.has_tpp_stage]

@@ -456,13 +456,20 @@ def _backbone_text(summary: dict) -> str | None:
             parts.append(str(s))
     text = "The backbone was pre-trained on: " + "; ".join(parts) + "."
     overlap, named = summary.get("backbone_saw_this_data"), _seen_by_name(summary)
+    images = summary.get("backbone_saw_images")
     if overlap:
         text += (f" It saw the {', '.join(overlap)} split(s) of this very data file, so a pretext task on those "
                  "images has less left to teach.")
-    elif named:
+    if images:
+        seen = any(v[0] for k, v in images.items() if k != "image_size")
+        ending = (" (a copy resized or re-encoded differently would not be found)." if not seen else "." if overlap
+                  else ": read the comparison as one on images the backbone has seen, unlabelled.")
+        text += (f" Checked image by image (pixel for pixel at {images['image_size']} px), its pre-training pool holds "
+                 f"{seen_images_text(images)} images of this data{ending}")
+    elif named and not overlap:
         text += (f" By name, {', '.join(named)} is this data set: read the comparison as one on images the backbone "
                  "has seen, unlabelled (the metadata cannot say which images or splits).")
-    else:
+    elif not overlap:
         text += " None of them is this data set: the backbone never saw these images (as far as its metadata says)."
     return text
 
@@ -471,11 +478,21 @@ def _seen_by_name(summary: dict) -> list[str]:
     return seen_by_name(summary.get("backbone") or {}, summary.get("dataset") or "")
 
 
+def seen_images_text(images: dict) -> str:
+    """``backbone_saw_images`` as words: "546 of 546 train, 0 of 78 val and 0 of 156 test"."""
+    parts = [f"{v[0]:,} of {v[1]:,} {k}" for k, v in images.items() if k != "image_size"]
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+
+
 def saw_the_data(summary: dict) -> str:
-    """Whether the backbone saw this data in pre-training, as its metadata tells: the splits (by checksum),
-    "yes, by name", "no" or "unknown" (the metadata does not list its pre-training data)."""
+    """Whether the backbone saw this data in pre-training, as its metadata tells: the splits (by checksum), the
+    splits' images it saw (image by image), "yes, by name", "no" or "unknown" (the metadata does not list its
+    pre-training data)."""
     if summary.get("backbone_saw_this_data"):
         return "yes: " + ", ".join(summary["backbone_saw_this_data"])
+    if images := summary.get("backbone_saw_images"):
+        seen = [f"{k} {v[0]:,} of {v[1]:,}" for k, v in images.items() if k != "image_size" and v[0]]
+        return "yes: " + ", ".join(seen) + " images" if seen else "no (image by image)"
     if _seen_by_name(summary):
         return "yes, by name"
     return "no" if (summary.get("backbone") or {}).get("trained_on") else "unknown"
