@@ -162,6 +162,22 @@ def test_backbone_pretrain_then_run_loads_it(tmp_path, capsys):
     assert meta["arithmetic"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert meta["revision"] == source_revision()  # the code's commit, None outside a git checkout
     assert all(np.isfinite(loss) for _, loss in meta["loss_curve"])
+    # a backbone made before the pool keys were written gets them by resuming its folder, from the same pool only
+    keys_file, encoder = out / meta["pool_keys"]["file"], (out / "backbone_encoder.safetensors").read_bytes()
+    keys, stored = keys_file.read_bytes(), vol.read_bytes()
+    keys_file.unlink()
+    (out / "backbone_meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "pool_keys"}))
+    write_volumes(vol, n=(4, 3, 3))  # another file at the source's path
+    capsys.readouterr()
+    assert main(["backbone-pretrain", "--resume", str(out)]) == 2
+    assert "the recipe's pool is not the one the backbone was trained on" in capsys.readouterr().err
+    vol.write_bytes(stored)
+    assert main(["backbone-pretrain", "--resume", str(out)]) == 0
+    assert "already finished; wrote the keys of its" in capsys.readouterr().err
+    assert keys_file.read_bytes() == keys and (out / "backbone_encoder.safetensors").read_bytes() == encoder
+    assert json.loads((out / "backbone_meta.json").read_text()) == meta  # trained nothing, changed nothing else
+    assert main(["backbone-pretrain", "--resume", str(out)]) == 0
+    assert "already finished" in capsys.readouterr().err and keys_file.read_bytes() == keys
     # the checkpoint is what `backbone.checkpoint` reads, decoder included, and the run records what it saw
     run = tmp_path / "run"
     sets = ["pretext.probe=false", "seeds=1", "data.limit=24", "pretext.epochs=1", "finetune.epochs=1",

@@ -14,6 +14,7 @@ count which of its images the backbone saw, pixel for pixel.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -61,13 +62,50 @@ class PretrainSettings(Protocol):
 STAGE = "backbone_pretrain"
 
 
+def _write_pool_keys(pool: torch.Tensor, size: int, out_dir: Path, name: str) -> dict:
+    """``<name>_pool_keys.bin``: a key per pool image (:mod:`tppeft.data.overlap`), so that a run can tell which of
+    its images the backbone saw; returns the metadata's ``pool_keys`` entry."""
+    keys = keys_bytes(image_keys(pool, size))
+    atomic_write_bytes(out_dir / f"{name}_pool_keys.bin", keys)
+    return {"file": f"{name}_pool_keys.bin", "image_size": size, "images": len(keys) // KEY_BYTES}
+
+
+def _finished(cfg: PretrainSettings, out_dir: Path, log: Callable[[str], None]) -> dict | None:
+    """The metadata of a backbone already made in ``out_dir`` (None if there is none), with the pool keys added
+    when it was made before they were written: the recipe's pool is read again and must be, file by file, the
+    one the backbone was trained on (SHA-256 and image counts)."""
+    bp = cfg.backbone_pretrain
+    meta_path = out_dir / f"{bp.checkpoint_name}_meta.json"
+    if not meta_path.is_file() or not (out_dir / f"{bp.checkpoint_name}_encoder.safetensors").is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if (keys := meta.get("pool_keys")) and (out_dir / keys["file"]).is_file():
+        log(f"backbone-pretrain: already finished ({meta_path}); nothing to do")
+        return meta
+    size = meta["arch_kwargs"]["img_size"]
+    pool, sources = load_pool(bp.sources, size, bp.data_root, log)
+    made = [(s.get("file"), s.get("sha256"), s.get("splits")) for s in meta.get("sources", [])]
+    if made != [(s["file"], s["sha256"], s["splits"]) for s in sources]:
+        raise BackboneError(f"{out_dir}: the recipe's pool is not the one the backbone was trained on (its "
+                            f"{meta_path.name} lists {[m[0] for m in made]} with other checksums or counts); "
+                            "restore those files (backbone_pretrain.data_root) to key its images")
+    meta["pool_keys"] = _write_pool_keys(pool, size, out_dir, bp.checkpoint_name)
+    write_json(meta_path, meta)
+    log(f"backbone-pretrain: already finished; wrote the keys of its {meta['pool_keys']['images']:,} pool images "
+        f"({meta['pool_keys']['file']}), so that runs can count which of their images it saw")
+    return meta
+
+
 def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str], None] = print,
                       resume: bool = False) -> dict:
     """Train ``cfg.backbone_pretrain`` and write the checkpoint into ``out_dir``; returns its metadata.
 
     Checkpoints go to ``out_dir/checkpoints/backbone_pretrain`` every ``checkpoint.every_epochs`` epochs (and on
-    SIGINT/SIGTERM); with ``resume`` training continues from the newest one, to the same result.
+    SIGINT/SIGTERM); with ``resume`` training continues from the newest one, to the same result. Resuming a
+    finished backbone trains nothing: it writes the pool keys if the backbone was made without them.
     """
+    if resume and (meta := _finished(cfg, out_dir, log)) is not None:
+        return meta
     bp, data = cfg.backbone_pretrain, cfg.data
     device = resolve_device(cfg.device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else None
@@ -144,10 +182,7 @@ def pretrain_backbone(cfg: PretrainSettings, out_dir: Path, log: Callable[[str],
         "save_dtype": bp.save_dtype, "tppeft_version": tppeft.__version__, "revision": source_revision(),
         "arithmetic": arithmetic(device),  # the same file again needs the same processor (or GPU) and torch
     }
-    keys = keys_bytes(image_keys(pool, size))  # which images it saw, so that a run can tell if it sees them again
-    atomic_write_bytes(Path(f"{stem}_pool_keys.bin"), keys)
-    meta["pool_keys"] = {"file": f"{bp.checkpoint_name}_pool_keys.bin", "image_size": size,
-                         "images": len(keys) // KEY_BYTES}
+    meta["pool_keys"] = _write_pool_keys(pool, size, out_dir, bp.checkpoint_name)
     write_json(Path(f"{stem}_meta.json"), meta)
     log(f"backbone-pretrain done: loss {curve[0][1]:.4f} -> {curve[-1][1]:.4f} in {seconds:.0f}s; "
         f"checkpoint {stem}_encoder.safetensors")
