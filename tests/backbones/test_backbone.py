@@ -146,3 +146,21 @@ def test_digest_detects_any_change(b0):
         m.blocks[3].mlp.fc1.weight[0, 0] += 1e-7
     assert frozen_state_digest(m) != d
 
+
+
+def test_global_pool_chooses_the_feature_heads_read():
+    from tppeft.pretext.encoder import pooled
+    from tppeft.tasks.classification import Classifier
+
+    x = torch.rand(2, 3, 64, 64)
+    own = build_backbone(BackboneConfig(checkpoint="bundled:b0"))
+    avg = build_backbone(BackboneConfig(checkpoint="bundled:b0", global_pool="avg"))
+    tokens = own.model.forward_features(x)
+    assert torch.equal(tokens, avg.model.forward_features(x))  # the tokens themselves are untouched
+    assert torch.equal(pooled(own.model, tokens), tokens[:, 0])  # b0's own: the class token
+    mean = tokens[:, own.model.num_prefix_tokens:].mean(1)
+    assert torch.allclose(pooled(avg.model, tokens), mean)  # the mean of the patch tokens
+    head = Classifier(avg.model, 2)
+    assert torch.allclose(head(x), head.head(mean), atol=1e-6)  # what the classification head reads
+    with pytest.raises(ValueError, match="global_pool"):
+        BackboneConfig(global_pool="max")

@@ -51,6 +51,11 @@ class BackboneConfig(Section):
         description="Attention heads of a checkpoint's MAE decoder where the file does not say (an MAE `.pth`); "
         "null = MAE's 16.",
     )
+    global_pool: Literal["token", "avg"] | None = Field(
+        None, description="The image feature the classification head and the SimCLR / DINO projection heads read "
+        "(timm's `global_pool`): `token`, the class token; `avg`, the mean of the patch tokens after the final norm "
+        "(as MAE fine-tunes); null = the checkpoint's own (the class token for every layout but a timm model made "
+        "with another). Segmentation and the linear probe read the tokens themselves, so it does not touch them.")
     dims: Literal[2, 3] = Field(
         2, description="2 = the 2D ViT (volumes slice by slice); 3 = a 3D ViT made from it: patch embedding "
         "inflated to `patch_depth` x patch x patch patches (weights spread over depth), position embedding repeated "

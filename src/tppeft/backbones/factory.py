@@ -185,6 +185,8 @@ def _finish(model: nn.Module, cfg: BackboneConfig, mean: tuple, std: tuple, iden
                             "position embedding, which this version supports")
     model.requires_grad_(False)
     model.eval()
+    if cfg.global_pool is not None:
+        model.global_pool = cfg.global_pool  # forward_head pools by it: the classifier's and pretext heads' feature
     return Backbone(
         model=model, mean=tuple(cfg.mean or mean), std=tuple(cfg.std or std), image_size=model.patch_embed.img_size[0],
         patch_size=model.patch_embed.patch_size[0], identity=identity, decoder_state=decoder_state,
