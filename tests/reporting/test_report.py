@@ -352,6 +352,10 @@ def test_the_report_says_whether_the_backbone_saw_the_data(tmp_path):
               "images of this data: read the comparison as one on images the backbone has seen, unlabelled."),
              ({"trained_on": clean_pool}, {"dataset": "brain_mri_64", "backbone_saw_images": {
                  "image_size": 64, "train": [0, 546], "val": [0, 78], "test": [0, 156]}},
+              "by name only (no image matches)", "pool holds 0 of 546 train, 0 of 78 val and 0 of 156 test images of "
+              "this data; but by name, brain_mri_train.npz is this data set, so its images may be there resized"),
+             ({"trained_on": clean_pool}, {"backbone_saw_images": {
+                 "image_size": 64, "train": [0, 546], "val": [0, 78], "test": [0, 156]}},
               "no (image by image)", "Checked image by image (pixel for pixel at 64 px), its pre-training pool holds 0 "
               "of 546 train, 0 of 78 val and 0 of 156 test images of this data (a copy resized"),
              ({}, {}, "unknown", None)]

@@ -31,7 +31,7 @@ from tppeft.experiment.shared_stage import shared_stage
 from tppeft.faults import kill_point
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.budget import extra_epochs_text
-from tppeft.reporting.report import seen_images_text, write_report
+from tppeft.reporting.report import any_seen, seen_images_text, write_report
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
 from tppeft.revision import source_revision
 from tppeft.rundir import RunFolder
@@ -252,14 +252,16 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
         log(f"note: test {m.upper()} is undefined: {reason}; it is left out of the statistics and the verdict")
     overlap = seen_splits(ctx.backbone.identity, resolve(cfg.data.path))
     images = seen_images(ctx, log)
-    named = [] if overlap or images else seen_by_name(ctx.backbone.identity, ctx.data.name)
+    named = [] if overlap else seen_by_name(ctx.backbone.identity, ctx.data.name)
     if overlap:
         meta["backbone_saw_this_data"] = overlap
         log(f"note: the backbone was pre-trained on the {', '.join(overlap)} split(s) of {cfg.data.path}")
     if images:
         meta["backbone_saw_images"] = images
         log(f"note: of this data's images, the backbone's pre-training pool holds {seen_images_text(images)}, "
-            f"pixel for pixel at {images['image_size']} px")
+            f"pixel for pixel at {images['image_size']} px"
+            + (f"; by name, {', '.join(named)} is this data set, so its images may be there resized or scaled "
+               "otherwise" if named and not any_seen(images) else ""))
     elif named:  # the report reads it from the dataset's name and trained_on (older summaries too)
         log(f"note: the backbone's pre-training sets include {', '.join(named)}: by name, this data set")
     staged = [a.name for a in arms if a.has_tpp_stage]

@@ -461,9 +461,11 @@ def _backbone_text(summary: dict) -> str | None:
         text += (f" It saw the {', '.join(overlap)} split(s) of this very data file, so a pretext task on those "
                  "images has less left to teach.")
     if images:
-        seen = any(v[0] for k, v in images.items() if k != "image_size")
-        ending = (" (a copy resized or re-encoded differently would not be found)." if not seen else "." if overlap
-                  else ": read the comparison as one on images the backbone has seen, unlabelled.")
+        seen = any_seen(images)
+        ending = ("." if overlap else ": read the comparison as one on images the backbone has seen, unlabelled."
+                  if seen else f"; but by name, {', '.join(named)} is this data set, so its images may be there "
+                  "resized or scaled otherwise, which this check cannot find." if named
+                  else " (a copy resized or re-encoded differently would not be found).")
         text += (f" Checked image by image (pixel for pixel at {images['image_size']} px), its pre-training pool holds "
                  f"{seen_images_text(images)} images of this data{ending}")
     elif named and not overlap:
@@ -476,6 +478,11 @@ def _backbone_text(summary: dict) -> str | None:
 
 def _seen_by_name(summary: dict) -> list[str]:
     return seen_by_name(summary.get("backbone") or {}, summary.get("dataset") or "")
+
+
+def any_seen(images: dict) -> bool:
+    """``backbone_saw_images`` holds at least one image the backbone saw."""
+    return any(v[0] for k, v in images.items() if k != "image_size")
 
 
 def seen_images_text(images: dict) -> str:
@@ -492,7 +499,9 @@ def saw_the_data(summary: dict) -> str:
         return "yes: " + ", ".join(summary["backbone_saw_this_data"])
     if images := summary.get("backbone_saw_images"):
         seen = [f"{k} {v[0]:,} of {v[1]:,}" for k, v in images.items() if k != "image_size" and v[0]]
-        return "yes: " + ", ".join(seen) + " images" if seen else "no (image by image)"
+        if seen:
+            return "yes: " + ", ".join(seen) + " images"
+        return "by name only (no image matches)" if _seen_by_name(summary) else "no (image by image)"
     if _seen_by_name(summary):
         return "yes, by name"
     return "no" if (summary.get("backbone") or {}).get("trained_on") else "unknown"
