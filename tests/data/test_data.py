@@ -165,3 +165,33 @@ def test_resize_masks_is_nearest():
     up = resize_masks(m, 64)
     assert up.shape == (2, 64, 64) and up.dtype == torch.uint8
     assert torch.equal(up[:, ::4, ::4], m)
+
+
+def test_a_labelled_npz_reads_as_classification_and_a_segmentation_file_with_labels_when_asked(tmp_path):
+    from tppeft.data.loading import detect_kind, load_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 10, 10), dtype=np.uint8)
+    labels = np.array([0, 1, 2] * 4, np.uint8)
+    split = np.array([2, 2, 2, 0, 0, 0, 0, 0, 0, 1, 1, 1], np.uint8)  # ids of split_names: val, test, train
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, images=images, labels=labels, split=split, split_names=np.array(["test", "train", "val"]),
+             class_names=np.array(["normal", "benign", "malignant"]))
+    data = load_dataset(plain)
+    assert (data.kind, data.task, data.num_classes, data.layout) == ("classification", "multiclass", 3,
+                                                                      "labelled .npz (images, labels, split)")
+    assert data.class_names == ["normal", "benign", "malignant"]
+    assert [len(data[s].labels) for s in ("train", "val", "test")] == [3, 3, 6]
+    assert torch.equal(data["val"].images[:, 0], torch.from_numpy(images[:3]))  # id 2 is "val" here
+    assert data["test"].labels.tolist() == [0, 1, 2, 0, 1, 2]
+    both = tmp_path / "both.npz"  # like the packed BUSI: masks for segmentation, labels for classification
+    np.savez(both, images=images, masks=(images > 128).astype(np.uint8), labels=labels, split=split)
+    assert detect_kind(both) == "segmentation" and load_dataset(both).kind == "segmentation"
+    assert load_dataset(both, "classification").num_classes == 3  # split ids 0/1/2 = train/val/test
+    np.savez(tmp_path / "short.npz", images=images, labels=labels, split=split,
+             split_names=np.array(["train", "val", "test"]), class_names=np.array(["a", "b"]))
+    with pytest.raises(DataError, match="'class_names' names 2 classes, its labels hold 3"):
+        load_dataset(tmp_path / "short.npz")
+    np.savez(tmp_path / "two.npz", images=images, labels=labels, split=np.minimum(split, 1))
+    with pytest.raises(DataError, match="split 'test' is empty"):
+        load_dataset(tmp_path / "two.npz")

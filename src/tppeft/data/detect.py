@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tppeft.data.medmnist import MEDMNIST_KEYS, DataError, check_medmnist_keys, open_npz, where
+from tppeft.data.medmnist import LABELLED_KEYS, MEDMNIST_KEYS, DataError, check_medmnist_keys, open_npz, where
 from tppeft.data.segmentation import SEGMENTATION_KEYS
 
 # Folder names read as each split (any case): `Training/` and `Testing/` as often shipped are splits too.
 SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
 PAIR_FOLDERS = {"images", "masks"}
 ACCEPTED = ("accepted layouts: a MedMNIST-format .npz (2D or 3D); a segmentation .npz (images, masks, split); "
+            "a labelled .npz (images, labels, split); "
             "DIR/{train,val,test}/{images,masks}/ (image/mask pairs); DIR/{train,val,test}/<class>/* or "
             "DIR/<class>/* (image folder); a CSV manifest path,label[,split][,group]")
 
@@ -22,7 +23,7 @@ ACCEPTED = ("accepted layouts: a MedMNIST-format .npz (2D or 3D); a segmentation
 class Layout:
     """A detected layout: its name, the data kind it feeds (see ``KINDS``) and the file it reads."""
 
-    name: str  # medmnist, volumes, segmentation_npz, segmentation_folder, image_folder, manifest
+    name: str  # medmnist, volumes, segmentation_npz, labelled_npz, segmentation_folder, image_folder, manifest
     kind: str
     path: Path
     text: str  # how the layout is described to the user
@@ -113,8 +114,10 @@ def _folder_layout(folder: Path) -> Layout:
                     f"'path' column); {ACCEPTED}")
 
 
-def detect_layout(path: str | Path) -> Layout:
-    """The layout of ``path``; a path of no accepted layout is a :class:`DataError` that lists them."""
+def detect_layout(path: str | Path, kind: str = "auto") -> Layout:
+    """The layout of ``path``; a path of no accepted layout is a :class:`DataError` that lists them. ``kind``
+    (``task.type``) decides for a file that holds both: masks and labels read as segmentation unless it is
+    ``classification``."""
     path = Path(path)
     if path.is_dir():
         return _folder_layout(path)
@@ -123,8 +126,11 @@ def detect_layout(path: str | Path) -> Layout:
             raise DataError(f"manifest '{path}' does not exist{where(path)}; set data.path (--set data.path=PATH)")
         return Layout("manifest", "classification", path, "CSV manifest")
     with open_npz(path) as npz:
-        if all(k in npz.files for k in SEGMENTATION_KEYS):
+        labelled = all(k in npz.files for k in LABELLED_KEYS)
+        if all(k in npz.files for k in SEGMENTATION_KEYS) and not (labelled and kind == "classification"):
             return Layout("segmentation_npz", "segmentation", path, "segmentation .npz (images, masks, split)")
+        if labelled:
+            return Layout("labelled_npz", "classification", path, "labelled .npz (images, labels, split)")
         if all(k in npz.files for k in MEDMNIST_KEYS):
             shape = _npy_shape(npz, "train_images")
             if len(shape) == 4 and shape[-1] not in (1, 3):
@@ -132,5 +138,5 @@ def detect_layout(path: str | Path) -> Layout:
             return Layout("medmnist", "classification", path, "MedMNIST-format .npz")
         if any(k in npz.files for k in MEDMNIST_KEYS):  # a MedMNIST-format file with keys missing: name them
             check_medmnist_keys(npz, path)
-    raise DataError(f"{path}: not a known data layout; expected MedMNIST keys {list(MEDMNIST_KEYS)} "
-                    f"or segmentation keys {list(SEGMENTATION_KEYS)}; {ACCEPTED}")
+    raise DataError(f"{path}: not a known data layout; expected MedMNIST keys {list(MEDMNIST_KEYS)}, "
+                    f"segmentation keys {list(SEGMENTATION_KEYS)} or labelled keys {list(LABELLED_KEYS)}; {ACCEPTED}")

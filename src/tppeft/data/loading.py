@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from tppeft.data import nifti
 from tppeft.data.detect import detect_layout
-from tppeft.data.medmnist import DataError, ImageDataset, load_medmnist
+from tppeft.data.medmnist import DataError, ImageDataset, load_labelled_npz, load_medmnist
 from tppeft.data.segmentation import load_segmentation_folder, load_segmentation_npz
 from tppeft.data.volumes import load_volumes
 
@@ -47,7 +47,7 @@ def load_dataset(path: str | Path, kind: str = "auto", limit: int | None = None,
                             f"{nifti.KIND}")
         log(f"data: NIfTI volumes in {path}")
         return nifti.load_nifti_dataset(path, volume, limit)
-    layout = detect_layout(path)
+    layout = detect_layout(path, kind)
     if kind != "auto" and kind != layout.kind:
         raise DataError(f"{path}: holds {layout.kind} data but task.type is '{kind}' (found: {layout.text}); set "
                         f"task.type: auto or {layout.kind}")
@@ -65,6 +65,8 @@ def load_dataset(path: str | Path, kind: str = "auto", limit: int | None = None,
         data = load_segmentation_folder(path, limit)
     elif layout.name == "segmentation_npz":
         data = load_segmentation_npz(path, limit)
+    elif layout.name == "labelled_npz":
+        data = load_labelled_npz(path, limit)
     elif layout.name == "volumes":
         data = load_volumes(path, limit, slices, slice_span)
     else:

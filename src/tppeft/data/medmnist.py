@@ -179,6 +179,52 @@ def load_medmnist(path: str | Path, limit: int | None = None,
             if len(images) == 0:
                 raise DataError(f"{path}: split '{s}' is empty")
             splits[s] = [images, labels]
+    return _classification_dataset(path, splits, limit)
+
+
+def split_order(npz: np.lib.npyio.NpzFile, path: Path) -> list[str]:
+    """The split each id of a file's ``split`` array names: its ``split_names``, else 0/1/2 = train/val/test."""
+    return [str(n) for n in _read(npz, "split_names", path)] if "split_names" in npz.files else list(SPLITS)
+
+
+LABELLED_KEYS = ("images", "labels", "split")
+
+
+def load_labelled_npz(path: str | Path, limit: int | None = None) -> ImageDataset:
+    """A classification file of one ``images`` array (N,H,W) or (N,H,W,3), ``labels`` (N,) class ids or (N,L)
+    0/1, and ``split`` (N,) ids of ``split_names`` (train/val/test when absent); ``class_names`` if it has them.
+    A segmentation file with labels (e.g. the packed BUSI, whose ``labels`` are its images' classes) reads so
+    with ``task.type: classification``."""
+    path = Path(path)
+    with open_npz(path) as npz:
+        missing = [k for k in LABELLED_KEYS if k not in npz.files]
+        if missing:
+            raise DataError(f"{path}: missing key(s) {missing}; a labelled file has 'images', 'labels' and 'split'")
+        images = _images_to_tensor(_read(npz, "images", path), "images", path)
+        labels = _labels_to_tensor(_read(npz, "labels", path), "labels", path)
+        split, names = _read(npz, "split", path), split_order(npz, path)
+        classes = [str(c) for c in _read(npz, "class_names", path)] if "class_names" in npz.files else None
+    if len(labels) != len(images) or split.shape != (len(images),):
+        raise DataError(f"{path}: 'images', 'labels' and 'split' must have one entry per image ({len(images)}); "
+                        f"found {len(labels)} labels and split of shape {split.shape}")
+    absent = [s for s in SPLITS if s not in names]
+    if absent:
+        raise DataError(f"{path}: its split_names {names} lack {absent}")
+    splits = {}
+    for s in SPLITS:
+        idx = torch.from_numpy(np.flatnonzero(split == names.index(s)))
+        if len(idx) == 0:
+            raise DataError(f"{path}: split '{s}' is empty")
+        splits[s] = [images[idx], labels[idx]]
+    data = _classification_dataset(path, splits, limit)
+    if classes is not None and data.task == "multiclass" and len(classes) < data.num_classes:
+        raise DataError(f"{path}: 'class_names' names {len(classes)} classes, its labels hold {data.num_classes}")
+    data.class_names = classes
+    return data
+
+
+def _classification_dataset(path: Path, splits: dict[str, list[torch.Tensor]], limit: int | None) -> ImageDataset:
+    """Labels (N,1) are classes; (N,L) with L>1 are multi-label 0/1; ``limit`` images of each split are kept."""
     widths = {v[1].shape[1] for v in splits.values()}
     channels = {v[0].shape[1:-2] for v in splits.values()}
     if len(widths) != 1 or len(channels) != 1:

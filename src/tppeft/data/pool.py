@@ -19,11 +19,10 @@ from tppeft.bundled import resolve
 from tppeft.data.config import PoolSourceConfig
 from tppeft.data.detect import SPLIT_FOLDERS, split_folders
 from tppeft.data.images import IMAGE_SUFFIXES, is_image, plan, probe, read_into
-from tppeft.data.medmnist import DataError, _images_to_tensor, open_npz, subset
+from tppeft.data.medmnist import DataError, _images_to_tensor, open_npz, split_order, subset
 from tppeft.data.transforms import resize_images
 from tppeft.io import file_sha256, files_sha256
 
-DEFAULT_SPLIT_NAMES = ("train", "val", "test")
 READ_CHUNK = 1024  # image files decoded at a time from a folder
 
 
@@ -48,7 +47,7 @@ def _split_arrays(npz, path: Path, splits: list[str]) -> dict[str, np.ndarray]:
     if all(f"{s}_images" in files for s in splits):
         return {s: npz[f"{s}_images"] for s in splits}
     if {"images", "split"} <= files:
-        names = [str(n) for n in npz["split_names"]] if "split_names" in files else list(DEFAULT_SPLIT_NAMES)
+        names = split_order(npz, path)
         missing = [s for s in splits if s not in names]
         if missing:
             raise DataError(f"{path}: no split {missing} in its split_names {names}")
