@@ -480,14 +480,19 @@ def _seen_by_name(summary: dict) -> list[str]:
     return seen_by_name(summary.get("backbone") or {}, summary.get("dataset") or "")
 
 
+def _split_counts(images: dict) -> dict[str, list[int]]:
+    """``backbone_saw_images`` without its ``image_size``: [seen, images] by split."""
+    return {k: v for k, v in images.items() if k != "image_size"}
+
+
 def any_seen(images: dict) -> bool:
     """``backbone_saw_images`` holds at least one image the backbone saw."""
-    return any(v[0] for k, v in images.items() if k != "image_size")
+    return any(seen for seen, _ in _split_counts(images).values())
 
 
 def seen_images_text(images: dict) -> str:
     """``backbone_saw_images`` as words: "546 of 546 train, 0 of 78 val and 0 of 156 test"."""
-    parts = [f"{v[0]:,} of {v[1]:,} {k}" for k, v in images.items() if k != "image_size"]
+    parts = [f"{seen:,} of {n:,} {k}" for k, (seen, n) in _split_counts(images).items()]
     return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
 
 
@@ -498,7 +503,7 @@ def saw_the_data(summary: dict) -> str:
     if summary.get("backbone_saw_this_data"):
         return "yes: " + ", ".join(summary["backbone_saw_this_data"])
     if images := summary.get("backbone_saw_images"):
-        seen = [f"{k} {v[0]:,} of {v[1]:,}" for k, v in images.items() if k != "image_size" and v[0]]
+        seen = [f"{k} {seen:,} of {n:,}" for k, (seen, n) in _split_counts(images).items() if seen]
         if seen:
             return "yes: " + ", ".join(seen) + " images"
         return "by name only (no image matches)" if _seen_by_name(summary) else "no (image by image)"
