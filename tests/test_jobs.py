@@ -114,6 +114,32 @@ def test_worker_threads_share_the_cores(monkeypatch):
     assert jobs.worker_threads(3, 2) == 3  # threads set in the config win
 
 
+def test_a_run_that_would_wait_for_the_shared_stage_gives_way_to_one_that_would_not(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from tppeft.config import load_config
+    from tppeft.engine.checkpoint import newest_done, write_checkpoint
+
+    folder = RunFolder(tmp_path)
+    stage = folder.runs_root / "tpp" / "stage" / "checkpoints" / "pretext"
+    todo = [("tpp", 1), ("baseline_matched", 1), ("baseline", 2)]
+    shared, per_seed = load_config(None, ["pretext.stage_seed=0"]), load_config(None, [])
+    making, other = [SimpleNamespace(arm="tpp")], [SimpleNamespace(arm="baseline")]
+    assert jobs._next_run(shared, folder, todo, making) == 1  # tpp seed 0 is making the stage
+    assert jobs._next_run(shared, folder, todo, other) == 0  # no one makes it: this run will
+    assert jobs._next_run(per_seed, folder, todo, making) == 0  # a stage per run: nothing to wait for
+    assert jobs._next_run(shared, folder, [("tpp", 1), ("tpp", 2)], making) == 0  # no run would not wait
+    stage.mkdir(parents=True)
+    write_checkpoint(stage / "ckpt-000001.safetensors", {"x": torch.zeros(1)}, {"done": False})
+    assert not newest_done(stage) and jobs._next_run(shared, folder, todo, making) == 1  # part-way
+    write_checkpoint(stage / "ckpt-000002.safetensors", {"x": torch.zeros(1)}, {"done": True})
+    assert newest_done(stage) and jobs._next_run(shared, folder, todo, making) == 0  # made: read it at once
+    (stage / "ckpt-000003.safetensors").write_bytes(b"half-written")
+    assert not newest_done(stage)
+
+
 def test_a_workers_messages_name_the_comparison_to_resume(monkeypatch, tmp_path):
     from argparse import Namespace
 

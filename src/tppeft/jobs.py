@@ -1,11 +1,13 @@
 """A comparison's runs spread over worker processes on one machine: ``tppeft run --jobs N``.
 
-On CPU a small run keeps few cores busy, so N runs side by side finish sooner than N one after another. Each
-(arm, seed) run is a ``tppeft run --only ARM:SEED`` process of its own with a part folder under ``parts/``; N run at
-a time, in the comparison's order. When a part is done, its run folder moves to ``runs/<arm>/seed<k>``, its record
-is appended to ``results.jsonl`` and its log goes to ``logs/``: run by run, the folder holds what one process
-would have written there, and at the end the figures, ``summary.json`` and ``report.md`` are written the same way.
-A run depends only on the configuration and its seed, so the numbers are those of one process.
+On CPU a small run keeps few cores busy, so N runs side by side finish sooner than N one after another. Each (arm,
+seed) run is a ``tppeft run --only ARM:SEED`` process of its own with a part folder under ``parts/``; N run at a
+time, in the comparison's order, except that a run that would wait for the shared TPP stage (``pretext.stage_seed``)
+another worker is making gives way to the first later run that would not. When a part is done, its run folder moves
+to ``runs/<arm>/seed<k>``, its record is appended to ``results.jsonl`` and its log goes to ``logs/``: run by run,
+the folder holds what one process would have written there, and at the end the figures, ``summary.json`` and
+``report.md`` are written the same way. A run depends only on the configuration and its seed, so the numbers are
+those of one process.
 
 A stop (SIGINT, SIGTERM) is passed on to the workers, which write their checkpoints and stop; so does the death
 of this process (Linux). ``tppeft run --resume DIR`` continues: finished runs are kept, a part with a checkpoint
@@ -29,11 +31,13 @@ from pathlib import Path
 from typing import IO
 
 from tppeft import ranks
+from tppeft.arms import get_arm
 from tppeft.config import Config
 from tppeft.engine.signals import RunInterrupted, stop_requested
 from tppeft.errors import WorkerError
 from tppeft.experiment.comparison import comparison_meta, finish_comparison, run_order
 from tppeft.experiment.context import Context
+from tppeft.experiment.shared_stage import stage_finished
 from tppeft.io import append_jsonl, read_jsonl
 from tppeft.rundir import JOBS_FOLDER_ENV, RunFolder
 
@@ -167,6 +171,19 @@ def forget_parts(folder: RunFolder, pairs: set[tuple[str, int]]) -> None:
             log_path(folder, arm, seed, finished).unlink(missing_ok=True)
 
 
+def _next_run(cfg: Config, folder: RunFolder, todo: list[tuple[str, int]], running: list[_Worker]) -> int:
+    """Where in ``todo`` the run to start is: the first, unless its arm's shared TPP stage is being made by a running
+    worker (it would only wait for it) and a later run would not wait."""
+    if cfg.pretext.stage_seed is None:
+        return 0
+
+    def waits(arm: str) -> bool:
+        return (get_arm(arm).has_tpp_stage and any(w.arm == arm for w in running)
+                and not stage_finished(folder.runs_root / arm))
+
+    return next((i for i, (arm, _) in enumerate(todo) if not waits(arm)), 0)
+
+
 def _describe(rc: int) -> str:
     if rc < 0:
         return f"was killed by {signal.Signals(-rc).name}"
@@ -208,7 +225,7 @@ def run_jobs(cfg: Config, folder: RunFolder, ctx: Context, log: Callable[[str], 
                 stop_all()
                 continue
             while todo and len(running) < jobs and not stopping:
-                arm, seed = todo.pop(0)
+                arm, seed = todo.pop(_next_run(cfg, folder, todo, running))
                 if part_folder(folder, arm, seed).is_complete():  # done before a kill, not yet collected
                     records.append(_collect(folder, arm, seed))
                     continue

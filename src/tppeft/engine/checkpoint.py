@@ -79,6 +79,19 @@ def read_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path, tensors, meta)
 
 
+def newest_done(directory: Path) -> bool:
+    """Whether the newest checkpoint in ``directory`` ends its stage, from its header alone (no tensors read, no
+    checksum): a cheap look for a process that only schedules, not one that resumes."""
+    files = sorted(p for p in directory.iterdir() if _NAME.match(p.name)) if directory.is_dir() else []
+    if not files:
+        return False
+    try:
+        with safe_open(str(files[-1]), framework="pt") as f:
+            return bool(json.loads((f.metadata() or {}).get("tppeft", "{}")).get("done"))
+    except Exception:  # a file being written or a broken one: not known to be done
+        return False
+
+
 @dataclass
 class Checkpointer:
     """The checkpoints of one stage of one run, in ``directory``.

@@ -12,13 +12,14 @@ from pathlib import Path
 from tppeft import distributed
 from tppeft.arms import Arm
 from tppeft.config import PretextConfig
+from tppeft.engine.checkpoint import newest_done
 from tppeft.experiment.builders import build_arm_model
 from tppeft.experiment.checkpoints import resume_stage, stage_checkpointer
 from tppeft.experiment.context import Context
 from tppeft.experiment.model import RunModel
 from tppeft.experiment.pretext_stage import pretrain_stage
 from tppeft.experiment.stage_source import import_stage
-from tppeft.rundir import JOBS_FOLDER_ENV, STAGE_FOLDER, RunFolder
+from tppeft.rundir import JOBS_FOLDER_ENV, STAGE_FOLDER, RunFolder, RunPaths
 
 
 def stage_folder(run_dir: Path) -> Path:
@@ -28,6 +29,12 @@ def stage_folder(run_dir: Path) -> Path:
     jobs = os.environ.get(JOBS_FOLDER_ENV)
     arm_dir = RunFolder(Path(jobs)).runs_root / run_dir.parent.name if jobs else run_dir.parent
     return arm_dir / STAGE_FOLDER
+
+
+def stage_finished(arm_dir: Path) -> bool:
+    """Whether the shared stage beside ``arm_dir``'s runs is made, so that a run of the arm started now reads it at
+    once instead of waiting for the run that makes it (how ``tppeft run --jobs`` chooses what to start)."""
+    return newest_done(RunPaths(arm_dir / STAGE_FOLDER).checkpoints("pretext"))
 
 
 @contextlib.contextmanager
