@@ -20,3 +20,15 @@ def test_keys_match_exact_copies_at_the_input_size_and_nothing_else():
     assert count_in(image_keys(changed, 32), run) == 0
     assert image_keys(blank) == [None] and count_in(image_keys(blank, 32), run) == 0  # constant: matches nothing
     assert len(set(run[:6])) == 6
+
+
+def test_copies_across_splits_count_each_later_splits_images_found_in_an_earlier_one():
+    from tppeft.data.overlap import copies_across
+
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (8, 1, 6, 6), dtype=torch.uint8, generator=gen)
+    blank = torch.zeros(2, 1, 6, 6, dtype=torch.uint8)  # constant images in two splits are not copies
+    keys = {"train": image_keys(torch.cat([images[:4], blank[:1]])),
+            "val": image_keys(torch.cat([images[4:6], images[:1], blank[1:]])),
+            "test": image_keys(torch.cat([images[6:], images[4:5], images[1:3]]))}
+    assert copies_across(keys) == {"val in train": 1, "test in train": 2, "test in val": 1}

@@ -6,6 +6,7 @@ import torch
 
 from tppeft.data.overlap import image_keys, keys_bytes
 from tppeft.experiment.comparison import seen_images
+from tppeft.experiment.context import split_keys
 
 
 def _ctx(tmp_path, pool: torch.Tensor, splits: dict, keyed_at: int = 8, write: bool = True):
@@ -15,7 +16,8 @@ def _ctx(tmp_path, pool: torch.Tensor, splits: dict, keyed_at: int = 8, write: b
     backbone = SimpleNamespace(pool_keys=path, image_size=8,
                                identity={"pool_keys": {"file": path.name, "image_size": keyed_at}})
     data = SimpleNamespace(splits={k: SimpleNamespace(images=v, size=8) for k, v in splits.items()})
-    return SimpleNamespace(backbone=backbone, data=data, task=SimpleNamespace(pretext_images=lambda s: s.images))
+    task = SimpleNamespace(pretext_images=lambda s: s.images)
+    return SimpleNamespace(backbone=backbone, data=data, task=task, split_keys=lambda: split_keys(data, task))
 
 
 def test_the_images_a_backbone_saw_are_counted_per_split_and_a_check_that_cannot_be_made_says_why(tmp_path):

@@ -44,6 +44,14 @@ def count_in(keys: list[bytes | None], others: list[bytes | None]) -> int:
     return sum(found_in(keys, others))
 
 
+def copies_across(keys: dict[str, list[bytes | None]]) -> dict[str, int]:
+    """Per pair of splits (in ``keys``' order), how many images of the later one are copies of the earlier one's:
+    ``{"val in train": 8, "test in train": 1, "test in val": 0}``."""
+    names = list(keys)
+    return {f"{later} in {earlier}": count_in(keys[later], keys[earlier])
+            for i, later in enumerate(names) for earlier in names[:i]}
+
+
 def keys_bytes(keys: list[bytes | None]) -> bytes:
     """The keys of the images that have one, one after another: a file of them is a set of images."""
     return b"".join(k for k in keys if k is not None)

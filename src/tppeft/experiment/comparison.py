@@ -17,7 +17,7 @@ from tppeft.arms import get_arm
 from tppeft.backbones import seen_by_name, seen_splits
 from tppeft.bundled import resolve
 from tppeft.config import Config
-from tppeft.data.overlap import count_in, image_keys, keys_from_bytes
+from tppeft.data.overlap import copies_across, count_in, keys_from_bytes
 from tppeft.engine import arithmetic
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
@@ -31,7 +31,7 @@ from tppeft.experiment.shared_stage import shared_stage
 from tppeft.faults import kill_point
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.budget import extra_epochs_text
-from tppeft.reporting.report import any_seen, seen_images_text, write_report
+from tppeft.reporting.report import any_seen, seen_images_text, split_copies_text, write_report
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
 from tppeft.revision import source_revision
 from tppeft.rundir import RunFolder
@@ -219,7 +219,7 @@ def seen_images(ctx: Context, log: Callable[[str], None]) -> dict | None:
             f"its images at {ctx.backbone.image_size} px, so which of them the backbone saw is not checked")
         return None
     pool = keys_from_bytes(path.read_bytes())
-    found = {name: image_keys(ctx.task.pretext_images(split), split.size) for name, split in splits.items()}
+    found = ctx.split_keys()
     return {"image_size": made["image_size"], **{name: [count_in(keys, pool), len(keys)]
                                                   for name, keys in found.items()}}
 
@@ -247,6 +247,9 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
     # an arm's own options; baseline_matched's section is recorded as its budget (below), which names them
     meta.update({arm.options: getattr(cfg, arm.options).model_dump() for arm in arms
                  if arm.options and not arm.uses_budget})
+    meta["data"]["split_copies"] = copies = copies_across(ctx.split_keys())
+    if any(copies.values()):
+        log(f"note: {split_copies_text(copies, meta['split_sizes'])}")
     meta["undefined_metrics"] = ctx.task.undefined_metrics(ctx.data, "test")
     for m, reason in meta["undefined_metrics"].items():
         log(f"note: test {m.upper()} is undefined: {reason}; it is left out of the statistics and the verdict")

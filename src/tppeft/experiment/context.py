@@ -45,6 +45,13 @@ class Context:
     pretext_extra: torch.Tensor | None = None  # pretext.data: more unlabelled (M, C, S, S) images, TPP stage only
     pretext_sources: list[dict] = field(default_factory=list)  # what pretext.data read
     _labelled: dict[int, torch.Tensor | None] = field(default_factory=dict, repr=False)
+    _keys: dict[str, list[bytes | None]] | None = field(default=None, repr=False)
+
+    def split_keys(self) -> dict[str, list[bytes | None]]:
+        """Per split, a key per image as the model sees it (:func:`tppeft.data.overlap.image_keys`), made once."""
+        if self._keys is None:
+            self._keys = split_keys(self.data, self.task)
+        return self._keys
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
@@ -169,18 +176,23 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
         f"backbone: {backbone.identity['name']} from {cfg.backbone.checkpoint or 'timm'} at {backbone.image_size}px; "
         f"device {device}" + (f" ({threads} threads)" if threads else "") + f", {precision_text}"
         + (f"; {world} processes, global batches shared between them" if world > 1 else ""))
-    extra, sources = _pretext_extra(cfg, backbone.image_size, data, task, log)
+    keys = split_keys(data, task) if cfg.pretext.data else None  # pretext.data is checked against them
+    extra, sources = (None, []) if keys is None else _pretext_extra(cfg, backbone.image_size, keys, log)
     return Context(cfg, device, data.to(device), backbone, torch.tensor(backbone.mean, device=device),
                    torch.tensor(backbone.std, device=device), log, task, precision,
-                   frozen_state_digest(backbone.model), None if extra is None else extra.to(device), sources)
+                   frozen_state_digest(backbone.model), None if extra is None else extra.to(device), sources,
+                   _keys=keys)
 
 
-def _pretext_extra(cfg: Config, size: int, data: ImageDataset, task: Task,
+def split_keys(data: ImageDataset, task: Task) -> dict[str, list[bytes | None]]:
+    """Per split, a key per image the TPP stage would read, at the model's input size."""
+    return {name: image_keys(task.pretext_images(split), split.size) for name, split in data.splits.items()}
+
+
+def _pretext_extra(cfg: Config, size: int, run_keys: dict[str, list[bytes | None]],
                    log: Callable[[str], None]) -> tuple[torch.Tensor | None, list[dict]]:
     """``pretext.data``: more unlabelled training images for the TPP stage, at the model's input size; refused
     if any is one of the run's validation or test images, pixel for pixel (:mod:`tppeft.data.overlap`)."""
-    if not cfg.pretext.data:
-        return None, []
     if cfg.backbone.dims == 3:
         raise ConfigError("pretext.data adds 2D images (central slices of volumes), and a 3D backbone's TPP stage "
                           "sees whole volumes; use it with a 2D backbone (backbone.dims: 2)")
@@ -192,8 +204,6 @@ def _pretext_extra(cfg: Config, size: int, data: ImageDataset, task: Task,
         if src["sha256"] == own_sha or resolve(src["path"]).resolve() == own.resolve():
             raise ConfigError(f"pretext.data: {src['path']} is the run's own data ({cfg.data.path}); its "
                               "training images are in the TPP stage already")
-    run_keys = {split: image_keys(task.pretext_images(data[split]), data[split].size)
-                for split in ("train", "val", "test")}
     keys, start, keep = image_keys(images), 0, []
     drop = cfg.pretext.drop_train_copies
     for src in sources:

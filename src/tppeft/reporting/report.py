@@ -261,6 +261,24 @@ def data_text(summary: dict) -> str | None:
             + (f" ({left:,} copies of the run's training images in pretext.data left out)" if left else "") + ".")
 
 
+def split_copies_text(copies: dict[str, int], sizes: dict[str, int]) -> str:
+    """The images of one split that are copies of another split's (``data.split_copies``), as a sentence."""
+    parts = []
+    for pair, n in copies.items():
+        later, earlier = pair.split(" in ")
+        if n:
+            parts.append(f"{n:,} of the {sizes.get(later, 0):,} {later} images "
+                         + (f"is a copy of a {earlier} image" if n == 1 else f"are copies of {earlier} images"))
+    listed = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+    return (f"{listed}, pixel for pixel at the model's input size: the splits are not disjoint, so scores on "
+            "those images count them as unseen (the data's own split; tppeft keeps it as it is).")
+
+
+def _split_copies_para(summary: dict) -> str | None:
+    copies = (summary.get("data") or {}).get("split_copies") or {}
+    return split_copies_text(copies, summary.get("split_sizes") or {}) if any(copies.values()) else None
+
+
 def validation_text(summary: dict) -> str | None:
     """The paired differences of the primary metric on validation, the split settings are chosen on, and where
     its reading differs from test's (None for a summary without them)."""
@@ -590,8 +608,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
     if unmatched_compute_line(summary):
         blocks.append(Para(unmatched_compute_line(summary)))
     blocks.append(Para(_setup_text(summary)))
-    blocks += [Para(t) for t in (data_text(summary), _backbone_text(summary), _heads_text(summary),
-                                 _stage_text(summary), _matched_text(summary)) if t]
+    blocks += [Para(t) for t in (data_text(summary), _split_copies_para(summary), _backbone_text(summary),
+                                 _heads_text(summary), _stage_text(summary), _matched_text(summary)) if t]
     blocks += [Heading("Test metrics"), arms_rows(summary),
                Para("mean ± sample std over seeds; the 95% interval is a percentile bootstrap of the mean over seeds. "
                     "The validation column (each run at its selected epoch) is what to choose settings on; the "
