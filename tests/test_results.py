@@ -103,6 +103,55 @@ def test_the_stage_table_reads_every_kept_comparison_with_probe_diagnostics(tmp_
     assert "probe change on test (reads test labels" in proc.stdout
 
 
+def test_the_near_twin_table_splits_the_test_images_by_their_twin_in_training(tmp_path):
+    """benchmarks/validity/near_twins.py: test images with a near-twin among the training images and those without,
+    each arm's AUC and tpp's paired difference on each group, from the runs' test scores."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from conftest import write_medmnist
+
+    from tppeft.tasks.classification import classification_metrics
+
+    data = write_medmnist(tmp_path / "toy.npz", n=(12, 6, 8), size=16)
+    arrays = dict(np.load(data))
+    arrays["test_images"][:2] = arrays["train_images"][:2]  # two copies of training images
+    arrays["test_images"][2:4] = arrays["train_images"][2:4] // 2 + 30  # and two near-twins
+    arrays["test_labels"][:] = np.array([[0], [1], [0], [1], [0], [1], [0], [1]])
+    np.savez(data, **arrays)
+    folder = tmp_path / "cmp"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(f"data:\n  path: {data}\n")
+    labels = arrays["test_labels"].reshape(-1)
+    rng = np.random.default_rng(0)
+    for arm in ("baseline", "tpp"):
+        for seed in range(3):
+            p = rng.random(8).astype(np.float32)
+            (folder / "runs" / arm / f"seed{seed}").mkdir(parents=True)
+            np.savez(folder / "runs" / arm / f"seed{seed}" / "test_scores.npz", scores=np.stack([1 - p, p], 1),
+                     labels=labels)
+    out = tmp_path / "rows.json"
+    script = RESULTS.parent / "benchmarks" / "validity" / "near_twins.py"
+    proc = subprocess.run([sys.executable, str(script), str(folder), "--json", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["group"]: r for r in json.loads(out.read_text())}
+    assert rows["all"]["images"] == 8 and rows["twin in train (>= 0.98)"]["images"] == 4
+    assert rows["no twin in train"]["images"] == 4 and rows["exact copy in train"]["images"] == 2
+
+    def auc(arm, seed, group):
+        z = np.load(folder / "runs" / arm / f"seed{seed}" / "test_scores.npz")
+        return classification_metrics(z["labels"][group], z["scores"][group], "binary")["auc"]
+
+    twins = np.arange(8) < 4
+    for name, group in (("all", np.ones(8, bool)), ("twin in train (>= 0.98)", twins), ("no twin in train", ~twins)):
+        diffs = [auc("tpp", s, group) - auc("baseline", s, group) for s in range(3)]
+        assert rows[name]["paired"]["baseline"]["mean"] == pytest.approx(np.mean(diffs))
+        assert rows[name]["per_class"] == np.bincount(labels[group], minlength=2).tolist()
+    assert "| twin in train (>= 0.98) | 4 | 2 / 2 |" in proc.stdout
+
+
 def test_the_resolution_table_says_how_small_an_effect_each_comparison_could_see(tmp_path, monkeypatch):
     """benchmarks/validity/resolution.py: per kept paired difference, its seeds, mean and spread, and the smallest
     difference a paired t-test would find with 80% power; a difference another folder lists is named once."""

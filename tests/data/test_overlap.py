@@ -32,3 +32,21 @@ def test_copies_across_splits_count_each_later_splits_images_found_in_an_earlier
             "val": image_keys(torch.cat([images[4:6], images[:1], blank[1:]])),
             "test": image_keys(torch.cat([images[6:], images[4:5], images[1:3]]))}
     assert copies_across(keys) == {"val in train": 1, "test in train": 2, "test in val": 1}
+
+
+def test_near_twins_are_the_same_picture_rescaled_or_marked_and_never_another_or_a_blank():
+    from tppeft.data.overlap import near_copies_across, nearest, thumbnails
+
+    gen = torch.Generator().manual_seed(2)
+    smooth = torch.nn.functional.interpolate(torch.rand(6, 1, 5, 5, generator=gen), size=(40, 40), mode="bilinear")
+    images = (smooth * 255).round().to(torch.uint8)
+    rescaled = (images[:1].float() * 0.6 + 50).round().to(torch.uint8)  # another exposure of image 0
+    marked = images[1:2].clone()
+    marked[..., 3:5, 3:9] = 255  # a calliper mark on image 1
+    blank = torch.full((2, 1, 40, 40), 7, dtype=torch.uint8)
+    train, test = torch.cat([images[:4], blank[:1]]), torch.cat([rescaled, marked, images[4:], blank[1:]])
+    closest = nearest(thumbnails(test), thumbnails(train))
+    assert (closest[:2] >= 0.98).all() and (closest[2:] < 0.98).all()  # the others and the blank: no twin
+    assert near_copies_across({"train": thumbnails(train), "test": thumbnails(test)}) == {"test in train": 2}
+    assert image_keys(rescaled) != image_keys(images[:1])  # not an exact copy
+    assert nearest(thumbnails(test), thumbnails(train[:0])).tolist() == [0.0] * len(test)

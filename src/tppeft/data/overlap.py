@@ -1,8 +1,11 @@
-"""Images two sets share pixel for pixel, once both are at the model's input size: what ``pretext.data`` is checked
-against, so that a run's validation and test images never reach its TPP stage.
+"""Images two sets share: pixel for pixel, once both are at the model's input size (what ``pretext.data`` is checked
+against, so that a run's validation and test images never reach its TPP stage), and as near-twins.
 
-Only exact copies are found (the same stored image, or the same resize of it); a differently resized or
-re-encoded copy of an image is not. Constant images (blank slices, padding) match nothing: they carry no image.
+Keys find exact copies only (the same stored image, or the same resize of it); a differently resized or re-encoded
+copy of an image is not one. Near-twins are found by thumbnails: two images whose 32x32 grey thumbnails, each
+z-normalised, correlate at :data:`NEAR` or more (the same picture shifted a little, re-marked, re-scaled or
+re-encoded, or a neighbouring frame or slice: checked by eye on BUSI and brain MRI; PneumoniaMNIST's only pairs
+that high are its exact copies). Constant images (blank slices, padding) match nothing: they carry no image.
 """
 
 from __future__ import annotations
@@ -10,11 +13,15 @@ from __future__ import annotations
 import hashlib
 
 import torch
+import torch.nn.functional as F
 
-from tppeft.data.transforms import input_pixels
+from tppeft.data.transforms import float_pixels, input_pixels
 
 CHUNK = 512  # images brought to the input size at a time: a whole split at 224 px can be several GB as float
 KEY_BYTES = 16
+THUMB = 32  # near-twins: the thumbnails' side
+NEAR = 0.98  # and their correlation: BUSI's train/test twins (the same lesion, same frame) lie above, others below
+MAX_PAIRS = 400_000_000  # image pairs compared at most (a few seconds on two cores); larger sets are not checked
 
 
 def image_keys(images: torch.Tensor, size: int | None = None) -> list[bytes | None]:
@@ -49,6 +56,35 @@ def copies_across(keys: dict[str, list[bytes | None]]) -> dict[str, int]:
     ``{"val in train": 8, "test in train": 1, "test in val": 0}``."""
     names = list(keys)
     return {f"{later} in {earlier}": count_in(keys[later], keys[earlier])
+            for i, later in enumerate(names) for earlier in names[:i]}
+
+
+def thumbnails(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) stored images as (N, 1024) grey 32x32 thumbnails, z-normalised to unit length, so that a dot
+    product is a correlation; a constant image's is zero (no correlation with anything)."""
+    out = []
+    for start in range(0, len(images), CHUNK):
+        x = float_pixels(images[start:start + CHUNK]).float().mean(1, keepdim=True)
+        x = F.interpolate(x, size=(THUMB, THUMB), mode="bilinear", antialias=True, align_corners=False).flatten(1)
+        x = x - x.mean(1, keepdim=True)
+        norm = x.norm(dim=1, keepdim=True)
+        out.append(torch.where(norm > 1e-6, x / norm.clamp_min(1e-6), torch.zeros_like(x)).cpu())
+    return torch.cat(out) if out else torch.zeros(0, THUMB * THUMB)
+
+
+def nearest(thumbs: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """For each of ``thumbs``, its largest correlation with one of ``others`` (0 when there are none)."""
+    if not len(others):
+        return torch.zeros(len(thumbs))
+    return torch.cat([(thumbs[i:i + CHUNK] @ others.T).max(1).values for i in range(0, len(thumbs), CHUNK)]
+                     or [torch.zeros(0)])
+
+
+def near_copies_across(thumbs: dict[str, torch.Tensor], near: float = NEAR) -> dict[str, int]:
+    """:func:`copies_across` for near-twins: per pair of splits, how many images of the later one have a near-twin
+    among the earlier one's (:func:`thumbnails`; exact copies included)."""
+    names = list(thumbs)
+    return {f"{later} in {earlier}": int((nearest(thumbs[later], thumbs[earlier]) >= near).sum())
             for i, later in enumerate(names) for earlier in names[:i]}
 
 

@@ -17,7 +17,15 @@ from tppeft.arms import get_arm
 from tppeft.backbones import seen_by_name, seen_splits
 from tppeft.bundled import resolve
 from tppeft.config import Config
-from tppeft.data.overlap import copies_across, count_in, keys_from_bytes
+from tppeft.data.overlap import (
+    MAX_PAIRS,
+    NEAR,
+    copies_across,
+    count_in,
+    keys_from_bytes,
+    near_copies_across,
+    thumbnails,
+)
 from tppeft.engine import arithmetic
 from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
@@ -31,7 +39,13 @@ from tppeft.experiment.shared_stage import shared_stage
 from tppeft.faults import kill_point
 from tppeft.io import append_jsonl, read_jsonl, write_json
 from tppeft.reporting.budget import extra_epochs_text
-from tppeft.reporting.report import any_seen, seen_images_text, split_copies_text, write_report
+from tppeft.reporting.report import (
+    any_seen,
+    copies_between_splits,
+    seen_images_text,
+    split_copies_text,
+    write_report,
+)
 from tppeft.reporting.stats import bootstrap_ci, finite, mean_std, paired_difference
 from tppeft.revision import source_revision
 from tppeft.rundir import RunFolder
@@ -224,6 +238,19 @@ def seen_images(ctx: Context, log: Callable[[str], None]) -> dict | None:
                                                   for name, keys in found.items()}}
 
 
+def near_twins(ctx: Context, log: Callable[[str], None]) -> dict | None:
+    """Per pair of splits, the images of the later one with a near-twin in the earlier one
+    (:func:`tppeft.data.overlap.near_copies_across`); None for volumes (exact copies only) or sets too large."""
+    images = {name: ctx.task.pretext_images(split) for name, split in ctx.data.splits.items()}
+    if any(x.dim() != 4 for x in images.values()):
+        return None
+    sizes = [len(x) for x in images.values()]
+    if (pairs := sum(a * b for i, a in enumerate(sizes) for b in sizes[:i])) > MAX_PAIRS:
+        log(f"note: near-twins between the splits are not looked for ({pairs:,} image pairs, more than {MAX_PAIRS:,})")
+        return None
+    return {"min_correlation": NEAR, "counts": near_copies_across({k: thumbnails(x) for k, x in images.items()})}
+
+
 def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tuple[dict, dict | None]:
     """What summary.json says of the whole comparison (data, backbone, settings), and the matched budget of an arm
     that needs one (None: no such arm); logs what the user should know before the first run."""
@@ -247,9 +274,11 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
     # an arm's own options; baseline_matched's section is recorded as its budget (below), which names them
     meta.update({arm.options: getattr(cfg, arm.options).model_dump() for arm in arms
                  if arm.options and not arm.uses_budget})
-    meta["data"]["split_copies"] = copies = copies_across(ctx.split_keys())
-    if any(copies.values()):
-        log(f"note: {split_copies_text(copies, meta['split_sizes'])}")
+    meta["data"]["split_copies"] = copies_across(ctx.split_keys())
+    if (near := near_twins(ctx, log)) is not None:
+        meta["data"]["split_near_copies"] = near
+    if copies_between_splits(meta["data"]):
+        log(f"note: {split_copies_text(meta['data']['split_copies'], meta['split_sizes'], near)}")
     meta["undefined_metrics"] = ctx.task.undefined_metrics(ctx.data, "test")
     for m, reason in meta["undefined_metrics"].items():
         log(f"note: test {m.upper()} is undefined: {reason}; it is left out of the statistics and the verdict")

@@ -261,22 +261,43 @@ def data_text(summary: dict) -> str | None:
             + (f" ({left:,} copies of the run's training images in pretext.data left out)" if left else "") + ".")
 
 
-def split_copies_text(copies: dict[str, int], sizes: dict[str, int]) -> str:
-    """The images of one split that are copies of another split's (``data.split_copies``), as a sentence."""
+def _pairs_text(counts: dict[str, int], sizes: dict[str, int], one: str, many: str) -> str:
+    """``{"test in train": 2}`` as "2 of the 156 test images <many>" (``{earlier}`` in ``one``/``many`` filled)."""
     parts = []
-    for pair, n in copies.items():
+    for pair, n in counts.items():
         later, earlier = pair.split(" in ")
         if n:
             parts.append(f"{n:,} of the {sizes.get(later, 0):,} {later} images "
-                         + (f"is a copy of a {earlier} image" if n == 1 else f"are copies of {earlier} images"))
-    listed = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
-    return (f"{listed}, pixel for pixel at the model's input size: the splits are not disjoint, so scores on "
-            "those images count them as unseen (the data's own split; tppeft keeps it as it is).")
+                         + (one if n == 1 else many).format(earlier=earlier))
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+
+
+def split_copies_text(copies: dict[str, int], sizes: dict[str, int], near: dict | None = None) -> str:
+    """The images of one split that are copies (``data.split_copies``) or near-twins (``data.split_near_copies``)
+    of another split's, as a sentence."""
+    exact = _pairs_text(copies, sizes, "is a copy of a {earlier} image", "are copies of {earlier} images")
+    twins = _pairs_text((near or {}).get("counts") or {}, sizes, "has a near-twin among the {earlier} images",
+                        "have a near-twin among the {earlier} images")
+    parts = ([f"{exact}, pixel for pixel at the model's input size"] if exact else []) + (
+        [f"{twins} (near-twins: 32x32 grey thumbnails correlating at {near['min_correlation']} or more, as the same "
+         "picture shifted, re-marked or re-encoded, or a neighbouring frame or slice, are; exact copies included)"]
+        if twins else [])
+    text = "; ".join(parts)
+    return (text[:1].upper() + text[1:] + ": the splits are not independent, so scores on those images count them "
+            "as unseen (the data's own split; tppeft keeps it as it is).")
+
+
+def copies_between_splits(data: dict) -> bool:
+    """``data`` (summary.json's) records an image of one split that is a copy or near-twin of another split's."""
+    near = (data.get("split_near_copies") or {}).get("counts") or {}
+    return any((data.get("split_copies") or {}).values()) or any(near.values())
 
 
 def _split_copies_para(summary: dict) -> str | None:
-    copies = (summary.get("data") or {}).get("split_copies") or {}
-    return split_copies_text(copies, summary.get("split_sizes") or {}) if any(copies.values()) else None
+    d = summary.get("data") or {}
+    if not copies_between_splits(d):
+        return None
+    return split_copies_text(d.get("split_copies") or {}, summary.get("split_sizes") or {}, d.get("split_near_copies"))
 
 
 def validation_text(summary: dict) -> str | None:
