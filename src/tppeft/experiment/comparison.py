@@ -242,7 +242,7 @@ def near_twins(ctx: Context, log: Callable[[str], None]) -> dict | None:
     """Per pair of splits, the images of the later one with a near-twin in the earlier one
     (:func:`tppeft.data.overlap.near_copies_across`); None for volumes (exact copies only) or sets too large."""
     images = {name: ctx.task.pretext_images(split) for name, split in ctx.data.splits.items()}
-    if any(x.dim() != 4 for x in images.values()):
+    if any(x[:1].dim() != 4 for x in images.values()):  # whole volumes (slices index like images)
         return None
     sizes = [len(x) for x in images.values()]
     if (pairs := sum(a * b for i, a in enumerate(sizes) for b in sizes[:i])) > MAX_PAIRS:
