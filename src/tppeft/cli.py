@@ -413,9 +413,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from tppeft.config import Config
     from tppeft.reporting.compare import write_compare
 
-    print(write_compare([Path(d) for d in args.run_dirs], args.output, args.pair), end="")
+    defaults = Config().model_dump(mode="json")
+    print(write_compare([Path(d) for d in args.run_dirs], args.output, args.pair, defaults), end="")
     if args.output:
         print(f"\nwritten to {args.output}")
     return 0

@@ -103,3 +103,21 @@ def test_a_key_an_older_config_lacks_shows_as_absent():
     assert differences(older, newer) == ["baseline_matched.stage_shared_by: absent → 8", "pretext.lr: absent → 0.003"]
     assert differences(newer, {**newer, "pretext.lr": 0.001}) == ["pretext.lr: 0.003 → 0.001"]
     assert differences({"x": 1}, {"x": 1.0}) == []  # equal values, however written
+    defaults = {"baseline_matched.stage_shared_by": 1, "pretext.lr": 0.003}  # an older folder ran with these
+    assert differences(older, newer, defaults) == ["baseline_matched.stage_shared_by: absent → 8"]
+
+
+def test_what_differs_names_the_backbone_file_and_leaves_out_keys_added_at_their_default(tmp_path, capsys):
+    import json
+
+    auc = {"baseline": [0.80, 0.82], "tpp": [0.84, 0.83]}
+    old, new = (run_folder(tmp_path / n, auc, []) for n in ("old", "new"))
+    config = (old / "config.yaml").read_text()
+    assert "global_pool:" in config
+    (old / "config.yaml").write_text(config.replace("  global_pool: null\n", ""))  # written before the key
+    for folder, digest in ((old, "c0d21778" * 8), (new, "8ee8f3da" * 8)):
+        summary = json.loads((folder / "summary.json").read_text())
+        write_json(folder / "summary.json", {**summary, "backbone": {"sha256": digest}})
+    assert main(["compare", str(old), str(new), "--pair", "2:tpp,1:tpp"]) == 0
+    assert "@1 → @2: backbone file (SHA-256) c0d21778… → 8ee8f3da…." in capsys.readouterr().out
+    assert "absent" in write_compare([old, new], None, ["2:tpp,1:tpp"])  # without the defaults: named

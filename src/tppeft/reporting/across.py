@@ -95,16 +95,24 @@ def paired_splits(summaries: tuple[dict, dict], configs: tuple[dict, dict]) -> t
     return list(SPLITS), ""
 
 
-def differences(a: dict, b: dict) -> list[str]:
+def differences(a: dict, b: dict, defaults: dict | None = None) -> list[str]:
     """The result-shaping keys (seeds and arms aside) where the flat configs ``a`` and ``b`` differ, as
-    ``key: a → b``; a key one config.yaml lacks (written before the key existed: its default) shows as "absent"."""
+    ``key: a → b``; a key one config.yaml lacks (written before the key existed: its default) shows as "absent",
+    unless the other config holds it at its value in ``defaults`` (then nothing differs)."""
     absent = object()
     rows = []
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k, absent), b.get(k, absent)
-        if k not in ("seeds", "arms") and va != vb:
+        at_default = defaults is not None and k in defaults and (va if vb is absent else vb) == defaults[k]
+        if k not in ("seeds", "arms") and va != vb and not ((va is absent or vb is absent) and at_default):
             rows.append(f"{k}: {'absent' if va is absent else va} → {'absent' if vb is absent else vb}")
     return rows
+
+
+def _backbone_difference(left: dict, right: dict) -> list[str]:
+    """The backbone files' SHA-256 (``summary.json``'s), where two comparisons ran on different ones."""
+    a, b = ((s.get("backbone") or {}).get("sha256") for s in (left, right))
+    return [f"backbone file (SHA-256) {a[:8]}… → {b[:8]}…"] if a and b and a != b else []
 
 
 def _config(run_dir: Path) -> dict:
@@ -122,8 +130,11 @@ def _scores(summary: dict, arm: str, split: str, metric: str) -> dict[int, float
     return {r["seed"]: (r.get(split) or {}).get(metric) for r in summary["arms"][arm]["runs"]}
 
 
-def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str], specs: list[str]) -> list[Block]:
-    """The table of the ``--pair`` differences and what differs between the paired comparisons."""
+def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str], specs: list[str],
+                  defaults: dict | None = None) -> list[Block]:
+    """The table of the ``--pair`` differences and what differs between the paired comparisons (``defaults``: the
+    config's defaults as a dump, what a folder written before a key existed ran with)."""
+    flat_defaults = _flat(defaults) if defaults is not None else None
     pairs = [parse_pair(s, len(run_dirs)) for s in specs]
     configs: dict[int, dict] = {}
     for pair in pairs:
@@ -142,8 +153,9 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
             splits, why = paired_splits((summaries[a.run], summaries[b.run]), (configs[a.run], configs[b.run]))
             if not splits:
                 raise ReportError(f"--pair: {labels[a.run]} and {labels[b.run]} cannot be paired by seed: {why}")
-            note = (f"@{b.run + 1} → @{a.run + 1}: "
-                    + ("; ".join(differences(configs[b.run], configs[a.run])) or "no setting differs"))
+            found = (differences(configs[b.run], configs[a.run], flat_defaults)
+                     + _backbone_difference(summaries[b.run], summaries[a.run]))
+            note = f"@{b.run + 1} → @{a.run + 1}: " + ("; ".join(found) or "no setting differs")
             if note not in notes:
                 notes.append(note)
             if why and (line := f"@{b.run + 1} and @{a.run + 1} are paired on {' and '.join(splits)} only: "

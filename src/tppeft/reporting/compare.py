@@ -27,7 +27,8 @@ def _unique(labels: list[str]) -> list[str]:
     return out
 
 
-def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None) -> list[Block]:
+def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None,
+                   defaults: dict | None = None) -> list[Block]:
     if not run_dirs:
         raise ReportError("compare needs at least one run folder")
     summaries = [load_summary(d) for d in run_dirs]
@@ -74,13 +75,16 @@ def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None) ->
                    Para("Each cell: mean TPP − other over the run's seeds, its 95% bootstrap interval, and the seeds "
                         "TPP won. Runs differ in data and setup, so compare readings, not numbers, across columns.")]
     if pair_specs:
-        blocks += across_blocks(run_dirs, summaries, labels, pair_specs)
+        blocks += across_blocks(run_dirs, summaries, labels, pair_specs, defaults)
     return blocks
 
 
-def write_compare(run_dirs: list[Path], output: Path | None, pair_specs: list[str] | None = None) -> str:
-    """The merged table as Markdown; also written to ``output`` (HTML when it ends in .html)."""
-    blocks = compare_blocks([Path(d) for d in run_dirs], pair_specs)
+def write_compare(run_dirs: list[Path], output: Path | None, pair_specs: list[str] | None = None,
+                  defaults: dict | None = None) -> str:
+    """The merged table as Markdown; also written to ``output`` (HTML when it ends in .html). ``defaults`` (the
+    config's defaults as a dump) keeps a key an older folder lacks out of what differs when the other holds its
+    default."""
+    blocks = compare_blocks([Path(d) for d in run_dirs], pair_specs, defaults)
     text = to_markdown(blocks)
     if output is not None:
         output = Path(output)
