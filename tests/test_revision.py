@@ -56,3 +56,17 @@ def test_the_report_names_the_commit_or_each_of_several():
     assert _revision_text(two) == (f" Code: tppeft 0.1.0; the runs were made from 2 revisions of the code "
                                    f"(`{'a' * 12}`: 2 run(s); `{'b' * 12}` with uncommitted changes: 1 run(s)).")
     assert _revision_text({"tppeft_version": "0.1.0"}) == " Code: tppeft 0.1.0."  # older summaries, installed copies
+
+
+def test_a_run_resumed_from_a_later_commit_compares_equal_to_one_made_at_once(tmp_path):
+    """The commit is provenance, not a result: a resume check ignores it as it ignores timings."""
+    from tppeft.io import append_jsonl
+    from tppeft.rundir import comparable_outputs
+
+    record = {"arm": "tpp", "seed": 0, "test": {"auc": 0.8}, "seconds": 3.0, "pretext": {"seconds": 1.0}}
+    for name, commit in (("once", "abc"), ("resumed", "def+changes")):
+        (tmp_path / name).mkdir()
+        append_jsonl(tmp_path / name / "results.jsonl", {**record, "revision": commit})
+    assert comparable_outputs(tmp_path / "once") == comparable_outputs(tmp_path / "resumed")
+    append_jsonl(tmp_path / "resumed" / "results.jsonl", {**record, "seed": 1})
+    assert comparable_outputs(tmp_path / "once") != comparable_outputs(tmp_path / "resumed")

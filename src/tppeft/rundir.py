@@ -67,6 +67,8 @@ EXAMPLES_FIGURE = "examples.png"
 ROC_FIGURE = "roc_curves.png"
 DEFAULT_PARENT = "runs"  # where a command's folder goes when no --output is given
 TIMING_KEYS = ("seconds", "finetune_seconds")  # what differs between an interrupted run and an uninterrupted one
+PROVENANCE_KEYS = ("revision",)  # the code's commit a run was made from: the part of a resumed run made later may
+# come from a later one (or from a checkout being edited), with the same numbers
 
 
 class OutputError(RuntimeError):
@@ -407,9 +409,10 @@ def estimate_run_bytes(trainable: int, runs: int, keep_checkpoints: bool) -> int
 
 def comparable_outputs(run_dir: str | Path) -> dict:
     """What a comparison folder holds that must not depend on interruptions or the machine's speed: its
-    results and metrics lines without timings, and the SHA-256 of every weight file (resume checks)."""
+    results and metrics lines without timings or the code's commit, and the SHA-256 of every weight file (resume
+    checks)."""
     def strip(rec: dict) -> dict:
-        rec = {k: v for k, v in rec.items() if k not in TIMING_KEYS}
+        rec = {k: v for k, v in rec.items() if k not in (*TIMING_KEYS, *PROVENANCE_KEYS)}
         if isinstance(rec.get("pretext"), dict):
             rec["pretext"] = strip(rec["pretext"])
         return rec
