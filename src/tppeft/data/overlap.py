@@ -11,6 +11,8 @@ that high are its exact copies). Constant images (blank slices, padding) match n
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,7 @@ from tppeft.data.transforms import float_pixels, input_pixels
 
 CHUNK = 512  # images brought to the input size at a time: a whole split at 224 px can be several GB as float
 KEY_BYTES = 16
+T = TypeVar("T")
 THUMB = 32  # near-twins: the thumbnails' side
 NEAR = 0.98  # and their correlation: BUSI's train/test twins (the same lesion, same frame) lie above, others below
 MAX_PAIRS = 400_000_000  # image pairs compared at most (a few seconds on two cores); larger sets are not checked
@@ -51,12 +54,17 @@ def count_in(keys: list[bytes | None], others: list[bytes | None]) -> int:
     return sum(found_in(keys, others))
 
 
+def _across(sets: dict[str, T], count: Callable[[T, T], int]) -> dict[str, int]:
+    """``count(later, earlier)`` for each pair of ``sets`` (in their order), keyed "<later> in <earlier>"."""
+    names = list(sets)
+    return {f"{later} in {earlier}": count(sets[later], sets[earlier])
+            for i, later in enumerate(names) for earlier in names[:i]}
+
+
 def copies_across(keys: dict[str, list[bytes | None]]) -> dict[str, int]:
     """Per pair of splits (in ``keys``' order), how many images of the later one are copies of the earlier one's:
     ``{"val in train": 8, "test in train": 1, "test in val": 0}``."""
-    names = list(keys)
-    return {f"{later} in {earlier}": count_in(keys[later], keys[earlier])
-            for i, later in enumerate(names) for earlier in names[:i]}
+    return _across(keys, count_in)
 
 
 def thumbnails(images: torch.Tensor) -> torch.Tensor:
@@ -83,9 +91,7 @@ def nearest(thumbs: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
 def near_copies_across(thumbs: dict[str, torch.Tensor], near: float = NEAR) -> dict[str, int]:
     """:func:`copies_across` for near-twins: per pair of splits, how many images of the later one have a near-twin
     among the earlier one's (:func:`thumbnails`; exact copies included)."""
-    names = list(thumbs)
-    return {f"{later} in {earlier}": int((nearest(thumbs[later], thumbs[earlier]) >= near).sum())
-            for i, later in enumerate(names) for earlier in names[:i]}
+    return _across(thumbs, lambda later, earlier: int((nearest(later, earlier) >= near).sum()))
 
 
 def keys_bytes(keys: list[bytes | None]) -> bytes:

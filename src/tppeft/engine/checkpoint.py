@@ -79,10 +79,17 @@ def read_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path, tensors, meta)
 
 
+def checkpoint_files(directory: Path) -> list[Path]:
+    """The checkpoint files in ``directory``, oldest first (none where it does not exist)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+
+
 def newest_done(directory: Path) -> bool:
     """Whether the newest checkpoint in ``directory`` ends its stage, from its header alone (no tensors read, no
     checksum): a cheap look for a process that only schedules, not one that resumes."""
-    files = sorted(p for p in directory.iterdir() if _NAME.match(p.name)) if directory.is_dir() else []
+    files = checkpoint_files(directory)
     if not files:
         return False
     try:
@@ -119,9 +126,7 @@ class Checkpointer:
     writes: bool = True
 
     def _files(self) -> list[Path]:
-        if not self.directory.is_dir():
-            return []
-        return sorted(p for p in self.directory.iterdir() if _NAME.match(p.name))
+        return checkpoint_files(self.directory)
 
     def due(self, step: int, epoch: int | None = None) -> bool:
         """Is a checkpoint due after optimizer step ``step`` (and, at an epoch's end, after ``epoch``)?"""

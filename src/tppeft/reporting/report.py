@@ -261,6 +261,11 @@ def data_text(summary: dict) -> str | None:
             + (f" ({left:,} copies of the run's training images in pretext.data left out)" if left else "") + ".")
 
 
+def in_words(parts: list[str]) -> str:
+    """``["a", "b", "c"]`` as "a, b and c"."""
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+
+
 def _pairs_text(counts: dict[str, int], sizes: dict[str, int], one: str, many: str) -> str:
     """``{"test in train": 2}`` as "2 of the 156 test images <many>" (``{earlier}`` in ``one``/``many`` filled)."""
     parts = []
@@ -269,7 +274,7 @@ def _pairs_text(counts: dict[str, int], sizes: dict[str, int], one: str, many: s
         if n:
             parts.append(f"{n:,} of the {sizes.get(later, 0):,} {later} images "
                          + (one if n == 1 else many).format(earlier=earlier))
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+    return in_words(parts)
 
 
 def split_copies_text(copies: dict[str, int], sizes: dict[str, int], near: dict | None = None) -> str:
@@ -532,7 +537,7 @@ def any_seen(images: dict) -> bool:
 def seen_images_text(images: dict) -> str:
     """``backbone_saw_images`` as words: "546 of 546 train, 0 of 78 val and 0 of 156 test"."""
     parts = [f"{seen:,} of {n:,} {k}" for k, (seen, n) in _split_counts(images).items()]
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+    return in_words(parts)
 
 
 def saw_the_data(summary: dict) -> str:
