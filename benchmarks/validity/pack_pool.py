@@ -17,7 +17,11 @@ links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two
   32x32, the data's own cleaning criterion; the Testing folder holds exact duplicates). Training is unchanged;
 - ``busi_64.npz``: BUSI's 780 images as a labelled MedMNIST-format file for 3-class classification (0 normal,
   1 benign, 2 malignant), resized 256 -> 64 (antialiased), in the packed file's own 546/78/156 split; not pool
-  images, a second breast-ultrasound target for the backbone that never saw one.
+  images, a second breast-ultrasound target for the backbone that never saw one;
+- ``busi_64_binary.npz``: the same images and split with BreastMNIST's two classes (0 malignant, 1 normal or
+  benign), and ``busi_28.npz``: the three classes with the images resized 256 -> 28 (antialiased), BreastMNIST's
+  size, which the model's input resizes to 64 as it does BreastMNIST's: BUSI with one of the two ways BreastMNIST
+  differs from it changed at a time.
 
     python benchmarks/validity/pack_pool.py DATA_DIR OUT_DIR
 """
@@ -35,11 +39,12 @@ from tppeft.data.medmnist import subset
 
 SIZE = 64
 SLICES = 8
+BREASTMNIST_SIZE = 28
 
 
-def _resize(images: np.ndarray) -> np.ndarray:
+def _resize(images: np.ndarray, size: int = SIZE) -> np.ndarray:
     x = torch.from_numpy(images).float()[:, None]
-    y = torch.nn.functional.interpolate(x, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
+    y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return y[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
 
 
@@ -71,9 +76,13 @@ def brain_mri_labelled(data: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def busi_labelled(data: Path) -> dict[str, np.ndarray]:
+def busi_labelled(data: Path, size: int = SIZE, binary: bool = False) -> dict[str, np.ndarray]:
+    """BUSI's images at ``size`` px, 3 classes (0 normal, 1 benign, 2 malignant) or, ``binary``, BreastMNIST's two
+    (0 malignant, 1 normal or benign)."""
     z = np.load(data / "segmentation" / "busi" / "busi_256.npz")
-    images, labels, split = _resize(z["images"]), z["labels"].astype(np.int64), z["split"]
+    images, labels, split = _resize(z["images"], size), z["labels"].astype(np.int64), z["split"]
+    if binary:
+        labels = (labels != 2).astype(np.int64)
     out = {}
     for i, name in enumerate(("train", "val", "test")):  # the packed file's split ids 0/1/2
         out[f"{name}_images"], out[f"{name}_labels"] = images[split == i], labels[split == i, None]
@@ -123,11 +132,14 @@ def main(data: Path, out: Path) -> None:
     print(f"brain_mri_64: labelled train/val/test -> {out / 'brain_mri_64.npz'}")
     np.savez_compressed(out / "brain_mri_64_valtest.npz", **val_from_test(labelled))
     print(f"brain_mri_64_valtest: validation from Testing -> {out / 'brain_mri_64_valtest.npz'}")
-    busi = busi_labelled(data)
-    np.savez_compressed(out / "busi_64.npz", **busi)
-    counts = {k[:-7]: np.bincount(v[:, 0], minlength=3).tolist() for k, v in busi.items() if k.endswith("_labels")}
-    print(f"busi_64: labelled train/val/test, images per class (normal, benign, malignant) {counts} "
-          f"-> {out / 'busi_64.npz'}")
+    for name, busi, classes in (
+        ("busi_64", busi_labelled(data), "normal, benign, malignant"),
+        ("busi_64_binary", busi_labelled(data, binary=True), "malignant, normal or benign"),
+        ("busi_28", busi_labelled(data, BREASTMNIST_SIZE), "normal, benign, malignant"),
+    ):
+        np.savez_compressed(out / f"{name}.npz", **busi)
+        counts = {k[:-7]: np.bincount(v[:, 0]).tolist() for k, v in busi.items() if k.endswith("_labels")}
+        print(f"{name}: labelled train/val/test, images per class ({classes}) {counts} -> {out / (name + '.npz')}")
 
 
 if __name__ == "__main__":
