@@ -29,7 +29,7 @@ def test_a_comparison_counts_the_images_its_splits_share_and_the_report_says_so(
     cfg = load_config(None, [f"data.path={path}", "data.image_size=32", "threads=1"])
     meta, _ = comparison_meta(cfg, prepare_context(cfg, notes.append), notes.append)
     assert meta["data"]["split_copies"] == {"val in train": 1, "test in train": 2, "test in val": 0}
-    assert meta["data"]["split_near_copies"] == {"min_correlation": 0.98,
+    assert meta["data"]["split_near_copies"] == {"min_correlation": 0.98, "test_without_twin_in_train": 4,
                                                  "counts": {"val in train": 2, "test in train": 2, "test in val": 0}}
     sentence = ("1 of the 6 val images is a copy of a train image and 2 of the 6 test images are copies of train "
                 "images, pixel for pixel at the model's input size; 2 of the 6 val images have a near-twin among the "
@@ -40,3 +40,38 @@ def test_a_comparison_counts_the_images_its_splits_share_and_the_report_says_so(
     assert _split_copies_para(meta).startswith("2 of the 6 val images have a near-twin")  # near-twins alone
     meta["data"]["split_near_copies"]["counts"] = dict.fromkeys(meta["data"]["split_copies"], 0)
     assert _split_copies_para(meta) is None and _split_copies_para({}) is None  # disjoint: nothing said
+
+
+def test_a_comparison_scores_tpp_on_the_test_images_without_a_twin_in_training(tmp_path):
+    """Each run's test metrics on the test images without a near-twin among the training images (the stage saw
+    every training image), their paired differences in summary.json and a sentence of the report."""
+    import json
+
+    import numpy as np
+    from conftest import tiny_config, write_medmnist
+
+    from tppeft.cli import main
+    from tppeft.tasks.classification import classification_metrics
+
+    path = write_medmnist(tmp_path / "toy.npz", n=(16, 8, 10), size=16)
+    arrays = dict(np.load(path))
+    arrays["test_images"][:3] = arrays["train_images"][5:8] // 2 + 60  # darker copies: near-twins
+    np.savez(path, **arrays)
+    out = tmp_path / "run"
+    sets = tiny_config()[1] + [f"data.path={path}", "data.limit=null", "data.image_size=32", "peft.targets=[qkv]",
+                               "threads=1", "arms=[baseline, tpp]"]
+    assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    keep = np.ones(10, bool)
+    keep[:3] = False
+    for line in (out / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        z = np.load(out / "runs" / r["arm"] / f"seed{r['seed']}" / "test_scores.npz")
+        assert r["test_without_twin"] == classification_metrics(z["labels"][keep], z["scores"][keep], "binary-class")
+        assert r["test"]["auc"] == classification_metrics(z["labels"], z["scores"], "binary-class")["auc"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["split_near_copies"]["test_without_twin_in_train"] == 7
+    d = summary["paired_without_twin"]["tpp-baseline"]["auc"]
+    by_seed = {a: [r["test_without_twin"]["auc"] for r in summary["arms"][a]["runs"]] for a in ("tpp", "baseline")}
+    assert d["n"] == 2 and np.allclose(list(d["per_seed"].values()), np.subtract(*by_seed.values()))
+    assert np.isclose(summary["arms"]["tpp"]["mean_without_twin"]["auc"], np.mean(by_seed["tpp"]))
+    assert "On the 7 test images without a near-twin among the training images" in (out / "report.md").read_text()

@@ -401,3 +401,28 @@ def test_the_report_says_how_baseline_matched_was_charged(tmp_path):
         md = write_report(run).read_text()
         assert "`baseline_matched`: 73 + 27 fine-tuning epochs." in md and sentence in md
         assert ("shared by" in md) == (shared > 1)
+
+
+def test_the_report_gives_tpps_gain_on_the_test_images_without_a_twin_and_says_where_it_reads_otherwise():
+    """summary.json's paired_without_twin (records' test_without_twin): listed, and a reading that differs from the
+    whole test split's named; a summary without it says nothing."""
+    from tppeft.reporting.report import without_twin_text
+
+    cfg = load_config(None, ["arms=[baseline, tpp]", "seeds=6"])
+    test = {"baseline": [0.80, 0.82, 0.81, 0.80, 0.79, 0.81], "tpp": [0.85, 0.86, 0.87, 0.85, 0.84, 0.86]}
+    free = {"baseline": [0.70, 0.75, 0.72, 0.70, 0.71, 0.73], "tpp": [0.71, 0.74, 0.73, 0.69, 0.72, 0.72]}
+    records = [{"arm": a, "seed": s, "test": {"acc": 0.8, "auc": test[a][s]}, "test_without_twin": {"auc": free[a][s]},
+                "seconds": 2.0, "best_epoch": 1, "finetune_epochs": 7, "pretext": None}
+               for a in ("baseline", "tpp") for s in range(6)]
+    summary = summarize(records, cfg, {"dataset": "x", "data": {"split_near_copies": {
+        "test_without_twin_in_train": 109}}}, ["acc", "auc"], "auc")
+    d = summary["paired_without_twin"]["tpp-baseline"]["auc"]
+    assert d["n"] == 6 and d["wins"] == 3 and abs(d["mean"]) < 1e-12
+    text = without_twin_text(summary)
+    assert text.startswith("On the 109 test images without a near-twin among the training images")
+    assert "tpp − baseline +0.000" in text and "tpp better in 3 of 6" in text
+    assert "changes for tpp − baseline (no clear difference on those images, TPP better on the whole" in text
+    for r in records:
+        r.pop("test_without_twin")
+    plain = summarize(records, cfg, {"dataset": "x"}, ["acc", "auc"], "auc")
+    assert "paired_without_twin" not in plain and without_twin_text(plain) is None

@@ -24,7 +24,6 @@ from tppeft.data.overlap import (
     count_in,
     keys_from_bytes,
     near_copies_across,
-    thumbnails,
 )
 from tppeft.engine import arithmetic
 from tppeft.engine.loop import NonFiniteLossError
@@ -86,6 +85,7 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
     unchanged = backbone_unchanged(ctx, run, tag)
     skipped = ft.get("skipped_steps", 0) + (pretext or {}).get("skipped_steps", 0)
     record = {"arm": arm, "seed": seed, "status": "ok", "test": ft["test"], "val": ft["val"],
+              **({"test_without_twin": ft["test_without_twin"]} if "test_without_twin" in ft else {}),
               "best_epoch": ft["best_epoch"], "finetune_epochs": epochs,
               "seconds": round(run_seconds(time.perf_counter() - start, ft, pretext), 2),
               "finetune_seconds": round(ft["seconds"], 2), "pretext": pretext, "skipped_steps": skipped,
@@ -176,9 +176,12 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
             entry["pretext_head"] = pre[0].get("head")  # where the pretext head came from
         entry["finetune_epochs"] = runs[0]["finetune_epochs"] if runs else None
         entry["seconds_mean"] = mean_std([r["seconds"] for r in runs])[0]
+        if without_twin := _by_seed(runs, primary, "test_without_twin"):
+            entry["mean_without_twin"] = {primary: mean_std(list(without_twin.values()))[0]}
         arms[arm] = entry
     paired: dict[str, dict] = {}
     paired_val: dict[str, dict] = {}  # the primary metric on validation: what settings are chosen on
+    paired_without_twin: dict[str, dict] = {}  # ... on the test images without a near-twin in training
     tpp_arms = [a for a in cfg.arms if get_arm(a).has_tpp_stage]
     for tpp in tpp_arms:
         for other in cfg.arms:
@@ -188,16 +191,18 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
                 m: (_undefined_difference(undefined[m]) if m in undefined else
                     paired_difference(_by_seed(arms[tpp]["runs"], m), _by_seed(arms[other]["runs"], m)))
                 for m in metrics}
-            val = [_by_seed(arms[a]["runs"], primary, "val") for a in (tpp, other)]
-            if all(val):
-                paired_val[f"{tpp}-{other}"] = {primary: paired_difference(*val)}
+            for split, table in (("val", paired_val), ("test_without_twin", paired_without_twin)):
+                by_seed = [_by_seed(arms[a]["runs"], primary, split) for a in (tpp, other)]
+                if all(by_seed):
+                    table[f"{tpp}-{other}"] = {primary: paired_difference(*by_seed)}
     # the count of an arm that carries the method's target parameters
     first = next((r for r in valid if get_arm(r["arm"]).carries_targets), valid[0] if valid else {})
     target = {"method": cfg.peft.method, "count": first.get("target_params"),
               "backbone_params": first.get("backbone_params"), "percent": first.get("target_percent")}
     return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
             **meta, "arithmetic": machines(records), "revision": revisions(records), "undefined_metrics": undefined,
-            "target_params": target, "arms": arms, "paired": paired, "paired_val": paired_val}
+            "target_params": target, "arms": arms, "paired": paired, "paired_val": paired_val,
+            **({"paired_without_twin": paired_without_twin} if paired_without_twin else {})}
 
 
 def run_order(cfg: Config) -> list[tuple[str, int]]:
@@ -241,14 +246,15 @@ def seen_images(ctx: Context, log: Callable[[str], None]) -> dict | None:
 def near_twins(ctx: Context, log: Callable[[str], None]) -> dict | None:
     """Per pair of splits, the images of the later one with a near-twin in the earlier one
     (:func:`tppeft.data.overlap.near_copies_across`); None for volumes (exact copies only) or sets too large."""
-    images = {name: ctx.task.pretext_images(split) for name, split in ctx.data.splits.items()}
-    if any(x[:1].dim() != 4 for x in images.values()):  # whole volumes (slices index like images)
+    if (pairs := ctx.image_pairs()) is None:
         return None
-    sizes = [len(x) for x in images.values()]
-    if (pairs := sum(a * b for i, a in enumerate(sizes) for b in sizes[:i])) > MAX_PAIRS:
+    if pairs > MAX_PAIRS:
         log(f"note: near-twins between the splits are not looked for ({pairs:,} image pairs, more than {MAX_PAIRS:,})")
         return None
-    return {"min_correlation": NEAR, "counts": near_copies_across({k: thumbnails(x) for k, x in images.items()})}
+    near = {"min_correlation": NEAR, "counts": near_copies_across(ctx.split_thumbnails)}
+    if (keep := ctx.test_without_twin) is not None:
+        near["test_without_twin_in_train"] = int(keep.sum())
+    return near
 
 
 def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tuple[dict, dict | None]:

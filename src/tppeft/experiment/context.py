@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from tppeft.bundled import resolve
 from tppeft.config import Config, PretextConfig
 from tppeft.data import ImageDataset, augment_batch, data_from_config, input_pixels, to_model_input
 from tppeft.data.fewshot import labelled_subset
-from tppeft.data.overlap import count_in, found_in, image_keys
+from tppeft.data.overlap import MAX_PAIRS, NEAR, count_in, found_in, image_keys, nearest, thumbnails
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
@@ -52,6 +53,34 @@ class Context:
         if self._keys is None:
             self._keys = split_keys(self.data, self.task)
         return self._keys
+
+    def image_pairs(self) -> int | None:
+        """How many pairs of images from two different splits there are to compare for near-twins; None for whole
+        volumes (near-twins are looked for between 2D images and slices)."""
+        images = [self.task.pretext_images(split) for split in self.data.splits.values()]
+        if any(x[:1].dim() != 4 for x in images):  # whole volumes (slices index like images)
+            return None
+        sizes = [len(x) for x in images]
+        return sum(a * b for i, a in enumerate(sizes) for b in sizes[:i])
+
+    @cached_property
+    def split_thumbnails(self) -> dict[str, torch.Tensor] | None:
+        """Per split, the images' near-twin thumbnails (:func:`tppeft.data.overlap.thumbnails`), made once; None
+        for whole volumes or more than ``MAX_PAIRS`` :meth:`image_pairs`."""
+        if (pairs := self.image_pairs()) is None or pairs > MAX_PAIRS:
+            return None
+        return {name: thumbnails(self.task.pretext_images(split)) for name, split in self.data.splits.items()}
+
+    @cached_property
+    def test_without_twin(self) -> np.ndarray | None:
+        """Which test images have no near-twin among the training images (correlation below
+        :data:`tppeft.data.overlap.NEAR`): test images that no TPP stage or fine-tuning saw in any form. None where
+        near-twins are not looked for (:attr:`split_thumbnails`) or where every test image or none is without one
+        (the subset would be the whole split or empty)."""
+        if (thumbs := self.split_thumbnails) is None:
+            return None
+        keep = (nearest(thumbs["test"], thumbs["train"]) < NEAR).numpy()
+        return keep if 0 < keep.sum() < len(keep) else None
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:

@@ -305,28 +305,52 @@ def _split_copies_para(summary: dict) -> str | None:
     return split_copies_text(d.get("split_copies") or {}, summary.get("split_sizes") or {}, d.get("split_near_copies"))
 
 
-def validation_text(summary: dict) -> str | None:
-    """The paired differences of the primary metric on validation, the split settings are chosen on, and where
-    its reading differs from test's (None for a summary without them)."""
-    primary, val = summary["primary_metric"], summary.get("paired_val") or {}
+def _paired_text(summary: dict, key: str, split: str, test: str = "test") -> tuple[list[str], list[str]] | None:
+    """The primary metric's paired differences in ``summary[key]`` as phrases, and the comparisons whose reading
+    differs from test's (``split`` and ``test`` name the two in them); None without any."""
+    primary, table = summary["primary_metric"], summary.get(key) or {}
     parts, disagree = [], []
-    for name, per_metric in val.items():
+    for name, per_metric in table.items():
         d = per_metric.get(primary)
         if not d or d["n"] < 2:
             continue
         shown = name.replace("-", " − ", 1)
         parts.append(f"{shown} {fmt_signed(d['mean'])} {fmt_ci(d['ci95'], signed=True)}, "
                      f"{name.split('-')[0]} better in {d['wins']} of {d['n']}")
-        test = (summary.get("paired", {}).get(name) or {}).get(primary)
-        if test and not test.get("undefined") and verdict(test, caveat=False) != verdict(d, caveat=False):
-            disagree.append(f"{shown} ({verdict(d)} on validation, {verdict(test)} on test)")
-    if not parts:
+        whole = (summary.get("paired", {}).get(name) or {}).get(primary)
+        if whole and not whole.get("undefined") and verdict(whole, caveat=False) != verdict(d, caveat=False):
+            disagree.append(f"{shown} ({verdict(d)} on {split}, {verdict(whole)} on {test})")
+    return (parts, disagree) if parts else None
+
+
+def validation_text(summary: dict) -> str | None:
+    """The paired differences of the primary metric on validation, the split settings are chosen on, and where
+    its reading differs from test's (None for a summary without them)."""
+    if (found := _paired_text(summary, "paired_val", "validation")) is None:
         return None
-    text = (f"On validation, the split settings are chosen on (each run at its selected epoch), {primary.upper()}: "
-            + "; ".join(parts) + ".")
+    parts, disagree = found
+    text = (f"On validation, the split settings are chosen on (each run at its selected epoch), "
+            f"{summary['primary_metric'].upper()}: " + "; ".join(parts) + ".")
     if disagree:
         text += (" Validation and test read differently for " + ", ".join(disagree) + ": a setting chosen on "
                  "validation would not have been chosen for a difference that only test shows.")
+    return text
+
+
+def without_twin_text(summary: dict) -> str | None:
+    """The paired differences of the primary metric on the test images without a near-twin among the training
+    images (which a TPP stage sees, unlabelled), and where its reading differs from the whole split's."""
+    if (found := _paired_text(summary, "paired_without_twin", "those images", "the whole test split")) is None:
+        return None
+    parts, disagree = found
+    n = ((summary.get("data") or {}).get("split_near_copies") or {}).get("test_without_twin_in_train")
+    images = f"the {n:,} test images" if n else "the test images"
+    text = (f"On {images} without a near-twin among the training images (the TPP stage saw every training image, "
+            f"so a gain could come from test images whose twin it saw), {summary['primary_metric'].upper()}: "
+            + "; ".join(parts) + ".")
+    if disagree:
+        text += (" Without the twins the reading changes for " + ", ".join(disagree) + ": read the whole split's "
+                 "verdict with that in mind.")
     return text
 
 
@@ -653,8 +677,7 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                            "bootstrap interval excludes zero. With few seeds that interval is too narrow (it cannot "
                            "reach beyond the observed differences) and the exact sign test is weak (5 wins out of 5 "
                            "give p = 0.06): treat one table as a first look and add seeds before claiming a gain."))
-        if on_validation := validation_text(summary):
-            blocks.append(Para(on_validation))
+        blocks += [Para(t) for t in (validation_text(summary), without_twin_text(summary)) if t]
     if problems(summary):
         blocks += [Heading("Problems"), *(Para(line[2:]) for line in problems(summary))]
     diagnostics = diagnostics_rows(summary)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -104,6 +105,11 @@ class Task:
     def evaluate(self, ctx: TaskContext, model: TaskModel, split: str) -> dict[str, float]:
         """Metrics (and ``loss``) of ``split``, no augmentation, no gradients."""
         raise NotImplementedError
+
+    def test_metrics_of(self, keep: np.ndarray) -> dict[str, float] | None:
+        """The metrics of the last test evaluation on the test images ``keep`` (a boolean mask) selects; None where
+        the task cannot score part of its test split."""
+        return None
 
     def undefined_metrics(self, data: ImageDataset, split: str) -> dict[str, str]:
         """Metrics that ``split`` cannot define whatever the model predicts, each with the reason in words."""

@@ -153,6 +153,10 @@ class ClassificationTask(Task):
             self.test_scores = (scores, labels)  # kept for after_test: every process evaluates, one writes
         return {**classification_metrics(labels, scores, self.data_info["task"]), "loss": loss}
 
+    def test_metrics_of(self, keep: np.ndarray) -> dict[str, float]:
+        scores, labels = self.test_scores
+        return classification_metrics(labels[keep], scores[keep], self.data_info["task"])
+
     def after_test(self, ctx: TaskContext, model: nn.Module, run_dir: Path, seed: int) -> None:
         """Save the test split's scores and labels: the ROC curves of the comparison are drawn from them."""
         scores, labels = self.test_scores
