@@ -79,3 +79,31 @@ def test_slice_classifier_and_training_batches(b0, tmp_path):
     pick = torch.rand(6, 4, generator=torch.Generator().manual_seed(0)).argsort(1)[:, :2].sort(1).values
     assert torch.equal(inputs, every[torch.arange(6)[:, None], pick])
     assert len({tuple(r) for r in pick.tolist()}) > 1  # not the same slices for every volume
+
+
+def test_a_volume_run_whose_test_volume_repeats_a_training_one_has_no_score_without_twins(tmp_path):
+    """Near-twins are found between slices while a volume is scored whole: a test volume that is a training one
+    makes slice twins, and the run gives no test_without_twin (it would index volumes with a mask of slices)."""
+    import json
+
+    import numpy as np
+
+    from tppeft.cli import main
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 8), ("val", 4), ("test", 4)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 6, 16, 16), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).astype(np.uint8)[:, None]
+    arrays["test_images"][0] = arrays["train_images"][2]
+    np.savez(tmp_path / "vol.npz", **arrays)
+    cfg = load_config(None, [f"data.path={tmp_path / 'vol.npz'}", "data.image_size=32", "task.slices=4", "threads=1"])
+    ctx = prepare_context(cfg, lambda _: None)
+    assert ctx.task.name == "volume" and ctx.test_without_twin is not None and len(ctx.test_without_twin) > 4
+    out = tmp_path / "run"
+    sets = [f"data.path={tmp_path / 'vol.npz'}", "data.image_size=32", "task.slices=4", "arms=[baseline]",
+            "seeds=1", "finetune.epochs=1", "finetune.batch_size=4", "threads=1", "peft.targets=[qkv]"]
+    assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert "auc" in record["test"] and "test_without_twin" not in record
+    assert "paired_without_twin" not in json.loads((out / "summary.json").read_text())

@@ -4,6 +4,7 @@ classifies it. The TPP stage pre-trains the target parameters on the slices of t
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -79,6 +80,10 @@ class VolumeTask(ClassificationTask):
 
     def build_model(self, vit: nn.Module) -> SliceClassifier:
         return SliceClassifier(vit, self.num_classes, self.cfg.task.aggregation)
+
+    def test_metrics_of(self, keep: np.ndarray) -> None:
+        """None: near-twins are found between slices, and a volume is scored whole."""
+        return None
 
     def train_batch(self, ctx: TaskContext, idx: torch.Tensor,
                     gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
