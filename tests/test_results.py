@@ -152,6 +152,47 @@ def test_the_near_twin_table_splits_the_test_images_by_their_twin_in_training(tm
     assert "| twin in train (>= 0.98) | 4 | 2 / 2 |" in proc.stdout
 
 
+def test_the_per_class_table_splits_a_multi_class_auc_into_its_classes(tmp_path):
+    """benchmarks/validity/per_class.py: each class's one-vs-rest AUC per arm and tpp's paired difference per class,
+    from the runs' test scores; their mean is the comparison's own AUC; binary scores are refused."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tppeft.tasks.classification import classification_metrics
+
+    folder = tmp_path / "cmp"
+    labels = np.arange(12) % 3
+    rng = np.random.default_rng(1)
+    for arm in ("baseline", "tpp"):
+        for seed in range(3):
+            (folder / "runs" / arm / f"seed{seed}").mkdir(parents=True)
+            p = rng.random((12, 3)).astype(np.float32)
+            np.savez(folder / "runs" / arm / f"seed{seed}" / "test_scores.npz", scores=p / p.sum(1, keepdims=True),
+                     labels=labels[:, None])
+    out = tmp_path / "rows.json"
+    script = RESULTS.parent / "benchmarks" / "validity" / "per_class.py"
+    proc = subprocess.run([sys.executable, str(script), str(folder), "--json", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert [r["class"] for r in rows] == [0, 1, 2]
+
+    def scores(arm, seed):
+        z = np.load(folder / "runs" / arm / f"seed{seed}" / "test_scores.npz")
+        return z["labels"], z["scores"]
+
+    for arm in ("baseline", "tpp"):
+        whole = np.mean([classification_metrics(*scores(arm, s), "multi-class")["auc"] for s in range(3)])
+        assert np.mean([r["means"][arm] for r in rows]) == pytest.approx(whole)
+    assert np.mean([r["paired"]["baseline"]["mean"] for r in rows]) == pytest.approx(
+        np.mean([r["means"]["tpp"] - r["means"]["baseline"] for r in rows]))
+    np.savez(folder / "runs" / "tpp" / "seed0" / "test_scores.npz", scores=np.zeros((12, 2)), labels=labels[:, None])
+    refused = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "needs 3 classes" in refused.stderr
+
+
 def test_the_resolution_table_says_how_small_an_effect_each_comparison_could_see(tmp_path, monkeypatch):
     """benchmarks/validity/resolution.py: per kept paired difference, its seeds, mean and spread, and the smallest
     difference a paired t-test would find with 80% power; a difference another folder lists is named once."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 def arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
@@ -33,3 +36,11 @@ def write_rows(path: Path | None, rows: list[dict]) -> None:
     """The rows as JSON in ``path`` (nothing when None)."""
     if path:
         path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def run_scores(folder: Path) -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
+    """(arm, seed, labels, scores) of every run whose comparison folder kept its test scores
+    (``runs/<arm>/seed<k>/test_scores.npz``)."""
+    for path in sorted((folder / "runs").glob("*/seed*/test_scores.npz")):
+        z = np.load(path)
+        yield path.parent.parent.name, int(path.parent.name.removeprefix("seed")), z["labels"], z["scores"]

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from kept import run_scores
 
 from tppeft.config import load_config
 from tppeft.data.loading import data_from_config
@@ -51,11 +52,9 @@ def groups(folder: Path, near: float) -> tuple[dict[str, np.ndarray], np.ndarray
 def scores(folder: Path, masks: dict[str, np.ndarray], task: str, metric: str) -> dict[str, dict[str, dict]]:
     """group -> arm -> seed -> the primary metric on that group's test images."""
     out: dict[str, dict[str, dict]] = {g: {} for g in masks}
-    for path in sorted((folder / "runs").glob("*/seed*/test_scores.npz")):
-        arm, seed = path.parent.parent.name, int(path.parent.name.removeprefix("seed"))
-        z = np.load(path)
+    for arm, seed, labels, scores in run_scores(folder):
         for g, m in masks.items():
-            out[g].setdefault(arm, {})[seed] = classification_metrics(z["labels"][m], z["scores"][m], task)[metric]
+            out[g].setdefault(arm, {})[seed] = classification_metrics(labels[m], scores[m], task)[metric]
     return out
 
 
