@@ -74,9 +74,9 @@ class Context:
     @cached_property
     def test_without_twin(self) -> np.ndarray | None:
         """Which test images have no near-twin among the training images (correlation below
-        :data:`tppeft.data.overlap.NEAR`): test images that no TPP stage or fine-tuning saw in any form. None where
-        near-twins are not looked for (:attr:`split_thumbnails`) or where every test image or none is without one
-        (the subset would be the whole split or empty)."""
+        :data:`tppeft.data.overlap.NEAR`): test images whose twin neither the TPP stage nor fine-tuning could have seen,
+        as far as that criterion finds. None where near-twins are not looked for (:attr:`split_thumbnails`) or where
+        every test image or none is without one (the subset would be the whole split or empty)."""
         if (thumbs := self.split_thumbnails) is None:
             return None
         keep = (nearest(thumbs["test"], thumbs["train"]) < NEAR).numpy()
