@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from kept import print_table, run_scores, write_rows
-from sklearn.metrics import roc_auc_score
 
 from tppeft.reporting.stats import mean_std, paired_difference
+from tppeft.tasks.classification import one_vs_rest_aucs
 
 
 def per_class_auc(folder: Path) -> dict[str, dict[int, list[float]]]:
@@ -30,9 +30,7 @@ def per_class_auc(folder: Path) -> dict[str, dict[int, list[float]]]:
         if scores.ndim != 2 or scores.shape[1] < 3:
             sys.exit(f"{folder}: runs/{arm}/seed{seed} holds {scores.shape} scores; a per-class table needs 3 classes "
                      "or more (a binary AUC is one number)")
-        y = labels.reshape(-1)
-        out.setdefault(arm, {})[seed] = [float(roc_auc_score(y == c, scores[:, c])) if 0 < (y == c).sum() < len(y)
-                                         else float("nan") for c in range(scores.shape[1])]
+        out.setdefault(arm, {})[seed] = one_vs_rest_aucs(labels.reshape(-1), scores)
     return out
 
 

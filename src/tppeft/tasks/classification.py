@@ -57,6 +57,13 @@ def roc_points(labels: np.ndarray, scores: np.ndarray, task: str) -> tuple[np.nd
     return fpr, tpr, float(roc_auc_score(truth, score))
 
 
+def one_vs_rest_aucs(labels: np.ndarray, scores: np.ndarray) -> list[float]:
+    """Multi-class: each class's one-vs-rest AUC of its score, NaN for a class that ``labels`` lacks or holds alone
+    (no AUC without positives and negatives)."""
+    return [float(roc_auc_score(labels == c, scores[:, c])) if 0 < (labels == c).sum() < len(labels)
+            else float("nan") for c in range(scores.shape[1])]
+
+
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
     """ACC and AUC as MedMNIST v2 computes them.
 
@@ -74,8 +81,7 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) ->
         aucs = [roc_auc_score(labels, scores[:, 1])] if 0 < labels.sum() < len(labels) else []
         acc = float(((scores[:, 1] > 0.5).astype(int) == labels).mean())
     else:
-        aucs = [roc_auc_score(labels == c, scores[:, c]) for c in range(scores.shape[1])
-                if 0 < (labels == c).sum() < len(labels)]
+        aucs = [a for a in one_vs_rest_aucs(labels, scores) if not np.isnan(a)]
         acc = float((scores.argmax(1) == labels).mean())
     auc = float(np.mean(aucs)) if aucs else float("nan")
     return {"acc": acc, "auc": auc}
