@@ -23,6 +23,8 @@ links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two
   size, which the model's input resizes to 64 as it does BreastMNIST's: BUSI with one of the two ways BreastMNIST
   differs from it changed at a time.
 
+The labelled files carry ``class_names``, so their comparisons' reports name each class's one-vs-rest AUC.
+
     python benchmarks/validity/pack_pool.py DATA_DIR OUT_DIR
 """
 
@@ -68,7 +70,7 @@ def brain_mri(data: Path, split: str = "train") -> np.ndarray:
 def brain_mri_labelled(data: Path) -> dict[str, np.ndarray]:
     root = data / "classification" / "brain_mri"
     classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
-    out = {}
+    out = {"class_names": np.array(classes)}
     for split in ("train", "val", "test"):
         files = sorted((root / split).glob("*/*.png"))
         out[f"{split}_images"] = brain_mri(data, split)
@@ -83,7 +85,7 @@ def busi_labelled(data: Path, size: int = SIZE, binary: bool = False) -> dict[st
     images, labels, split = _resize(z["images"], size), z["labels"].astype(np.int64), z["split"]
     if binary:
         labels = (labels != 2).astype(np.int64)
-    out = {}
+    out = {"class_names": np.array(["malignant", "normal or benign"] if binary else ["normal", "benign", "malignant"])}
     for i, name in enumerate(("train", "val", "test")):  # the packed file's split ids 0/1/2
         out[f"{name}_images"], out[f"{name}_labels"] = images[split == i], labels[split == i, None]
     return out

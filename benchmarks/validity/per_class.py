@@ -2,7 +2,8 @@
 difference with each other arm per class, from the runs' kept test scores.
 
 The primary AUC of a multi-class comparison is the mean of these per-class AUCs (MedMNIST's); this table splits it.
-Descriptive: read it after the comparison, not to choose anything.
+Comparisons now report them themselves (``auc_<k>`` in ``summary.json`` and the report); this script reads folders
+made before that, from their test scores. Descriptive: read it after the comparison, not to choose anything.
 
     python benchmarks/validity/per_class.py RUN_DIR [--json out.json]
 

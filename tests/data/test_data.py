@@ -195,3 +195,16 @@ def test_a_labelled_npz_reads_as_classification_and_a_segmentation_file_with_lab
     np.savez(tmp_path / "two.npz", images=images, labels=labels, split=np.minimum(split, 1))
     with pytest.raises(DataError, match="split 'test' is empty"):
         load_dataset(tmp_path / "two.npz")
+
+
+def test_a_medmnist_format_file_may_name_its_classes(tmp_path):
+    from tppeft.data.loading import load_dataset
+
+    path = write_medmnist(tmp_path / "named.npz", classes=3)
+    arrays = dict(np.load(path))
+    np.savez(path, **arrays, class_names=np.array(["normal", "benign", "malignant"]))
+    assert load_dataset(path).class_names == ["normal", "benign", "malignant"]
+    assert load_dataset(write_medmnist(tmp_path / "plain.npz", classes=3)).class_names is None
+    np.savez(path, **arrays, class_names=np.array(["normal", "benign"]))
+    with pytest.raises(DataError, match="'class_names' names 2 classes, its labels hold 3"):
+        load_dataset(path)

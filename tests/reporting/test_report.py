@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tiny_config, write_medmnist
+from sklearn.metrics import roc_auc_score
 
 from tppeft.cli import main
 from tppeft.config import load_config
@@ -426,3 +427,32 @@ def test_the_report_gives_tpps_gain_on_the_test_images_without_a_twin_and_says_w
         r.pop("test_without_twin")
     plain = summarize(records, cfg, {"dataset": "x"}, ["acc", "auc"], "auc")
     assert "paired_without_twin" not in plain and without_twin_text(plain) is None
+
+
+def test_a_multi_class_comparison_reports_each_classs_auc_named_and_paired(tmp_path):
+    """Three classes, the test split without class 2: each run records each class's one-vs-rest AUC (as its test
+    scores give them), summary.json has their means and paired differences, class 2's is undefined with the reason,
+    and the report names the classes in its tables."""
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.arange(12) % 3, np.arange(6) % 3, np.arange(6) % 2]  # train, val, test: test without 2
+    data = tmp_path / "three.npz"
+    np.savez(data, images=rng.integers(0, 256, (24, 28, 28), dtype=np.uint8), labels=labels,
+             split=np.repeat([0, 1, 2], [12, 6, 6]), class_names=np.array(["normal", "benign", "malignant"]))
+    sets = ["pretext.probe=false", "data.image_size=32", "threads=1", "seeds=2", f"data.path={data}",
+            "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=4", "finetune.batch_size=4"]
+    out = tmp_path / "run"
+    assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"] == ["acc", "auc", "auc_0", "auc_1", "auc_2"]
+    assert summary["undefined_metrics"] == {
+        "auc_2": "the test split holds no image of class malignant, and its one-vs-rest AUC needs some"}
+    for r in summary["arms"]["tpp"]["runs"]:
+        with np.load(out / "runs" / "tpp" / f"seed{r['seed']}" / "test_scores.npz") as f:
+            scores, labels = f["scores"], f["labels"].reshape(-1)
+        for c in (0, 1):
+            assert r["test"][f"auc_{c}"] == pytest.approx(roc_auc_score(labels == c, scores[:, c]), abs=1e-6)
+    paired = summary["paired"]["tpp-baseline"]
+    assert paired["auc_0"]["n"] == 2 and paired["auc_2"]["undefined"]
+    report = (out / "report.md").read_text()
+    assert "test AUC benign (mean ± std)" in report and "| tpp − baseline | AUC normal |" in report
+    assert "test AUC malignant is undefined in every run" in report

@@ -21,8 +21,11 @@ def test_multiclass_auc_is_one_vs_rest_mean():
     labels = rng.integers(0, 3, 50)
     scores = rng.dirichlet(np.ones(3), 50)
     m = classification_metrics(labels, scores, "multiclass")
-    expect = np.mean([roc_auc_score(labels == c, scores[:, c]) for c in range(3)])
-    assert m["auc"] == pytest.approx(expect) and m["acc"] == pytest.approx((scores.argmax(1) == labels).mean())
+    each = [roc_auc_score(labels == c, scores[:, c]) for c in range(3)]
+    assert m["auc"] == pytest.approx(np.mean(each)) and m["acc"] == pytest.approx((scores.argmax(1) == labels).mean())
+    assert [m[f"auc_{c}"] for c in range(3)] == pytest.approx(each)  # each class's one-vs-rest AUC, by class id
+    binary = classification_metrics(labels % 2, scores[:, :2] / scores[:, :2].sum(1, keepdims=True), "multiclass")
+    assert set(binary) == {"acc", "auc"}  # two classes: one question, no per-class AUC
 
 
 def test_multilabel_and_degenerate_cases():

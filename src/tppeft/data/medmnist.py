@@ -163,7 +163,8 @@ def check_medmnist_keys(npz: np.lib.npyio.NpzFile, path: Path) -> None:
 
 def load_medmnist(path: str | Path, limit: int | None = None,
                   image_fn=_images_to_tensor) -> ImageDataset:
-    """Load a MedMNIST-format file. Labels (N,1) are classes; (N,L) with L>1 are multi-label 0/1.
+    """Load a MedMNIST-format file. Labels (N,1) are classes; (N,L) with L>1 are multi-label 0/1; an optional
+    ``class_names`` says what each class id (or label column) means.
 
     ``image_fn(array, key, path)`` turns one split's image array into a tensor (volume readers pass their own).
     """
@@ -179,7 +180,8 @@ def load_medmnist(path: str | Path, limit: int | None = None,
             if len(images) == 0:
                 raise DataError(f"{path}: split '{s}' is empty")
             splits[s] = [images, labels]
-    return _classification_dataset(path, splits, limit)
+        classes = _class_names(npz, path)
+    return _named(_classification_dataset(path, splits, limit), classes, path)
 
 
 def split_order(npz: np.lib.npyio.NpzFile, path: Path) -> list[str]:
@@ -203,7 +205,7 @@ def load_labelled_npz(path: str | Path, limit: int | None = None) -> ImageDatase
         images = _images_to_tensor(_read(npz, "images", path), "images", path)
         labels = _labels_to_tensor(_read(npz, "labels", path), "labels", path)
         split, names = _read(npz, "split", path), split_order(npz, path)
-        classes = [str(c) for c in _read(npz, "class_names", path)] if "class_names" in npz.files else None
+        classes = _class_names(npz, path)
     if len(labels) != len(images) or split.shape != (len(images),):
         raise DataError(f"{path}: 'images', 'labels' and 'split' must have one entry per image ({len(images)}); "
                         f"found {len(labels)} labels and split of shape {split.shape}")
@@ -216,7 +218,15 @@ def load_labelled_npz(path: str | Path, limit: int | None = None) -> ImageDatase
         if len(idx) == 0:
             raise DataError(f"{path}: split '{s}' is empty")
         splits[s] = [images[idx], labels[idx]]
-    data = _classification_dataset(path, splits, limit)
+    return _named(_classification_dataset(path, splits, limit), classes, path)
+
+
+def _class_names(npz: np.lib.npyio.NpzFile, path: Path) -> list[str] | None:
+    """A file's optional ``class_names``: what each class id (or label column) means."""
+    return [str(c) for c in _read(npz, "class_names", path)] if "class_names" in npz.files else None
+
+
+def _named(data: ImageDataset, classes: list[str] | None, path: Path) -> ImageDataset:
     if classes is not None and data.task == "multiclass" and len(classes) < data.num_classes:
         raise DataError(f"{path}: 'class_names' names {len(classes)} classes, its labels hold {data.num_classes}")
     data.class_names = classes

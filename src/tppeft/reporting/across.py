@@ -19,7 +19,7 @@ import yaml
 from tppeft.engine.config import is_runtime_key
 from tppeft.errors import ReportError
 from tppeft.reporting.document import Block, Heading, Para, Table
-from tppeft.reporting.report import paired_cells
+from tppeft.reporting.report import metric_label, paired_cells
 from tppeft.reporting.stats import paired_difference
 from tppeft.rundir import CONFIG
 
@@ -169,7 +169,7 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
             for m in metrics:
                 d = paired_difference(_scores(sa, a.arm, split, m), _scores(sb, b.arm, split, m))
                 if d["n"]:
-                    rows.append([f"{left} − {right}", split, m.upper(), *paired_cells(d, who=left)])
+                    rows.append([f"{left} − {right}", split, metric_label(m, sa), *paired_cells(d, who=left)])
                     found = True
         if not found:
             raise ReportError(f"--pair: {left} and {right} have no seed in common")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tppeft.reporting.across import across_blocks
 from tppeft.reporting.document import Block, Heading, Para, Table, to_html, to_markdown
-from tppeft.reporting.report import ReportError, fmt_ci, fmt_num, fmt_signed, load_summary, verdict
+from tppeft.reporting.report import ReportError, fmt_ci, fmt_num, fmt_signed, load_summary, metric_label, verdict
 
 
 def run_label(run_dir: Path, summary: dict) -> str:
@@ -57,7 +57,8 @@ def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None,
                 cell = "—" if e is None else f"{fmt_num(e['mean'].get(m))} ± {fmt_num(e['std'].get(m))} (n={e['n']})"
                 row.append(cell)
             rows.append(row)
-        blocks += [Heading(f"Test {m.upper()} (mean ± std over seeds)"), Table(["arm", *labels], rows)]
+        blocks += [Heading(f"Test {metric_label(m, summaries[0])} (mean ± std over seeds)"),
+                   Table(["arm", *labels], rows)]
     pairs: list[str] = []
     for s in summaries:
         pairs += [p for p in s.get("paired", {}) if p not in pairs]
@@ -65,7 +66,7 @@ def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None,
         rows = []
         for name in pairs:
             for m in metrics:
-                row = [name.replace("-", " − ", 1), m.upper()]
+                row = [name.replace("-", " − ", 1), metric_label(m, summaries[0])]
                 for s in summaries:
                     d = s.get("paired", {}).get(name, {}).get(m)
                     row.append("—" if d is None else f"{fmt_signed(d['mean'])} {fmt_ci(d['ci95'], signed=True)} "

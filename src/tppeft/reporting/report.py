@@ -47,6 +47,16 @@ def fmt_ci(ci: list | None, signed: bool = False) -> str:
     return f"[{f(ci[0])}, {f(ci[1])}]"
 
 
+def metric_label(metric: str, summary: dict) -> str:
+    """A metric's name in tables: upper case; a per-class one (``auc_2``, ``dice_1``: the class id after the
+    underscore) with its class's name where the summary has the names."""
+    base, _, k = metric.rpartition("_")
+    if not base or not k.isdigit():
+        return metric.upper()
+    names = summary.get("class_names") or []
+    return f"{base.upper()} {names[int(k)]}" if int(k) < len(names) else f"{base.upper()} class {k}"
+
+
 def load_summary(run_dir: Path) -> dict:
     path = RunFolder(run_dir).summary
     if not path.is_file():
@@ -78,7 +88,8 @@ def arms_rows(summary: dict) -> Table:
     primary = summary["primary_metric"]
     header = ["arm", "n", "fine-tune epochs"]
     for m in metrics:
-        header += [f"test {m.upper()} (mean ± std)", f"{m.upper()} 95% CI"]
+        label = metric_label(m, summary)
+        header += [f"test {label} (mean ± std)", f"{label} 95% CI"]
     header += [f"val {primary.upper()} (mean)", "pretext loss start → end", "s / run"]
     rows = []
     for arm, e in summary["arms"].items():
@@ -172,9 +183,10 @@ def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
             if metrics and m not in metrics:
                 continue
             if d.get("undefined"):
-                rows.append([name.replace("-", " − ", 1), m.upper(), "undefined", "—", "—", "—", verdict(d)])
+                rows.append([name.replace("-", " − ", 1), metric_label(m, summary), "undefined", "—", "—", "—",
+                             verdict(d)])
                 continue
-            rows.append([name.replace("-", " − ", 1), m.upper(), *paired_cells(d)])
+            rows.append([name.replace("-", " − ", 1), metric_label(m, summary), *paired_cells(d)])
     return Table(["comparison", "metric", "mean difference ± std", "95% bootstrap CI", "TPP wins/ties/losses",
                   "sign test p", "reading"], rows)
 
@@ -189,8 +201,8 @@ def seeds_rows(summary: dict) -> Table:
             tests = ("undefined" if m in undefined else fmt_num(r["test"].get(m)) for m in metrics)
             rows.append([arm, str(r["seed"]), *tests, str(r["best_epoch"]),
                          f"{r.get('target_params', 0):,}", pre_text, fmt_num(r["seconds"], 0)])
-    return Table(["arm", "seed", *(f"test {m.upper()}" for m in metrics), "best val epoch", "trained parameters",
-                  "pretext loss start → end", "seconds"], rows)
+    return Table(["arm", "seed", *(f"test {metric_label(m, summary)}" for m in metrics), "best val epoch",
+                  "trained parameters", "pretext loss start → end", "seconds"], rows)
 
 
 def probed_runs(entry: dict) -> list[tuple[dict, dict]]:
@@ -381,15 +393,16 @@ def problems(summary: dict) -> list[str]:
     """Metrics no run could define, runs left out of the statistics or trained with skipped updates, and the
     TPP stages' warnings, one line each."""
     undefined = summary.get("undefined_metrics") or {}
-    lines = [f"- test {m.upper()} is undefined in every run: {reason}. It has no mean, spread or interval, and is "
-             "left out of the paired differences and the verdict." for m, reason in undefined.items()]
+    lines = [f"- test {metric_label(m, summary)} is undefined in every run: {reason}. It has no mean, spread or "
+             "interval, and is left out of the paired differences and the verdict." for m, reason in undefined.items()]
     for arm, e in summary["arms"].items():
         for f in e.get("failed", []):
             lines.append(f"- {arm} seed {f['seed']} FAILED and is left out of every statistic: {f['error']}")
         for m, seeds in e.get("nonfinite", {}).items():
             if m in undefined:
                 continue
-            lines.append(f"- {arm}: test {m.upper()} is undefined (NaN) for seed(s) {seeds}; left out of its mean")
+            lines.append(f"- {arm}: test {metric_label(m, summary)} is undefined (NaN) for seed(s) {seeds}; left "
+                         "out of its mean")
         for seed, n in e.get("skipped_steps", {}).items():
             lines.append(f"- {arm} seed {seed}: {n} update(s) skipped for a non-finite loss or gradient")
         warned: dict[str, list[int]] = {}  # one line per warning: a stage shared by every seed warns once

@@ -64,15 +64,23 @@ def one_vs_rest_aucs(labels: np.ndarray, scores: np.ndarray) -> list[float]:
             else float("nan") for c in range(scores.shape[1])]
 
 
+def per_class_auc(label_task: str, num_classes: int) -> bool:
+    """Whether a task reports each class's one-vs-rest AUC (``auc_<k>``): single-label with more than two classes,
+    where the AUC is their mean and can hide a class that a setting helps or harms."""
+    return label_task != "multilabel" and num_classes > 2
+
+
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
     """ACC and AUC as MedMNIST v2 computes them.
 
     Binary: AUC of the positive-class score, ACC at threshold 0.5. Multi-class (ordinal included):
-    AUC one-vs-rest averaged over classes, ACC of the arg-max. Multi-label: both averaged over labels,
-    ACC at threshold 0.5. A class absent from ``labels`` is left out of the AUC average.
+    AUC one-vs-rest averaged over classes, ACC of the arg-max, and each class's one-vs-rest AUC as ``auc_<k>``
+    (``k`` the class id; NaN where ``labels`` lacks the class or holds it alone). Multi-label: both averaged over
+    labels, ACC at threshold 0.5. A class absent from ``labels`` is left out of the AUC average.
     """
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
+    per_class: dict[str, float] = {}
     if task == "multilabel":
         aucs = [roc_auc_score(labels[:, i], scores[:, i]) for i in range(labels.shape[1])
                 if 0 < labels[:, i].sum() < len(labels)]
@@ -81,10 +89,12 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) ->
         aucs = [roc_auc_score(labels, scores[:, 1])] if 0 < labels.sum() < len(labels) else []
         acc = float(((scores[:, 1] > 0.5).astype(int) == labels).mean())
     else:
-        aucs = [a for a in one_vs_rest_aucs(labels, scores) if not np.isnan(a)]
+        each = one_vs_rest_aucs(labels, scores)
+        per_class = {f"auc_{c}": a for c, a in enumerate(each)}
+        aucs = [a for a in each if not np.isnan(a)]
         acc = float((scores.argmax(1) == labels).mean())
     auc = float(np.mean(aucs)) if aucs else float("nan")
-    return {"acc": acc, "auc": auc}
+    return {"acc": acc, "auc": auc, **per_class}
 
 
 class ClassificationTask(Task):
@@ -95,15 +105,22 @@ class ClassificationTask(Task):
 
     @property
     def metrics(self) -> list[str]:
-        return ["acc", "auc"]
+        each = [f"auc_{c}" for c in range(self.num_classes)] if self._per_class else []
+        return ["acc", "auc", *each]
+
+    @property
+    def _per_class(self) -> bool:
+        return per_class_auc(self.data_info["task"], self.num_classes)
 
     def metric_note(self) -> str:
+        each = "; `auc_<k>`: class k's one-vs-rest AUC" if self._per_class else ""
         return ("ACC and AUC as MedMNIST v2 computes them (binary: positive-class score, threshold 0.5; "
-                "multi-class: one-vs-rest AUC averaged over classes).")
+                f"multi-class: one-vs-rest AUC averaged over classes{each}).")
 
     def undefined_metrics(self, data: ImageDataset, split: str) -> dict[str, str]:
         """AUC needs positive and negative images of some class (of some label, multi-label): a split of one class
-        has none, and its AUC is undefined (NaN) for every model."""
+        has none, and its AUC is undefined (NaN) for every model; so is a class's one-vs-rest AUC (``auc_<k>``)
+        where the split has no image of that class."""
         labels = data[split].labels.cpu().numpy()
         if not len(labels):
             return {}
@@ -111,12 +128,18 @@ class ClassificationTask(Task):
             if any(0 < labels[:, i].sum() < len(labels) for i in range(labels.shape[1])):
                 return {}
             return {"auc": f"no label of the {split} split is both present and absent there, and AUC needs both"}
-        present = np.unique(labels)
-        if len(present) > 1:
-            return {}
+        present = np.unique(labels).tolist()
         names = data.class_names
-        name = names[int(present[0])] if names and int(present[0]) < len(names) else str(int(present[0]))
-        return {"auc": f"the {split} split holds images of one class only ({name}), and AUC needs two"}
+
+        def named(c: int) -> str:
+            return names[c] if names and c < len(names) else str(c)
+
+        each = [m for m in self.metrics if m.startswith("auc_")]  # where the task reports them
+        if len(present) < 2:
+            reason = f"the {split} split holds images of one class only ({named(present[0])}), and AUC needs two"
+            return dict.fromkeys(["auc", *each], reason)
+        return {f"auc_{c}": f"the {split} split holds no image of class {named(c)}, and its one-vs-rest AUC needs "
+                            "some" for c in range(self.num_classes) if each and c not in present}
 
     def build_model(self, vit: nn.Module) -> Classifier:
         return Classifier(vit, self.num_classes)
