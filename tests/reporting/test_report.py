@@ -15,7 +15,14 @@ from tppeft.cli import main
 from tppeft.config import load_config
 from tppeft.experiment.comparison import summarize
 from tppeft.io import write_json
-from tppeft.reporting.report import ReportError, arms_rows, probe_counts_text, verdict, verdict_lines
+from tppeft.reporting.report import (
+    ReportError,
+    arms_rows,
+    per_class_text,
+    probe_counts_text,
+    verdict,
+    verdict_lines,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -456,3 +463,23 @@ def test_a_multi_class_comparison_reports_each_classs_auc_named_and_paired(tmp_p
     report = (out / "report.md").read_text()
     assert "test AUC benign (mean ± std)" in report and "| tpp − baseline | AUC normal |" in report
     assert "test AUC malignant is undefined in every run" in report
+
+
+def test_the_report_says_when_tpp_reads_differently_on_different_classes():
+    """Per-class AUCs whose paired readings differ (a clear gain on one class, none on another) get a sentence
+    naming the classes; where every class reads alike, none."""
+    cfg = load_config(None, ["arms=[baseline, tpp]", "seeds=8"])
+    gain = [0.10, 0.12, 0.09, 0.11, 0.10, 0.13, 0.08, 0.12]
+    noise = [0.02, -0.03, 0.01, -0.02, 0.03, -0.01, 0.02, -0.02]
+    records = [{"arm": arm, "seed": s, "best_epoch": 1, "finetune_epochs": 5, "seconds": 1.0, "pretext": None,
+                "test": {"acc": 0.7, "auc": 0.7, "auc_0": 0.6 + (gain[s] if arm == "tpp" else 0),
+                         "auc_1": 0.8 + (noise[s] if arm == "tpp" else 0)}}
+               for s in range(8) for arm in ("baseline", "tpp")]
+    meta = {"dataset": "x", "class_names": ["normal", "malignant"]}
+    summary = summarize(records, cfg, meta, ["acc", "auc", "auc_0", "auc_1"], "auc")
+    text = per_class_text(summary)
+    assert "tpp − baseline: tpp better for normal (+0.106, tpp better in 8 of 8)" in text
+    assert "no clear difference for malignant" in text
+    for r in records:
+        r["test"]["auc_1"] = r["test"]["auc_0"]
+    assert per_class_text(summarize(records, cfg, meta, ["acc", "auc", "auc_0", "auc_1"], "auc")) is None

@@ -366,6 +366,32 @@ def without_twin_text(summary: dict) -> str | None:
     return text
 
 
+def per_class_text(summary: dict) -> str | None:
+    """Where the primary metric has per-class terms (``auc_<k>``, ``dice_<k>``) and a comparison reads differently
+    on different classes: which classes TPP is better, worse or no clearly different on. None where they agree
+    (the paired table shows them) or there are none."""
+    primary = summary["primary_metric"]
+    each = [m for m in summary["metrics"] if m.startswith(primary + "_") and m.removeprefix(primary + "_").isdigit()]
+    sentences = []
+    for name, per_metric in summary.get("paired", {}).items():
+        by_reading: dict[str, list[str]] = {}
+        for m in each:
+            d = per_metric.get(m)
+            if d and not d.get("undefined") and d["n"] >= 2:
+                tpp = name.split("-")[0]
+                by_reading.setdefault(verdict(d, who=tpp, caveat=False), []).append(
+                    f"{metric_label(m, summary).split(' ', 1)[1]} ({fmt_signed(d['mean'])}, {tpp} better in "
+                    f"{d['wins']} of {d['n']})")
+        if len(by_reading) > 1:
+            sentences.append(f"{name.replace('-', ' − ', 1)}: " + "; ".join(
+                f"{reading} for {', '.join(classes)}" for reading, classes in by_reading.items()))
+    if not sentences:
+        return None
+    return (f"By class ({primary.upper()} of each class, paired by seed), the comparisons read differently on "
+            "different classes: " + ". ".join(sentences) + f". The {primary.upper()} above is their mean and hides "
+            "this; which classes a gain lies on can decide whether it matters for a question.")
+
+
 SMALL_VALIDATION = 100  # below this many validation images the selected epoch's validation score is noisy
 
 
@@ -690,7 +716,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                            "bootstrap interval excludes zero. With few seeds that interval is too narrow (it cannot "
                            "reach beyond the observed differences) and the exact sign test is weak (5 wins out of 5 "
                            "give p = 0.06): treat one table as a first look and add seeds before claiming a gain."))
-        blocks += [Para(t) for t in (validation_text(summary), without_twin_text(summary)) if t]
+        blocks += [Para(t) for t in (validation_text(summary), without_twin_text(summary),
+                                     per_class_text(summary)) if t]
     if problems(summary):
         blocks += [Heading("Problems"), *(Para(line[2:]) for line in problems(summary))]
     diagnostics = diagnostics_rows(summary)
