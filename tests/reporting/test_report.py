@@ -461,7 +461,10 @@ def test_a_multi_class_comparison_reports_each_classs_auc_named_and_paired(tmp_p
     paired = summary["paired"]["tpp-baseline"]
     assert paired["auc_0"]["n"] == 2 and paired["auc_2"]["undefined"]
     report = (out / "report.md").read_text()
-    assert "test AUC benign (mean ± std)" in report and "| tpp − baseline | AUC normal |" in report
+    by_class = report[report.index("## By class"):]
+    assert "test AUC benign" not in report[:report.index("## By class")]  # the whole split's tables: no class
+    assert re.search(r"\| tpp \| benign \| 0\.\d+ ± 0\.\d+ \|", by_class)
+    assert "| tpp | malignant | undefined |" in by_class and "| tpp − baseline | AUC normal |" in by_class
     assert "test AUC malignant is undefined in every run" in report
 
 

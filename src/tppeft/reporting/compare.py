@@ -11,7 +11,16 @@ from pathlib import Path
 
 from tppeft.reporting.across import across_blocks
 from tppeft.reporting.document import Block, Heading, Para, Table, to_html, to_markdown
-from tppeft.reporting.report import ReportError, fmt_ci, fmt_num, fmt_signed, load_summary, metric_label, verdict
+from tppeft.reporting.report import (
+    ReportError,
+    class_metric,
+    fmt_ci,
+    fmt_num,
+    fmt_signed,
+    load_summary,
+    metric_label,
+    verdict,
+)
 
 
 def run_label(run_dir: Path, summary: dict) -> str:
@@ -34,6 +43,7 @@ def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None,
     summaries = [load_summary(d) for d in run_dirs]
     labels = _unique([run_label(d, s) for d, s in zip(run_dirs, summaries, strict=True)])
     metrics = [m for m in summaries[0]["metrics"] if all(m in s["metrics"] for s in summaries)]
+    overall = [m for m in metrics if class_metric(m) is None]  # each its own table; per-class ones as rows below
     primaries = {s["primary_metric"] for s in summaries}
     arms: list[str] = []
     for s in summaries:
@@ -48,7 +58,7 @@ def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None,
                       str(len(s.get("seeds", []))), str(s.get("device"))])
     blocks += [Table(["run", "backbone", "target parameters", "pretext", "fine-tune epochs", "seeds", "device"],
                      setup)]
-    for m in sorted(metrics, key=lambda m: m not in primaries):
+    for m in sorted(overall, key=lambda m: m not in primaries):
         rows = []
         for arm in arms:
             row = [arm]

@@ -47,14 +47,28 @@ def fmt_ci(ci: list | None, signed: bool = False) -> str:
     return f"[{f(ci[0])}, {f(ci[1])}]"
 
 
-def metric_label(metric: str, summary: dict) -> str:
-    """A metric's name in tables: upper case; a per-class one (``auc_2``, ``dice_1``: the class id after the
-    underscore) with its class's name where the summary has the names."""
+def class_metric(metric: str) -> tuple[str, int] | None:
+    """``(metric, class id)`` of a per-class metric's name (``auc_2``, ``dice_1``: the id after the underscore),
+    None for a metric of the whole split."""
     base, _, k = metric.rpartition("_")
-    if not base or not k.isdigit():
-        return metric.upper()
+    return (base, int(k)) if base and k.isdigit() else None
+
+
+def overall_metrics(summary: dict) -> list[str]:
+    """The summary's metrics of the whole split: the per-class ones get their own tables."""
+    return [m for m in summary["metrics"] if class_metric(m) is None]
+
+
+def class_name(k: int, summary: dict) -> str:
     names = summary.get("class_names") or []
-    return f"{base.upper()} {names[int(k)]}" if int(k) < len(names) else f"{base.upper()} class {k}"
+    return names[k] if k < len(names) else f"class {k}"
+
+
+def metric_label(metric: str, summary: dict) -> str:
+    """A metric's name in tables: upper case; a per-class one with its class's name (or id)."""
+    if (found := class_metric(metric)) is None:
+        return metric.upper()
+    return f"{found[0].upper()} {class_name(found[1], summary)}"
 
 
 def load_summary(run_dir: Path) -> dict:
@@ -83,8 +97,15 @@ def val_mean(entry: dict, metric: str) -> float | None:
     return mean_std(values)[0] if values else None
 
 
+def _mean_cells(e: dict, m: str, undefined: dict) -> list[str]:
+    """An arm's mean ± std and 95% interval of metric ``m``, or that no run could define it."""
+    if m in undefined:
+        return ["undefined", "—"]
+    return [fmt_spread(e["mean"].get(m), e["std"].get(m), e["n"]), fmt_ci(e.get("ci95", {}).get(m))]
+
+
 def arms_rows(summary: dict) -> Table:
-    metrics, undefined = summary["metrics"], summary.get("undefined_metrics") or {}
+    metrics, undefined = overall_metrics(summary), summary.get("undefined_metrics") or {}
     primary = summary["primary_metric"]
     header = ["arm", "n", "fine-tune epochs"]
     for m in metrics:
@@ -95,13 +116,27 @@ def arms_rows(summary: dict) -> Table:
     for arm, e in summary["arms"].items():
         cells = [arm, str(e["n"]), str(e.get("finetune_epochs") or summary.get("finetune", {}).get("epochs", "?"))]
         for m in metrics:
-            if m in undefined:
-                cells += ["undefined", "—"]
-                continue
-            cells += [fmt_spread(e["mean"].get(m), e["std"].get(m), e["n"]), fmt_ci(e.get("ci95", {}).get(m))]
+            cells += _mean_cells(e, m, undefined)
         pre = (f"{fmt_num(e['pretext_loss_start'], 4)} → {fmt_num(e['pretext_loss_end'], 4)}"
                if "pretext_loss_start" in e else "—")
         rows.append(cells + [fmt_num(val_mean(e, primary)), pre, fmt_num(e["seconds_mean"], 0)])
+    return Table(header, rows)
+
+
+def class_rows(summary: dict) -> Table:
+    """Each arm's per-class metrics, one row per arm and class (empty without per-class metrics)."""
+    found = [f for m in summary["metrics"] if (f := class_metric(m))]
+    bases = list(dict.fromkeys(b for b, _ in found))
+    classes = sorted({k for _, k in found})
+    undefined = summary.get("undefined_metrics") or {}
+    header = ["arm", "class"]
+    for b in bases:
+        header += [f"test {b.upper()} (mean ± std)", f"{b.upper()} 95% CI"]
+    rows = []
+    for arm, e in summary["arms"].items():
+        for k in classes:
+            rows.append([arm, class_name(k, summary),
+                         *(c for b in bases for c in _mean_cells(e, f"{b}_{k}", undefined))])
     return Table(header, rows)
 
 
@@ -192,7 +227,7 @@ def paired_rows(summary: dict, metrics: list[str] | None = None) -> Table:
 
 
 def seeds_rows(summary: dict) -> Table:
-    metrics, undefined = summary["metrics"], summary.get("undefined_metrics") or {}
+    metrics, undefined = overall_metrics(summary), summary.get("undefined_metrics") or {}
     rows = []
     for arm, e in summary["arms"].items():
         for r in e["runs"]:
@@ -368,19 +403,19 @@ def without_twin_text(summary: dict) -> str | None:
 
 def per_class_text(summary: dict) -> str | None:
     """Where the primary metric has per-class terms (``auc_<k>``, ``dice_<k>``) and a comparison reads differently
-    on different classes: which classes TPP is better, worse or no clearly different on. None where they agree
-    (the paired table shows them) or there are none."""
+    on different classes: which classes TPP is better, worse or not clearly different on. None where they agree
+    (the paired table shows them), with fewer than :data:`FEW_SEEDS` seeds, or without per-class terms."""
     primary = summary["primary_metric"]
-    each = [m for m in summary["metrics"] if m.startswith(primary + "_") and m.removeprefix(primary + "_").isdigit()]
+    each = [m for m in summary["metrics"] if (found := class_metric(m)) and found[0] == primary]
     sentences = []
     for name, per_metric in summary.get("paired", {}).items():
         by_reading: dict[str, list[str]] = {}
         for m in each:
             d = per_metric.get(m)
-            if d and not d.get("undefined") and d["n"] >= 2:
+            if d and not d.get("undefined") and d["n"] >= FEW_SEEDS:  # fewer cannot tell classes apart
                 tpp = name.split("-")[0]
-                by_reading.setdefault(verdict(d, who=tpp, caveat=False), []).append(
-                    f"{metric_label(m, summary).split(' ', 1)[1]} ({fmt_signed(d['mean'])}, {tpp} better in "
+                by_reading.setdefault(verdict(d, who=tpp), []).append(
+                    f"{class_name(class_metric(m)[1], summary)} ({fmt_signed(d['mean'])}, {tpp} better in "
                     f"{d['wins']} of {d['n']})")
         if len(by_reading) > 1:
             sentences.append(f"{name.replace('-', ' − ', 1)}: " + "; ".join(
@@ -388,8 +423,23 @@ def per_class_text(summary: dict) -> str | None:
     if not sentences:
         return None
     return (f"By class ({primary.upper()} of each class, paired by seed), the comparisons read differently on "
-            "different classes: " + ". ".join(sentences) + f". The {primary.upper()} above is their mean and hides "
-            "this; which classes a gain lies on can decide whether it matters for a question.")
+            "different classes: " + ". ".join(sentences) + f". The {primary.upper()} of the whole split is their mean "
+            "and hides this; which classes a gain lies on can decide whether it matters for a question.")
+
+
+def class_blocks(summary: dict) -> list[Block]:
+    """The "By class" section: each arm's per-class metrics, their paired differences and where the comparisons
+    read differently on different classes; none without per-class metrics."""
+    arms = class_rows(summary)
+    if not arms.rows:
+        return []
+    blocks: list[Block] = [Heading("By class"), arms]
+    paired = paired_rows(summary, [m for m in summary["metrics"] if class_metric(m)])
+    if paired.rows:
+        blocks.append(paired)
+    if text := per_class_text(summary):
+        blocks.append(Para(text))
+    return blocks
 
 
 SMALL_VALIDATION = 100  # below this many validation images the selected epoch's validation score is noisy
@@ -707,7 +757,7 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
         blocks.append(Para(summary["metric_note"]))
     if plots and plots.get("metric"):
         blocks.append(Image(plots["metric"], f"test {primary} per arm: one dot per seed, mean with its 95% interval"))
-    paired = paired_rows(summary)
+    paired = paired_rows(summary, overall_metrics(summary))
     if paired.rows:
         blocks += [Heading(f"Paired differences (primary metric: {primary.upper()})"), paired]
         if plots and plots.get("paired"):
@@ -716,8 +766,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                            "bootstrap interval excludes zero. With few seeds that interval is too narrow (it cannot "
                            "reach beyond the observed differences) and the exact sign test is weak (5 wins out of 5 "
                            "give p = 0.06): treat one table as a first look and add seeds before claiming a gain."))
-        blocks += [Para(t) for t in (validation_text(summary), without_twin_text(summary),
-                                     per_class_text(summary)) if t]
+        blocks += [Para(t) for t in (validation_text(summary), without_twin_text(summary)) if t]
+    blocks += class_blocks(summary)
     if problems(summary):
         blocks += [Heading("Problems"), *(Para(line[2:]) for line in problems(summary))]
     diagnostics = diagnostics_rows(summary)
