@@ -64,12 +64,6 @@ def one_vs_rest_aucs(labels: np.ndarray, scores: np.ndarray) -> list[float]:
             else float("nan") for c in range(scores.shape[1])]
 
 
-def per_class_auc(label_task: str, num_classes: int) -> bool:
-    """Whether a task reports each class's one-vs-rest AUC (``auc_<k>``): single-label with more than two classes,
-    where the AUC is their mean and can hide a class that a setting helps or harms."""
-    return label_task != "multilabel" and num_classes > 2
-
-
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
     """ACC and AUC as MedMNIST v2 computes them.
 
@@ -110,7 +104,9 @@ class ClassificationTask(Task):
 
     @property
     def _per_class(self) -> bool:
-        return per_class_auc(self.data_info["task"], self.num_classes)
+        """Each class's one-vs-rest AUC is reported (as :func:`classification_metrics` gives it): single label, more
+        than two classes, where the AUC is their mean and can hide a class a setting helps or harms."""
+        return self.data_info["task"] != "multilabel" and self.num_classes > 2
 
     def metric_note(self) -> str:
         each = "; `auc_<k>`: class k's one-vs-rest AUC" if self._per_class else ""
