@@ -33,6 +33,7 @@ def test_multilabel_and_degenerate_cases():
     scores = np.array([[0.2, 0.9], [0.7, 0.4], [0.6, 0.8]])
     m = classification_metrics(labels, scores, "multilabel")
     assert m["auc"] == pytest.approx(1.0)  # label 1 has one class only: left out
+    assert m["auc_0"] == pytest.approx(1.0) and np.isnan(m["auc_1"])  # each label's AUC, NaN where undefined
     assert m["acc"] == pytest.approx(4 / 6)
     assert np.isnan(classification_metrics(np.array([1, 1]), np.array([[0.3, 0.7]] * 2), "multiclass")["auc"])
 
@@ -43,3 +44,28 @@ def test_classifier_and_losses(b0):
     assert logits.shape == (2, 3)
     assert classification_loss(logits, torch.tensor([0, 2]), "multiclass").ndim == 0
     assert classification_loss(logits, torch.tensor([[0, 1, 1], [1, 0, 0]]), "multilabel").ndim == 0
+
+
+def test_a_task_names_each_classs_or_labels_auc_and_which_a_split_cannot_define(tmp_path):
+    from conftest import write_medmnist
+
+    from tppeft.config import load_config
+    from tppeft.data import load_medmnist
+    from tppeft.tasks.classification import ClassificationTask
+
+    cfg = load_config(None)
+    path = write_medmnist(tmp_path / "ml.npz", multilabel=3)
+    arrays = dict(np.load(path))
+    arrays["test_labels"][:, 1] = 1  # label 1 in every test image
+    np.savez(path, **arrays, class_names=np.array(["effusion", "mass", "nodule"]))
+    data = load_medmnist(path)
+    task = ClassificationTask(cfg, data)
+    assert task.metrics == ["acc", "auc", "auc_0", "auc_1", "auc_2"]
+    assert task.undefined_metrics(data, "test") == {
+        "auc_1": "label mass is present in every image of the test split, and its AUC needs both"}
+    binary = ClassificationTask(cfg, load_medmnist(write_medmnist(tmp_path / "two.npz")))
+    assert binary.metrics == ["acc", "auc"]  # one question: nothing to split
+    three = load_medmnist(write_medmnist(tmp_path / "three.npz", classes=3))
+    three["test"].labels[:] = 0
+    assert ClassificationTask(cfg, three).undefined_metrics(three, "test") == dict.fromkeys(
+        ["auc", "auc_0", "auc_1", "auc_2"], "the test split holds images of one class only (0), and AUC needs two")

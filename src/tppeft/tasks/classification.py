@@ -65,29 +65,29 @@ def one_vs_rest_aucs(labels: np.ndarray, scores: np.ndarray) -> list[float]:
 
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
-    """ACC and AUC as MedMNIST v2 computes them.
+    """ACC and AUC as MedMNIST v2 computes them, and the terms of a mean AUC one by one.
 
     Binary: AUC of the positive-class score, ACC at threshold 0.5. Multi-class (ordinal included):
-    AUC one-vs-rest averaged over classes, ACC of the arg-max, and each class's one-vs-rest AUC as ``auc_<k>``
-    (``k`` the class id; NaN where ``labels`` lacks the class or holds it alone). Multi-label: both averaged over
-    labels, ACC at threshold 0.5. A class absent from ``labels`` is left out of the AUC average.
+    AUC one-vs-rest averaged over classes, ACC of the arg-max. Multi-label: both averaged over labels,
+    ACC at threshold 0.5. A class (label) that ``labels`` lacks or holds alone is left out of the AUC average.
+    Multi-class and multi-label also give each class's one-vs-rest AUC (each label's AUC) as ``auc_<k>``, ``k`` the
+    class id (label column); NaN for one left out of the average.
     """
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
-    per_class: dict[str, float] = {}
     if task == "multilabel":
-        aucs = [roc_auc_score(labels[:, i], scores[:, i]) for i in range(labels.shape[1])
-                if 0 < labels[:, i].sum() < len(labels)]
+        each = [float(roc_auc_score(labels[:, i], scores[:, i])) if 0 < labels[:, i].sum() < len(labels)
+                else float("nan") for i in range(labels.shape[1])]
         acc = float(((scores > 0.5) == labels).mean())
     elif scores.shape[1] == 2:
-        aucs = [roc_auc_score(labels, scores[:, 1])] if 0 < labels.sum() < len(labels) else []
+        each = [roc_auc_score(labels, scores[:, 1])] if 0 < labels.sum() < len(labels) else []
         acc = float(((scores[:, 1] > 0.5).astype(int) == labels).mean())
     else:
         each = one_vs_rest_aucs(labels, scores)
-        per_class = {f"auc_{c}": a for c, a in enumerate(each)}
-        aucs = [a for a in each if not np.isnan(a)]
         acc = float((scores.argmax(1) == labels).mean())
+    aucs = [a for a in each if not np.isnan(a)]
     auc = float(np.mean(aucs)) if aucs else float("nan")
+    per_class = {f"auc_{c}": a for c, a in enumerate(each)} if scores.shape[1] > 2 or task == "multilabel" else {}
     return {"acc": acc, "auc": auc, **per_class}
 
 
@@ -104,32 +104,37 @@ class ClassificationTask(Task):
 
     @property
     def _per_class(self) -> bool:
-        """Each class's one-vs-rest AUC is reported (as :func:`classification_metrics` gives it): single label, more
-        than two classes, where the AUC is their mean and can hide a class a setting helps or harms."""
-        return self.data_info["task"] != "multilabel" and self.num_classes > 2
+        """Each class's one-vs-rest AUC (each label's AUC) is reported, as :func:`classification_metrics` gives it:
+        more than two classes, or several labels, where the AUC is their mean and can hide one a setting helps or
+        harms."""
+        return self.data_info["task"] == "multilabel" or self.num_classes > 2
 
     def metric_note(self) -> str:
-        each = "; `auc_<k>`: class k's one-vs-rest AUC" if self._per_class else ""
+        each = ("" if not self._per_class else "; `auc_<k>`: label k's AUC" if self.data_info["task"] == "multilabel"
+                else "; `auc_<k>`: class k's one-vs-rest AUC")
         return ("ACC and AUC as MedMNIST v2 computes them (binary: positive-class score, threshold 0.5; "
-                f"multi-class: one-vs-rest AUC averaged over classes{each}).")
+                f"multi-class: one-vs-rest AUC averaged over classes; multi-label: averaged over labels{each}).")
 
     def undefined_metrics(self, data: ImageDataset, split: str) -> dict[str, str]:
         """AUC needs positive and negative images of some class (of some label, multi-label): a split of one class
         has none, and its AUC is undefined (NaN) for every model; so is a class's one-vs-rest AUC (``auc_<k>``)
-        where the split has no image of that class."""
+        where the split has no image of that class, and a label's where every image has it or none does."""
         labels = data[split].labels.cpu().numpy()
         if not len(labels):
             return {}
-        if labels.ndim == 2:  # multi-label
-            if any(0 < labels[:, i].sum() < len(labels) for i in range(labels.shape[1])):
-                return {}
-            return {"auc": f"no label of the {split} split is both present and absent there, and AUC needs both"}
-        present = np.unique(labels).tolist()
         names = data.class_names
 
         def named(c: int) -> str:
             return names[c] if names and c < len(names) else str(c)
 
+        if labels.ndim == 2:  # multi-label
+            constant = [i for i in range(labels.shape[1]) if not 0 < labels[:, i].sum() < len(labels)]
+            undefined = {f"auc_{i}": f"label {named(i)} is {'present' if labels[0, i] else 'absent'} in every image "
+                                     f"of the {split} split, and its AUC needs both" for i in constant}
+            if len(constant) == labels.shape[1]:
+                undefined["auc"] = f"no label of the {split} split is both present and absent there, and AUC needs both"
+            return undefined
+        present = np.unique(labels).tolist()
         each = [m for m in self.metrics if m.startswith("auc_")]  # where the task reports them
         if len(present) < 2:
             reason = f"the {split} split holds images of one class only ({named(present[0])}), and AUC needs two"
