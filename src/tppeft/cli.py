@@ -417,7 +417,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tppeft.reporting.compare import write_compare
 
     defaults = Config().model_dump(mode="json")
-    print(write_compare([Path(d) for d in args.run_dirs], args.output, args.pair, defaults), end="")
+    if args.pair_by_labels and not args.pair:
+        raise ReportError("--pair-by-labels changes how --pair pairs two folders; give --pair N:ARM,M:ARM too")
+    print(write_compare([Path(d) for d in args.run_dirs], args.output, args.pair, defaults, args.pair_by_labels),
+          end="")
     if args.output:
         print(f"\nwritten to {args.output}")
     return 0
@@ -543,6 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pair", action="append", default=[], metavar="N:ARM,M:ARM",
                     help="seed-paired difference of arm ARM of the N-th RUN_DIR minus arm ARM of the M-th (the "
                          "same folder or two whose seeds saw the same labelled and test images); repeatable")
+    sp.add_argument("--pair-by-labels", action="store_true",
+                    help="--pair two classification folders whose labels (training and scored split) and label "
+                         "draws are the same though their images differ: the same images made otherwise (resized, "
+                         "preprocessed), which you vouch for")
     sp.set_defaults(fn=cmd_compare)
     sp = sub.add_parser("backbone-pretrain",
                         help="train a whole ViT from random weights with MAE on chosen files/splits; "

@@ -12,9 +12,10 @@ from tppeft.reporting.compare import write_compare
 from tppeft.reporting.report import ReportError
 
 
-def run_folder(path, auc: dict[str, list[float]], sets: list[str], digests: dict[str, str] | None = None):
+def run_folder(path, auc: dict[str, list[float]], sets: list[str], digests: dict[str, str] | None = None,
+               label_digests: dict[str, str] | None = None):
     """A finished comparison's config.yaml and summary.json (test and validation AUC per arm and seed; with
-    ``digests``, the SHA-256 of each split it recorded)."""
+    ``digests``, the SHA-256 of each split it recorded, with ``label_digests`` that of each split's labels)."""
     arms = list(auc)
     cfg = load_config(None, [f"arms=[{', '.join(arms)}]", f"seeds={len(auc[arms[0]])}", *sets])
     records = [{"arm": a, "seed": s, "test": {"acc": 0.5, "auc": v}, "val": {"acc": 0.5, "auc": v - 0.1},
@@ -22,7 +23,9 @@ def run_folder(path, auc: dict[str, list[float]], sets: list[str], digests: dict
                for a in arms for s, v in enumerate(auc[a])]
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(config_to_yaml(cfg))
-    meta = {"dataset": "breastmnist", **({"data": {"split_sha256": digests}} if digests else {})}
+    data = {**({"split_sha256": digests} if digests else {}),
+            **({"label_sha256": label_digests} if label_digests else {})}
+    meta = {"dataset": "breastmnist", "task": "classification", **({"data": data} if data else {})}
     write_json(path / "summary.json", summarize(records, cfg, meta, ["acc", "auc"], "auc"))
     return path
 
@@ -89,6 +92,34 @@ def test_runs_of_two_data_files_pair_on_the_splits_whose_images_are_equal(tmp_pa
     before = run_folder(tmp_path / "before", auc, ["data.path=new.npz", "data.labels_per_class=4"])
     with pytest.raises(ReportError, match=r"they differ in data\.path"):
         write_compare([old, before], None, ["2:tpp,1:tpp"])
+
+
+def test_two_versions_of_the_same_images_pair_by_their_labels_when_asked(tmp_path, capsys):
+    """The same images at another size: every split's images differ, its labels and label draws do not. --pair
+    refuses them; --pair-by-labels pairs them and says the images differ; other labels are refused even so."""
+    auc = {"baseline": [0.80, 0.82, 0.81], "tpp": [0.84, 0.83, 0.85]}
+    labels = {"train": "l1", "val": "l2", "test": "l3"}
+    sets = ["data.label_fraction=0.1"]
+    small = run_folder(tmp_path / "small", auc, ["data.path=busi_28.npz", *sets],
+                       {"train": "a", "val": "b", "test": "c"}, labels)
+    large = run_folder(tmp_path / "large", auc, ["data.path=busi_64.npz", *sets],
+                       {"train": "d", "val": "e", "test": "f"}, labels)
+    with pytest.raises(ReportError, match=r"cannot be paired by seed: their training images differ"):
+        write_compare([small, large], None, ["2:tpp,1:tpp"])
+    text = write_compare([small, large], None, ["2:tpp,1:tpp"], by_labels=True)
+    assert _row(text, "tpp @2 − tpp @1", "test")[5] == "0/3/0" and _row(text, "tpp @2 − tpp @1", "val")
+    assert ("@1 and @2 are paired by their labels (--pair-by-labels) although their training, test and validation "
+            "images differ (data.split_sha256)") in text
+    for name, other_sets, other_labels, why in [
+            ("relabelled", sets, {**labels, "train": "l9"}, r"their training labels differ \(data\.label_sha256"),
+            ("drawn", ["data.label_fraction=0.2"], labels, r"they differ in data\.label_fraction"),
+            ("older", sets, None, r"--pair-by-labels pairs classification comparisons that record")]:
+        other = run_folder(tmp_path / name, auc, ["data.path=busi_64.npz", *other_sets],
+                           {"train": "d", "val": "e", "test": "f"}, other_labels)
+        with pytest.raises(ReportError, match=f"cannot be paired by seed: {why}"):
+            write_compare([small, other], None, ["2:tpp,1:tpp"], by_labels=True)
+    assert main(["compare", str(small), str(large), "--pair-by-labels"]) == 2
+    assert "give --pair N:ARM,M:ARM too" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("spec", ["1:tpp", "3:tpp,1:tpp", "0:tpp,1:tpp", "tpp,baseline", "1:tpp,2:tpp,1:tpp"])

@@ -451,6 +451,8 @@ def test_a_multi_class_comparison_reports_each_classs_auc_named_and_paired(tmp_p
     assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"] == ["acc", "auc", "auc_0", "auc_1", "auc_2"]
+    digests = summary["data"]["label_sha256"]  # the labels alone: what compare --pair-by-labels pairs on
+    assert set(digests) == {"train", "val", "test"} and digests["test"] != summary["data"]["split_sha256"]["test"]
     assert summary["undefined_metrics"] == {
         "auc_2": "the test split holds no image of class malignant, and its one-vs-rest AUC needs some"}
     for r in summary["arms"]["tpp"]["runs"]:

@@ -36,7 +36,7 @@ from tppeft.experiment.model import backbone_unchanged
 from tppeft.experiment.pretext_stage import pretrain_stage
 from tppeft.experiment.shared_stage import shared_stage
 from tppeft.faults import kill_point
-from tppeft.io import append_jsonl, read_jsonl, write_json
+from tppeft.io import append_jsonl, read_jsonl, tensors_sha256, write_json
 from tppeft.reporting.budget import extra_epochs_text
 from tppeft.reporting.report import (
     any_seen,
@@ -268,6 +268,7 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
                      "label_fraction": cfg.data.label_fraction, "labels_per_class": cfg.data.labels_per_class,
                      "pretext_sources": ctx.pretext_sources,
                      "split_sha256": {k: v.sha256() for k, v in ctx.data.splits.items()},
+                     "label_sha256": {k: tensors_sha256({"labels": v.labels}) for k, v in ctx.data.splits.items()},
                      **({"labelled_volumes": v, "train_per_seed": [ctx.num_labelled(s) for s in range(cfg.seeds)]}
                         if (v := ctx.labelled_volumes()) is not None else {})},
             "backbone": ctx.backbone.identity, "backbone_provenance": ctx.backbone.provenance,

@@ -70,24 +70,32 @@ def _pairing_identity(flat: dict) -> dict:
     return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in PAIRING_KEYS)}
 
 
-def _digests(summary: dict) -> dict | None:
-    return (summary.get("data") or {}).get("split_sha256")
+def _digests(summary: dict, key: str = "split_sha256") -> dict | None:
+    return (summary.get("data") or {}).get(key)
 
 
-def paired_splits(summaries: tuple[dict, dict], configs: tuple[dict, dict]) -> tuple[list[str], str]:
+def paired_splits(summaries: tuple[dict, dict], configs: tuple[dict, dict],
+                  by_labels: bool = False) -> tuple[list[str], str]:
     """The splits (of :data:`SPLITS`) on which two comparisons' seeds can be paired, and why none or some cannot
-    (empty when all can): by the splits' recorded SHA-256 where both summaries have them, else by config keys."""
-    da, db = (_digests(s) for s in summaries)
+    (empty when all can): by the splits' recorded SHA-256 where both summaries have them, else by config keys.
+    ``by_labels`` (classification only): by the SHA-256 of the splits' labels alone (``data.label_sha256``), for
+    two comparisons of the same images made otherwise (resized, preprocessed), which the user vouches for."""
+    key = "label_sha256" if by_labels else "split_sha256"
+    what = "labels" if by_labels else "images"
+    da, db = (_digests(s, key) for s in summaries)
     ca, cb = configs
+    if by_labels and not (da and db and all(s.get("task") == "classification" for s in summaries)):
+        return [], ("--pair-by-labels pairs classification comparisons that record their labels' SHA-256 "
+                    "(data.label_sha256; folders made before it was recorded lack it)")
     if da and db:
-        why = ["their training images differ (data.split_sha256.train)"] if da.get("train") != db.get("train") else []
+        why = [f"their training {what} differ (data.{key}.train)"] if da.get("train") != db.get("train") else []
         if keys := [k for k in LABEL_KEYS if ca.get(k) != cb.get(k)]:
             why.append(f"they differ in {', '.join(keys)}")
         if why:
             return [], " and ".join(why) + ", so a seed fine-tuned on other labelled images in each"
         same = [s for s in SPLITS if da.get(s) is not None and da.get(s) == db.get(s)]
         apart = [SPLIT_NAMES[s] for s in SPLITS if s not in same]
-        return same, (f"their {' and '.join(apart)} images differ (data.split_sha256)" if apart else "")
+        return same, (f"their {' and '.join(apart)} {what} differ (data.{key})" if apart else "")
     ia, ib = _pairing_identity(ca), _pairing_identity(cb)
     if ia != ib:
         keys = sorted(k for k in set(ia) | set(ib) if ia.get(k) != ib.get(k))
@@ -126,14 +134,25 @@ def _config(run_dir: Path) -> dict:
     return {k: v for k, v in _flat(saved).items() if not is_runtime_key(k)}
 
 
+def _listed(words: list[str]) -> str:
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _differing_images(a: dict, b: dict, splits: list[str]) -> list[str]:
+    """The names of the training split and of ``splits`` whose images two summaries record as different."""
+    da, db = _digests(a) or {}, _digests(b) or {}
+    return [SPLIT_NAMES[s] for s in ("train", *splits) if da.get(s) != db.get(s)]
+
+
 def _scores(summary: dict, arm: str, split: str, metric: str) -> dict[int, float | None]:
     return {r["seed"]: (r.get(split) or {}).get(metric) for r in summary["arms"][arm]["runs"]}
 
 
 def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str], specs: list[str],
-                  defaults: dict | None = None) -> list[Block]:
+                  defaults: dict | None = None, by_labels: bool = False) -> list[Block]:
     """The table of the ``--pair`` differences and what differs between the paired comparisons (``defaults``: the
-    config's defaults as a dump, what a folder written before a key existed ran with)."""
+    config's defaults as a dump, what a folder written before a key existed ran with; ``by_labels``: pair folders
+    by their labels, :func:`paired_splits`)."""
     flat_defaults = _flat(defaults) if defaults is not None else None
     pairs = [parse_pair(s, len(run_dirs)) for s in specs]
     configs: dict[int, dict] = {}
@@ -150,9 +169,15 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
         left, right = f"{a.arm} @{a.run + 1}", f"{b.arm} @{b.run + 1}"
         splits = list(SPLITS)
         if a.run != b.run:
-            splits, why = paired_splits((summaries[a.run], summaries[b.run]), (configs[a.run], configs[b.run]))
+            splits, why = paired_splits((summaries[a.run], summaries[b.run]), (configs[a.run], configs[b.run]),
+                                        by_labels)
             if not splits:
                 raise ReportError(f"--pair: {labels[a.run]} and {labels[b.run]} cannot be paired by seed: {why}")
+            if by_labels and (images := _differing_images(summaries[a.run], summaries[b.run], splits)) and (
+                    line := f"@{b.run + 1} and @{a.run + 1} are paired by their labels (--pair-by-labels) although "
+                            f"their {_listed(images)} images differ (data.split_sha256): each row takes the "
+                            "i-th image of one for the i-th of the other") not in apart:
+                apart.append(line)
             found = (differences(configs[b.run], configs[a.run], flat_defaults)
                      + _backbone_difference(summaries[b.run], summaries[a.run]))
             note = f"@{b.run + 1} → @{a.run + 1}: " + ("; ".join(found) or "no setting differs")
@@ -177,8 +202,9 @@ def across_blocks(run_dirs: list[Path], summaries: list[dict], labels: list[str]
             "bootstrap interval, the left arm's wins/ties/losses and the exact sign test. In paired comparisons "
             "from different folders each seed fine-tuned on the same labelled images and was scored on the same "
             "images of the row's split in both (checked: the splits' SHA-256 and the labelled-subset keys, or for "
-            "folders made before the SHA-256 was recorded the data file, split and labelled-subset keys). Choose "
-            "settings on the validation rows, never on the test rows.")
+            "folders made before the SHA-256 was recorded the data file, split and labelled-subset keys; with "
+            "--pair-by-labels the labels' SHA-256 instead of the splits', for the same images made otherwise). "
+            "Choose settings on the validation rows, never on the test rows.")
     runs = sorted({side.run for pair in pairs for side in (pair.left, pair.right)})
     text += " Runs: " + "; ".join(f"@{r + 1} = {labels[r]}" for r in runs) + "."
     blocks: list[Block] = [Heading("Paired differences across arms and runs"),

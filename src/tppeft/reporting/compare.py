@@ -37,7 +37,7 @@ def _unique(labels: list[str]) -> list[str]:
 
 
 def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None,
-                   defaults: dict | None = None) -> list[Block]:
+                   defaults: dict | None = None, by_labels: bool = False) -> list[Block]:
     if not run_dirs:
         raise ReportError("compare needs at least one run folder")
     summaries = [load_summary(d) for d in run_dirs]
@@ -86,16 +86,16 @@ def compare_blocks(run_dirs: list[Path], pair_specs: list[str] | None = None,
                    Para("Each cell: mean TPP − other over the run's seeds, its 95% bootstrap interval, and the seeds "
                         "TPP won. Runs differ in data and setup, so compare readings, not numbers, across columns.")]
     if pair_specs:
-        blocks += across_blocks(run_dirs, summaries, labels, pair_specs, defaults)
+        blocks += across_blocks(run_dirs, summaries, labels, pair_specs, defaults, by_labels)
     return blocks
 
 
 def write_compare(run_dirs: list[Path], output: Path | None, pair_specs: list[str] | None = None,
-                  defaults: dict | None = None) -> str:
+                  defaults: dict | None = None, by_labels: bool = False) -> str:
     """The merged table as Markdown; also written to ``output`` (HTML when it ends in .html). ``defaults`` (the
     config's defaults as a dump) keeps a key an older folder lacks out of what differs when the other holds its
-    default."""
-    blocks = compare_blocks([Path(d) for d in run_dirs], pair_specs, defaults)
+    default; ``by_labels`` pairs folders by their labels (``--pair-by-labels``)."""
+    blocks = compare_blocks([Path(d) for d in run_dirs], pair_specs, defaults, by_labels)
     text = to_markdown(blocks)
     if output is not None:
         output = Path(output)
