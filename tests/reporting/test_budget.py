@@ -80,3 +80,23 @@ def test_a_comparison_without_baseline_matched_says_its_compute_is_not_matched(t
                       {"baseline": 8, "tpp": 8, "baseline_matched": 20})
     assert unmatched_compute_line(matched) is None
     assert unmatched_compute_line(summary({"baseline": [2, 3]}, {"baseline": 8})) is None  # no TPP arm
+
+
+def test_a_compute_matched_baseline_below_the_plain_one_is_named():
+    """`baseline_matched` below `baseline` in most seeds: its extra epochs hurt, and the report says what that means
+    for TPP's difference with it; below in half the seeds or fewer, nothing."""
+    from tppeft.reporting.budget import matched_below_line
+
+    cfg = load_config(None, ["arms=[baseline, tpp, baseline_matched]", "seeds=4"])
+
+    def made(matched: list[float]) -> dict:
+        auc = {"baseline": [0.90, 0.88, 0.89, 0.91], "tpp": [0.90] * 4, "baseline_matched": matched}
+        records = [{"arm": a, "seed": s, "test": {"acc": 0.8, "auc": v}, "seconds": 2.0, "best_epoch": 3,
+                    "finetune_epochs": 10, "pretext": None} for a, vs in auc.items() for s, v in enumerate(vs)]
+        return summarize(records, cfg, {"dataset": "toy"}, ["acc", "auc"], "auc")
+
+    below = made([0.88, 0.87, 0.90, 0.89])
+    assert matched_below_line(below).startswith("`baseline_matched` scored below `baseline` in 3 of 4 seeds")
+    assert "scored below" in comparison_text(below)
+    assert matched_below_line(made([0.88, 0.89, 0.90, 0.89])) is None  # below in 2 of 4: not most
+    assert matched_below_line(summary({"baseline": [2, 3], "tpp": [3, 2]}, {"baseline": 8, "tpp": 8})) is None

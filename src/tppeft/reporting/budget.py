@@ -79,6 +79,24 @@ def unmatched_compute_line(summary: dict) -> str | None:
             "per run TPP at best tied (\"Does TPP help?\" in the documentation).")
 
 
+def matched_below_line(summary: dict) -> str | None:
+    """`baseline_matched` below `baseline` on the primary metric in most seeds: its extra epochs did not help plain
+    fine-tuning, so TPP's difference with it measures those epochs more than TPP (say so, and read `baseline` too)."""
+    arms, primary = summary.get("arms", {}), summary["primary_metric"]
+    if "baseline_matched" not in arms or "baseline" not in arms:
+        return None
+    by_seed = [{r["seed"]: v for r in arms[a]["runs"] if (v := (r.get("test") or {}).get(primary)) is not None}
+               for a in ("baseline_matched", "baseline")]
+    seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
+    below = sum(by_seed[0][s] < by_seed[1][s] for s in seeds)
+    if len(seeds) < 2 or below * 2 <= len(seeds):
+        return None
+    return (f"`baseline_matched` scored below `baseline` in {below} of {len(seeds)} seeds (test {primary.upper()}): "
+            "the extra fine-tuning epochs it was given for the TPP stage's compute did not help plain fine-tuning "
+            "here, so TPP's difference with it measures those epochs more than TPP; read TPP against `baseline` "
+            "too.")
+
+
 def extra_epochs_text(values: Iterable[int]) -> str:
     """Extra fine-tuning epochs in words: one number, or their range where each seed's run has its own."""
     extra = sorted(set(values))

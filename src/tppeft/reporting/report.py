@@ -11,7 +11,13 @@ from pathlib import Path
 from tppeft.backbones.seen import seen_by_name
 from tppeft.errors import ReportError
 from tppeft.io import write_text
-from tppeft.reporting.budget import BUDGET_TITLE, budget_lines, extra_epochs_text, unmatched_compute_line
+from tppeft.reporting.budget import (
+    BUDGET_TITLE,
+    budget_lines,
+    extra_epochs_text,
+    matched_below_line,
+    unmatched_compute_line,
+)
 from tppeft.reporting.document import (
     Block,
     Box,
@@ -499,8 +505,7 @@ def comparison_text(summary: dict) -> str:
         parts.append("Problems:\n" + "\n".join(problems(summary)))
     if budget_lines(summary):
         parts.append(f"{BUDGET_TITLE}:\n" + "\n".join(f"- {line.replace('`', '')}" for line in budget_lines(summary)))
-    if unmatched_compute_line(summary):
-        parts.append(unmatched_compute_line(summary).replace("`", ""))
+    parts += [t.replace("`", "") for t in (unmatched_compute_line(summary), matched_below_line(summary)) if t]
     if verdict_lines(summary):  # last, where the eye lands
         parts.append(f"Verdict ({summary['primary_metric'].upper()}, primary):\n"
                      + "\n".join(f"- {line.replace('`', '')}" for line in verdict_lines(summary)))
@@ -744,8 +749,7 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
         blocks.append(box)
     if budget_lines(summary):
         blocks.append(Box(BUDGET_TITLE, budget_lines(summary)))
-    if unmatched_compute_line(summary):
-        blocks.append(Para(unmatched_compute_line(summary)))
+    blocks += [Para(t) for t in (unmatched_compute_line(summary), matched_below_line(summary)) if t]
     blocks.append(Para(_setup_text(summary)))
     blocks += [Para(t) for t in (data_text(summary), _split_copies_para(summary), _backbone_text(summary),
                                  _heads_text(summary), _stage_text(summary), _matched_text(summary)) if t]
