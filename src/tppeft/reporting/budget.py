@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tppeft.reporting.stats import paired_difference
+
 BUDGET_TITLE = "Fine-tuning may be too short"  # the report's heading of the first check
 LATE_SHARE = 0.75  # a best epoch after this share of the budget counts as late
 MIN_EPOCHS = 4  # with fewer epochs "the last quarter" is the last epoch alone: no reading
@@ -85,13 +87,11 @@ def matched_below_line(summary: dict) -> str | None:
     arms, primary = summary.get("arms", {}), summary["primary_metric"]
     if "baseline_matched" not in arms or "baseline" not in arms:
         return None
-    by_seed = [{r["seed"]: v for r in arms[a]["runs"] if (v := (r.get("test") or {}).get(primary)) is not None}
-               for a in ("baseline_matched", "baseline")]
-    seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
-    below = sum(by_seed[0][s] < by_seed[1][s] for s in seeds)
-    if len(seeds) < 2 or below * 2 <= len(seeds):
+    d = paired_difference(*({r["seed"]: (r.get("test") or {}).get(primary) for r in arms[a]["runs"]}
+                            for a in ("baseline_matched", "baseline")))
+    if d["n"] < 2 or d["losses"] * 2 <= d["n"]:
         return None
-    return (f"`baseline_matched` scored below `baseline` in {below} of {len(seeds)} seeds (test {primary.upper()}): "
+    return (f"`baseline_matched` scored below `baseline` in {d['losses']} of {d['n']} seeds (test {primary.upper()}): "
             "the extra fine-tuning epochs it was given for the TPP stage's compute did not help plain fine-tuning "
             "here, so TPP's difference with it measures those epochs more than TPP; read TPP against `baseline` "
             "too.")

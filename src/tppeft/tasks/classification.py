@@ -58,10 +58,13 @@ def roc_points(labels: np.ndarray, scores: np.ndarray, task: str) -> tuple[np.nd
 
 
 def one_vs_rest_aucs(labels: np.ndarray, scores: np.ndarray) -> list[float]:
-    """Multi-class: each class's one-vs-rest AUC of its score, NaN for a class that ``labels`` lacks or holds alone
-    (no AUC without positives and negatives)."""
-    return [float(roc_auc_score(labels == c, scores[:, c])) if 0 < (labels == c).sum() < len(labels)
-            else float("nan") for c in range(scores.shape[1])]
+    """Each class's one-vs-rest AUC of its score (``labels`` of the scores' shape, multi-label 0/1: each label's
+    AUC; else class ids, (N,) or (N, 1)), NaN for a class that ``labels`` lacks or holds alone (no AUC without
+    positives and negatives)."""
+    truth = (labels.astype(bool) if labels.shape == scores.shape
+             else labels.reshape(-1, 1) == np.arange(scores.shape[1]))
+    return [float(roc_auc_score(t, scores[:, c])) if 0 < t.sum() < len(t) else float("nan")
+            for c, t in enumerate(truth.T)]
 
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) -> dict[str, float]:
@@ -76,8 +79,7 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, task: str) ->
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
     if task == "multilabel":
-        each = [float(roc_auc_score(labels[:, i], scores[:, i])) if 0 < labels[:, i].sum() < len(labels)
-                else float("nan") for i in range(labels.shape[1])]
+        each = one_vs_rest_aucs(labels, scores)
         acc = float(((scores > 0.5) == labels).mean())
     elif scores.shape[1] == 2:
         each = [roc_auc_score(labels, scores[:, 1])] if 0 < labels.sum() < len(labels) else []
