@@ -21,7 +21,10 @@ links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two
 - ``busi_64_binary.npz``: the same images and split with BreastMNIST's two classes (0 malignant, 1 normal or
   benign), and ``busi_28.npz``: the three classes with the images resized 256 -> 28 (antialiased), BreastMNIST's
   size, which the model's input resizes to 64 as it does BreastMNIST's: BUSI with one of the two ways BreastMNIST
-  differs from it changed at a time.
+  differs from it changed at a time;
+- ``pneumonia_546.npz``: PneumoniaMNIST (0 normal, 1 pneumonia; 28 px) with BreastMNIST's split sizes where they
+  cost: 546 training and 78 validation images, evenly spaced through its own splits (as ``data.limit`` takes them;
+  validation is scored every epoch), and all 624 test images.
 
 The labelled files carry ``class_names``, so their comparisons' reports name each class's one-vs-rest AUC.
 
@@ -119,6 +122,17 @@ def val_from_test(labelled: dict[str, np.ndarray], n: int = 200, near: float = 0
 LINKED = ("pneumoniamnist.npz", "adrenalmnist3d_64.npz")
 
 
+def pneumonia_breast_sized(data: Path, train: int = 546, val: int = 78) -> dict[str, np.ndarray]:
+    """PneumoniaMNIST cut to BreastMNIST's training and validation sizes (evenly spaced); every test image."""
+    with np.load(data / "medmnist" / "pneumoniamnist.npz") as npz:
+        full = {k: npz[k] for k in npz.files}
+    out = {"class_names": np.array(["normal", "pneumonia"])}
+    for split, n in (("train", train), ("val", val), ("test", None)):
+        keep = subset(len(full[f"{split}_images"]), n)
+        out |= {f"{split}_images": full[f"{split}_images"][keep], f"{split}_labels": full[f"{split}_labels"][keep]}
+    return out
+
+
 def main(data: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in LINKED:
@@ -134,13 +148,14 @@ def main(data: Path, out: Path) -> None:
     print(f"brain_mri_64: labelled train/val/test -> {out / 'brain_mri_64.npz'}")
     np.savez_compressed(out / "brain_mri_64_valtest.npz", **val_from_test(labelled))
     print(f"brain_mri_64_valtest: validation from Testing -> {out / 'brain_mri_64_valtest.npz'}")
-    for name, busi, classes in (
+    for name, arrays, classes in (
         ("busi_64", busi_labelled(data), "normal, benign, malignant"),
         ("busi_64_binary", busi_labelled(data, binary=True), "malignant, normal or benign"),
         ("busi_28", busi_labelled(data, BREASTMNIST_SIZE), "normal, benign, malignant"),
+        ("pneumonia_546", pneumonia_breast_sized(data), "normal, pneumonia"),
     ):
-        np.savez_compressed(out / f"{name}.npz", **busi)
-        counts = {k[:-7]: np.bincount(v[:, 0]).tolist() for k, v in busi.items() if k.endswith("_labels")}
+        np.savez_compressed(out / f"{name}.npz", **arrays)
+        counts = {k[:-7]: np.bincount(v[:, 0]).tolist() for k, v in arrays.items() if k.endswith("_labels")}
         print(f"{name}: labelled train/val/test, images per class ({classes}) {counts} -> {out / (name + '.npz')}")
 
 
