@@ -436,10 +436,11 @@ def test_the_report_gives_tpps_gain_on_the_test_images_without_a_twin_and_says_w
     assert "paired_without_twin" not in plain and without_twin_text(plain) is None
 
 
-def test_a_multi_class_comparison_reports_each_classs_auc_named_and_paired(tmp_path):
+def test_a_multi_class_comparison_reports_each_classs_auc_named_and_paired(tmp_path, capsys):
     """Three classes, the test split without class 2: each run records each class's one-vs-rest AUC (as its test
     scores give them), summary.json has their means and paired differences, class 2's is undefined with the reason,
-    and the report names the classes in its tables."""
+    and the report names the classes in its tables. The fine-tuning log line keeps the whole split's validation
+    metrics; metrics.jsonl has each class's too."""
     rng = np.random.default_rng(0)
     labels = np.r_[np.arange(12) % 3, np.arange(6) % 3, np.arange(6) % 2]  # train, val, test: test without 2
     data = tmp_path / "three.npz"
@@ -449,6 +450,11 @@ def test_a_multi_class_comparison_reports_each_classs_auc_named_and_paired(tmp_p
             "pretext.epochs=1", "finetune.epochs=1", "pretext.batch_size=4", "finetune.batch_size=4"]
     out = tmp_path / "run"
     assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    logged = capsys.readouterr()
+    epoch_lines = [x for x in (logged.out + logged.err).splitlines() if "finetune epoch" in x]
+    assert epoch_lines and all("val_auc " in x and "val_auc_" not in x for x in epoch_lines)
+    finetuned = [json.loads(x) for x in (out / "runs" / "tpp" / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert {"auc_0", "auc_1"} <= set(next(x for x in finetuned if x.get("stage") == "finetune")["val"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"] == ["acc", "auc", "auc_0", "auc_1", "auc_2"]
     digests = summary["data"]["label_sha256"]  # the labels alone: what compare --pair-by-labels pairs on

@@ -18,6 +18,7 @@ from tppeft.experiment.context import Context
 from tppeft.experiment.model import RunModel
 from tppeft.experiment.seeds import generator, stream_seed
 from tppeft.io import append_jsonl, save_tensors
+from tppeft.reporting.report import class_metric
 from tppeft.rundir import RunPaths
 from tppeft.tasks import TaskModel
 from tppeft.tracking import scheduled_lr, track_epoch
@@ -66,7 +67,9 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
             append_jsonl(metrics_path, line)
             track_epoch(ctx.cfg.log, out_dir, line, scheduled_lr(cfg.lr, epochs, cfg.batch_size, cfg.warmup_epochs,
                                                                  num_items, epoch))
-        return {f"val_{k}": v for k, v in val.items()}
+        # The log line and the loop's history keep the whole split's metrics: with 14 labels each label's AUC
+        # would make a line of 20; metrics.jsonl (above) keeps them all.
+        return {f"val_{k}": v for k, v in val.items() if class_metric(k) is None}
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
         inputs, targets = task.train_batch(ctx, idx if labelled is None else labelled[idx], aug)
