@@ -82,6 +82,29 @@ def test_report_rebuilds_from_summary(run_dir, capsys):
     assert "tpp − baseline" in capsys.readouterr().out
 
 
+def test_report_of_an_unfinished_comparison_prints_its_finished_runs_and_writes_nothing(run_dir, tmp_path, capsys):
+    """While a comparison runs (tpp seed 1 not finished, its line being written) `tppeft report` prints the table of
+    the finished runs, says it is interim, and leaves the folder as it was."""
+    copy = tmp_path / "running"
+    shutil.copytree(run_dir, copy)
+    for name in ("summary.json", "report.md", "report.html"):
+        (copy / name).unlink()
+    lines = (copy / "results.jsonl").read_text().splitlines()
+    kept = [json.loads(x) for x in lines if not ('"arm": "tpp"' in x and '"seed": 1' in x)]
+    assert len(kept) == 3
+    results = "".join(json.dumps(r) + "\n" for r in kept) + '{"arm": "tpp", "se'  # a line half written
+    (copy / "results.jsonl").write_text(results)
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    assert main(["report", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("INTERIM: 3 of 4 runs finished (baseline 2 of 2, tpp 1 of 2)") == 2  # first and last
+    baseline_auc = sum(r["test"]["auc"] for r in kept if r["arm"] == "baseline") / 2
+    row = next(x for x in out.splitlines() if x.startswith("| baseline"))
+    assert f"{baseline_auc:.3f}" in row
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
+    assert (copy / "results.jsonl").read_text() == results
+
+
 def test_pretrain_then_finetune_and_peft_loads_the_files(tmp_path, capsys):
     pre = tmp_path / "pre"
     assert main(["pretrain", "-o", str(pre), *TINY]) == 0

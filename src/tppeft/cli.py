@@ -405,6 +405,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_text(folder.sweep_md, render(sweep))
         print(table(sweep))
         return 0
+    if not folder.is_complete() and folder.is_tppeft() and folder.results.is_file():
+        from tppeft.experiment.comparison import interim_summary
+
+        print(comparison_text(interim_summary(folder, log=lambda _: None)))
+        return 0
     folder.require_complete()
     path = write_report(folder.root)
     print(comparison_text(json.loads(folder.summary.read_text())))
@@ -537,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--overwrite", action="store_true", help="replace an existing export in --output")
     sp.set_defaults(fn=cmd_export)
     sp = sub.add_parser("report", help="rebuild report.md, report.html and figures of a run folder (or sweep.md of "
-                        "a sweep) and print it")
+                        "a sweep) and print it; of a comparison still running or stopped, print its finished runs' "
+                        "table (interim, written nowhere)")
     sp.add_argument("run_dir")
     sp.set_defaults(fn=cmd_report)
     sp = sub.add_parser("compare", help="merge several run folders into one table (arms x runs)")

@@ -162,9 +162,10 @@ def append_jsonl(path: Path, record: dict) -> None:
         raise
 
 
-def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
+def read_jsonl(path: Path, repair: bool = False, skip_incomplete: bool = False) -> list[dict]:
     """The records of a JSON-lines file. With ``repair`` an incomplete last line (a write cut short by a
-    kill) is removed from the file; any other bad line is an :class:`JsonLinesError`."""
+    kill) is removed from the file; with ``skip_incomplete`` it is left out and the file left alone (another process
+    may be writing it); any other bad line is an :class:`JsonLinesError`."""
     path = Path(path)
     text = path.read_text()
     lines = text.splitlines()
@@ -175,6 +176,8 @@ def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
+            if skip_incomplete and i == len(lines) - 1 and not text.endswith("\n"):
+                break
             if repair and i == len(lines) - 1 and not text.endswith("\n"):
                 from tppeft import distributed  # torch: only on this rare path
 

@@ -120,7 +120,8 @@ def arms_rows(summary: dict) -> Table:
     header += [f"val {primary.upper()} (mean)", "pretext loss start → end", "s / run"]
     rows = []
     for arm, e in summary["arms"].items():
-        cells = [arm, str(e["n"]), str(e.get("finetune_epochs") or summary.get("finetune", {}).get("epochs", "?"))]
+        epochs = e.get("finetune_epochs") or (summary.get("finetune", {}).get("epochs", "?") if e["n"] else "—")
+        cells = [arm, str(e["n"]), str(epochs)]
         for m in metrics:
             cells += _mean_cells(e, m, undefined)
         pre = (f"{fmt_num(e['pretext_loss_start'], 4)} → {fmt_num(e['pretext_loss_end'], 4)}"
@@ -496,8 +497,19 @@ def problems(summary: dict) -> list[str]:
     return lines
 
 
+def interim_line(summary: dict) -> str | None:
+    """For a comparison not finished yet (``tppeft report`` while it runs): how many of its runs the numbers hold."""
+    if (interim := summary.get("interim")) is None:
+        return None
+    arms = ", ".join(f"{arm} {n} of {len(summary['seeds'])}" for arm, n in interim["by_arm"].items())
+    return (f"INTERIM: {interim['finished']} of {interim['planned']} runs finished ({arms}). These numbers are "
+            "those runs' and change as the others finish; the comparison writes summary.json and its report when all "
+            "have (resume a stopped one with tppeft run --resume).")
+
+
 def comparison_text(summary: dict) -> str:
-    """The short console table: arms, paired differences, any problems, the budget checks, and the verdict last."""
+    """The short console table: arms, paired differences, any problems, the budget checks, and the verdict last;
+    an unfinished comparison's says so first and last."""
     parts = [arms_table(summary)]
     if summary.get("paired"):
         parts.append(paired_table(summary))
@@ -509,6 +521,8 @@ def comparison_text(summary: dict) -> str:
     if verdict_lines(summary):  # last, where the eye lands
         parts.append(f"Verdict ({summary['primary_metric'].upper()}, primary):\n"
                      + "\n".join(f"- {line.replace('`', '')}" for line in verdict_lines(summary)))
+    if line := interim_line(summary):
+        parts = [line, *parts, line]
     return "\n\n".join(parts)
 
 
