@@ -128,6 +128,12 @@ def test_pretrain_then_finetune_and_peft_loads_the_files(tmp_path, capsys):
         assert set(rec["test"]) >= {"acc", "auc"}
         assert "fine-tuning on 48 labelled images" in (out / "finetuned" / "README.md").read_text()
     assert main(["finetune", "-o", str(tmp_path / "bad"), "--init", str(tmp_path / "nowhere"), *TINY]) == 2
+    capsys.readouterr()
+    for folder, command, record in ((pre, "pretrain", "pretext.json"), (out, "finetune", "results.jsonl")):
+        assert main(["report", str(folder)]) == 2  # a stage, not a comparison: said so, not "resume it"
+        err = capsys.readouterr().err
+        assert f"holds a `tppeft {command}` stage, not a comparison: its record is {record}" in err
+        assert "resume" not in err
 
 
 def test_backbone_weights_are_bit_identical_after_both_stages(tmp_path):

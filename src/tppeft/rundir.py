@@ -303,6 +303,13 @@ class RunFolder:
                               f"tppeft {saved.get('command')} --resume {self.spelled}")
         return saved
 
+    def made_by(self) -> str | None:
+        """The command that made the folder, as ``command.json`` records it (None: not recorded)."""
+        try:
+            return json.loads(self.command.read_text()).get("command")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+
     def saved_seeds(self) -> int | None:
         """The seed count ``config.yaml`` holds."""
         return yaml.safe_load(self.config.read_text()).get("seeds")
@@ -381,6 +388,11 @@ class RunFolder:
     def require_complete(self) -> None:
         """A finished comparison, or an :class:`OutputError` that says how to finish it."""
         if not self.is_complete():
+            made_by = self.made_by()
+            if made_by in ("pretrain", "finetune"):
+                raise OutputError(f"'{self.root}' holds a `tppeft {made_by}` stage, not a comparison: its record is "
+                                  f"{PRETEXT_RECORD if made_by == 'pretrain' else RESULTS}; `tppeft "
+                                  "report` reads the folders `tppeft run` and `tppeft merge` write")
             hint = (f"; the run is incomplete: resume it with tppeft run --resume {self.root}"
                     if self.is_tppeft() else "")
             raise OutputError(f"'{self.root}' has no {SUMMARY}{hint}")
