@@ -22,7 +22,7 @@ links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two
   benign), and ``busi_28.npz``: the three classes with the images resized 256 -> 28 (antialiased), BreastMNIST's
   size, which the model's input resizes to 64 as it does BreastMNIST's: BUSI with one of the two ways BreastMNIST
   differs from it changed at a time;
-- ``pneumoniamnist_546.npz``: PneumoniaMNIST (0 normal, 1 pneumonia; 28 px) with BreastMNIST's split sizes where they
+- ``pneumonia_546.npz``: PneumoniaMNIST (0 normal, 1 pneumonia; 28 px) with BreastMNIST's split sizes where they
   cost: 546 training and 78 validation images, evenly spaced through its own splits (as ``data.limit`` takes them;
   validation is scored every epoch), and all 624 test images.
 
@@ -152,7 +152,7 @@ def main(data: Path, out: Path) -> None:
         ("busi_64", busi_labelled(data), "normal, benign, malignant"),
         ("busi_64_binary", busi_labelled(data, binary=True), "malignant, normal or benign"),
         ("busi_28", busi_labelled(data, BREASTMNIST_SIZE), "normal, benign, malignant"),
-        ("pneumoniamnist_546", pneumonia_breast_sized(data), "normal, pneumonia"),
+        ("pneumonia_546", pneumonia_breast_sized(data), "normal, pneumonia"),
     ):
         np.savez_compressed(out / f"{name}.npz", **arrays)
         counts = {k[:-7]: np.bincount(v[:, 0]).tolist() for k, v in arrays.items() if k.endswith("_labels")}
