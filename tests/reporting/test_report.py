@@ -453,6 +453,9 @@ def test_a_multi_class_comparison_reports_each_classs_auc_named_and_paired(tmp_p
     logged = capsys.readouterr()
     epoch_lines = [x for x in (logged.out + logged.err).splitlines() if "finetune epoch" in x]
     assert epoch_lines and all("val_auc " in x and "val_auc_" not in x for x in epoch_lines)
+    table = logged.out[logged.out.rindex("| comparison |"):]  # the console's table: the whole split, a pointer
+    assert "| tpp − baseline | AUC |" in table and "AUC benign" not in table
+    assert "Each class's paired differences: report.md, \"By class\"." in table
     finetuned = [json.loads(x) for x in (out / "runs" / "tpp" / "seed0" / "metrics.jsonl").read_text().splitlines()]
     assert {"auc_0", "auc_1"} <= set(next(x for x in finetuned if x.get("stage") == "finetune")["val"])
     summary = json.loads((out / "summary.json").read_text())

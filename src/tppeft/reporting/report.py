@@ -468,8 +468,12 @@ def arms_table(summary: dict) -> str:
 
 
 def paired_table(summary: dict) -> str:
-    table = paired_rows(summary)
-    return table_markdown(table) if table.rows else ""
+    """The console's paired differences: the whole split's metrics (each class's are in the report's "By class")."""
+    table = paired_rows(summary, overall_metrics(summary))
+    if not table.rows:
+        return ""
+    by_class = len(overall_metrics(summary)) < len(summary["metrics"])
+    return table_markdown(table) + ("\n\nEach class's paired differences: report.md, \"By class\"." if by_class else "")
 
 
 def problems(summary: dict) -> list[str]:
