@@ -68,7 +68,7 @@ def test_a_comparison_without_baseline_matched_says_its_compute_is_not_matched(t
     # config with a kept result
     from tppeft.bundled import bundled_configs
     named = re.findall(r"`(study_[a-z0-9_]+)`", unmatched_compute_line(s))
-    assert len(named) == 4
+    assert len(named) == 5
     for name in named:
         assert name in bundled_configs()
         assert (Path(__file__).resolve().parents[2] / "results" / "validity" / name.removeprefix("study_")).is_dir()
