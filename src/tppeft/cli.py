@@ -405,8 +405,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_text(folder.sweep_md, render(sweep))
         print(table(sweep))
         return 0
-    if (not folder.is_complete() and folder.is_tppeft() and folder.made_by() not in ("pretrain", "finetune")
-            and folder.results.is_file()):
+    if folder.is_unfinished_comparison():
         from tppeft.experiment.comparison import interim_summary
 
         print(comparison_text(interim_summary(folder, log=lambda _: None)))

@@ -176,9 +176,10 @@ def read_jsonl(path: Path, repair: bool = False, skip_incomplete: bool = False) 
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            if skip_incomplete and i == len(lines) - 1 and not text.endswith("\n"):
+            incomplete = i == len(lines) - 1 and not text.endswith("\n")
+            if skip_incomplete and incomplete:
                 break
-            if repair and i == len(lines) - 1 and not text.endswith("\n"):
+            if repair and incomplete:
                 from tppeft import distributed  # torch: only on this rare path
 
                 if distributed.is_main():  # under torchrun the others read what the first one repairs

@@ -58,6 +58,7 @@ TEST_SCORES = "test_scores.npz"
 TENSORBOARD = "tensorboard"
 PRETEXT_RECORD = "pretext.json"
 STAGE_FOLDER = "stage"  # a comparison's shared TPP stage, beside the arm's seed<k> folders
+STAGE_RECORDS = {"pretrain": PRETEXT_RECORD, "finetune": RESULTS}  # a stage command's folder: its record
 SWEEP = "sweep.json"
 SWEEP_MD = "sweep.md"
 CELLS = "cells"
@@ -310,6 +311,11 @@ class RunFolder:
         except (OSError, json.JSONDecodeError, AttributeError):
             return None
 
+    def is_unfinished_comparison(self) -> bool:
+        """A comparison (not a stage command's folder) with a run recorded and no summary yet: running, or stopped."""
+        return (not self.is_complete() and self.is_tppeft() and self.made_by() not in STAGE_RECORDS
+                and self.results.is_file())
+
     def saved_seeds(self) -> int | None:
         """The seed count ``config.yaml`` holds."""
         return yaml.safe_load(self.config.read_text()).get("seeds")
@@ -389,10 +395,10 @@ class RunFolder:
         """A finished comparison, or an :class:`OutputError` that says how to finish it."""
         if not self.is_complete():
             made_by = self.made_by()
-            if made_by in ("pretrain", "finetune"):
+            if made_by in STAGE_RECORDS:
                 raise OutputError(f"'{self.root}' holds a `tppeft {made_by}` stage, not a comparison: its record is "
-                                  f"{PRETEXT_RECORD if made_by == 'pretrain' else RESULTS}; `tppeft "
-                                  "report` reads the folders `tppeft run` and `tppeft merge` write")
+                                  f"{STAGE_RECORDS[made_by]}; `tppeft report` reads the folders `tppeft run` and "
+                                  "`tppeft merge` write")
             hint = (f"; the run is incomplete: resume it with tppeft run --resume {self.root}"
                     if self.is_tppeft() else "")
             raise OutputError(f"'{self.root}' has no {SUMMARY}{hint}")

@@ -383,14 +383,13 @@ def run_comparison(cfg: Config, out_dir: Path, log: Callable[[str], None] = prin
 
 def interim_summary(folder: RunFolder, log: Callable[[str], None] = print) -> dict:
     """What summary.json would say of an unfinished comparison (running, or stopped) if it ended now: its finished
-    runs only, the set-up as the run records it, ``interim`` with the runs finished and planned. Written nowhere."""
+    runs only, the set-up as the run records it, ``interim`` with each arm's finished runs. Written nowhere."""
     cfg = load_config(folder.config)
     ctx = prepare_context(cfg, log)
     meta, _ = comparison_meta(cfg, ctx, log)
     records = read_jsonl(folder.results, skip_incomplete=True) if folder.results.is_file() else []
     records = sort_records([r for r in records if r["arm"] in cfg.arms and r["seed"] < cfg.seeds], cfg)
-    meta["interim"] = {"finished": len(records), "planned": cfg.seeds * len(cfg.arms),
-                       "by_arm": {arm: sum(r["arm"] == arm for r in records) for arm in cfg.arms}}
+    meta["interim"] = {"by_arm": {arm: sum(r["arm"] == arm for r in records) for arm in cfg.arms}}
     return summarize(records, cfg, meta, ctx.task.metrics, ctx.task.primary_metric)
 
 

@@ -469,10 +469,11 @@ def arms_table(summary: dict) -> str:
 
 def paired_table(summary: dict) -> str:
     """The console's paired differences: the whole split's metrics (each class's are in the report's "By class")."""
-    table = paired_rows(summary, overall_metrics(summary))
+    overall = overall_metrics(summary)
+    table = paired_rows(summary, overall)
     if not table.rows:
         return ""
-    by_class = len(overall_metrics(summary)) < len(summary["metrics"])
+    by_class = len(overall) < len(summary["metrics"])
     return table_markdown(table) + ("\n\nEach class's paired differences: report.md, \"By class\"." if by_class else "")
 
 
@@ -505,8 +506,9 @@ def interim_line(summary: dict) -> str | None:
     """For a comparison not finished yet (``tppeft report`` while it runs): how many of its runs the numbers hold."""
     if (interim := summary.get("interim")) is None:
         return None
-    arms = ", ".join(f"{arm} {n} of {len(summary['seeds'])}" for arm, n in interim["by_arm"].items())
-    return (f"INTERIM: {interim['finished']} of {interim['planned']} runs finished ({arms}). These numbers are "
+    seeds, by_arm = len(summary["seeds"]), interim["by_arm"]
+    arms = ", ".join(f"{arm} {n} of {seeds}" for arm, n in by_arm.items())
+    return (f"INTERIM: {sum(by_arm.values())} of {seeds * len(by_arm)} runs finished ({arms}). These numbers are "
             "those runs' and change as the others finish; the comparison writes summary.json and its report when all "
             "have (resume a stopped one with tppeft run --resume).")
 
