@@ -43,8 +43,10 @@ def test_run_writes_summary_in_the_documented_shape(run_dir, capsys):
     assert tpp_run["pretext"]["loss_start"] > 0 and tpp_run["pretext"]["loss_end"] > 0
     assert summary["arms"]["baseline"]["runs"][0]["pretext"] is None
     assert summary["paired"]["tpp-baseline"]["auc"]["n"] == 2
-    # b0's metadata lists breastmnist by name (no checksums): the run says it is in-pool
-    assert "By name, breastmnist is this data set" in (run_dir / "report.md").read_text()
+    # b0's bundled pool keys hold every BreastMNIST training image: the run counts them and says it is in-pool
+    seen, images = summary["backbone_saw_images"]["train"]
+    assert seen == images > 0
+    assert "read the comparison as one on images the backbone has seen" in (run_dir / "report.md").read_text()
 
 
 def test_run_folder_contents(run_dir):

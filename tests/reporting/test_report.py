@@ -366,6 +366,11 @@ def test_the_report_says_whether_the_backbone_saw_the_data(tmp_path):
                  "image_size": 64, "train": [0, 546], "val": [0, 78], "test": [0, 156]}},
               "no (image by image)", "Checked image by image (pixel for pixel at 64 px), its pre-training pool holds 0 "
               "of 546 train, 0 of 78 val and 0 of 156 test images of this data (a copy resized"),
+             # the backbone's record says what its keys cover (b0: the same scan in another data set's form)
+             ({"trained_on": b0_pool, "pool_keys": {"image_size": 64, "note": "every BUSI scan in each stored form"}},
+              {"backbone_saw_images": {"image_size": 64, "train": [546, 546], "val": [58, 78], "test": [103, 156]}},
+              "yes: train 546 of 546, val 58 of 78, test 103 of 156 images", "Checked image by image (pixel for "
+              "pixel at 64 px; its keys: every BUSI scan in each stored form), its pre-training pool holds 546 of 546"),
              ({}, {}, "unknown", None)]
     for k, (backbone, seen, short, sentence) in enumerate(cases):
         run = synthetic_run(tmp_path / str(k), "breastmnist", {"baseline": [0.9, 0.91], "tpp": [0.9, 0.92]})

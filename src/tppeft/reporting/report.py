@@ -648,7 +648,9 @@ def _backbone_text(summary: dict) -> str | None:
                   if seen else f"; but by name, {', '.join(named)} is this data set, so its images may be there "
                   "resized or scaled otherwise, which this check cannot find." if named
                   else " (a copy resized or re-encoded differently would not be found).")
-        text += (f" Checked image by image (pixel for pixel at {images['image_size']} px), its pre-training pool holds "
+        keyed = (b.get("pool_keys") or {}).get("note")  # what the keys cover, where the backbone's record says
+        text += (f" Checked image by image (pixel for pixel at {images['image_size']} px"
+                 f"{f'; its keys: {keyed}' if keyed else ''}), its pre-training pool holds "
                  f"{seen_images_text(images)} images of this data{ending}")
     elif named and not overlap:
         text += (f" By name, {', '.join(named)} is this data set: read the comparison as one on images the backbone "
