@@ -105,6 +105,9 @@ def test_report_of_an_unfinished_comparison_prints_its_finished_runs_and_writes_
     assert f"{baseline_auc:.3f}" in row
     assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
     assert (copy / "results.jsonl").read_text() == results
+    (copy / "results.jsonl").unlink()  # just started: no run has finished, so the count alone
+    assert main(["report", str(copy)]) == 0
+    assert capsys.readouterr().out.strip().startswith("INTERIM: 0 of 4 runs finished (baseline 0 of 2, tpp 0 of 2)")
 
 
 def test_pretrain_then_finetune_and_peft_loads_the_files(tmp_path, capsys):

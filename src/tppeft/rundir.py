@@ -312,9 +312,8 @@ class RunFolder:
             return None
 
     def is_unfinished_comparison(self) -> bool:
-        """A comparison (not a stage command's folder) with a run recorded and no summary yet: running, or stopped."""
-        return (not self.is_complete() and self.is_tppeft() and self.made_by() not in STAGE_RECORDS
-                and self.results.is_file())
+        """A comparison (not a stage command's folder) with no summary yet: running, or stopped."""
+        return not self.is_complete() and self.is_tppeft() and self.made_by() not in STAGE_RECORDS
 
     def saved_seeds(self) -> int | None:
         """The seed count ``config.yaml`` holds."""

@@ -515,7 +515,9 @@ def interim_line(summary: dict) -> str | None:
 
 def comparison_text(summary: dict) -> str:
     """The short console table: arms, paired differences, any problems, the budget checks, and the verdict last;
-    an unfinished comparison's says so first and last."""
+    an unfinished comparison's says so first and last (and only that, before its first run finishes)."""
+    if (line := interim_line(summary)) and not any(summary["interim"]["by_arm"].values()):
+        return line
     parts = [arms_table(summary)]
     if summary.get("paired"):
         parts.append(paired_table(summary))
