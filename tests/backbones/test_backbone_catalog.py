@@ -28,8 +28,12 @@ def test_info_names_family_heads_and_normalisation(folder, capsys):
                  "DINO head      none", "from the mae family's default", "parameters     encoder ",
                  "trained on per-patch normalised pixels"):
         assert text in out, (text, out)
+    assert "trained on     not recorded" in out
     assert main(["backbone", "info", "bundled:b0"]) == 0
-    assert "1e-06 in the blocks, 1e-05 at the end (b0's)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1e-06 in the blocks, 1e-05 at the end (b0's)" in out
+    assert "trained on     pneumoniamnist (4,708 images); breastmnist (546 images)" in out
+    assert "pool keys      7,227 images keyed at 64 px (b0_pool_keys.bin): PneumoniaMNIST's" in out
 
 
 def test_a_decoder_trained_on_raw_pixels_is_flagged(tmp_path):
@@ -65,6 +69,18 @@ def test_import_writes_the_tools_layout_with_the_same_numbers(folder, tmp_path, 
     assert main(["backbone", "import", str(tmp_path / "missing"), "-o", str(tmp_path / "new")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing' does not exist" in err[0] and not (tmp_path / "new").exists()
+
+
+def test_an_imported_backbone_keeps_the_keys_of_what_it_saw(tmp_path, capsys):
+    out = tmp_path / "b0"
+    assert main(["backbone", "import", "bundled:b0", "-o", str(out)]) == 0
+    assert "backbone_pool_keys.bin" in capsys.readouterr().out
+    source = build_backbone(BackboneConfig(checkpoint="bundled:b0"))
+    copy = build_backbone(BackboneConfig(checkpoint=str(out / "backbone_encoder.safetensors")))
+    assert copy.pool_keys == out / "backbone_pool_keys.bin"
+    assert copy.pool_keys.read_bytes() == source.pool_keys.read_bytes()
+    assert copy.identity["pool_keys"] == {**source.identity["pool_keys"], "file": "backbone_pool_keys.bin"}
+    assert copy.identity["trained_on"] == source.identity["trained_on"]
 
 
 def _cached_repo(cache, repo: str, files_from) -> None:

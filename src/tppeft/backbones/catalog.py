@@ -11,6 +11,7 @@ from tppeft.backbones.config import BackboneConfig
 from tppeft.backbones.factory import Backbone, build_backbone
 from tppeft.backbones.formats import native
 from tppeft.backbones.formats.base import TIMM_NORM_EPS, DecoderWeights
+from tppeft.backbones.seen import keys_text, pool_text
 from tppeft.rundir import OutputError
 
 PATCH_ORDER_TEXT = {"chw": "(channel, row, column)", "hwc": "(row, column, channel)"}
@@ -56,6 +57,10 @@ def info(backbone: Backbone) -> dict[str, str]:
     lines["parameters"] = f"encoder {sum(p.numel() for p in vit.parameters()):,}"
     if ident.get("sha256"):
         lines["sha256"] = ident["sha256"]
+    lines["trained on"] = pool_text(ident["trained_on"]) if ident.get("trained_on") else "not recorded"
+    if ident.get("pool_keys"):
+        lines["pool keys"] = keys_text(ident["pool_keys"]) + ("" if backbone.pool_keys and backbone.pool_keys.is_file()
+                                                             else " (the file is missing)")
     for i, note in enumerate(prov.get("notes") or []):
         lines[f"note {i + 1}"] = note
     return lines
@@ -88,12 +93,18 @@ def import_backbone(cfg: BackboneConfig, out: Path, stem: str = "backbone", over
         meta["norm_eps"] = ident["norm_eps"]
     if ident.get("trained_on"):
         meta["sources"] = ident["trained_on"]
+    keys = backbone.pool_keys if backbone.pool_keys and backbone.pool_keys.is_file() else None
+    if keys:  # the keys of its pre-training images travel with it, so runs still count the images it saw
+        meta["pool_keys"] = {**ident["pool_keys"], "file": f"{stem}_pool_keys.bin"}
     decoder = None
     if backbone.decoder_state:
         m = backbone.decoder_meta
         decoder = DecoderWeights(backbone.decoder_state, heads=m["heads"], norm_eps=m["norm_eps"],
                                  patch_order=m["patch_order"], origin=m["origin"], norm_pix_loss=m["norm_pix_loss"])
-    return native.write(out, stem, backbone.model.state_dict(), meta, decoder, backbone.dino_head)
+    files = native.write(out, stem, backbone.model.state_dict(), meta, decoder, backbone.dino_head)
+    if keys:
+        files.append(Path(shutil.copyfile(keys, out / meta["pool_keys"]["file"])))
+    return files
 
 
 def write_foreign(backbone: Backbone, layout: str, out: Path) -> Path:

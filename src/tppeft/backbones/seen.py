@@ -7,6 +7,28 @@ from pathlib import Path
 from tppeft.io import file_sha256
 
 
+def pool_text(trained_on: list) -> str:
+    """A backbone's pre-training sets as words: "pneumoniamnist (4,708 images); brain_mri_train.npz (train 4,117
+    images)" (``tppeft backbone-pretrain`` writes file, splits and counts; older metadata [name, images])."""
+    parts = []
+    for s in trained_on:
+        if isinstance(s, dict):
+            splits = ", ".join(f"{k} {v:,}" for k, v in s.get("splits", {}).items())
+            parts.append(f"{s.get('file', s.get('path'))} ({splits} images)")
+        elif isinstance(s, list | tuple) and len(s) == 2:
+            parts.append(f"{s[0]} ({s[1]:,} images)")
+        else:
+            parts.append(str(s))
+    return "; ".join(parts)
+
+
+def keys_text(pool_keys: dict) -> str:
+    """The ``pool_keys`` entry of a backbone's metadata as words: how many images, at what size, covering what."""
+    note = f": {pool_keys['note']}" if pool_keys.get("note") else ""
+    return (f"{pool_keys.get('images', 0):,} images keyed at {pool_keys.get('image_size')} px "
+            f"({pool_keys.get('file')}){note}")
+
+
 def seen_splits(identity: dict, data_file: Path) -> list[str]:
     """Splits of ``data_file`` that the backbone saw in pre-training, by file checksum (from the metadata that
     ``tppeft backbone-pretrain`` writes; older checkpoints that list names only are not matched)."""

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from tppeft.backbones.seen import seen_by_name
+from tppeft.backbones.seen import pool_text, seen_by_name
 from tppeft.errors import ReportError
 from tppeft.io import write_text
 from tppeft.reporting.budget import (
@@ -629,16 +629,7 @@ def _backbone_text(summary: dict) -> str | None:
     seen = b.get("trained_on")
     if not seen:
         return None
-    parts = []
-    for s in seen:
-        if isinstance(s, dict):  # written by `tppeft backbone-pretrain`: file, splits and counts
-            splits = ", ".join(f"{k} {v:,}" for k, v in s.get("splits", {}).items())
-            parts.append(f"{s.get('file', s.get('path'))} ({splits} images)")
-        elif isinstance(s, list | tuple) and len(s) == 2:  # older metadata: [name, images]
-            parts.append(f"{s[0]} ({s[1]:,} images)")
-        else:
-            parts.append(str(s))
-    text = "The backbone was pre-trained on: " + "; ".join(parts) + "."
+    text = f"The backbone was pre-trained on: {pool_text(seen)}."
     overlap, named = summary.get("backbone_saw_this_data"), _seen_by_name(summary)
     images = summary.get("backbone_saw_images")
     if overlap:
