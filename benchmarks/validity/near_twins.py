@@ -1,4 +1,5 @@
-"""TPP's gain on the test images that have a near-twin among the training images, and on those that do not.
+"""TPP's gain on the test images that have a near-twin among the training images, and on those that do not; and on
+the test images the backbone saw in its own pre-training, and on those it did not.
 
 BreastMNIST and BUSI (the same source images) hold many test images that are nearly the same picture as a training
 image (the same lesion imaged twice, a copy with or without calliper marks): at 32x32, each image z-normalised, a
@@ -7,7 +8,10 @@ near-twins), fixed before this script measured anything. A TPP stage sees every 
 fine-tuning only the labelled few, so a TPP gain could come from test images whose twin the stage saw. This script
 splits a classification comparison's test images by that criterion and gives, per group, each arm's mean of the
 primary metric (recomputed from every run's ``test_scores.npz``, as the run computed it) and tpp's paired
-differences with the other arms.
+differences with the other arms. Where the backbone carries the keys of its pre-training images (b0, and backbones
+made by ``tppeft backbone-pretrain``), the test images are also split by whether its pool held them (for b0 on
+BUSI and BreastMNIST: the same scan, under the other data set's split), so a gain on a backbone that had seen the
+test images can be read on the ones it had not.
 
     python benchmarks/validity/near_twins.py RUN_DIR [--near 0.98] [--json out.json]
 
@@ -26,9 +30,10 @@ from pathlib import Path
 import numpy as np
 from kept import run_scores
 
+from tppeft.backbones import build_backbone
 from tppeft.config import load_config
 from tppeft.data.loading import data_from_config
-from tppeft.data.overlap import NEAR, found_in, image_keys, nearest, thumbnails
+from tppeft.data.overlap import NEAR, found_in, image_keys, keys_from_bytes, nearest, thumbnails
 from tppeft.reporting.stats import mean_std, paired_difference
 from tppeft.tasks.classification import classification_metrics
 
@@ -43,10 +48,22 @@ def groups(folder: Path, near: float) -> tuple[dict[str, np.ndarray], np.ndarray
     exact = np.array(found_in(image_keys(data["test"].images), image_keys(data["train"].images)), dtype=bool)
     masks = {"all": np.ones(len(closest), bool), f"twin in train (>= {near})": closest >= near,
              "no twin in train": closest < near, "exact copy in train": exact}
+    if (seen := backbone_saw(cfg, data["test"].images)) is not None:
+        masks |= {"in the backbone's pool": seen, "not in the backbone's pool": ~seen}
     summary = folder / "summary.json"  # absent while the comparison runs: classification's primary metric, AUC
     metric = json.loads(summary.read_text())["primary_metric"] if summary.is_file() else "auc"
     masks = {g: m for g, m in masks.items() if m.any()}  # an empty group has no scores
     return masks, data["test"].labels.cpu().numpy(), data.task, metric
+
+
+def backbone_saw(cfg, images) -> np.ndarray | None:
+    """Which of ``images`` the config's backbone saw in pre-training, by its pool keys; None without keys."""
+    backbone = build_backbone(cfg.backbone, cfg.data.image_size)
+    made = backbone.identity.get("pool_keys") or {}
+    if backbone.pool_keys is None or not backbone.pool_keys.is_file():
+        return None
+    pool = keys_from_bytes(backbone.pool_keys.read_bytes())
+    return np.array(found_in(image_keys(images, made["image_size"]), pool), dtype=bool)
 
 
 def scores(folder: Path, masks: dict[str, np.ndarray], task: str, metric: str) -> dict[str, dict[str, dict]]:

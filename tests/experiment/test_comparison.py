@@ -75,3 +75,43 @@ def test_a_comparison_scores_tpp_on_the_test_images_without_a_twin_in_training(t
     assert d["n"] == 2 and np.allclose(list(d["per_seed"].values()), np.subtract(*by_seed.values()))
     assert np.isclose(summary["arms"]["tpp"]["mean_without_twin"]["auc"], np.mean(by_seed["tpp"]))
     assert "On the 7 test images without a near-twin among the training images" in (out / "report.md").read_text()
+
+
+def test_a_comparison_on_b0_scores_tpp_on_the_test_images_b0_never_saw(tmp_path):
+    """Where the backbone's pool keys hold some test images (here BreastMNIST training images b0 saw, beside new
+    ones), each run scores the others too, and summary.json and the report pair them."""
+    import json
+
+    import numpy as np
+    from conftest import tiny_config
+
+    from tppeft.bundled import resolve
+    from tppeft.cli import main
+    from tppeft.tasks.classification import classification_metrics
+
+    breast = np.load(resolve("bundled:breastmnist"))
+    rng = np.random.default_rng(0)
+    fresh = rng.integers(0, 256, (14, 28, 28), dtype=np.uint8)  # images no pool holds
+    labels = np.array([[0], [1]] * 8)
+    path = tmp_path / "toy.npz"
+    np.savez(path, train_images=breast["train_images"][:16], train_labels=labels,
+             val_images=fresh[:6], val_labels=labels[:6],
+             test_images=np.concatenate([breast["train_images"][16:20], fresh[6:]]), test_labels=labels[:12])
+    out = tmp_path / "run"
+    sets = tiny_config()[1] + [f"data.path={path}", "data.limit=null", "peft.targets=[qkv]", "threads=1",
+                               "arms=[baseline, tpp]"]
+    assert main(["run", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    unseen = np.arange(12) >= 4
+    for line in (out / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        z = np.load(out / "runs" / r["arm"] / f"seed{r['seed']}" / "test_scores.npz")
+        assert r["test_unseen_by_backbone"] == classification_metrics(z["labels"][unseen], z["scores"][unseen],
+                                                                      "binary-class")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["backbone_saw_images"]["test"] == [4, 12] and summary["backbone_saw_images"]["train"] == [16, 16]
+    d = summary["paired_unseen_by_backbone"]["tpp-baseline"]["auc"]
+    by_seed = {a: [r["test_unseen_by_backbone"]["auc"] for r in summary["arms"][a]["runs"]]
+               for a in ("tpp", "baseline")}
+    assert d["n"] == 2 and np.allclose(list(d["per_seed"].values()), np.subtract(*by_seed.values()))
+    assert np.isclose(summary["arms"]["tpp"]["mean_unseen_by_backbone"]["auc"], np.mean(by_seed["tpp"]))
+    assert "On the 8 of 12 test images the backbone never saw in pre-training" in (out / "report.md").read_text()

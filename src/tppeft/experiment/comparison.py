@@ -22,7 +22,6 @@ from tppeft.data.overlap import (
     NEAR,
     copies_across,
     count_in,
-    keys_from_bytes,
     near_copies_across,
 )
 from tppeft.engine import arithmetic
@@ -30,7 +29,7 @@ from tppeft.engine.loop import NonFiniteLossError
 from tppeft.engine.signals import RunInterrupted, check_stop, stop_requested
 from tppeft.experiment.budget import matched_budget
 from tppeft.experiment.builders import build_arm_model
-from tppeft.experiment.context import Context, prepare_context
+from tppeft.experiment.context import TEST_PARTS, Context, prepare_context
 from tppeft.experiment.finetune_stage import finetune_stage
 from tppeft.experiment.model import backbone_unchanged
 from tppeft.experiment.pretext_stage import pretrain_stage
@@ -85,7 +84,7 @@ def run_arm(ctx: Context, arm: str, seed: int, run_dir: Path, budget: dict | Non
     unchanged = backbone_unchanged(ctx, run, tag)
     skipped = ft.get("skipped_steps", 0) + (pretext or {}).get("skipped_steps", 0)
     record = {"arm": arm, "seed": seed, "status": "ok", "test": ft["test"], "val": ft["val"],
-              **({"test_without_twin": ft["test_without_twin"]} if "test_without_twin" in ft else {}),
+              **{part: ft[part] for part in TEST_PARTS if part in ft},
               "best_epoch": ft["best_epoch"], "finetune_epochs": epochs,
               "seconds": round(run_seconds(time.perf_counter() - start, ft, pretext), 2),
               "finetune_seconds": round(ft["seconds"], 2), "pretext": pretext, "skipped_steps": skipped,
@@ -176,12 +175,13 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
             entry["pretext_head"] = pre[0].get("head")  # where the pretext head came from
         entry["finetune_epochs"] = runs[0]["finetune_epochs"] if runs else None
         entry["seconds_mean"] = mean_std([r["seconds"] for r in runs])[0]
-        if without_twin := _by_seed(runs, primary, "test_without_twin"):
-            entry["mean_without_twin"] = {primary: mean_std(list(without_twin.values()))[0]}
+        for part, key in TEST_PARTS.items():
+            if by_seed := _by_seed(runs, primary, part):
+                entry[f"mean_{key}"] = {primary: mean_std(list(by_seed.values()))[0]}
         arms[arm] = entry
     paired: dict[str, dict] = {}
     paired_val: dict[str, dict] = {}  # the primary metric on validation: what settings are chosen on
-    paired_without_twin: dict[str, dict] = {}  # ... on the test images without a near-twin in training
+    paired_parts: dict[str, dict[str, dict]] = {part: {} for part in TEST_PARTS}  # ... on parts of the test split
     tpp_arms = [a for a in cfg.arms if get_arm(a).has_tpp_stage]
     for tpp in tpp_arms:
         for other in cfg.arms:
@@ -191,7 +191,7 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
                 m: (_undefined_difference(undefined[m]) if m in undefined else
                     paired_difference(_by_seed(arms[tpp]["runs"], m), _by_seed(arms[other]["runs"], m)))
                 for m in metrics}
-            for split, table in (("val", paired_val), ("test_without_twin", paired_without_twin)):
+            for split, table in (("val", paired_val), *paired_parts.items()):
                 by_seed = [_by_seed(arms[a]["runs"], primary, split) for a in (tpp, other)]
                 if all(by_seed):
                     table[f"{tpp}-{other}"] = {primary: paired_difference(*by_seed)}
@@ -202,7 +202,7 @@ def summarize(records: list[dict], cfg: Config, meta: dict, metrics: list[str], 
     return {"tppeft_version": tppeft.__version__, "primary_metric": primary, "metrics": list(metrics),
             **meta, "arithmetic": machines(records), "revision": revisions(records), "undefined_metrics": undefined,
             "target_params": target, "arms": arms, "paired": paired, "paired_val": paired_val,
-            **({"paired_without_twin": paired_without_twin} if paired_without_twin else {})}
+            **{f"paired_{TEST_PARTS[part]}": table for part, table in paired_parts.items() if table}}
 
 
 def run_order(cfg: Config) -> list[tuple[str, int]]:
@@ -226,21 +226,16 @@ def seen_images(ctx: Context, log: Callable[[str], None]) -> dict | None:
     """Per split, [images the backbone saw in pre-training, images], pixel for pixel at its input size, from the
     keys ``tppeft backbone-pretrain`` wrote beside it (:mod:`tppeft.data.overlap`); None without them."""
     path, made = ctx.backbone.pool_keys, ctx.backbone.identity.get("pool_keys") or {}
-    if path is None:
+    if (pool := ctx.backbone_pool) is None:
+        if path is not None and not path.is_file():
+            log(f"note: {path} (the keys of the backbone's pre-training images) is missing, so which of this data's "
+                "images the backbone saw is not checked")
+        elif path is not None:
+            log(f"note: the backbone's pre-training images are keyed at {made.get('image_size')} px and this run "
+                f"reads its images at {ctx.backbone.image_size} px, so which of them the backbone saw is not checked")
         return None
-    if not path.is_file():
-        log(f"note: {path} (the keys of the backbone's pre-training images) is missing, so which of this data's "
-            "images the backbone saw is not checked")
-        return None
-    splits = ctx.data.splits
-    if any(s.size != made.get("image_size") for s in splits.values()):
-        log(f"note: the backbone's pre-training images are keyed at {made.get('image_size')} px and this run reads "
-            f"its images at {ctx.backbone.image_size} px, so which of them the backbone saw is not checked")
-        return None
-    pool = keys_from_bytes(path.read_bytes())
-    found = ctx.split_keys()
     return {"image_size": made["image_size"], **{name: [count_in(keys, pool), len(keys)]
-                                                  for name, keys in found.items()}}
+                                                  for name, keys in ctx.split_keys().items()}}
 
 
 def near_twins(ctx: Context, log: Callable[[str], None]) -> dict | None:

@@ -17,7 +17,7 @@ from tppeft.bundled import resolve
 from tppeft.config import Config, PretextConfig
 from tppeft.data import ImageDataset, augment_batch, data_from_config, input_pixels, to_model_input
 from tppeft.data.fewshot import labelled_subset
-from tppeft.data.overlap import MAX_PAIRS, NEAR, count_in, found_in, image_keys, nearest, thumbnails
+from tppeft.data.overlap import MAX_PAIRS, NEAR, count_in, found_in, image_keys, keys_from_bytes, nearest, thumbnails
 from tppeft.data.pool import load_pool
 from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
@@ -27,6 +27,10 @@ from tppeft.io import file_sha256
 from tppeft.options import ConfigError
 from tppeft.tasks import Task, task_for
 from tppeft.tracking import check_available
+
+# Parts of the test split each run also scores where the data holds both kinds (the run record's key -> the name the
+# summary gives it): images without a near-twin in training, and images the backbone's pre-training pool did not hold.
+TEST_PARTS = {"test_without_twin": "without_twin", "test_unseen_by_backbone": "unseen_by_backbone"}
 
 
 @dataclass
@@ -79,8 +83,31 @@ class Context:
         every test image or none is without one (the subset would be the whole split or empty)."""
         if (thumbs := self.split_thumbnails) is None:
             return None
-        keep = (nearest(thumbs["test"], thumbs["train"]) < NEAR).numpy()
-        return keep if 0 < keep.sum() < len(keep) else None
+        return _part((nearest(thumbs["test"], thumbs["train"]) < NEAR).numpy())
+
+    def test_parts(self) -> dict[str, np.ndarray]:
+        """:data:`TEST_PARTS`' masks over the test split, those this run's data has."""
+        masks = {"test_without_twin": self.test_without_twin, "test_unseen_by_backbone": self.test_unseen_by_backbone}
+        return {part: mask for part, mask in masks.items() if mask is not None}
+
+    @cached_property
+    def backbone_pool(self) -> set[bytes] | None:
+        """The keys of the images the backbone was pre-trained on (:attr:`Backbone.pool_keys`), where its keys file
+        is there and keys images at the size this run reads them; else None."""
+        path, made = self.backbone.pool_keys, self.backbone.identity.get("pool_keys") or {}
+        if path is None or not path.is_file() or any(s.size != made.get("image_size")
+                                                     for s in self.data.splits.values()):
+            return None
+        return keys_from_bytes(path.read_bytes())
+
+    @cached_property
+    def test_unseen_by_backbone(self) -> np.ndarray | None:
+        """Which test images the backbone's pre-training pool did not hold (:attr:`backbone_pool`): a gain on a
+        backbone that saw some test images, unlabelled, can then be read on those it did not. None without its
+        keys, or where every test image or none was in the pool."""
+        if (pool := self.backbone_pool) is None:
+            return None
+        return _part(~np.array(found_in(self.split_keys()["test"], pool), dtype=bool))
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
@@ -211,6 +238,11 @@ def prepare_context(cfg: Config, log: Callable[[str], None] = print) -> Context:
                    torch.tensor(backbone.std, device=device), log, task, precision,
                    frozen_state_digest(backbone.model), None if extra is None else extra.to(device), sources,
                    _keys=keys)
+
+
+def _part(keep: np.ndarray) -> np.ndarray | None:
+    """A mask of test images that selects part of the split; None where it selects all or none of them."""
+    return keep if 0 < keep.sum() < len(keep) else None
 
 
 def split_keys(data: ImageDataset, task: Task) -> dict[str, list[bytes | None]]:

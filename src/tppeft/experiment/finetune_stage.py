@@ -87,9 +87,8 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
     best.restore()
     with ctx.inference():
         test = task.evaluate(ctx, model, "test")
-    # the test images without a near-twin among the training images, where the split has both kinds
-    keep = ctx.test_without_twin
-    without_twin = task.test_metrics_of(keep) if keep is not None else None
+    # parts of the test split (without a near-twin in training, unseen by the backbone), where it has both kinds
+    parts = {part: task.test_metrics_of(keep) for part, keep in ctx.test_parts().items()}
     final_dir = RunPaths(out_dir).finetuned
     if distributed.is_main():
         with ctx.inference():
@@ -104,7 +103,7 @@ def finetune_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
                      RunPaths(out_dir).head)
     record = {"stage": "finetune", "event": "end", "best_epoch": best.epoch, "val": best.val,
               "test": test, "epochs": epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
-              "seconds": result.seconds, **({"test_without_twin": without_twin} if without_twin else {})}
+              "seconds": result.seconds, **{part: metrics for part, metrics in parts.items() if metrics}}
     if distributed.is_main():
         append_jsonl(metrics_path, record)
     ckpts.meta["record"] = record

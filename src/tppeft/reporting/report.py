@@ -391,21 +391,37 @@ def validation_text(summary: dict) -> str | None:
     return text
 
 
-def without_twin_text(summary: dict) -> str | None:
-    """The paired differences of the primary metric on the test images without a near-twin among the training
-    images (which a TPP stage sees, unlabelled), and where its reading differs from the whole split's."""
-    if (found := _paired_text(summary, "paired_without_twin", "those images", "the whole test split")) is None:
+def _test_part_text(summary: dict, key: str, images: str, why: str, changed: str) -> str | None:
+    """The paired differences of the primary metric on a part of the test split (``summary[key]``), and where its
+    reading differs from the whole split's."""
+    if (found := _paired_text(summary, key, "those images", "the whole test split")) is None:
         return None
     parts, disagree = found
-    n = ((summary.get("data") or {}).get("split_near_copies") or {}).get("test_without_twin_in_train")
-    images = f"the {n:,} test images" if n else "the test images"
-    text = (f"On {images} without a near-twin among the training images (the TPP stage saw every training image, "
-            f"so a gain could come from test images whose twin it saw), {summary['primary_metric'].upper()}: "
-            + "; ".join(parts) + ".")
+    text = f"On {images} ({why}), {summary['primary_metric'].upper()}: " + "; ".join(parts) + "."
     if disagree:
-        text += (" Without the twins the reading changes for " + ", ".join(disagree) + ": read the whole split's "
-                 "verdict with that in mind.")
+        text += (f" {changed} the reading changes for " + ", ".join(disagree) + ": read the whole split's verdict "
+                 "with that in mind.")
     return text
+
+
+def without_twin_text(summary: dict) -> str | None:
+    """The paired differences on the test images without a near-twin among the training images (which a TPP stage
+    sees, unlabelled), and where their reading differs from the whole split's."""
+    n = ((summary.get("data") or {}).get("split_near_copies") or {}).get("test_without_twin_in_train")
+    return _test_part_text(summary, "paired_without_twin",
+                           f"{f'the {n:,}' if n else 'the'} test images without a near-twin among the training images",
+                           "the TPP stage saw every training image, so a gain could come from test images whose twin "
+                           "it saw", "Without the twins")
+
+
+def unseen_by_backbone_text(summary: dict) -> str | None:
+    """The paired differences on the test images the backbone's pre-training pool did not hold, where it held
+    some, and where their reading differs from the whole split's."""
+    seen, n = (summary.get("backbone_saw_images") or {}).get("test") or (None, None)
+    images = f"the {n - seen:,} of {n:,} test images" if n else "the test images"
+    return _test_part_text(summary, "paired_unseen_by_backbone", f"{images} the backbone never saw in pre-training",
+                           "it saw the others, unlabelled, so a gain could come from images it knew",
+                           "On the images it never saw")
 
 
 def per_class_text(summary: dict) -> str | None:
@@ -785,7 +801,8 @@ def build_blocks(summary: dict, plots: dict[str, Path] | None = None, run_dir: P
                            "bootstrap interval excludes zero. With few seeds that interval is too narrow (it cannot "
                            "reach beyond the observed differences) and the exact sign test is weak (5 wins out of 5 "
                            "give p = 0.06): treat one table as a first look and add seeds before claiming a gain."))
-        blocks += [Para(t) for t in (validation_text(summary), without_twin_text(summary)) if t]
+        blocks += [Para(t) for t in (validation_text(summary), without_twin_text(summary),
+                                      unseen_by_backbone_text(summary)) if t]
     blocks += class_blocks(summary)
     if problems(summary):
         blocks += [Heading("Problems"), *(Para(line[2:]) for line in problems(summary))]
