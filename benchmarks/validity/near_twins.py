@@ -13,11 +13,13 @@ made by ``tppeft backbone-pretrain``), the test images are also split by whether
 BUSI and BreastMNIST: the same scan, under the other data set's split), so a gain on a backbone that had seen the
 test images can be read on the ones it had not.
 
-    python benchmarks/validity/near_twins.py RUN_DIR [--near 0.98] [--json out.json]
+    python benchmarks/validity/near_twins.py RUN_DIR [--near 0.98] [--metric auc_0] [--json out.json]
 
 RUN_DIR is a comparison's folder with its run folders (``runs/<arm>/seed<k>/test_scores.npz``); the data file its
-``config.yaml`` names must be where the config says. The "all" group repeats the run's own test scores (a check
-that the scores and images line up). Descriptive: the groups are not chosen at random, and each is small.
+``config.yaml`` names must be where the config says. ``--metric`` tables another of the run's test metrics than
+the primary one, e.g. one class's one-vs-rest AUC (``auc_<k>``), to read a group's gain class by class. The "all"
+group repeats the run's own test scores (a check that the scores and images line up). Descriptive: the groups are
+not chosen at random, and each is small.
 """
 
 from __future__ import annotations
@@ -79,9 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="a classification comparison's folder, with its run folders")
     ap.add_argument("--near", type=float, default=NEAR, help="correlation at 32x32 from which images are twins")
+    ap.add_argument("--metric", help="the test metric tabled (default: the comparison's primary one), e.g. auc_0")
     ap.add_argument("--json", type=Path, help="also write the rows as data")
     args = ap.parse_args(argv)
     masks, labels, task, metric = groups(args.folder, args.near)
+    metric = args.metric or metric
     table = scores(args.folder, masks, task, metric)
     if not table["all"]:
         sys.exit(f"{args.folder}: no runs/<arm>/seed<k>/test_scores.npz (the run folders were not kept)")
