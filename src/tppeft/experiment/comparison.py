@@ -224,7 +224,8 @@ def _shared(budget: dict) -> str:
 
 def seen_images(ctx: Context, log: Callable[[str], None]) -> dict | None:
     """Per split, [images the backbone saw in pre-training, images], pixel for pixel at its input size, from the
-    keys ``tppeft backbone-pretrain`` wrote beside it (:mod:`tppeft.data.overlap`); None without them."""
+    keys beside it (b0's, or those ``tppeft backbone-pretrain`` wrote; :mod:`tppeft.data.overlap`); None without
+    them."""
     path, made = ctx.backbone.pool_keys, ctx.backbone.identity.get("pool_keys") or {}
     if (pool := ctx.backbone_pool) is None:
         if path is not None and not path.is_file():

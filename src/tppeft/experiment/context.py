@@ -86,8 +86,8 @@ class Context:
         return _part((nearest(thumbs["test"], thumbs["train"]) < NEAR).numpy())
 
     def test_parts(self) -> dict[str, np.ndarray]:
-        """:data:`TEST_PARTS`' masks over the test split, those this run's data has."""
-        masks = {"test_without_twin": self.test_without_twin, "test_unseen_by_backbone": self.test_unseen_by_backbone}
+        """:data:`TEST_PARTS`' masks over the test split (each the property of its name), those this run's data has."""
+        masks = {part: getattr(self, part) for part in TEST_PARTS}
         return {part: mask for part, mask in masks.items() if mask is not None}
 
     @cached_property
