@@ -32,10 +32,9 @@ from pathlib import Path
 import numpy as np
 from kept import run_scores
 
-from tppeft.backbones import build_backbone
 from tppeft.config import load_config
-from tppeft.data.loading import data_from_config
-from tppeft.data.overlap import NEAR, found_in, image_keys, keys_from_bytes, nearest, thumbnails
+from tppeft.data.overlap import NEAR, found_in, image_keys, nearest, thumbnails
+from tppeft.experiment.context import prepare_context
 from tppeft.reporting.stats import mean_std, paired_difference
 from tppeft.tasks.classification import classification_metrics
 
@@ -45,27 +44,19 @@ def groups(folder: Path, near: float) -> tuple[dict[str, np.ndarray], np.ndarray
     cfg = load_config(folder / "config.yaml")
     if cfg.task.type not in ("auto", "classification"):
         sys.exit(f"{folder}: a {cfg.task.type} comparison; this script reads classification test scores")
-    data = data_from_config(cfg.data, "classification")
+    ctx = prepare_context(cfg, log=lambda _: None)  # the run's data, and the backbone's pool as the run reads it
+    data = ctx.data
     closest = nearest(thumbnails(data["test"].images), thumbnails(data["train"].images)).numpy()
     exact = np.array(found_in(image_keys(data["test"].images), image_keys(data["train"].images)), dtype=bool)
     masks = {"all": np.ones(len(closest), bool), f"twin in train (>= {near})": closest >= near,
              "no twin in train": closest < near, "exact copy in train": exact}
-    if (seen := backbone_saw(cfg, data["test"].images)) is not None:
+    if (pool := ctx.backbone_pool) is not None:
+        seen = np.array(found_in(ctx.split_keys()["test"], pool), dtype=bool)
         masks |= {"in the backbone's pool": seen, "not in the backbone's pool": ~seen}
     summary = folder / "summary.json"  # absent while the comparison runs: classification's primary metric, AUC
     metric = json.loads(summary.read_text())["primary_metric"] if summary.is_file() else "auc"
     masks = {g: m for g, m in masks.items() if m.any()}  # an empty group has no scores
     return masks, data["test"].labels.cpu().numpy(), data.task, metric
-
-
-def backbone_saw(cfg, images) -> np.ndarray | None:
-    """Which of ``images`` the config's backbone saw in pre-training, by its pool keys; None without keys."""
-    backbone = build_backbone(cfg.backbone, cfg.data.image_size)
-    made = backbone.identity.get("pool_keys") or {}
-    if backbone.pool_keys is None or not backbone.pool_keys.is_file():
-        return None
-    pool = keys_from_bytes(backbone.pool_keys.read_bytes())
-    return np.array(found_in(image_keys(images, made["image_size"]), pool), dtype=bool)
 
 
 def scores(folder: Path, masks: dict[str, np.ndarray], task: str, metric: str) -> dict[str, dict[str, dict]]:
