@@ -11,6 +11,8 @@ links to the PneumoniaMNIST and AdrenalMNIST3D (64 px) files of DATA_DIR and two
 - ``brain_mri_64.npz``: the whole brain MRI set the same way as a labelled MedMNIST-format file (train/val/test
   images and labels; classes in sorted folder order: glioma, meningioma, notumor, pituitary), for the study's
   comparisons at the backbone's 64 px;
+- ``brain_mri_64_binary.npz``: the same images and split with two classes (0 no tumour, 1 tumour: glioma,
+  meningioma or pituitary), the four-class task made binary;
 - ``brain_mri_64_valtest.npz``: the same with validation drawn like test: its test split is the 200 Testing images
   that ``data.limit: 200`` takes from ``brain_mri_64.npz`` (the same images, so test scores compare), and its
   validation split 200 other Testing images, evenly spaced, none a near-twin of those 200 (correlation >= 0.98 at
@@ -81,6 +83,13 @@ def brain_mri_labelled(data: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def brain_mri_binary(labelled: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``labelled`` (the four brain MRI classes) with two: 0 no tumour, 1 tumour (any of the other three)."""
+    none = list(labelled["class_names"]).index("notumor")
+    out = {k: (v != none).astype(np.int64) if k.endswith("_labels") else v for k, v in labelled.items()}
+    return out | {"class_names": np.array(["no tumour", "tumour"])}
+
+
 def busi_labelled(data: Path, size: int = SIZE, binary: bool = False) -> dict[str, np.ndarray]:
     """BUSI's images at ``size`` px, 3 classes (0 normal, 1 benign, 2 malignant) or, ``binary``, BreastMNIST's two
     (0 malignant, 1 normal or benign)."""
@@ -149,6 +158,7 @@ def main(data: Path, out: Path) -> None:
     np.savez_compressed(out / "brain_mri_64_valtest.npz", **val_from_test(labelled))
     print(f"brain_mri_64_valtest: validation from Testing -> {out / 'brain_mri_64_valtest.npz'}")
     for name, arrays, classes in (
+        ("brain_mri_64_binary", brain_mri_binary(labelled), "no tumour, tumour"),
         ("busi_64", busi_labelled(data), "normal, benign, malignant"),
         ("busi_64_binary", busi_labelled(data, binary=True), "malignant, normal or benign"),
         ("busi_28", busi_labelled(data, BREASTMNIST_SIZE), "normal, benign, malignant"),
