@@ -89,7 +89,7 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
     ``jobs`` > 1 makes the runs in that many worker processes side by side (``tppeft run --jobs``)."""
     from tppeft.experiment.comparison import run_comparison
     from tppeft.experiment.context import prepare_context
-    from tppeft.experiment.preflight import check_stage_from, check_unshared_batches, preflight
+    from tppeft.experiment.preflight import check_stage_from, check_stage_images_from, check_unshared_batches, preflight
 
     cfg = as_config(config, overrides)
     _check_pretexts(cfg)
@@ -98,6 +98,7 @@ def run(config: Config | Mapping | str | Path | None = None, output: str | Path 
     check_stage_from(cfg, pretext, cfg.arms)
     check_unshared_batches(cfg, pretext, cfg.arms)
     ctx = prepare_context(cfg, log)
+    check_stage_images_from(ctx, pretext)
     trainable = preflight(ctx, pretext)
     need = estimate_run_bytes(trainable, cfg.seeds * len(cfg.arms), cfg.checkpoint.keep_finished)
     folder.check_new(overwrite, need)

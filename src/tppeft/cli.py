@@ -134,7 +134,7 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
     beside the config for a later --resume. Returns (config, folder, context, resuming).
     """
     from tppeft.experiment.context import prepare_context
-    from tppeft.experiment.preflight import check_stage_from, check_unshared_batches, preflight
+    from tppeft.experiment.preflight import check_stage_from, check_stage_images_from, check_unshared_batches, preflight
 
     resume = args.resume is not None
     if resume:
@@ -147,6 +147,8 @@ def _prepare(args: argparse.Namespace, plan: Callable[[Config], tuple[bool, int,
         check_stage_from(cfg, pretext, arms)
     check_unshared_batches(cfg, pretext, arms)  # under torchrun, before joining the process group
     ctx = prepare_context(cfg, log)
+    if not resume:
+        check_stage_images_from(ctx, pretext)
     need = estimate_run_bytes(preflight(ctx, pretext, init), runs, cfg.checkpoint.keep_finished)
     if resume:
         folder.check_writable(need)

@@ -5,12 +5,14 @@ runs."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
 from safetensors.torch import load_file
 
 import tppeft
+from tppeft.bundled import resolve
 from tppeft.cli import main
 from tppeft.options import ConfigError
 
@@ -70,7 +72,8 @@ def test_a_stage_made_otherwise_is_refused_before_anything_runs(made, tmp_path, 
         ((pre, "pretext.stage_seed=0"), "was made with seed 1; set pretext.stage_seed: 1"),
         ((pre, "peft.r=4"), "peft.r: 4 here, 8 there"),
         ((pre, "pretext.epochs=3"), "pretext.epochs: 3 here, 2 there"),
-        ((pre, "data.split.seed=3"), "data.split.seed: 3 here, 0 there"),
+        ((pre, "data.augment=false"), "data.augment: False here, True there"),
+        ((pre, "data.limit=24"), "was trained on other images than this comparison's stage would be (24 training"),
         ((f"pretext.stage_from={root / 'own'}",), "neither a `tppeft pretrain` folder"),
         ((f"pretext.stage_from={root / 'nowhere'}",), "is not a folder"),
         ((pre, "arms=[baseline,tpp,tpp_simclr]"), "one stage serves one TPP arm"),
@@ -105,3 +108,56 @@ def test_a_comparison_made_from_a_stage_resumes_without_it(made, tmp_path, capsy
     own = json.loads((root / "own" / "summary.json").read_text())
     runs = json.loads((out / "summary.json").read_text())["arms"]["tpp"]["runs"]
     assert [r["test"] for r in runs] == [r["test"] for r in own["arms"]["tpp"]["runs"]]
+
+
+def _copy_of_bundled(path, change):
+    """The bundled data file written to ``path`` with ``change`` applied to its arrays."""
+    with np.load(resolve("bundled:breastmnist")) as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    change(arrays)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_a_stage_serves_other_labels_of_its_images_and_refuses_a_replaced_file(made, tmp_path, capsys):
+    """The stage is matched by the checksum of the images it trained on: the same images under another path and
+    other labels take it; a source whose data file changed since (same path, same config) is refused."""
+    root, later = made
+    record = json.loads((root / "pre" / "pretext.json").read_text())
+    assert len(record["images_sha256"]) == 64
+    flipped = _copy_of_bundled(tmp_path / "flipped.npz", lambda a: a.update(
+        {k: 1 - v for k, v in a.items() if k.endswith("_labels")}))
+    out = tmp_path / "relabelled"
+    capsys.readouterr()
+    assert main(["run", "-o", str(out), *_args(*later, f"data.path={flipped}",
+                                                f"pretext.stage_from={root / 'pre'}")]) == 0
+    assert "takes the TPP stage of pretext.stage_from" in "".join(capsys.readouterr())
+    stage, theirs = _targets(out / "runs" / "tpp" / "stage" / "target_params"), _targets(root / "pre" / "target_params")
+    assert all(torch.equal(stage[k], theirs[k]) for k in theirs)
+
+    source = tmp_path / "pre_on_a_copy"  # the same stage, its config naming a copy of the data that later changed
+    shutil.copytree(root / "pre", source)
+    config = source / "config.yaml"
+    data = "data:\n  path: bundled:breastmnist\n"
+    assert config.read_text().count(data) == 1
+    changed = tmp_path / "changed.npz"
+    config.write_text(config.read_text().replace(data, f"data:\n  path: {changed}\n"))
+    _copy_of_bundled(changed, lambda a: a["train_images"][0].__ifloordiv__(2))
+    out = tmp_path / "replaced"
+    assert main(["run", "-o", str(out), *_args(*later, f"data.path={changed}", f"pretext.stage_from={source}")]) == 2
+    assert "was trained on other images than this comparison's stage would be" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_stage_made_before_its_images_were_recorded_is_matched_by_path(made, tmp_path, capsys):
+    """A stage whose record has no image checksum (made by an earlier version) must name the same data file."""
+    root, later = made
+    source = tmp_path / "old"
+    shutil.copytree(root / "pre", source)
+    record = source / "pretext.json"
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "images_sha256"}))
+    copy = _copy_of_bundled(tmp_path / "copy.npz", lambda a: None)
+    out = tmp_path / "cmp"
+    assert main(["run", "-o", str(out), *_args(*later, f"data.path={copy}", f"pretext.stage_from={source}")]) == 2
+    assert f"data.path: '{copy}' here, 'bundled:breastmnist' there" in capsys.readouterr().err
+    assert main(["run", "-o", str(out), *_args(*later, f"pretext.stage_from={source}")]) == 0

@@ -23,7 +23,7 @@ from tppeft.engine import resolve_device, set_deterministic, set_threads
 from tppeft.engine.devices import autocast, autocast_dtype
 from tppeft.engine.loop import epoch_steps
 from tppeft.experiment.seeds import stream_seed
-from tppeft.io import file_sha256
+from tppeft.io import file_sha256, tensors_sha256
 from tppeft.options import ConfigError
 from tppeft.tasks import Task, task_for
 from tppeft.tracking import check_available
@@ -168,6 +168,14 @@ class Context:
         """How many 2D images an epoch of the TPP stage covers: the training split's and ``pretext.data``'s."""
         extra = 0 if self.pretext_extra is None else len(self.pretext_extra)
         return self.num_images("train") + extra
+
+    def stage_images_sha256(self) -> str:
+        """SHA-256 of the images a TPP stage trains on, in its order: the training split's and ``pretext.data``'s;
+        not their labels or where they were read from, so a stage serves any labelling of the same images."""
+        images = {"train": self.task.pretext_images(self.data["train"])}
+        if self.pretext_extra is not None:
+            images["pretext_data"] = self.pretext_extra
+        return tensors_sha256(images)
 
     def stage_config(self, pretext: PretextConfig | None = None) -> PretextConfig:
         """``pretext`` (default the config's) with its lengths in epochs over this run's TPP-stage images: the

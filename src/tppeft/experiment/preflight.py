@@ -1,5 +1,6 @@
 """A check before any output exists: one run's model, task head and pretext task are built as the runs will
-build them, so that a method, head, pretext task or init folder that cannot work fails early."""
+build them, so that a method, head, pretext task or init folder that cannot work fails early; and a stage made
+before (``pretext.stage_from``) is checked against the comparison's settings and images."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from tppeft.arms import get_arm
 from tppeft.config import Config
 from tppeft.experiment.context import Context
 from tppeft.experiment.model import build_run_model
+from tppeft.experiment.stage_source import check_stage_images
 from tppeft.options import ConfigError
 from tppeft.pretext import get_pretext
 
@@ -43,6 +45,13 @@ def check_stage_from(cfg: Config, pretext: bool, arms: list[str] | None) -> None
     from tppeft.experiment.stage_source import check_stage_source
 
     check_stage_source(cfg, arms)
+
+
+def check_stage_images_from(ctx: Context, pretext: bool) -> None:
+    """``pretext.stage_from``, once the data is read: the stage must have trained on the images this comparison's
+    TPP stage would (after :func:`check_stage_from`, which cannot see them)."""
+    if pretext and ctx.cfg.pretext.stage_from:
+        check_stage_images(ctx)
 
 
 def check_unshared_batches(cfg: Config, pretext: bool, arms: list[str] | None) -> None:

@@ -1,7 +1,8 @@
 """``pretext.stage_from``: a TPP stage made before, by ``tppeft pretrain`` or by another comparison
 (``runs/<arm>/stage``), serves this comparison's TPP runs instead of a stage made here. It is checked before any
-output exists (everything a stage reads must equal this config's), then imported once into this comparison's
-``runs/<arm>/stage``, its linear probe made again on this comparison's labels, and read like a stage made here."""
+output exists (everything a stage reads must equal this config's, the training images by their checksum), then
+imported once into this comparison's ``runs/<arm>/stage``, its linear probe made again on this comparison's labels,
+and read like a stage made here."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ from tppeft.rundir import STAGE_FOLDER, RunFolder, RunPaths
 NOT_READ = ("arms", "finetune", "baseline_matched", "eva", "full_finetune", "backbone_pretrain",
             "data.label_fraction", "data.labels_per_class", "pretext.probe", "pretext.stage_from",
             "pretext.stage_seed")
+# Where the images come from and which of them are the training split: a stage that records the checksum of the
+# images it trained on (``images_sha256``) is matched by that checksum instead, after the data is read, so it serves
+# another labelling or another copy of the same images and is refused for other images under the same path.
+WHERE_IMAGES = ("data.path", "data.limit", "data.split", "data.cache", "data.cache_dir")
 _DIAGNOSTICS = ("probe_before", "probe_after", "movement", "shared")  # made again for this comparison
 
 
@@ -79,9 +84,11 @@ def _checked(source: StageSource) -> StageSource:
     return source
 
 
-def stage_identity(cfg: Config, pretext: PretextConfig) -> dict:
-    """Everything a TPP stage with ``pretext`` reads of ``cfg`` (:data:`NOT_READ` left out)."""
-    return results_identity(cfg.model_copy(update={"pretext": pretext}), leave_out=NOT_READ)
+def stage_identity(cfg: Config, pretext: PretextConfig, by_images: bool = False) -> dict:
+    """Everything a TPP stage with ``pretext`` reads of ``cfg`` (:data:`NOT_READ` left out; with ``by_images``
+    also :data:`WHERE_IMAGES`, which the images' checksum stands for)."""
+    leave_out = NOT_READ + WHERE_IMAGES * by_images
+    return results_identity(cfg.model_copy(update={"pretext": pretext}), leave_out=leave_out)
 
 
 def _differences(mine: dict, theirs: dict, where: str = "") -> list[str]:
@@ -107,18 +114,34 @@ def check_stage_source(cfg: Config, arms: list[str]) -> StageSource:
         raise ConfigError(f"pretext.stage_from: the stage in '{source.folder}' was made with seed {source.seed}; set "
                           f"pretext.stage_seed: {source.seed} (every seed's run fine-tunes from that one stage)")
     arm = get_arm(staged[0])
-    mine = stage_identity(cfg, arm.pretext(staged[0], cfg.pretext))
-    theirs = stage_identity(source.config, get_arm(source.arm).pretext(source.arm, source.config.pretext))
+    by_images = "images_sha256" in source.summary  # else (made before stages recorded it) by path and split
+    mine = stage_identity(cfg, arm.pretext(staged[0], cfg.pretext), by_images)
+    theirs = stage_identity(source.config, get_arm(source.arm).pretext(source.arm, source.config.pretext), by_images)
     if differences := _differences(mine, theirs):
         raise ConfigError(f"pretext.stage_from: the stage in '{source.folder}' was made with another setting of what "
                           f"a stage reads: {'; '.join(differences)}")
     return source
 
 
+def check_stage_images(ctx: Context) -> None:
+    """Refuse ``pretext.stage_from`` when the stage trained on other images than this comparison's TPP stage would
+    (its recorded ``images_sha256``; a stage made before that record was matched by path in
+    :func:`check_stage_source`)."""
+    source = find_stage(ctx.cfg.pretext.stage_from)
+    theirs = source.summary.get("images_sha256")
+    if theirs is not None and theirs != ctx.stage_images_sha256():
+        raise ConfigError(f"pretext.stage_from: the stage in '{source.folder}' was trained on other images than "
+                          f"this comparison's stage would be ({ctx.num_pretext_images():,} training and "
+                          f"`pretext.data` images here, {source.summary.get('images')} there; their SHA-256 "
+                          "differs: another file, split, data.limit or pretext.data, or a data file replaced "
+                          "since): leave pretext.stage_from out to make the stage here")
+
+
 def import_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str, pretext: PretextConfig) -> dict:
     """Make this comparison's stage in ``out_dir`` from ``pretext.stage_from``: ``run`` (the stage seed's init)
     takes the stage's target parameters; the probe and the movement are measured here, on this comparison's
     labels; a finished stage checkpoint and the target parameters are written as a stage made here would be."""
+    check_stage_images(ctx)  # again: a resumed comparison imports the stage long after its first checks
     source = find_stage(ctx.cfg.pretext.stage_from)
     init = {n: t.detach().clone() for n, t in run.target_tensors().items()}
     probing = pretext.probe and ctx.single_label and probe_possible(ctx, seed)

@@ -67,9 +67,11 @@ class PretextStageOptions(Section):
     stage_from: str | None = Field(
         None, description="A TPP stage made before, by `tppeft pretrain` (its output folder) or by another "
         "comparison (its `runs/<arm>/stage` folder), serves this comparison's TPP arm instead of a stage made here: "
-        "one stage, many comparisons (label budgets, fine-tuning settings). Needs `pretext.stage_seed` equal to "
-        "the stage's seed; everything the stage reads (data and its splits, `pretext.data`, backbone, `peft`, "
-        "`task`, `pretext` but for `probe`) must equal this config's, which is checked before anything runs. The "
+        "one stage, many comparisons (label budgets, labellings, fine-tuning settings). Needs `pretext.stage_seed` "
+        "equal to the stage's seed; everything the stage reads must equal this config's, which is checked before "
+        "anything runs: the images it trained on (training split and `pretext.data`, by their SHA-256, wherever "
+        "they are read from and however labelled), backbone, `peft`, `task`, the data's size and augmentation, "
+        "`pretext` but for `probe`. The "
         "linear probe and the movement are measured again here, on this comparison's labels; `baseline_matched` is "
         "charged the stage as if made here. None: the stage is made here.",
     )
