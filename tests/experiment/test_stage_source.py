@@ -134,6 +134,10 @@ def test_a_stage_serves_other_labels_of_its_images_and_refuses_a_replaced_file(m
     assert "takes the TPP stage of pretext.stage_from" in "".join(capsys.readouterr())
     stage, theirs = _targets(out / "runs" / "tpp" / "stage" / "target_params"), _targets(root / "pre" / "target_params")
     assert all(torch.equal(stage[k], theirs[k]) for k in theirs)
+    merged = tmp_path / "merged"  # classes merged or renamed in the config: the stage reads no labels either
+    assert main(["run", "-o", str(merged), *_args(*later, "data.merge_classes={malignant: [0]}",
+                                                   f"pretext.stage_from={root / 'pre'}")]) == 0
+    assert json.loads((merged / "summary.json").read_text())["class_names"][0] == "malignant"
 
     source = tmp_path / "pre_on_a_copy"  # the same stage, its config naming a copy of the data that later changed
     shutil.copytree(root / "pre", source)

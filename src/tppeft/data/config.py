@@ -64,6 +64,12 @@ class DataConfig(Section):
         None, gt=0, description="Few labels: fine-tuning sees this many training images per class (single-label "
         "classification; a class with fewer keeps all); instead of `label_fraction`. null = all labels.",
     )
+    merge_classes: dict[str, list[str | int]] | None = Field(
+        None, description="Single-label classification: merge classes into one, `{NEW_NAME: [CLASS, ...]}` "
+        "(classes by name, or by id where the data names none; a class in at most one group), e.g. "
+        "`{tumour: [glioma, meningioma, pituitary]}`; the classes not named keep their own. Classes are numbered "
+        "in the order of their first member, every split is relabelled and the few-label draw counts the merged "
+        "classes; a TPP stage reads no labels, so `pretext.stage_from` serves any merge. null = the data's classes.")
     volume: VolumeDataConfig = Field(default_factory=VolumeDataConfig)
 
     @field_validator("crop_scale")
@@ -76,6 +82,16 @@ class DataConfig(Section):
         if self.label_fraction is not None and self.labels_per_class is not None:
             raise ValueError("set data.label_fraction or data.labels_per_class, not both")
         return self
+
+    @field_validator("merge_classes")
+    @classmethod
+    def _check_groups(cls, v: dict[str, list[str | int]] | None) -> dict[str, list[str | int]] | None:
+        members = [str(m) for group in (v or {}).values() for m in group]
+        if any(not group for group in (v or {}).values()):
+            raise ValueError("every group names at least one class")
+        if twice := sorted({m for m in members if members.count(m) > 1}):
+            raise ValueError(f"{', '.join(twice)} in more than one group")
+        return v
 
 
 class PoolSourceConfig(Section):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tppeft.data import nifti
+from tppeft.data.classes import merge_classes, merged_text
 from tppeft.data.detect import detect_layout
 from tppeft.data.medmnist import DataError, ImageDataset, load_labelled_npz, load_medmnist
 from tppeft.data.segmentation import load_segmentation_folder, load_segmentation_npz
@@ -83,5 +84,9 @@ def data_from_config(cfg: DataConfig, task_type: str = "auto", slices: int | Non
     """The dataset the ``data`` section names (``bundled:`` paths resolved), read for a model of input ``size``."""
     from tppeft.bundled import resolve
 
-    return load_dataset(resolve(cfg.path), task_type, cfg.limit, slices, slice_span, size=size, split=cfg.split,
+    data = load_dataset(resolve(cfg.path), task_type, cfg.limit, slices, slice_span, size=size, split=cfg.split,
                         cache=cfg.cache, cache_dir=cfg.cache_dir, log=log, volume=cfg.volume)
+    if cfg.merge_classes:
+        data = merge_classes(data, cfg.merge_classes)
+        log(f"data: classes merged (data.merge_classes): {merged_text(data, cfg.merge_classes)}")
+    return data

@@ -23,11 +23,12 @@ from tppeft.io import append_jsonl
 from tppeft.options import ConfigError
 from tppeft.rundir import STAGE_FOLDER, RunFolder, RunPaths
 
-# What a TPP stage does not read: which arms and seeds run, fine-tuning and the baselines' options, the label draw
-# (the stage sees every training image), the stage's own linear probe (made again on import) and where it came from.
+# What a TPP stage does not read: which arms and seeds run, fine-tuning and the baselines' options, the labels and
+# their draw (the stage sees every training image, unlabelled), the stage's own linear probe (made again on import)
+# and where it came from.
 NOT_READ = ("arms", "finetune", "baseline_matched", "eva", "full_finetune", "backbone_pretrain",
-            "data.label_fraction", "data.labels_per_class", "pretext.probe", "pretext.stage_from",
-            "pretext.stage_seed")
+            "data.label_fraction", "data.labels_per_class", "data.merge_classes", "pretext.probe",
+            "pretext.stage_from", "pretext.stage_seed")
 # Where the images come from and which of them are the training split: a stage that records the checksum of the
 # images it trained on (``images_sha256``) is matched by that checksum instead, after the data is read, so it serves
 # another labelling or another copy of the same images and is refused for other images under the same path.
