@@ -4,6 +4,7 @@ backbone (:class:`Context`), and how it is prepared from a configuration."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -172,10 +173,14 @@ class Context:
     def stage_images_sha256(self) -> str:
         """SHA-256 of the images a TPP stage trains on, in its order: the training split's and ``pretext.data``'s;
         not their labels or where they were read from, so a stage serves any labelling of the same images."""
-        images = {"train": self.task.pretext_images(self.data["train"])}
+        h = hashlib.sha256()
+        sources = [("train", self.task.pretext_images(self.data["train"]))]
         if self.pretext_extra is not None:
-            images["pretext_data"] = self.pretext_extra
-        return tensors_sha256(images)
+            sources.append(("pretext_data", self.pretext_extra))
+        for name, images in sources:  # in chunks: slice-wise 3D segmentation gives a view, indexed, not held whole
+            for start in range(0, len(images), 1024):
+                tensors_sha256({name: images[torch.arange(start, min(start + 1024, len(images)))]}, h)
+        return h.hexdigest()
 
     def stage_config(self, pretext: PretextConfig | None = None) -> PretextConfig:
         """``pretext`` (default the config's) with its lengths in epochs over this run's TPP-stage images: the
