@@ -137,7 +137,9 @@ def test_a_stage_serves_other_labels_of_its_images_and_refuses_a_replaced_file(m
     merged = tmp_path / "merged"  # classes merged or renamed in the config: the stage reads no labels either
     assert main(["run", "-o", str(merged), *_args(*later, "data.merge_classes={malignant: [0]}",
                                                    f"pretext.stage_from={root / 'pre'}")]) == 0
-    assert json.loads((merged / "summary.json").read_text())["class_names"][0] == "malignant"
+    summary = json.loads((merged / "summary.json").read_text())
+    assert summary["class_names"][0] == "malignant" and summary["data"]["merge_classes"] == {"malignant": [0]}
+    assert "merged by `data.merge_classes` (malignant = 0)" in (merged / "report.md").read_text()
 
     source = tmp_path / "pre_on_a_copy"  # the same stage, its config naming a copy of the data that later changed
     shutil.copytree(root / "pre", source)

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-import torch
-
-from tppeft.data.medmnist import ImageDataset
 from tppeft.options import ConfigError
+
+if TYPE_CHECKING:  # torch-free to import: the report words a merge too
+    from tppeft.data.medmnist import ImageDataset
 
 
 def merge_classes(data: ImageDataset, groups: dict[str, list[str | int]]) -> ImageDataset:
@@ -29,12 +30,16 @@ def merge_classes(data: ImageDataset, groups: dict[str, list[str | int]]) -> Ima
     merged = list(dict.fromkeys(group_of.get(n, n) for n in names))  # first member's place
     if len(merged) < 2:
         raise ConfigError(f"data.merge_classes: leaves {data.name} one class ({merged[0]}); a classifier needs two")
-    lut = torch.tensor([merged.index(group_of.get(n, n)) for n in names])
-    splits = {k: dataclasses.replace(s, labels=lut[s.labels]) for k, s in data.splits.items()}
+    ids = [merged.index(group_of.get(n, n)) for n in names]
+    splits = {k: dataclasses.replace(s, labels=s.labels.new_tensor(ids)[s.labels]) for k, s in data.splits.items()}
     return dataclasses.replace(data, splits=splits, num_classes=len(merged), class_names=merged)
+
+
+def groups_text(groups: dict[str, list[str | int]]) -> str:
+    """The groups in words: "tumour = glioma + meningioma + pituitary"."""
+    return "; ".join(f"{g} = {' + '.join(map(str, m))}" for g, m in groups.items())
 
 
 def merged_text(data: ImageDataset, groups: dict[str, list[str | int]]) -> str:
     """The merge in words: "tumour = glioma + meningioma + pituitary; 2 classes: tumour, notumor"."""
-    parts = [f"{g} = {' + '.join(map(str, m))}" for g, m in groups.items()]
-    return f"{'; '.join(parts)}; {data.num_classes} classes: {', '.join(data.class_names or [])}"
+    return f"{groups_text(groups)}; {data.num_classes} classes: {', '.join(data.class_names or [])}"

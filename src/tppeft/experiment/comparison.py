@@ -262,6 +262,7 @@ def comparison_meta(cfg: Config, ctx: Context, log: Callable[[str], None]) -> tu
             "split_sizes": {k: len(v) for k, v in ctx.data.splits.items()},
             "data": {"train": ctx.num_labelled(), "pretext_train": ctx.num_pretext_images(),
                      "label_fraction": cfg.data.label_fraction, "labels_per_class": cfg.data.labels_per_class,
+                     "merge_classes": cfg.data.merge_classes,
                      "pretext_sources": ctx.pretext_sources,
                      "split_sha256": {k: v.sha256() for k, v in ctx.data.splits.items()},
                      "label_sha256": {k: tensors_sha256({"labels": v.labels}) for k, v in ctx.data.splits.items()},

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from tppeft.backbones.seen import pool_text, seen_by_name
+from tppeft.data.classes import groups_text
 from tppeft.errors import ReportError
 from tppeft.io import write_text
 from tppeft.reporting.budget import (
@@ -567,6 +568,8 @@ def _setup_text(summary: dict) -> str:
     names = summary.get("class_names")
     word = "labels" if summary.get("labels") == "multilabel" else "classes"
     classes = f"{summary.get('num_classes')} {word}" + (f" ({', '.join(names)})" if names else "")
+    if groups := (summary.get("data") or {}).get("merge_classes"):
+        classes += f", the data's own merged by `data.merge_classes` ({groups_text(groups)})"
     return (f"Task: {summary.get('task')} with {classes}; splits "
             f"{splits_text(summary.get('split_sizes'))}. "
             f"Backbone: `{b.get('name')}` from `{b.get('checkpoint') or 'timm'}`. "
