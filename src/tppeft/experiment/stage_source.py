@@ -119,8 +119,11 @@ def check_stage_source(cfg: Config, arms: list[str]) -> StageSource:
     mine = stage_identity(cfg, arm.pretext(staged[0], cfg.pretext), by_images)
     theirs = stage_identity(source.config, get_arm(source.arm).pretext(source.arm, source.config.pretext), by_images)
     if differences := _differences(mine, theirs):
+        where = not by_images and any(d.startswith(WHERE_IMAGES) for d in differences)
         raise ConfigError(f"pretext.stage_from: the stage in '{source.folder}' was made with another setting of what "
-                          f"a stage reads: {'; '.join(differences)}")
+                          f"a stage reads: {'; '.join(differences)}"
+                          + (" (the stage predates the record of its images' checksum, so its data is matched by "
+                             "path, limit and split)" if where else ""))
     return source
 
 
