@@ -170,9 +170,11 @@ class Context:
         extra = 0 if self.pretext_extra is None else len(self.pretext_extra)
         return self.num_images("train") + extra
 
+    @cached_property
     def stage_images_sha256(self) -> str:
         """SHA-256 of the images a TPP stage trains on, in its order: the training split's and ``pretext.data``'s;
-        not their labels or where they were read from, so a stage serves any labelling of the same images."""
+        not their labels or where they were read from, so a stage serves any labelling of the same images. Read
+        once per context (the check before the runs, the stage's import and its record all ask)."""
         h = hashlib.sha256()
         sources = [("train", self.task.pretext_images(self.data["train"]))]
         if self.pretext_extra is not None:

@@ -225,7 +225,7 @@ def pretrain_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: s
                "train_loss_curve": [h["train_loss"] for h in result.history],
                "epochs": cfg.epochs, "steps": result.steps, "skipped_steps": result.skipped_steps,
                "seconds": result.seconds, "images": ctx.num_pretext_images(),
-               "images_sha256": ctx.stage_images_sha256()}  # what pretext.stage_from checks
+               "images_sha256": ctx.stage_images_sha256}  # what pretext.stage_from checks
     if warning:
         summary["warning"] = warning  # the report lists it under "Problems"
     if warmup is not None:

@@ -88,7 +88,7 @@ def _checked(source: StageSource) -> StageSource:
 def stage_identity(cfg: Config, pretext: PretextConfig, by_images: bool = False) -> dict:
     """Everything a TPP stage with ``pretext`` reads of ``cfg`` (:data:`NOT_READ` left out; with ``by_images``
     also :data:`WHERE_IMAGES`, which the images' checksum stands for)."""
-    leave_out = NOT_READ + WHERE_IMAGES * by_images
+    leave_out = NOT_READ + (WHERE_IMAGES if by_images else ())
     return results_identity(cfg.model_copy(update={"pretext": pretext}), leave_out=leave_out)
 
 
@@ -127,26 +127,26 @@ def check_stage_source(cfg: Config, arms: list[str]) -> StageSource:
     return source
 
 
-def check_stage_images(ctx: Context) -> None:
-    """Refuse ``pretext.stage_from`` when the stage trained on other images than this comparison's TPP stage would
-    (its recorded ``images_sha256``; a stage made before that record was matched by path in
+def check_stage_images(ctx: Context) -> StageSource:
+    """The stage of ``pretext.stage_from``, refused when it trained on other images than this comparison's TPP stage
+    would (its recorded ``images_sha256``; a stage made before that record was matched by path in
     :func:`check_stage_source`)."""
     source = find_stage(ctx.cfg.pretext.stage_from)
     theirs = source.summary.get("images_sha256")
-    if theirs is not None and theirs != ctx.stage_images_sha256():
+    if theirs is not None and theirs != ctx.stage_images_sha256:
         raise ConfigError(f"pretext.stage_from: the stage in '{source.folder}' was trained on other images than "
                           f"this comparison's stage would be ({ctx.num_pretext_images():,} training and "
                           f"`pretext.data` images here, {source.summary.get('images')} there; their SHA-256 "
                           "differs: another file, split, data.limit or pretext.data, or a data file replaced "
                           "since): leave pretext.stage_from out to make the stage here")
+    return source
 
 
 def import_stage(ctx: Context, run: RunModel, seed: int, out_dir: Path, tag: str, pretext: PretextConfig) -> dict:
     """Make this comparison's stage in ``out_dir`` from ``pretext.stage_from``: ``run`` (the stage seed's init)
     takes the stage's target parameters; the probe and the movement are measured here, on this comparison's
     labels; a finished stage checkpoint and the target parameters are written as a stage made here would be."""
-    check_stage_images(ctx)  # again: a resumed comparison imports the stage long after its first checks
-    source = find_stage(ctx.cfg.pretext.stage_from)
+    source = check_stage_images(ctx)  # again: a resumed comparison imports the stage long after its first checks
     init = {n: t.detach().clone() for n, t in run.target_tensors().items()}
     probing = pretext.probe and ctx.single_label and probe_possible(ctx, seed)
     summary = {k: v for k, v in source.summary.items() if k not in _DIAGNOSTICS}
